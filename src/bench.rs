@@ -1,0 +1,196 @@
+//! `karat bench`: generates orders-like source data (about 140 bytes a line, several daily
+//! files, a few percent bad values and duplicates, one invalid line in a thousand), runs bronze →
+//! silver → gold on a local lake, and reports seconds, rows/s and peak memory per stage.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::error::{KaratError, KaratResult};
+use crate::events::{Event, Events, Stage};
+use crate::pipeline::{Plan, RunOptions, Trigger};
+
+/// The bench pipeline.
+pub const BENCH_CONFIG: &str = r#"[project]
+name = "bench"
+[lake]
+url = "lake"
+[[source]]
+name = "orders"
+kind = "files"
+path = "data/*.ndjson.gz"
+[[table]]
+name = "orders"
+zone = "silver"
+from = "orders"
+partition_by = "order_date"
+key = ["order_id"]
+max_reject_rate = 0.5
+[table.columns]
+order_id = { type = "string", nullable = false }
+customer_id = { type = "string", nullable = false }
+amount = { type = "decimal(12,2)", nullable = false, min = 0 }
+currency = { type = "string", nullable = false, one_of = ["USD", "EUR", "GBP"] }
+quantity = { type = "int64", min = 1, max = 100 }
+order_date = { type = "date", nullable = false }
+[[table]]
+name = "daily_revenue"
+zone = "gold"
+partition_by = "order_date"
+sql = "SELECT order_date, currency, SUM(amount) AS revenue, COUNT(*) AS orders FROM orders GROUP BY order_date, currency"
+"#;
+
+/// Figures for one stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageFigures {
+    pub stage: String,
+    pub seconds: f64,
+    pub rows_per_second: f64,
+}
+
+/// Figures for one size.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub lines: usize,
+    pub days: usize,
+    pub input_bytes: u64,
+    pub stages: Vec<StageFigures>,
+    pub end_to_end_seconds: f64,
+    pub end_to_end_rows_per_second: f64,
+    pub peak_memory_mb: Option<f64>,
+}
+
+/// Writes `lines` order lines over `days` gzip files into `dir/data`, plus the config.
+pub fn generate(dir: &Path, lines: usize, days: usize) -> KaratResult<u64> {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).map_err(|e| KaratError::io(&data, e))?;
+    std::fs::write(dir.join("karat.toml"), BENCH_CONFIG).map_err(|e| KaratError::io(dir, e))?;
+    let per_day = lines / days;
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut total = 0u64;
+    for d in 0..days {
+        let path = data.join(format!("orders-{d:02}.ndjson.gz"));
+        let f = std::fs::File::create(&path).map_err(|e| KaratError::io(&path, e))?;
+        let mut enc = GzEncoder::new(std::io::BufWriter::new(f), Compression::fast());
+        let date = format!("2026-03-{:02}", 1 + d);
+        let n = if d + 1 == days {
+            lines - per_day * (days - 1)
+        } else {
+            per_day
+        };
+        for i in 0..n {
+            let id = if rng.random_bool(0.02) && i > 0 {
+                d * per_day + i - 1
+            } else {
+                d * per_day + i
+            };
+            let line = if i % 1000 == 999 {
+                format!("{{\"order_id\":\"o-{id}\",\"amount\":")
+            } else {
+                let cur = match rng.random_range(0..100) {
+                    0..=1 => "usd ",
+                    2..=40 => "EUR",
+                    41..=60 => "GBP",
+                    _ => "USD",
+                };
+                let amount = if rng.random_bool(0.01) {
+                    -12.5
+                } else {
+                    rng.random_range(1.0..500.0f64)
+                };
+                format!(
+                    "{{\"order_id\":\"o-{id}\",\"customer_id\":\"c-{}\",\"amount\":{amount:.2},\"currency\":\"{cur}\",\"quantity\":{},\"order_date\":\"{date}\"}}",
+                    rng.random_range(1..100_000),
+                    rng.random_range(1..10)
+                )
+            };
+            total += line.len() as u64 + 1;
+            enc.write_all(line.as_bytes())
+                .map_err(|e| KaratError::io(&path, e))?;
+            enc.write_all(b"\n").map_err(|e| KaratError::io(&path, e))?;
+        }
+        enc.finish().map_err(|e| KaratError::io(&path, e))?;
+    }
+    Ok(total)
+}
+
+/// Peak resident memory of this process in MB (Linux), and a reset of that peak.
+pub fn peak_memory_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Runs the bench for one size in `dir` (which must be empty or absent).
+pub async fn run_one(dir: &Path, lines: usize, days: usize) -> KaratResult<BenchResult> {
+    let input_bytes = generate(dir, lines, days)?;
+    let plan = Plan::load(&dir.join("karat.toml")).await?;
+    let lake = crate::lake::Lake::open(&plan.config.lake_url)?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let events = Events::new(tx);
+    reset_peak_memory();
+    let t0 = Instant::now();
+    let collector = tokio::spawn(async move {
+        let mut marks: Vec<(Stage, bool, Instant)> = Vec::new();
+        while let Some(e) = rx.recv().await {
+            match e {
+                Event::Started { stage, .. } => marks.push((stage, true, Instant::now())),
+                Event::Finished { stage, .. } => marks.push((stage, false, Instant::now())),
+                _ => {}
+            }
+        }
+        marks
+    });
+    let report =
+        crate::pipeline::run(&plan, &lake, RunOptions::new(Trigger::Bench), &events).await?;
+    let total = t0.elapsed().as_secs_f64();
+    drop(events);
+    let marks = collector
+        .await
+        .map_err(|e| KaratError::Other(format!("bench: {e}")))?;
+    let peak = peak_memory_mb();
+    if report.silver.iter().all(|s| s.partitions.is_empty()) {
+        return Err(KaratError::Other("bench: silver processed nothing".into()));
+    }
+    let mut stages = Vec::new();
+    for stage in [Stage::Bronze, Stage::Silver, Stage::Gold] {
+        let start = marks
+            .iter()
+            .filter(|m| m.0 == stage && m.1)
+            .map(|m| m.2)
+            .min();
+        let end = marks
+            .iter()
+            .filter(|m| m.0 == stage && !m.1)
+            .map(|m| m.2)
+            .max();
+        if let (Some(s), Some(e)) = (start, end) {
+            let secs = (e - s).as_secs_f64();
+            stages.push(StageFigures {
+                stage: stage.to_string(),
+                seconds: secs,
+                rows_per_second: lines as f64 / secs.max(1e-9),
+            });
+        }
+    }
+    Ok(BenchResult {
+        lines,
+        days,
+        input_bytes,
+        stages,
+        end_to_end_seconds: total,
+        end_to_end_rows_per_second: lines as f64 / total,
+        peak_memory_mb: peak,
+    })
+}

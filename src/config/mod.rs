@@ -1,0 +1,706 @@
+//! `karat.toml`: reading it, checking it, and the resolved pipeline definition the engine runs.
+//!
+//! Loading is strict: unknown keys, wrong types and references to things that do not exist are
+//! errors that carry the file, line and column. Gold SQL is checked against the contracts by
+//! [`crate::pipeline::plan`] right after loading, so a typo never surfaces mid-run.
+
+pub mod example;
+pub mod model;
+pub mod types;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
+
+use crate::error::{KaratError, KaratResult};
+use model::{ColumnConfig, ConfigFile, SourceConfig, TableConfig};
+pub use model::{FileFormat, Normalizer, OnFail, PaginationKind, SourceKind, Zone};
+pub use types::ColumnType;
+
+/// Name of the pseudo column that partitions a silver table by the day its rows were ingested.
+pub const INGEST_DATE: &str = "_ingest_date";
+
+/// A loaded, checked `karat.toml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// Its folder: relative paths resolve against it.
+    pub dir: PathBuf,
+    text: String,
+    pub project: String,
+    pub lake_url: Url,
+    pub schedule_every: Option<Duration>,
+    pub sources: Vec<Source>,
+    pub tables: Vec<Table>,
+}
+
+/// A resolved `[[source]]`.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub spec: SourceSpec,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+}
+
+/// What a source reads.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    Files {
+        /// Absolute glob.
+        glob: String,
+        format: Option<FileFormat>,
+    },
+    Http(HttpSpec),
+}
+
+/// An HTTP JSON API source.
+#[derive(Debug, Clone)]
+pub struct HttpSpec {
+    pub url: String,
+    /// Header values still hold `${VAR}`: they are substituted when the request is made, so
+    /// secrets never sit in the loaded config.
+    pub headers: Vec<(String, String)>,
+    pub records: Option<String>,
+    pub pagination: PaginationKind,
+    pub next_field: String,
+    pub page_param: String,
+    pub max_pages: u32,
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+/// A resolved `[[table]]`.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub name: String,
+    pub zone: Zone,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+    pub freshness: Option<Freshness>,
+    pub spec: TableSpec,
+    /// Where the table is declared, for later errors.
+    pub span: Range<usize>,
+}
+
+/// Freshness SLO: how old the newest successful write may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    pub warn_after: Option<Duration>,
+    pub error_after: Option<Duration>,
+}
+
+/// Zone-specific part of a table.
+#[derive(Debug, Clone)]
+pub enum TableSpec {
+    Silver(SilverSpec),
+    Gold(GoldSpec),
+}
+
+/// A silver table: contract, dedup key, partitioning, expectations.
+#[derive(Debug, Clone)]
+pub struct SilverSpec {
+    pub from: String,
+    /// A date/timestamp column of the contract, or [`INGEST_DATE`].
+    pub partition_by: String,
+    pub key: Vec<String>,
+    pub columns: Vec<Column>,
+    pub expectations: Vec<Expectation>,
+    pub max_reject_rate: f64,
+}
+
+/// One contract column.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub source_field: String,
+    pub ty: ColumnType,
+    pub nullable: bool,
+    pub normalize: Vec<Normalizer>,
+    pub min: Option<Literal>,
+    pub max: Option<Literal>,
+    pub one_of: Option<Vec<Literal>>,
+    pub regex: Option<String>,
+    pub max_length: Option<u32>,
+}
+
+/// A literal from the config, kept both as SQL and as the user wrote it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Literal {
+    pub sql: String,
+    pub display: String,
+}
+
+/// `[[table.expect]]`.
+#[derive(Debug, Clone)]
+pub struct Expectation {
+    pub name: String,
+    pub sql: String,
+    pub on_fail: OnFail,
+    pub span: Range<usize>,
+}
+
+/// A gold table.
+#[derive(Debug, Clone)]
+pub struct GoldSpec {
+    pub sql: String,
+    pub sql_span: Range<usize>,
+    pub partition_by: Option<String>,
+    pub checks: Vec<Check>,
+}
+
+/// `[[table.check]]`.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub sql: String,
+    pub blocking: bool,
+    pub span: Range<usize>,
+}
+
+impl Table {
+    pub fn silver(&self) -> Option<&SilverSpec> {
+        match &self.spec {
+            TableSpec::Silver(s) => Some(s),
+            TableSpec::Gold(_) => None,
+        }
+    }
+
+    pub fn gold(&self) -> Option<&GoldSpec> {
+        match &self.spec {
+            TableSpec::Gold(g) => Some(g),
+            TableSpec::Silver(_) => None,
+        }
+    }
+
+    /// The partition column of the stored Delta table, if partitioned.
+    pub fn partition_column(&self) -> Option<&str> {
+        match &self.spec {
+            TableSpec::Silver(s) => Some(s.partition_by.as_str()),
+            TableSpec::Gold(g) => g.partition_by.as_deref(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> KaratResult<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| KaratError::io(path, e))?;
+        Config::from_str(path, text)
+    }
+
+    /// Parses config text as if read from `path`.
+    pub fn from_str(path: &Path, text: String) -> KaratResult<Config> {
+        let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let dir = file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let parsed: ConfigFile = match toml::from_str(&text) {
+            Ok(p) => p,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let (line, column) = position(&text, span.start);
+                return Err(KaratError::Config {
+                    file,
+                    line,
+                    column,
+                    message: e.message().trim().to_string(),
+                });
+            }
+        };
+        let mut cfg = Config {
+            file,
+            dir,
+            text,
+            project: String::new(),
+            lake_url: Url::parse("file:///").expect("static url"),
+            schedule_every: None,
+            sources: Vec::new(),
+            tables: Vec::new(),
+        };
+        cfg.resolve(parsed)?;
+        Ok(cfg)
+    }
+
+    /// Finds the source by name.
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    /// Finds the table by name.
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
+    /// A table by name, or a usage error listing the known ones.
+    pub fn table_or_err(&self, name: &str) -> KaratResult<&Table> {
+        self.table(name).ok_or_else(|| {
+            let known: Vec<&str> = self.tables.iter().map(|t| t.name.as_str()).collect();
+            KaratError::Usage(format!(
+                "no table named \"{name}\" in {}; tables: {}",
+                self.file.display(),
+                known.join(", ")
+            ))
+        })
+    }
+
+    /// A config error pointing at `span`.
+    pub fn error_at(&self, span: &Range<usize>, message: impl Into<String>) -> KaratError {
+        let (line, column) = position(&self.text, span.start);
+        KaratError::Config {
+            file: self.file.clone(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    fn resolve(&mut self, parsed: ConfigFile) -> KaratResult<()> {
+        self.project = parsed.project.name.clone().unwrap_or_else(|| {
+            self.dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "karat".into())
+        });
+        self.lake_url = self.resolve_lake_url(&parsed.lake.url)?;
+        if let Some(s) = &parsed.schedule {
+            self.schedule_every = Some(self.duration(&s.every)?);
+        }
+        if !(0.0..=1.0).contains(&parsed.defaults.max_reject_rate) {
+            return Err(self.error_at(
+                &(0..0),
+                "[defaults] max_reject_rate must be between 0.0 and 1.0",
+            ));
+        }
+        for s in &parsed.sources {
+            let src = self.resolve_source(s)?;
+            if self.sources.iter().any(|o| o.name == src.name) {
+                return Err(self.error_at(
+                    &s.name.span(),
+                    format!("source \"{}\" is declared twice", src.name),
+                ));
+            }
+            self.sources.push(src);
+        }
+        for t in &parsed.tables {
+            let table = self.resolve_table(t, &parsed)?;
+            if self.tables.iter().any(|o| o.name == table.name) {
+                return Err(self.error_at(
+                    &t.name.span(),
+                    format!("table \"{}\" is declared twice", table.name),
+                ));
+            }
+            self.tables.push(table);
+        }
+        Ok(())
+    }
+
+    fn resolve_lake_url(&self, raw: &toml::Spanned<String>) -> KaratResult<Url> {
+        let text = raw.get_ref().trim();
+        if text.contains("://") {
+            let url = Url::parse(text)
+                .map_err(|e| self.error_at(&raw.span(), format!("lake url \"{text}\": {e}")))?;
+            match url.scheme() {
+                "file" | "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "memory" => Ok(url),
+                other => Err(self.error_at(
+                    &raw.span(),
+                    format!(
+                        "lake url scheme \"{other}\" is not supported; expected file, s3, gs or az"
+                    ),
+                )),
+            }
+        } else {
+            let p = self.dir.join(text);
+            let p = std::path::absolute(&p).unwrap_or(p);
+            Url::from_directory_path(&p).map_err(|_| {
+                self.error_at(
+                    &raw.span(),
+                    format!(
+                        "lake path \"{}\" is not a valid directory path",
+                        p.display()
+                    ),
+                )
+            })
+        }
+    }
+
+    fn duration(&self, raw: &toml::Spanned<String>) -> KaratResult<Duration> {
+        humantime::parse_duration(raw.get_ref()).map_err(|e| {
+            self.error_at(
+                &raw.span(),
+                format!("\"{}\" is not a duration ({e}); expected e.g. \"30s\", \"15m\", \"2h\", \"1d\"", raw.get_ref()),
+            )
+        })
+    }
+
+    fn resolve_source(&self, s: &SourceConfig) -> KaratResult<Source> {
+        let name = s.name.get_ref().clone();
+        check_ident(self, &name, &s.name.span(), "source")?;
+        let spec = match s.kind {
+            SourceKind::Files => {
+                let path = s.path.as_ref().ok_or_else(|| {
+                    self.error_at(
+                        &s.name.span(),
+                        format!("source \"{name}\": kind = \"files\" needs `path` (a glob)"),
+                    )
+                })?;
+                if s.url.is_some() {
+                    return Err(self.error_at(
+                        &s.name.span(),
+                        format!("source \"{name}\": `url` is for kind = \"http\""),
+                    ));
+                }
+                let glob = self.dir.join(path.get_ref());
+                glob::Pattern::new(&glob.to_string_lossy())
+                    .map_err(|e| self.error_at(&path.span(), format!("bad glob: {e}")))?;
+                SourceSpec::Files {
+                    glob: glob.to_string_lossy().into_owned(),
+                    format: s.format,
+                }
+            }
+            SourceKind::Http => {
+                let url = s.url.as_ref().ok_or_else(|| {
+                    self.error_at(
+                        &s.name.span(),
+                        format!("source \"{name}\": kind = \"http\" needs `url`"),
+                    )
+                })?;
+                Url::parse(url.get_ref())
+                    .map_err(|e| self.error_at(&url.span(), format!("bad url: {e}")))?;
+                if s.path.is_some() {
+                    return Err(self.error_at(
+                        &s.name.span(),
+                        format!("source \"{name}\": `path` is for kind = \"files\""),
+                    ));
+                }
+                let timeout = match &s.timeout {
+                    Some(t) => self.duration(t)?,
+                    None => Duration::from_secs(30),
+                };
+                SourceSpec::Http(HttpSpec {
+                    url: url.get_ref().clone(),
+                    headers: s
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    records: s.records.clone(),
+                    pagination: s.pagination.unwrap_or(PaginationKind::None),
+                    next_field: s.next_field.clone().unwrap_or_else(|| "next".into()),
+                    page_param: s.page_param.clone().unwrap_or_else(|| "page".into()),
+                    max_pages: s.max_pages.unwrap_or(1000),
+                    timeout,
+                    retries: s.retries.unwrap_or(3),
+                })
+            }
+        };
+        Ok(Source {
+            name,
+            spec,
+            owner: s.owner.clone(),
+            description: s.description.clone(),
+        })
+    }
+
+    fn resolve_table(&self, t: &TableConfig, file: &ConfigFile) -> KaratResult<Table> {
+        let name = t.name.get_ref().clone();
+        let span = t.name.span();
+        check_ident(self, &name, &span, "table")?;
+        let zone = *t.zone.get_ref();
+        let freshness = match &t.freshness {
+            None => None,
+            Some(f) => {
+                let warn_after = f
+                    .warn_after
+                    .as_ref()
+                    .map(|d| self.duration(d))
+                    .transpose()?;
+                let error_after = f
+                    .error_after
+                    .as_ref()
+                    .map(|d| self.duration(d))
+                    .transpose()?;
+                if let (Some(w), Some(e)) = (warn_after, error_after)
+                    && w > e
+                {
+                    return Err(self.error_at(
+                        &span,
+                        format!(
+                            "table \"{name}\": freshness warn_after is longer than error_after"
+                        ),
+                    ));
+                }
+                Some(Freshness {
+                    warn_after,
+                    error_after,
+                })
+            }
+        };
+        let spec = match zone {
+            Zone::Bronze => {
+                return Err(self.error_at(
+                    &t.zone.span(),
+                    "zone \"bronze\" is not declared as a table: every [[source]] lands in bronze; use \"silver\" or \"gold\"",
+                ));
+            }
+            Zone::Silver => TableSpec::Silver(self.resolve_silver(t, &name, file)?),
+            Zone::Gold => TableSpec::Gold(self.resolve_gold(t, &name)?),
+        };
+        Ok(Table {
+            name,
+            zone,
+            owner: t.owner.clone(),
+            description: t.description.clone(),
+            freshness,
+            spec,
+            span,
+        })
+    }
+
+    fn resolve_silver(
+        &self,
+        t: &TableConfig,
+        name: &str,
+        file: &ConfigFile,
+    ) -> KaratResult<SilverSpec> {
+        let span = t.name.span();
+        if let Some(sql) = &t.sql {
+            return Err(self.error_at(&sql.span(), format!("table \"{name}\": `sql` is for gold tables; silver tables read a source with `from`")));
+        }
+        if let Some(c) = t.check.first() {
+            return Err(self.error_at(&c.sql.span(), format!("table \"{name}\": [[table.check]] is for gold tables; silver uses [[table.expect]]")));
+        }
+        let from = t.from.as_ref().ok_or_else(|| {
+            self.error_at(
+                &span,
+                format!("silver table \"{name}\" needs `from = \"<source>\"`"),
+            )
+        })?;
+        if !self.sources.iter().any(|s| &s.name == from.get_ref()) {
+            let known: Vec<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
+            return Err(self.error_at(
+                &from.span(),
+                format!(
+                    "unknown source \"{}\"; sources: {}",
+                    from.get_ref(),
+                    known.join(", ")
+                ),
+            ));
+        }
+        if t.columns.is_empty() {
+            return Err(self.error_at(
+                &span,
+                format!("silver table \"{name}\" has no [table.columns] contract"),
+            ));
+        }
+        let mut columns = Vec::new();
+        for (cname, c) in &t.columns {
+            columns.push(self.resolve_column(name, cname, c)?);
+        }
+        let partition_by = match &t.partition_by {
+            None => INGEST_DATE.to_string(),
+            Some(p) if p.get_ref() == INGEST_DATE => INGEST_DATE.to_string(),
+            Some(p) => {
+                let col = columns.iter().find(|c| &c.name == p.get_ref()).ok_or_else(|| {
+                    self.error_at(&p.span(), format!("partition_by \"{}\" is not a column of \"{name}\" (or {INGEST_DATE})", p.get_ref()))
+                })?;
+                if !matches!(col.ty, ColumnType::Date | ColumnType::Timestamp) {
+                    return Err(self.error_at(
+                        &p.span(),
+                        format!(
+                            "partition_by \"{}\" must be a date or timestamp column, it is {}",
+                            p.get_ref(),
+                            col.ty
+                        ),
+                    ));
+                }
+                p.get_ref().clone()
+            }
+        };
+        let key = match &t.key {
+            None => Vec::new(),
+            Some(k) => {
+                for kc in k.get_ref() {
+                    if !columns.iter().any(|c| &c.name == kc) {
+                        return Err(self.error_at(
+                            &k.span(),
+                            format!("key column \"{kc}\" is not a column of \"{name}\""),
+                        ));
+                    }
+                }
+                k.get_ref().clone()
+            }
+        };
+        let expectations = t
+            .expect
+            .iter()
+            .map(|e| Expectation {
+                name: e.name.clone(),
+                sql: e.sql.get_ref().clone(),
+                on_fail: e.on_fail,
+                span: e.sql.span(),
+            })
+            .collect();
+        let max_reject_rate = t.max_reject_rate.unwrap_or(file.defaults.max_reject_rate);
+        if !(0.0..=1.0).contains(&max_reject_rate) {
+            return Err(self.error_at(
+                &span,
+                format!("table \"{name}\": max_reject_rate must be between 0.0 and 1.0"),
+            ));
+        }
+        Ok(SilverSpec {
+            from: from.get_ref().clone(),
+            partition_by,
+            key,
+            columns,
+            expectations,
+            max_reject_rate,
+        })
+    }
+
+    fn resolve_column(&self, table: &str, name: &str, c: &ColumnConfig) -> KaratResult<Column> {
+        let ty = ColumnType::parse(c.ty.get_ref())
+            .map_err(|m| self.error_at(&c.ty.span(), format!("{table}.{name}: {m}")))?;
+        if name.starts_with('_') {
+            return Err(self.error_at(&c.ty.span(), format!("{table}.{name}: column names starting with '_' are reserved for karat's provenance columns")));
+        }
+        let lit = |v: &toml::Value, what: &str| -> KaratResult<Literal> {
+            literal(v, ty)
+                .map_err(|m| self.error_at(&c.ty.span(), format!("{table}.{name}: {what}: {m}")))
+        };
+        if !c.normalize.is_empty() && ty != ColumnType::String {
+            return Err(self.error_at(
+                &c.ty.span(),
+                format!("{table}.{name}: normalize applies to string columns, this one is {ty}"),
+            ));
+        }
+        if c.regex.is_some() && ty != ColumnType::String
+            || c.max_length.is_some() && ty != ColumnType::String
+        {
+            return Err(self.error_at(
+                &c.ty.span(),
+                format!(
+                    "{table}.{name}: regex and max_length apply to string columns, this one is {ty}"
+                ),
+            ));
+        }
+        if let Some(r) = &c.regex {
+            regex::Regex::new(r.get_ref())
+                .map_err(|e| self.error_at(&r.span(), format!("{table}.{name}: bad regex: {e}")))?;
+        }
+        Ok(Column {
+            name: name.to_string(),
+            source_field: c.source_field.clone().unwrap_or_else(|| name.to_string()),
+            ty,
+            nullable: c.nullable,
+            normalize: c.normalize.clone(),
+            min: c.min.as_ref().map(|v| lit(v, "min")).transpose()?,
+            max: c.max.as_ref().map(|v| lit(v, "max")).transpose()?,
+            one_of: c
+                .one_of
+                .as_ref()
+                .map(|vs| {
+                    vs.iter()
+                        .map(|v| lit(v, "one_of"))
+                        .collect::<KaratResult<Vec<_>>>()
+                })
+                .transpose()?,
+            regex: c.regex.as_ref().map(|r| r.get_ref().clone()),
+            max_length: c.max_length,
+        })
+    }
+
+    fn resolve_gold(&self, t: &TableConfig, name: &str) -> KaratResult<GoldSpec> {
+        let span = t.name.span();
+        if let Some(from) = &t.from {
+            return Err(self.error_at(&from.span(), format!("table \"{name}\": `from` is for silver tables; gold tables are defined by `sql`")));
+        }
+        if !t.columns.is_empty() || t.key.is_some() || !t.expect.is_empty() {
+            return Err(self.error_at(&span, format!("table \"{name}\": columns, key and expect are for silver tables; gold is defined by `sql` and [[table.check]]")));
+        }
+        let sql = t
+            .sql
+            .as_ref()
+            .ok_or_else(|| self.error_at(&span, format!("gold table \"{name}\" needs `sql`")))?;
+        Ok(GoldSpec {
+            sql: sql.get_ref().clone(),
+            sql_span: sql.span(),
+            partition_by: t.partition_by.as_ref().map(|p| p.get_ref().clone()),
+            checks: t
+                .check
+                .iter()
+                .map(|c| Check {
+                    name: c.name.clone(),
+                    sql: c.sql.get_ref().clone(),
+                    blocking: c.blocking,
+                    span: c.sql.span(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn position(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+fn check_ident(cfg: &Config, name: &str, span: &Range<usize>, what: &str) -> KaratResult<()> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(cfg.error_at(span, format!("{what} name \"{name}\" must be lower-case letters, digits and '_' (it names folders and SQL tables)")))
+    }
+}
+
+/// A config value as a SQL literal of the column's type.
+fn literal(v: &toml::Value, ty: ColumnType) -> Result<Literal, String> {
+    match v {
+        toml::Value::Integer(i) if ty.is_numeric() => Ok(Literal {
+            sql: i.to_string(),
+            display: i.to_string(),
+        }),
+        toml::Value::Float(f) if ty.is_numeric() => Ok(Literal {
+            sql: format!("{f:?}"),
+            display: f.to_string(),
+        }),
+        toml::Value::Boolean(b) if ty == ColumnType::Bool => Ok(Literal {
+            sql: b.to_string(),
+            display: b.to_string(),
+        }),
+        toml::Value::String(s) if !ty.is_numeric() => {
+            let quoted = format!("'{}'", s.replace('\'', "''"));
+            let sql = match ty {
+                ColumnType::Date => format!("CAST({quoted} AS DATE)"),
+                ColumnType::Timestamp => format!("CAST({quoted} AS TIMESTAMP)"),
+                _ => quoted,
+            };
+            Ok(Literal {
+                sql,
+                display: s.clone(),
+            })
+        }
+        other => Err(format!("value {other} does not fit a {ty} column")),
+    }
+}

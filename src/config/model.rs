@@ -1,0 +1,254 @@
+//! The shape of `karat.toml`, as serde reads it. Unknown keys are errors everywhere, and the
+//! values later checks may complain about keep their position in the file (`Spanned`).
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub project: ProjectConfig,
+    pub lake: LakeConfig,
+    #[serde(default)]
+    pub defaults: DefaultsConfig,
+    pub schedule: Option<ScheduleConfig>,
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default, rename = "table")]
+    pub tables: Vec<TableConfig>,
+}
+
+/// `[project]`: a name shown in the dashboard and reports.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    pub name: Option<String>,
+    pub owner: Option<String>,
+}
+
+/// `[lake]`: where bronze, silver, gold, dead letters and the ledger live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// A path (relative to the config file) or a `file://`, `s3://`, `gs://`, `az://` URL.
+    pub url: Spanned<String>,
+}
+
+/// `[defaults]`: values every table inherits unless it sets its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsConfig {
+    /// Highest share of dead-lettered rows a silver partition may have before its gate blocks.
+    #[serde(default = "default_reject_rate")]
+    pub max_reject_rate: f64,
+}
+
+impl Default for DefaultsConfig {
+    fn default() -> Self {
+        DefaultsConfig {
+            max_reject_rate: default_reject_rate(),
+        }
+    }
+}
+
+fn default_reject_rate() -> f64 {
+    0.05
+}
+
+/// `[schedule]`: how often the dashboard runs the pipeline while it is open.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    pub every: Spanned<String>,
+}
+
+/// `kind` of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Files,
+    Http,
+}
+
+/// Explicit format of a `files` source; inferred from the file name when absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    Ndjson,
+    Csv,
+}
+
+/// Pagination style of an `http` source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaginationKind {
+    /// Single request.
+    None,
+    /// `?page=N` until a page returns no records.
+    Page,
+    /// Follow a URL found in the body (`next_field`) until it is null or absent.
+    NextLink,
+}
+
+/// `[[source]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub name: Spanned<String>,
+    pub kind: SourceKind,
+    /// files: a glob, relative to the config file.
+    pub path: Option<Spanned<String>>,
+    pub format: Option<FileFormat>,
+    /// http: the first URL.
+    pub url: Option<Spanned<String>>,
+    /// http: request headers; `${VAR}` is replaced by the environment variable VAR.
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    /// http: field of the response body that holds the records (default: the body is an array,
+    /// or has `data` / `items` / `records`).
+    pub records: Option<String>,
+    pub pagination: Option<PaginationKind>,
+    /// http: body field holding the next URL (next_link pagination). Default `next`.
+    pub next_field: Option<String>,
+    /// http: query parameter carrying the page number (page pagination). Default `page`.
+    pub page_param: Option<String>,
+    /// http: stop after this many pages. Default 1000.
+    pub max_pages: Option<u32>,
+    /// http: per-request timeout, e.g. "30s".
+    pub timeout: Option<Spanned<String>>,
+    /// http: retries after the first attempt for 429, 5xx and connection errors. Default 3.
+    pub retries: Option<u32>,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Zone of a `[[table]]`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Zone {
+    Bronze,
+    Silver,
+    Gold,
+}
+
+impl std::fmt::Display for Zone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Zone::Bronze => "bronze",
+            Zone::Silver => "silver",
+            Zone::Gold => "gold",
+        })
+    }
+}
+
+/// What a failing silver expectation does (the Databricks vocabulary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFail {
+    /// Record and show, keep the row.
+    Warn,
+    /// Send the row to dead letters.
+    Drop,
+    /// Fail the whole partition.
+    Fail,
+}
+
+/// A string normaliser applied before rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalizer {
+    Trim,
+    Upper,
+    Lower,
+}
+
+/// `[[table]]` (silver or gold).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    pub name: Spanned<String>,
+    pub zone: Spanned<Zone>,
+    /// silver: the source it reads.
+    pub from: Option<Spanned<String>>,
+    /// silver: a date/timestamp column, or `_ingest_date`; gold: an output column.
+    pub partition_by: Option<Spanned<String>>,
+    /// silver: dedup key; the newest `_ingested_at` wins.
+    pub key: Option<Spanned<Vec<String>>>,
+    /// silver: the contract.
+    #[serde(default)]
+    pub columns: IndexMap<String, ColumnConfig>,
+    /// silver: SQL boolean expressions over the typed row.
+    #[serde(default)]
+    pub expect: Vec<ExpectConfig>,
+    /// silver: override of `[defaults] max_reject_rate`.
+    pub max_reject_rate: Option<f64>,
+    /// gold: the query, over silver and gold tables by name.
+    pub sql: Option<Spanned<String>>,
+    /// gold: checks over the result.
+    #[serde(default)]
+    pub check: Vec<CheckConfig>,
+    pub freshness: Option<FreshnessConfig>,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+}
+
+/// One column of a silver contract.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnConfig {
+    #[serde(rename = "type")]
+    pub ty: Spanned<String>,
+    #[serde(default = "yes")]
+    pub nullable: bool,
+    #[serde(default)]
+    pub normalize: Vec<Normalizer>,
+    pub min: Option<toml::Value>,
+    pub max: Option<toml::Value>,
+    pub one_of: Option<Vec<toml::Value>>,
+    pub regex: Option<Spanned<String>>,
+    pub max_length: Option<u32>,
+    /// The field's name in the source record, when it differs from the column name.
+    pub source_field: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[[table.expect]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectConfig {
+    pub name: String,
+    pub sql: Spanned<String>,
+    #[serde(default = "default_on_fail")]
+    pub on_fail: OnFail,
+}
+
+fn default_on_fail() -> OnFail {
+    OnFail::Warn
+}
+
+/// `[[table.check]]` on a gold table: an aggregate boolean over the partition's result, where
+/// `row_count` means the number of rows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    pub name: String,
+    pub sql: Spanned<String>,
+    #[serde(default = "yes")]
+    pub blocking: bool,
+}
+
+/// `[table.freshness]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreshnessConfig {
+    pub warn_after: Option<Spanned<String>>,
+    pub error_after: Option<Spanned<String>>,
+}

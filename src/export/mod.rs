@@ -1,0 +1,153 @@
+//! Getting rows out of karat: reading a silver table's dead letters with filters (for
+//! `karat dead-letters` and the dashboard), and writing them as NDJSON.
+
+use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use serde::Serialize;
+
+use crate::error::{KaratError, KaratResult};
+use crate::lake::{Lake, delta, layout};
+
+/// One dead-letter row.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeadLetter {
+    pub partition: String,
+    pub run_id: String,
+    pub rules: Vec<String>,
+    pub reasons: Vec<String>,
+    pub raw: String,
+    pub batch_id: String,
+    pub source: String,
+    pub file: String,
+    pub line: i64,
+    pub ingested_at: String,
+}
+
+/// Filters for reading dead letters.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterQuery {
+    pub partition: Option<String>,
+    /// Substring of a reason or rule (case-insensitive).
+    pub reason: Option<String>,
+    pub limit: Option<usize>,
+    pub offset: usize,
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Reads dead letters of `table`, ordered by partition, file and line.
+pub async fn dead_letters(
+    lake: &Lake,
+    table: &str,
+    q: &DeadLetterQuery,
+) -> KaratResult<Vec<DeadLetter>> {
+    let ctx = delta::session();
+    if !delta::register(&ctx, "d", &lake.url_of(&layout::dead_letters(table))).await? {
+        return Ok(Vec::new());
+    }
+    let mut filters = Vec::new();
+    if let Some(p) = &q.partition {
+        filters.push(format!("partition = {}", quote(p)));
+    }
+    if let Some(r) = &q.reason {
+        let pat = quote(&format!("%{}%", r.to_lowercase()));
+        filters.push(format!(
+            "(lower(array_to_string(reasons, '\n')) LIKE {pat} OR lower(array_to_string(rules, '\n')) LIKE {pat})"
+        ));
+    }
+    let wh = if filters.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", filters.join(" AND "))
+    };
+    let limit = q.limit.map(|l| format!("LIMIT {l}")).unwrap_or_default();
+    let sql = format!(
+        "SELECT partition, run_id, rules, reasons, raw, batch_id, source, file, line, CAST(ingested_at AS VARCHAR) AS ingested_at \
+         FROM d {wh} ORDER BY partition, file, line {limit} OFFSET {}",
+        q.offset
+    );
+    let batches = delta::query(&ctx, &sql, &format!("dead letters of {table}")).await?;
+    Ok(batches.iter().flat_map(rows).collect())
+}
+
+fn rows(b: &RecordBatch) -> Vec<DeadLetter> {
+    let s = |i: usize| b.column(i).as_string::<i32>().clone();
+    let (part, run, raw, batch, source, file, at) = (s(0), s(1), s(4), s(5), s(6), s(7), s(9));
+    let list = |i: usize, r: usize| -> Vec<String> {
+        let l = b.column(i).as_list::<i32>();
+        if l.is_null(r) {
+            return vec![];
+        }
+        let v = l.value(r);
+        let v = v.as_string::<i32>();
+        (0..v.len()).map(|j| v.value(j).to_string()).collect()
+    };
+    let line = b
+        .column(8)
+        .as_primitive::<deltalake::arrow::datatypes::Int64Type>();
+    let get = |a: &deltalake::arrow::array::StringArray, r: usize| {
+        if a.is_valid(r) {
+            a.value(r).to_string()
+        } else {
+            String::new()
+        }
+    };
+    (0..b.num_rows())
+        .map(|r| DeadLetter {
+            partition: get(&part, r),
+            run_id: get(&run, r),
+            rules: list(2, r),
+            reasons: list(3, r),
+            raw: get(&raw, r),
+            batch_id: get(&batch, r),
+            source: get(&source, r),
+            file: get(&file, r),
+            line: if line.is_valid(r) { line.value(r) } else { 0 },
+            ingested_at: get(&at, r),
+        })
+        .collect()
+}
+
+/// Counts of dead letters per rule for a table (optionally one partition), largest first.
+pub async fn reason_counts(
+    lake: &Lake,
+    table: &str,
+    partition: Option<&str>,
+) -> KaratResult<Vec<(String, i64)>> {
+    let ctx = delta::session();
+    if !delta::register(&ctx, "d", &lake.url_of(&layout::dead_letters(table))).await? {
+        return Ok(Vec::new());
+    }
+    let wh = partition
+        .map(|p| format!("WHERE partition = {}", quote(p)))
+        .unwrap_or_default();
+    let sql = format!(
+        "SELECT r, COUNT(*) AS n FROM (SELECT unnest(rules) AS r FROM d {wh}) GROUP BY r ORDER BY n DESC, r"
+    );
+    let batches = delta::query(&ctx, &sql, &format!("dead-letter reasons of {table}")).await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let r = b.column(0).as_string::<i32>();
+        let n = b
+            .column(1)
+            .as_primitive::<deltalake::arrow::datatypes::Int64Type>();
+        for i in 0..b.num_rows() {
+            out.push((r.value(i).to_string(), n.value(i)));
+        }
+    }
+    Ok(out)
+}
+
+/// Writes dead letters as NDJSON to a local file.
+pub fn write_ndjson(path: &std::path::Path, rows: &[DeadLetter]) -> KaratResult<()> {
+    use std::io::Write;
+    let f = std::fs::File::create(path).map_err(|e| KaratError::io(path, e))?;
+    let mut w = std::io::BufWriter::new(f);
+    for r in rows {
+        serde_json::to_writer(&mut w, r)
+            .map_err(|e| KaratError::Other(format!("{}: {e}", path.display())))?;
+        w.write_all(b"\n").map_err(|e| KaratError::io(path, e))?;
+    }
+    w.flush().map_err(|e| KaratError::io(path, e))
+}

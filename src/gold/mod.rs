@@ -1,0 +1,355 @@
+//! Gold: SQL aggregates over silver and gold, run by DataFusion on the Delta tables and written
+//! back as Delta. A partitioned gold table recomputes only the partitions fed by what changed
+//! upstream (the query's output is filtered to them, and DataFusion pushes that filter down);
+//! an unpartitioned one is recomputed whole. Checks over each partition's result gate promotion.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::datatypes::DataType;
+use deltalake::datafusion::datasource::MemTable;
+
+use crate::config::{Config, Zone};
+use crate::error::{KaratError, KaratResult};
+use crate::events::{Event, Events, Stage};
+use crate::lake::delta::{self, Replace};
+use crate::lake::{Lake, layout};
+use crate::pipeline::plan::{GoldPlan, check_sql};
+use crate::silver::contract::ident;
+use crate::silver::{PartitionOutcome, PartitionStatus};
+
+/// Label of the single "partition" of an unpartitioned gold table.
+pub const WHOLE_TABLE: &str = "*";
+
+/// What recomputing a gold table did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GoldReport {
+    pub table: String,
+    pub partitions: Vec<PartitionOutcome>,
+    pub version: Option<i64>,
+}
+
+/// Which part of a gold table to recompute.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Everything.
+    Full,
+    /// These partitions (dates), from upstream changes.
+    Partitions(BTreeSet<String>),
+}
+
+/// Recomputes `plan`'s table. `blocked` maps partitions (or [`WHOLE_TABLE`]) that must not be
+/// promoted to the upstream failure that blocks them.
+pub async fn process(
+    lake: &Lake,
+    config: &Config,
+    plan: &GoldPlan,
+    scope: Scope,
+    blocked: &BTreeMap<String, String>,
+    run_id: &str,
+    events: &Events,
+) -> KaratResult<GoldReport> {
+    let name = &plan.name;
+    let table = config.table(name).expect("planned tables exist");
+    let g = table.gold().expect("gold table");
+    events.send(Event::Started {
+        stage: Stage::Gold,
+        name: name.clone(),
+        total: None,
+    });
+    let ctx = delta::session();
+    for input in &plan.inputs {
+        let zone = config.table(input).map(|t| t.zone).unwrap_or(Zone::Silver);
+        if !delta::register(&ctx, input, &lake.url_of(&layout::table(zone, input))).await? {
+            let outcome = PartitionOutcome {
+                partition: WHOLE_TABLE.into(),
+                status: PartitionStatus::Blocked,
+                rows_in: 0,
+                rows_out: 0,
+                dead: 0,
+                duplicates: 0,
+                messages: vec![format!("upstream table {input} has no data yet")],
+                dead_by_rule: vec![],
+                delta_version: None,
+            };
+            events.send(Event::Finished {
+                stage: Stage::Gold,
+                name: name.clone(),
+                rows: 0,
+                ok: false,
+                detail: outcome.messages[0].clone(),
+            });
+            return Ok(GoldReport {
+                table: name.clone(),
+                partitions: vec![outcome],
+                version: None,
+            });
+        }
+    }
+    let pcol = g.partition_by.clone().filter(|_| plan.incremental);
+    // which partitions to compute
+    let (wanted, sql): (Option<Vec<String>>, String) = match (&scope, &pcol) {
+        (Scope::Partitions(ps), Some(p)) => {
+            let ps: Vec<String> = ps
+                .iter()
+                .filter(|p| !blocked.contains_key(*p))
+                .cloned()
+                .collect();
+            let list: Vec<String> = ps
+                .iter()
+                .map(|v| format!("'{}'", v.replace('\'', "''")))
+                .collect();
+            let sql = if ps.is_empty() {
+                format!("SELECT * FROM ({}) AS q WHERE false", g.sql)
+            } else {
+                format!(
+                    "SELECT * FROM ({}) AS q WHERE CAST(q.{} AS VARCHAR) IN ({})",
+                    g.sql,
+                    ident(p),
+                    list.join(", ")
+                )
+            };
+            (Some(ps), sql)
+        }
+        _ => (None, g.sql.clone()),
+    };
+    let mut outcomes: Vec<PartitionOutcome> = Vec::new();
+    for (p, why) in blocked {
+        if p == WHOLE_TABLE
+            || wanted.is_none()
+            || matches!(&scope, Scope::Partitions(s) if s.contains(p))
+        {
+            outcomes.push(blocked_outcome(p, why));
+        }
+    }
+    if wanted.is_none() && !blocked.is_empty() {
+        // a whole-table recompute over failed upstream partitions would publish bad numbers
+        events.send(Event::Finished {
+            stage: Stage::Gold,
+            name: name.clone(),
+            rows: 0,
+            ok: false,
+            detail: "blocked by upstream failures".into(),
+        });
+        return Ok(GoldReport {
+            table: name.clone(),
+            partitions: outcomes,
+            version: None,
+        });
+    }
+    if matches!(&wanted, Some(w) if w.is_empty()) {
+        events.send(Event::Finished {
+            stage: Stage::Gold,
+            name: name.clone(),
+            rows: 0,
+            ok: outcomes.is_empty(),
+            detail: "nothing to recompute".into(),
+        });
+        return Ok(GoldReport {
+            table: name.clone(),
+            partitions: outcomes,
+            version: None,
+        });
+    }
+    let batches = delta::query(&ctx, &sql, &format!("gold table {name}")).await?;
+    let schema = plan.schema.clone();
+    let batches: Vec<RecordBatch> = batches
+        .into_iter()
+        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            KaratError::arrow(
+                format!("gold table {name}: result does not match its planned schema"),
+                e,
+            )
+        })?;
+
+    // rows per partition
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    match &pcol {
+        Some(p) => {
+            for w in wanted.iter().flatten() {
+                counts.insert(w.clone(), 0);
+            }
+            let idx = schema
+                .index_of(p)
+                .map_err(|e| KaratError::arrow(format!("gold table {name}"), e))?;
+            for b in &batches {
+                let s = deltalake::arrow::compute::cast(b.column(idx), &DataType::Utf8)
+                    .map_err(|e| KaratError::arrow(format!("gold table {name}"), e))?;
+                let s = s.as_string::<i32>();
+                for i in 0..s.len() {
+                    let key = if s.is_valid(i) {
+                        s.value(i).to_string()
+                    } else {
+                        "null".into()
+                    };
+                    *counts.entry(key).or_default() += 1;
+                }
+            }
+        }
+        None => {
+            counts.insert(
+                WHOLE_TABLE.into(),
+                batches.iter().map(|b| b.num_rows() as u64).sum(),
+            );
+        }
+    }
+
+    // checks, per partition
+    let result = MemTable::try_new(schema.clone(), vec![batches.clone()])
+        .map_err(|e| KaratError::sql(format!("gold table {name}"), e))?;
+    ctx.register_table("result", Arc::new(result))
+        .map_err(|e| KaratError::sql(format!("gold table {name}"), e))?;
+    let mut passing = Vec::new();
+    for (part, rows) in &counts {
+        let mut status = PartitionStatus::Ok;
+        let mut messages = Vec::new();
+        for c in &g.checks {
+            let filter = match &pcol {
+                Some(p) => format!(
+                    " WHERE CAST({} AS VARCHAR) = '{}'",
+                    ident(p),
+                    part.replace('\'', "''")
+                ),
+                None => String::new(),
+            };
+            let q = format!(
+                "SELECT CAST(({}) AS BOOLEAN) AS ok FROM result{filter}",
+                check_sql(&c.sql)
+            );
+            let out =
+                delta::query(&ctx, &q, &format!("gold table {name} check \"{}\"", c.name)).await?;
+            let ok = out
+                .iter()
+                .find(|b| b.num_rows() > 0)
+                .map(|b| {
+                    let a = b.column(0).as_boolean();
+                    a.is_valid(0) && a.value(0)
+                })
+                .unwrap_or(false);
+            if !ok {
+                if c.blocking {
+                    status = PartitionStatus::Failed;
+                    messages.push(format!("check \"{}\" failed: {}", c.name, c.sql));
+                } else {
+                    if status == PartitionStatus::Ok {
+                        status = PartitionStatus::Warn;
+                    }
+                    messages.push(format!("warning: check \"{}\" failed: {}", c.name, c.sql));
+                }
+            }
+        }
+        if status.promoted() {
+            passing.push(part.clone());
+        }
+        outcomes.push(PartitionOutcome {
+            partition: part.clone(),
+            status,
+            rows_in: *rows,
+            rows_out: if status.promoted() { *rows } else { 0 },
+            dead: 0,
+            duplicates: 0,
+            messages,
+            dead_by_rule: vec![],
+            delta_version: None,
+        });
+    }
+
+    // write the passing partitions in one commit
+    let url = lake.url_of(&layout::table(Zone::Gold, name));
+    let meta = vec![
+        ("karat.run_id".to_string(), serde_json::json!(run_id)),
+        (
+            "karat.operation".to_string(),
+            serde_json::json!("gold recompute"),
+        ),
+    ];
+    let mut version = None;
+    if !passing.is_empty() {
+        let (keep, replace) = match &pcol {
+            Some(p) => {
+                let idx = schema
+                    .index_of(p)
+                    .map_err(|e| KaratError::arrow(format!("gold table {name}"), e))?;
+                let set: BTreeSet<&String> = passing.iter().collect();
+                let mut keep = Vec::new();
+                for b in &batches {
+                    let s = deltalake::arrow::compute::cast(b.column(idx), &DataType::Utf8)
+                        .map_err(|e| KaratError::arrow(format!("gold table {name}"), e))?;
+                    let s = s.as_string::<i32>();
+                    let mask: deltalake::arrow::array::BooleanArray = (0..s.len())
+                        .map(|i| Some(s.is_valid(i) && set.contains(&s.value(i).to_string())))
+                        .collect();
+                    keep.push(
+                        deltalake::arrow::compute::filter_record_batch(b, &mask)
+                            .map_err(|e| KaratError::arrow(format!("gold table {name}"), e))?,
+                    );
+                }
+                let all_passing = wanted.is_none() && passing.len() == counts.len();
+                let replace = if all_passing {
+                    Replace::All
+                } else {
+                    Replace::Partitions {
+                        column: p.clone(),
+                        values: passing.clone(),
+                    }
+                };
+                (keep, replace)
+            }
+            None => (batches, Replace::All),
+        };
+        let v = delta::write(
+            &url,
+            &format!("gold.{name}"),
+            schema.clone(),
+            keep,
+            pcol.as_deref().or(g.partition_by.as_deref()),
+            replace,
+            meta,
+        )
+        .await?;
+        version = Some(v);
+        for o in &mut outcomes {
+            if o.status.promoted() {
+                o.delta_version = Some(v);
+            }
+        }
+    }
+    for o in &outcomes {
+        events.send(Event::Partition {
+            table: name.clone(),
+            partition: o.partition.clone(),
+            status: o.status.as_str().to_string(),
+        });
+    }
+    let rows: u64 = outcomes.iter().map(|o| o.rows_out).sum();
+    let failed = outcomes.iter().filter(|o| !o.status.promoted()).count();
+    events.send(Event::Finished {
+        stage: Stage::Gold,
+        name: name.clone(),
+        rows,
+        ok: failed == 0,
+        detail: format!("{} partition(s), {failed} not promoted", outcomes.len()),
+    });
+    Ok(GoldReport {
+        table: name.clone(),
+        partitions: outcomes,
+        version,
+    })
+}
+
+fn blocked_outcome(p: &str, why: &str) -> PartitionOutcome {
+    PartitionOutcome {
+        partition: p.to_string(),
+        status: PartitionStatus::Blocked,
+        rows_in: 0,
+        rows_out: 0,
+        dead: 0,
+        duplicates: 0,
+        messages: vec![why.to_string()],
+        dead_by_rule: vec![],
+        delta_version: None,
+    }
+}

@@ -1,0 +1,191 @@
+//! The Delta Lake operations karat needs, on top of deltalake: open, atomic partition replace
+//! (replace-where), append, registering tables in a DataFusion session, and commit history.
+
+use deltalake::arrow::datatypes::{DataType, SchemaRef};
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafusion::common::{Column as DfColumn, ScalarValue};
+use deltalake::datafusion::logical_expr::{Expr, lit};
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+use futures::StreamExt;
+use url::Url;
+
+use crate::error::{KaratError, KaratResult};
+
+/// Opens the table at `url`; `None` when nothing has been written there yet.
+pub async fn open(url: &Url, label: &str) -> KaratResult<Option<DeltaTable>> {
+    let table = DeltaTable::try_from_url(url.clone())
+        .await
+        .map_err(|e| KaratError::delta(label, e))?;
+    Ok(if table.version().is_some() {
+        Some(table)
+    } else {
+        None
+    })
+}
+
+/// How a write replaces existing data.
+#[derive(Debug, Clone)]
+pub enum Replace {
+    /// Exactly these partition values of `column` (atomic replace-where).
+    Partitions { column: String, values: Vec<String> },
+    /// The whole table.
+    All,
+    /// Nothing: append.
+    Append,
+}
+
+/// Writes `batches` in one Delta commit and returns the new table version.
+///
+/// The first write creates the table (partitioned by `partition_by`). Later writes replace the
+/// named partitions atomically: readers see either the old or the new partition, never half.
+pub async fn write(
+    url: &Url,
+    label: &str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    partition_by: Option<&str>,
+    replace: Replace,
+    metadata: Vec<(String, serde_json::Value)>,
+) -> KaratResult<i64> {
+    let table = DeltaTable::try_from_url(url.clone())
+        .await
+        .map_err(|e| KaratError::delta(label, e))?;
+    let exists = table.version().is_some();
+    let mut batches = batches;
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(schema.clone()));
+    }
+    let mut builder = table
+        .write(batches)
+        .with_table_name(label)
+        .with_commit_properties(CommitProperties::default().with_metadata(metadata));
+    if let Some(p) = partition_by {
+        builder = builder.with_partition_columns([p.to_string()]);
+    }
+    builder = match (&replace, exists) {
+        (_, false) | (Replace::Append, true) => builder.with_save_mode(SaveMode::Append),
+        (Replace::All, true) => builder
+            .with_save_mode(SaveMode::Overwrite)
+            .with_schema_mode(SchemaMode::Overwrite),
+        (Replace::Partitions { column, values }, true) => {
+            let dt = schema
+                .field_with_name(column)
+                .map_err(|e| KaratError::arrow(format!("{label}: partition column {column}"), e))?
+                .data_type()
+                .clone();
+            let predicate = in_list(column, values, &dt)
+                .map_err(|e| KaratError::sql(format!("{label}: partition predicate"), e))?;
+            builder
+                .with_save_mode(SaveMode::Overwrite)
+                .with_schema_mode(SchemaMode::Merge)
+                .with_replace_where(predicate)
+        }
+    };
+    let table = builder.await.map_err(|e| KaratError::delta(label, e))?;
+    Ok(table.version().unwrap_or(0) as i64)
+}
+
+/// `column IN (values…)` with each value parsed as the column's type.
+pub fn in_list(
+    column: &str,
+    values: &[String],
+    dt: &DataType,
+) -> deltalake::datafusion::error::Result<Expr> {
+    let col = Expr::Column(DfColumn::new_unqualified(column));
+    if values.is_empty() {
+        return Ok(lit(false));
+    }
+    let lits = values
+        .iter()
+        .map(|v| ScalarValue::try_from_string(v.clone(), dt).map(lit))
+        .collect::<deltalake::datafusion::error::Result<Vec<_>>>()?;
+    Ok(col.in_list(lits, false))
+}
+
+/// Registers the table at `url` as `name` in `ctx`. Returns false when the table does not exist.
+pub async fn register(ctx: &SessionContext, name: &str, url: &Url) -> KaratResult<bool> {
+    let Some(table) = open(url, name).await? else {
+        return Ok(false);
+    };
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| KaratError::delta(name, e))?;
+    let provider = table
+        .table_provider()
+        .await
+        .map_err(|e| KaratError::sql(format!("table {name}"), e))?;
+    ctx.register_table(name, provider)
+        .map_err(|e| KaratError::sql(format!("registering table {name}"), e))?;
+    Ok(true)
+}
+
+/// One commit of a table's history, newest first.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Commit {
+    pub version: i64,
+    pub timestamp_ms: Option<i64>,
+    pub operation: String,
+    pub predicate: Option<String>,
+    pub run_id: Option<String>,
+}
+
+/// The commit history of a table (empty when the table does not exist).
+pub async fn history(url: &Url, label: &str, limit: Option<usize>) -> KaratResult<Vec<Commit>> {
+    let Some(table) = open(url, label).await? else {
+        return Ok(Vec::new());
+    };
+    let latest = table.version().unwrap_or(0) as i64;
+    let infos: Vec<Result<_, DeltaTableError>> = table.history(limit).collect().await;
+    let mut out = Vec::new();
+    for (i, info) in infos.into_iter().enumerate() {
+        let info = info.map_err(|e| KaratError::delta(label, e))?;
+        let params = info.operation_parameters.clone().unwrap_or_default();
+        out.push(Commit {
+            version: info
+                .read_version
+                .map(|v| v as i64 + 1)
+                .unwrap_or(latest - i as i64),
+            timestamp_ms: info.timestamp,
+            operation: info.operation.clone().unwrap_or_default(),
+            predicate: params
+                .get("predicate")
+                .and_then(|v| v.as_str().map(str::to_string)),
+            run_id: info
+                .info
+                .get("karat.run_id")
+                .and_then(|v| v.as_str().map(str::to_string)),
+        });
+    }
+    Ok(out)
+}
+
+/// A DataFusion session configured for karat (both cores, UTC).
+pub fn session() -> SessionContext {
+    let config = deltalake::datafusion::prelude::SessionConfig::new()
+        .with_target_partitions(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
+        .with_information_schema(false);
+    SessionContext::new_with_config(config)
+}
+
+/// Runs a query and collects its batches.
+pub async fn query(
+    ctx: &SessionContext,
+    sql: &str,
+    context: &str,
+) -> KaratResult<Vec<RecordBatch>> {
+    let df = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| KaratError::sql(context.to_string(), e))?;
+    df.collect()
+        .await
+        .map_err(|e| KaratError::sql(context.to_string(), e))
+}

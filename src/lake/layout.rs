@@ -1,0 +1,46 @@
+//! Where things live inside the lake. One place, so the folder story stays readable:
+//! `bronze/<source>/ingest_date=…/<batch>.ndjson.gz`, `silver/<table>/`, `gold/<table>/`,
+//! `dead_letters/<table>/`, and `_karat/…` for the ledger.
+
+use crate::config::Zone;
+
+/// Folder of a source's bronze batches.
+pub fn bronze_source(source: &str) -> String {
+    format!("bronze/{source}")
+}
+
+/// The object holding one bronze batch.
+pub fn bronze_batch(source: &str, ingest_date: &str, batch_id: &str) -> String {
+    format!("bronze/{source}/ingest_date={ingest_date}/{batch_id}.ndjson.gz")
+}
+
+/// The manifest of one bronze batch (checksum, counts, schema), keyed by content hash so the
+/// same bytes are never ingested twice.
+pub fn bronze_manifest(source: &str, batch_id: &str) -> String {
+    format!("bronze/{source}/_manifests/{batch_id}.json")
+}
+
+/// Marker of a source unit that failed to ingest: the same bytes are not retried.
+pub fn bronze_quarantine(source: &str, batch_id: &str) -> String {
+    format!("bronze/{source}/_failed/{batch_id}.json")
+}
+
+/// Folder of a source's manifests.
+pub fn bronze_manifests(source: &str) -> String {
+    format!("bronze/{source}/_manifests")
+}
+
+/// Folder of a silver or gold Delta table.
+pub fn table(zone: Zone, name: &str) -> String {
+    format!("{zone}/{name}")
+}
+
+/// Folder of a silver table's dead-letter Delta table.
+pub fn dead_letters(name: &str) -> String {
+    format!("dead_letters/{name}")
+}
+
+/// Folder of a ledger Delta table (`runs`, `steps`, `batches`, `drift`).
+pub fn ledger(name: &str) -> String {
+    format!("_karat/{name}")
+}

@@ -1,0 +1,156 @@
+//! The lake: one object store (local folder by default, S3/GCS/Azure by URL) holding bronze
+//! objects, the Delta tables of silver, gold and dead letters, and karat's own ledger under
+//! `_karat/`. Every other module reaches storage through here; nothing else assumes a local disk.
+
+pub mod delta;
+pub mod layout;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use url::Url;
+
+use crate::error::{KaratError, KaratResult};
+
+/// A handle on the lake's root.
+#[derive(Clone)]
+pub struct Lake {
+    root: Url,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Debug for Lake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Lake({})", self.root)
+    }
+}
+
+impl Lake {
+    /// Opens (and for a local folder, creates) the lake at `url`. Cloud credentials come from the
+    /// usual environment variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+    pub fn open(url: &Url) -> KaratResult<Lake> {
+        let mut root = url.clone();
+        if !root.path().ends_with('/') {
+            let p = format!("{}/", root.path());
+            root.set_path(&p);
+        }
+        let store: Arc<dyn ObjectStore> = match root.scheme() {
+            "file" => {
+                let dir = root.to_file_path().map_err(|_| {
+                    KaratError::Usage(format!("lake url {root} is not a local path"))
+                })?;
+                std::fs::create_dir_all(&dir).map_err(|e| KaratError::io(&dir, e))?;
+                Arc::new(
+                    object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                        .map_err(|e| KaratError::storage(root.as_str(), e))?,
+                )
+            }
+            "memory" => Arc::new(object_store::memory::InMemory::new()),
+            scheme => {
+                let (store, prefix) = cloud_store(&root, scheme)?;
+                Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
+            }
+        };
+        Ok(Lake { root, store })
+    }
+
+    /// The lake's root URL (always ending in `/`).
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// URL of a folder below the root, e.g. a Delta table (`silver/orders/`).
+    pub fn url_of(&self, rel: &str) -> Url {
+        let rel = rel.trim_matches('/');
+        self.root
+            .join(&format!("{rel}/"))
+            .expect("relative lake path joins onto a directory URL")
+    }
+
+    /// Writes an object (whole, atomically on every object store).
+    pub async fn put(&self, rel: &str, bytes: Bytes) -> KaratResult<()> {
+        self.store
+            .put(&ObjPath::from(rel), PutPayload::from_bytes(bytes))
+            .await
+            .map_err(|e| KaratError::storage(rel, e))?;
+        Ok(())
+    }
+
+    /// Reads a whole object.
+    pub async fn get(&self, rel: &str) -> KaratResult<Bytes> {
+        let res = self
+            .store
+            .get(&ObjPath::from(rel))
+            .await
+            .map_err(|e| KaratError::storage(rel, e))?;
+        res.bytes().await.map_err(|e| KaratError::storage(rel, e))
+    }
+
+    /// Reads an object, `None` when it does not exist.
+    pub async fn get_opt(&self, rel: &str) -> KaratResult<Option<Bytes>> {
+        match self.store.get(&ObjPath::from(rel)).await {
+            Ok(r) => Ok(Some(
+                r.bytes().await.map_err(|e| KaratError::storage(rel, e))?,
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(KaratError::storage(rel, e)),
+        }
+    }
+
+    /// True when the object exists.
+    pub async fn exists(&self, rel: &str) -> KaratResult<bool> {
+        match self.store.head(&ObjPath::from(rel)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(KaratError::storage(rel, e)),
+        }
+    }
+
+    /// Every object below a prefix (recursively), sorted by path.
+    pub async fn list(&self, prefix: &str) -> KaratResult<Vec<ObjectMeta>> {
+        let p = ObjPath::from(prefix);
+        let mut items: Vec<ObjectMeta> = self
+            .store
+            .list(Some(&p))
+            .try_collect()
+            .await
+            .map_err(|e| KaratError::storage(prefix, e))?;
+        items.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(items)
+    }
+}
+
+fn cloud_store(root: &Url, scheme: &str) -> KaratResult<(Arc<dyn ObjectStore>, ObjPath)> {
+    let bucket_url = format!("{}://{}", scheme, root.host_str().unwrap_or_default());
+    let prefix = ObjPath::from(root.path().trim_matches('/'));
+    let err = |e: object_store::Error| KaratError::storage(root.as_str(), e);
+    let store: Arc<dyn ObjectStore> = match scheme {
+        "s3" | "s3a" => Arc::new(
+            object_store::aws::AmazonS3Builder::from_env()
+                .with_url(bucket_url)
+                .build()
+                .map_err(err)?,
+        ),
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_url(bucket_url)
+                .build()
+                .map_err(err)?,
+        ),
+        "az" | "abfs" | "abfss" => Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(root.as_str())
+                .build()
+                .map_err(err)?,
+        ),
+        other => {
+            return Err(KaratError::Usage(format!(
+                "lake url scheme \"{other}\" is not supported"
+            )));
+        }
+    };
+    Ok((store, prefix))
+}

@@ -1,0 +1,162 @@
+//! The ledger: karat's own history, stored in the lake as Delta tables under `_karat/` so every
+//! machine pointed at the same lake sees the same runs. Writing is append-only; reading goes
+//! through DataFusion.
+
+pub mod records;
+pub mod status;
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::json::{ArrayWriter, ReaderBuilder};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{KaratError, KaratResult};
+use crate::lake::delta::{self, Replace};
+use crate::lake::{Lake, layout};
+pub use records::{BatchRecord, DriftRecord, RunRecord, StepRecord};
+
+/// Access to the ledger tables of a lake.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    lake: Lake,
+}
+
+fn to_batch<T: Serialize>(rows: &[T], schema: SchemaRef, what: &str) -> KaratResult<RecordBatch> {
+    let mut decoder = ReaderBuilder::new(schema.clone())
+        .build_decoder()
+        .map_err(|e| KaratError::arrow(format!("ledger {what}"), e))?;
+    decoder
+        .serialize(rows)
+        .map_err(|e| KaratError::arrow(format!("ledger {what}"), e))?;
+    Ok(decoder
+        .flush()
+        .map_err(|e| KaratError::arrow(format!("ledger {what}"), e))?
+        .unwrap_or_else(|| RecordBatch::new_empty(schema)))
+}
+
+fn from_batches<T: DeserializeOwned>(batches: &[RecordBatch], what: &str) -> KaratResult<Vec<T>> {
+    let mut w = ArrayWriter::new(Vec::new());
+    for b in batches {
+        w.write(b)
+            .map_err(|e| KaratError::arrow(format!("ledger {what}"), e))?;
+    }
+    w.finish()
+        .map_err(|e| KaratError::arrow(format!("ledger {what}"), e))?;
+    let bytes = w.into_inner();
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values: Vec<serde_json::Value> = serde_json::from_slice(&bytes)
+        .map_err(|e| KaratError::Other(format!("ledger {what}: {e}")))?;
+    values
+        .into_iter()
+        .map(|mut v| {
+            // arrow-json writes timestamps without a trailing Z; keep them RFC 3339
+            if let serde_json::Value::Object(m) = &mut v {
+                for (_, x) in m.iter_mut() {
+                    if let serde_json::Value::String(s) = x
+                        && s.len() >= 19
+                        && s.as_bytes()[10] == b'T'
+                        && !s.ends_with('Z')
+                        && !s.contains('+')
+                    {
+                        s.push('Z');
+                    }
+                }
+            }
+            serde_json::from_value(v).map_err(|e| KaratError::Other(format!("ledger {what}: {e}")))
+        })
+        .collect()
+}
+
+impl Ledger {
+    pub fn new(lake: &Lake) -> Ledger {
+        Ledger { lake: lake.clone() }
+    }
+
+    async fn append<T: Serialize>(
+        &self,
+        name: &str,
+        rows: &[T],
+        schema: SchemaRef,
+    ) -> KaratResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = to_batch(rows, schema.clone(), name)?;
+        delta::write(
+            &self.lake.url_of(&layout::ledger(name)),
+            &format!("_karat.{name}"),
+            schema,
+            vec![batch],
+            None,
+            Replace::Append,
+            vec![],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn read<T: DeserializeOwned>(&self, name: &str, filter: &str) -> KaratResult<Vec<T>> {
+        let ctx = delta::session();
+        if !delta::register(&ctx, "t", &self.lake.url_of(&layout::ledger(name))).await? {
+            return Ok(Vec::new());
+        }
+        let batches = delta::query(
+            &ctx,
+            &format!("SELECT * FROM t {filter}"),
+            &format!("reading ledger {name}"),
+        )
+        .await?;
+        from_batches(&batches, name)
+    }
+
+    pub async fn append_run(&self, run: &RunRecord) -> KaratResult<()> {
+        self.append("runs", std::slice::from_ref(run), records::runs_schema())
+            .await
+    }
+
+    pub async fn append_steps(&self, steps: &[StepRecord]) -> KaratResult<()> {
+        self.append("steps", steps, records::steps_schema()).await
+    }
+
+    pub async fn append_batches(&self, rows: &[BatchRecord]) -> KaratResult<()> {
+        self.append("batches", rows, records::batches_schema())
+            .await
+    }
+
+    pub async fn append_drift(&self, rows: &[DriftRecord]) -> KaratResult<()> {
+        self.append("drift", rows, records::drift_schema()).await
+    }
+
+    /// Every run, oldest first.
+    pub async fn runs(&self) -> KaratResult<Vec<RunRecord>> {
+        let mut v: Vec<RunRecord> = self.read("runs", "").await?;
+        v.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        Ok(v)
+    }
+
+    /// Every step, oldest first.
+    pub async fn steps(&self) -> KaratResult<Vec<StepRecord>> {
+        let mut v: Vec<StepRecord> = self.read("steps", "").await?;
+        v.sort_by(|a, b| {
+            (&a.finished_at, &a.table, &a.partition).cmp(&(&b.finished_at, &b.table, &b.partition))
+        });
+        Ok(v)
+    }
+
+    /// The batch → partition index of a silver table.
+    pub async fn batches(&self, table: &str) -> KaratResult<Vec<BatchRecord>> {
+        let t = table.replace('\'', "''");
+        self.read("batches", &format!("WHERE \"table\" = '{t}'"))
+            .await
+    }
+
+    /// Every drift event, oldest first.
+    pub async fn drift(&self) -> KaratResult<Vec<DriftRecord>> {
+        let mut v: Vec<DriftRecord> = self.read("drift", "").await?;
+        v.sort_by(|a, b| a.ingested_at.cmp(&b.ingested_at));
+        Ok(v)
+    }
+}

@@ -1,0 +1,148 @@
+//! The rows of the ledger tables (`_karat/runs`, `_karat/steps`, `_karat/batches`,
+//! `_karat/drift`) and their Arrow schemas. Rows go to Arrow and back through arrow-json's serde
+//! bridge, so the structs below are the single definition of each table.
+
+use std::sync::Arc;
+
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+
+use crate::silver::contract::timestamp_type;
+
+/// One pipeline run (a `karat run`, a replay, a scheduled run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    /// `cli`, `schedule`, `replay`, `dashboard`, `demo`, `bench`.
+    pub trigger: String,
+    /// `ok`, `warn`, `failed`.
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: String,
+    /// What was asked, e.g. `replay orders --partition 2026-03-28`.
+    pub command: String,
+    pub error: Option<String>,
+    pub rows_in: i64,
+    pub dead: i64,
+    pub partitions_failed: i64,
+}
+
+/// One unit of work: a bronze batch, or a (table, partition) in silver or gold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub run_id: String,
+    pub trigger: String,
+    /// `bronze`, `silver`, `gold`.
+    pub zone: String,
+    /// Source name for bronze, table name otherwise.
+    pub table: String,
+    /// Partition value, `*` for an unpartitioned gold table, the batch id (or origin) for bronze.
+    pub partition: String,
+    /// `ok`, `warn`, `failed`, `blocked`.
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub rows_in: i64,
+    pub rows_out: i64,
+    pub dead: i64,
+    pub duplicates: i64,
+    /// Failure reasons and warnings, one per line.
+    pub messages: Option<String>,
+    /// JSON object rule → dead-letter count.
+    pub dead_by_rule: Option<String>,
+    pub schema_fingerprint: Option<String>,
+    pub delta_version: Option<i64>,
+}
+
+/// Which partitions of a silver table a bronze batch feeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    pub table: String,
+    pub batch_id: String,
+    pub partition: String,
+    pub rows: i64,
+    pub run_id: String,
+}
+
+/// A schema change between consecutive bronze batches of a source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftRecord {
+    pub source: String,
+    pub batch_id: String,
+    pub previous_batch_id: String,
+    pub ingested_at: String,
+    /// JSON arrays.
+    pub added: String,
+    pub removed: String,
+    pub changed: String,
+    pub run_id: String,
+}
+
+fn s(name: &str, nullable: bool) -> Field {
+    Field::new(name, DataType::Utf8, nullable)
+}
+fn i(name: &str, nullable: bool) -> Field {
+    Field::new(name, DataType::Int64, nullable)
+}
+fn ts(name: &str) -> Field {
+    Field::new(name, timestamp_type(), true)
+}
+
+pub fn runs_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        s("run_id", true),
+        s("trigger", true),
+        s("status", true),
+        ts("started_at"),
+        ts("finished_at"),
+        s("command", true),
+        s("error", true),
+        i("rows_in", true),
+        i("dead", true),
+        i("partitions_failed", true),
+    ]))
+}
+
+pub fn steps_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        s("run_id", true),
+        s("trigger", true),
+        s("zone", true),
+        s("table", true),
+        s("partition", true),
+        s("status", true),
+        ts("started_at"),
+        ts("finished_at"),
+        i("rows_in", true),
+        i("rows_out", true),
+        i("dead", true),
+        i("duplicates", true),
+        s("messages", true),
+        s("dead_by_rule", true),
+        s("schema_fingerprint", true),
+        i("delta_version", true),
+    ]))
+}
+
+pub fn batches_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        s("table", true),
+        s("batch_id", true),
+        s("partition", true),
+        i("rows", true),
+        s("run_id", true),
+    ]))
+}
+
+pub fn drift_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        s("source", true),
+        s("batch_id", true),
+        s("previous_batch_id", true),
+        ts("ingested_at"),
+        s("added", true),
+        s("removed", true),
+        s("changed", true),
+        s("run_id", true),
+    ]))
+}

@@ -1,0 +1,252 @@
+//! Answers from the ledger: per table and zone, freshness against its SLO, error rate per run
+//! and over time, failed partitions and their reasons. Pure functions over ledger rows, so the
+//! CLI and the dashboard compute the same thing.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::{Config, Zone};
+
+use super::{RunRecord, StepRecord};
+
+/// Freshness of a table against its SLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Freshness {
+    Ok,
+    Warn,
+    Error,
+    /// Never written successfully.
+    Never,
+    /// No SLO declared.
+    NoSlo,
+}
+
+impl Freshness {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Freshness::Ok => "ok",
+            Freshness::Warn => "warn",
+            Freshness::Error => "error",
+            Freshness::Never => "never",
+            Freshness::NoSlo => "no slo",
+        }
+    }
+}
+
+/// A partition whose latest state is not promoted.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedPartition {
+    pub partition: String,
+    pub status: String,
+    pub run_id: String,
+    pub at: String,
+    pub messages: Vec<String>,
+    pub rows_in: i64,
+    pub dead: i64,
+}
+
+/// Status of one table (or source, in the bronze zone).
+#[derive(Debug, Clone, Serialize)]
+pub struct TableStatus {
+    pub name: String,
+    pub zone: Zone,
+    pub owner: Option<String>,
+    pub last_success: Option<String>,
+    pub age_seconds: Option<i64>,
+    pub freshness: Freshness,
+    pub warn_after_seconds: Option<u64>,
+    pub error_after_seconds: Option<u64>,
+    /// Rows currently held (sum of the latest promoted partitions).
+    pub rows: i64,
+    pub partitions_ok: usize,
+    pub partitions_failed: usize,
+    pub duplicates: i64,
+    /// Dead-letter rows currently held.
+    pub dead: i64,
+    /// dead / rows in of the table's last run.
+    pub error_rate_last: Option<f64>,
+    /// dead / rows in per run that touched the table, oldest first.
+    pub error_rate_history: Vec<f64>,
+    pub last_status: Option<String>,
+    pub failed: Vec<FailedPartition>,
+}
+
+/// The whole status document (`karat status`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub project: String,
+    pub generated_at: String,
+    pub last_run: Option<RunRecord>,
+    pub tables: Vec<TableStatus>,
+}
+
+impl StatusReport {
+    /// True when any table has failed partitions or is past its error SLO.
+    pub fn unhealthy(&self) -> bool {
+        self.tables
+            .iter()
+            .any(|t| !t.failed.is_empty() || t.freshness == Freshness::Error)
+    }
+}
+
+/// The latest step per (zone, table, partition).
+pub fn latest_partition_states(
+    steps: &[StepRecord],
+) -> BTreeMap<(String, String, String), StepRecord> {
+    let mut out: BTreeMap<(String, String, String), StepRecord> = BTreeMap::new();
+    for s in steps {
+        let k = (s.zone.clone(), s.table.clone(), s.partition.clone());
+        match out.get(&k) {
+            Some(prev) if prev.finished_at > s.finished_at => {}
+            _ => {
+                out.insert(k, s.clone());
+            }
+        }
+    }
+    out
+}
+
+fn parse(t: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
+}
+
+/// Computes the status of every source and table at `now`.
+pub fn compute(
+    cfg: &Config,
+    runs: &[RunRecord],
+    steps: &[StepRecord],
+    now: DateTime<Utc>,
+) -> StatusReport {
+    let latest = latest_partition_states(steps);
+    let mut tables = Vec::new();
+    let mut entries: Vec<(
+        String,
+        Zone,
+        Option<String>,
+        Option<crate::config::Freshness>,
+    )> = cfg
+        .sources
+        .iter()
+        .map(|s| (s.name.clone(), Zone::Bronze, s.owner.clone(), None))
+        .collect();
+    entries.extend(
+        cfg.tables
+            .iter()
+            .map(|t| (t.name.clone(), t.zone, t.owner.clone(), t.freshness)),
+    );
+    for (name, zone, owner, slo) in entries {
+        let zone_s = zone.to_string();
+        let mine: Vec<&StepRecord> = steps
+            .iter()
+            .filter(|s| s.zone == zone_s && s.table == name)
+            .collect();
+        let last_success = mine
+            .iter()
+            .filter(|s| s.status == "ok" || s.status == "warn")
+            .map(|s| s.finished_at.clone())
+            .max();
+        let age_seconds = last_success
+            .as_deref()
+            .and_then(parse)
+            .map(|t| (now - t).num_seconds().max(0));
+        let warn_after = slo.and_then(|f| f.warn_after);
+        let error_after = slo.and_then(|f| f.error_after);
+        let freshness = match (age_seconds, warn_after.is_some() || error_after.is_some()) {
+            (None, _) => Freshness::Never,
+            (Some(_), false) => Freshness::NoSlo,
+            (Some(age), true) => {
+                if error_after.is_some_and(|e| age as u64 > e.as_secs()) {
+                    Freshness::Error
+                } else if warn_after.is_some_and(|w| age as u64 > w.as_secs()) {
+                    Freshness::Warn
+                } else {
+                    Freshness::Ok
+                }
+            }
+        };
+        let mut rows = 0;
+        let mut dead = 0;
+        let mut duplicates = 0;
+        let mut ok = 0;
+        let mut failed = Vec::new();
+        for ((z, t, p), s) in &latest {
+            if z != &zone_s || t != &name {
+                continue;
+            }
+            dead += s.dead;
+            if s.status == "ok" || s.status == "warn" {
+                ok += 1;
+                rows += s.rows_out;
+                duplicates += s.duplicates;
+            } else {
+                failed.push(FailedPartition {
+                    partition: p.clone(),
+                    status: s.status.clone(),
+                    run_id: s.run_id.clone(),
+                    at: s.finished_at.clone(),
+                    messages: s
+                        .messages
+                        .clone()
+                        .unwrap_or_default()
+                        .lines()
+                        .map(str::to_string)
+                        .collect(),
+                    rows_in: s.rows_in,
+                    dead: s.dead,
+                });
+            }
+        }
+        // error rate per run
+        let mut per_run: BTreeMap<&str, (String, i64, i64)> = BTreeMap::new();
+        for s in &mine {
+            let e = per_run
+                .entry(s.run_id.as_str())
+                .or_insert((s.finished_at.clone(), 0, 0));
+            e.1 += s.rows_in;
+            e.2 += s.dead;
+            if s.finished_at > e.0 {
+                e.0 = s.finished_at.clone();
+            }
+        }
+        let mut hist: Vec<(String, f64)> = per_run
+            .into_values()
+            .filter(|(_, rin, _)| *rin > 0)
+            .map(|(at, rin, d)| (at, d as f64 / rin as f64))
+            .collect();
+        hist.sort_by(|a, b| a.0.cmp(&b.0));
+        let last_status = mine
+            .iter()
+            .max_by(|a, b| a.finished_at.cmp(&b.finished_at))
+            .map(|s| s.status.clone());
+        tables.push(TableStatus {
+            name,
+            zone,
+            owner,
+            last_success,
+            age_seconds,
+            freshness,
+            warn_after_seconds: warn_after.map(|d| d.as_secs()),
+            error_after_seconds: error_after.map(|d| d.as_secs()),
+            rows,
+            partitions_ok: ok,
+            partitions_failed: failed.len(),
+            duplicates,
+            dead,
+            error_rate_last: hist.last().map(|h| h.1),
+            error_rate_history: hist.into_iter().map(|h| h.1).collect(),
+            last_status,
+            failed,
+        });
+    }
+    StatusReport {
+        project: cfg.project.clone(),
+        generated_at: now.to_rfc3339(),
+        last_run: runs.last().cloned(),
+        tables,
+    }
+}

@@ -1,0 +1,524 @@
+//! The `karat` binary: the headless CLI over the library. Exit codes: 0 all good, 1 a partition
+//! or a blocking check failed, 2 usage or config error.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use karat::events::{Event, Events};
+use karat::export::{self, DeadLetterQuery};
+use karat::lake::Lake;
+use karat::ledger::{Ledger, status};
+use karat::pipeline::{Plan, ReplayTarget, RunOptions, RunReport, Trigger};
+use karat::{KaratError, summary};
+
+#[derive(Parser)]
+#[command(
+    name = "karat",
+    version,
+    about = "Medallion pipelines on Delta Lake: run them headless, see and replay what broke"
+)]
+struct Cli {
+    /// The pipeline definition (default: ./karat.toml).
+    #[arg(long, short = 'c', global = true, env = "KARAT_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a commented example karat.toml (and sample data) that runs as-is.
+    Init {
+        /// Folder to write into.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Overwrite an existing karat.toml.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the pipeline: ingest new source data, rebuild touched silver partitions, recompute gold.
+    Run {
+        /// Only these tables (repeatable).
+        #[arg(long = "table", short = 't')]
+        tables: Vec<String>,
+        /// Only these partitions of the selected tables (repeatable).
+        #[arg(long = "partition", short = 'p')]
+        partitions: Vec<String>,
+        /// Print one JSON document instead of progress and a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-run partitions from bronze, then the gold partitions they feed.
+    Replay {
+        /// The table to replay (not with --failed).
+        table: Option<String>,
+        #[arg(long = "partition", short = 'p')]
+        partitions: Vec<String>,
+        /// Every partition whose latest state is failed or blocked.
+        #[arg(long, conflicts_with_all = ["table", "partitions", "from", "to"])]
+        failed: bool,
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Freshness, error rates and failed partitions per table.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a silver table's dead letters.
+    DeadLetters {
+        table: String,
+        #[arg(long, short = 'p')]
+        partition: Option<String>,
+        /// Only rows whose reason or rule contains this text.
+        #[arg(long, short = 'r')]
+        reason: Option<String>,
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+        /// Write the rows as NDJSON to this file.
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
+    /// Create a demo lake with realistic, faulty data and run the pipeline over it day by day.
+    Demo {
+        /// Where to create it.
+        #[arg(default_value = "karat-demo")]
+        dir: PathBuf,
+        /// Print the summary (the dashboard is not built yet, so this is the default).
+        #[arg(long)]
+        headless: bool,
+        /// Orders per day.
+        #[arg(long, default_value_t = 2000)]
+        orders_per_day: usize,
+    },
+    /// Measure bronze → silver → gold throughput and peak memory on generated data.
+    Bench {
+        /// Line counts to run (comma separated).
+        #[arg(long, value_delimiter = ',', default_value = "1000000,5000000")]
+        lines: Vec<usize>,
+        /// Daily files per run.
+        #[arg(long, default_value_t = 5)]
+        days: usize,
+        /// Scratch folder (default: a temporary one).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("karat: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let usage = e
+                .downcast_ref::<KaratError>()
+                .is_some_and(KaratError::is_usage);
+            eprintln!("karat: error: {e:#}");
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+fn config_path(cli_config: &Option<PathBuf>) -> PathBuf {
+    cli_config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("karat.toml"))
+}
+
+async fn load(cli_config: &Option<PathBuf>) -> anyhow::Result<(Plan, Lake)> {
+    let path = config_path(cli_config);
+    if !path.exists() {
+        return Err(KaratError::Usage(format!(
+            "no pipeline definition at {} (use --config, or `karat init` to write an example)",
+            path.display()
+        ))
+        .into());
+    }
+    let plan = Plan::load(&path).await?;
+    let lake = Lake::open(&plan.config.lake_url)?;
+    Ok((plan, lake))
+}
+
+#[allow(clippy::print_stdout)]
+fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes());
+    let _ = o.flush();
+}
+
+fn json_out<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    out(&format!("{}\n", serde_json::to_string_pretty(v)?));
+    Ok(())
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Init { dir, force } => {
+            let path = karat::config::example::write_example(&dir, force)?;
+            eprintln!(
+                "wrote {} and sample data; run `karat run` in {}",
+                path.display(),
+                dir.display()
+            );
+            Ok(0)
+        }
+        Command::Run {
+            tables,
+            partitions,
+            json,
+        } => {
+            let (plan, lake) = load(&cli.config).await?;
+            let mut command = String::from("karat run");
+            for t in &tables {
+                command.push_str(&format!(" --table {t}"));
+            }
+            for p in &partitions {
+                command.push_str(&format!(" --partition {p}"));
+            }
+            let opts = RunOptions {
+                trigger: Trigger::Cli,
+                tables,
+                partitions,
+                command,
+            };
+            let (events, progress) = progress(json);
+            let report = karat::pipeline::run(&plan, &lake, opts, &events).await;
+            drop(events);
+            let _ = progress.await;
+            finish_run(&plan, &lake, report?, json).await
+        }
+        Command::Replay {
+            table,
+            partitions,
+            failed,
+            from,
+            to,
+            json,
+        } => {
+            let (plan, lake) = load(&cli.config).await?;
+            let target = if failed {
+                ReplayTarget::Failed
+            } else {
+                let table = table
+                    .ok_or_else(|| KaratError::Usage("replay needs a TABLE, or --failed".into()))?;
+                match (from, to) {
+                    (Some(from), Some(to)) => ReplayTarget::Range { table, from, to },
+                    _ => {
+                        if partitions.is_empty() {
+                            return Err(KaratError::Usage(format!(
+                                "replay {table} needs --partition P, or --from A --to B"
+                            ))
+                            .into());
+                        }
+                        ReplayTarget::Partitions { table, partitions }
+                    }
+                }
+            };
+            let (events, progress) = progress(json);
+            let report = karat::pipeline::replay(&plan, &lake, target, &events).await;
+            drop(events);
+            let _ = progress.await;
+            finish_run(&plan, &lake, report?, json).await
+        }
+        Command::Status { json } => {
+            let (plan, lake) = load(&cli.config).await?;
+            let s = status_of(&plan, &lake).await?;
+            if json {
+                json_out(&s)?;
+            } else {
+                out(&summary::status_table(&s));
+            }
+            Ok(if s.unhealthy() { 1 } else { 0 })
+        }
+        Command::DeadLetters {
+            table,
+            partition,
+            reason,
+            limit,
+            json,
+            export: to_file,
+        } => {
+            let (plan, lake) = load(&cli.config).await?;
+            let t = plan.config.table_or_err(&table)?;
+            if t.silver().is_none() {
+                return Err(KaratError::Usage(format!(
+                    "{table} is a {} table; dead letters belong to silver tables",
+                    t.zone
+                ))
+                .into());
+            }
+            let q = DeadLetterQuery {
+                partition: partition.clone(),
+                reason,
+                limit: Some(limit),
+                offset: 0,
+            };
+            let rows = export::dead_letters(&lake, &table, &q).await?;
+            if let Some(path) = to_file {
+                export::write_ndjson(&path, &rows)?;
+                eprintln!("wrote {} row(s) to {}", rows.len(), path.display());
+            }
+            if json {
+                json_out(&rows)?;
+            } else {
+                let counts = export::reason_counts(&lake, &table, partition.as_deref()).await?;
+                let mut text = String::from("dead letters by rule:\n");
+                for (r, n) in &counts {
+                    text.push_str(&format!("  {n:>8}  {r}\n"));
+                }
+                text.push('\n');
+                for r in &rows {
+                    text.push_str(&format!(
+                        "{} {}:{} [{}]\n    {}\n    raw: {}\n",
+                        r.partition,
+                        r.file,
+                        r.line,
+                        r.batch_id,
+                        r.reasons.join("; "),
+                        karat_escape(&r.raw)
+                    ));
+                }
+                out(&text);
+            }
+            Ok(0)
+        }
+        Command::Demo {
+            dir,
+            headless: _,
+            orders_per_day,
+        } => demo(&dir, orders_per_day).await,
+        Command::Bench {
+            lines,
+            days,
+            dir,
+            json,
+        } => {
+            let mut results = Vec::new();
+            for n in lines {
+                let tmp;
+                let d = match &dir {
+                    Some(d) => {
+                        let d = d.join(format!("bench-{n}"));
+                        if d.exists() {
+                            std::fs::remove_dir_all(&d)
+                                .with_context(|| format!("clearing {}", d.display()))?;
+                        }
+                        d
+                    }
+                    None => {
+                        tmp = tempdir()?;
+                        tmp.join(format!("bench-{n}"))
+                    }
+                };
+                eprintln!("bench: {n} lines over {days} files in {}", d.display());
+                let r = karat::bench::run_one(&d, n, days).await?;
+                if !json {
+                    let mut text = format!(
+                        "{} lines ({:.0} MB of NDJSON): end to end {:.2}s = {:.0} rows/s, peak memory {}\n",
+                        r.lines,
+                        r.input_bytes as f64 / 1e6,
+                        r.end_to_end_seconds,
+                        r.end_to_end_rows_per_second,
+                        r.peak_memory_mb
+                            .map(|m| format!("{m:.0} MB"))
+                            .unwrap_or_else(|| "n/a".into())
+                    );
+                    for s in &r.stages {
+                        text.push_str(&format!(
+                            "  {:<7} {:>7.2}s {:>12.0} rows/s\n",
+                            s.stage, s.seconds, s.rows_per_second
+                        ));
+                    }
+                    out(&text);
+                }
+                if dir.is_none() {
+                    let _ = std::fs::remove_dir_all(&d);
+                }
+                results.push(r);
+            }
+            if json {
+                json_out(&results)?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Shows untrusted text with control characters escaped.
+fn karat_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+fn tempdir() -> anyhow::Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("karat-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+async fn status_of(plan: &Plan, lake: &Lake) -> anyhow::Result<status::StatusReport> {
+    let ledger = Ledger::new(lake);
+    let runs = ledger.runs().await?;
+    let steps = ledger.steps().await?;
+    Ok(status::compute(
+        &plan.config,
+        &runs,
+        &steps,
+        chrono::Utc::now(),
+    ))
+}
+
+async fn finish_run(plan: &Plan, lake: &Lake, report: RunReport, json: bool) -> anyhow::Result<u8> {
+    if json {
+        json_out(&report)?;
+    } else {
+        out(&summary::run_lines(&report));
+        let s = status_of(plan, lake).await?;
+        out(&summary::status_table(&s));
+    }
+    Ok(report.exit_code() as u8)
+}
+
+async fn demo(dir: &Path, orders_per_day: usize) -> anyhow::Result<u8> {
+    if dir.join("lake").exists() {
+        return Err(KaratError::Usage(format!(
+            "{} already holds a demo lake; remove it or pick another folder",
+            dir.display()
+        ))
+        .into());
+    }
+    let days = karat::demo::generate(dir, orders_per_day)?;
+    let plan = Plan::load(&dir.join("karat.toml")).await?;
+    let lake = Lake::open(&plan.config.lake_url)?;
+    eprintln!(
+        "demo: {} days of data for 2 sources in {}",
+        days.len(),
+        dir.display()
+    );
+    let mut last = None;
+    for day in &days {
+        karat::demo::arrive(dir, day)?;
+        let (events, progress) = progress(false);
+        let mut opts = RunOptions::new(Trigger::Demo);
+        opts.command = format!("karat run   # files of {} arrived", day.date);
+        let report = karat::pipeline::run(&plan, &lake, opts, &events).await;
+        drop(events);
+        let _ = progress.await;
+        let report = report?;
+        out(&format!(
+            "--- {} ---\n{}",
+            day.date,
+            summary::run_lines(&report)
+        ));
+        last = Some(report);
+    }
+    let s = status_of(&plan, &lake).await?;
+    out(&format!("\n{}", summary::status_table(&s)));
+    out(&format!(
+        "\nThe demo lake is in {0}. Next:\n  karat -c {0}/karat.toml dead-letters orders --partition {1}\n  karat -c {0}/karat.toml replay orders --partition {1}\n",
+        dir.display(),
+        karat::demo::BAD_DAY
+    ));
+    Ok(last.map(|r| r.exit_code() as u8).unwrap_or(0))
+}
+
+/// Renders engine events: progress bars on a terminal, log lines otherwise, nothing for --json.
+fn progress(quiet: bool) -> (Events, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let tty = std::io::stderr().is_terminal();
+    let handle = tokio::spawn(async move {
+        let multi = MultiProgress::new();
+        let mut bars: HashMap<String, ProgressBar> = HashMap::new();
+        let style = ProgressStyle::with_template(
+            "{prefix:>16} [{bar:30}] {human_pos}/{human_len} rows {per_sec} {msg}",
+        )
+        .expect("static template")
+        .progress_chars("=> ");
+        while let Some(e) = rx.recv().await {
+            if quiet {
+                continue;
+            }
+            match e {
+                Event::Started { stage, name, total } => {
+                    let key = format!("{stage} {name}");
+                    if tty {
+                        let bar = multi.add(ProgressBar::new(total.unwrap_or(0)));
+                        bar.set_style(style.clone());
+                        bar.set_prefix(key.clone());
+                        bars.insert(key, bar);
+                    } else {
+                        eprintln!(
+                            "{key}: started{}",
+                            total.map(|t| format!(" ({t} rows)")).unwrap_or_default()
+                        );
+                    }
+                }
+                Event::Progress { stage, name, rows } => {
+                    if let Some(b) = bars.get(&format!("{stage} {name}")) {
+                        b.inc(rows);
+                    }
+                }
+                Event::Finished {
+                    stage,
+                    name,
+                    rows,
+                    ok,
+                    detail,
+                } => {
+                    let key = format!("{stage} {name}");
+                    let mark = if ok { "ok" } else { "FAILED" };
+                    match bars.get(&key) {
+                        Some(b) => b.finish_with_message(format!("{mark}: {detail}")),
+                        None => eprintln!("{key}: {mark}: {rows} rows; {detail}"),
+                    }
+                }
+                Event::Partition { .. } => {}
+                Event::Note { message } => {
+                    if tty {
+                        let _ = multi.println(message);
+                    } else {
+                        eprintln!("{message}");
+                    }
+                }
+            }
+        }
+    });
+    (Events::new(tx), handle)
+}

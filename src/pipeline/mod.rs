@@ -1,0 +1,12 @@
+//! The pipeline: the plan (checked config), runs (bronze → silver → gold with gates), replays of
+//! chosen partitions, and the report a run produces.
+
+pub mod plan;
+pub mod replay;
+pub mod report;
+pub mod run;
+
+pub use plan::Plan;
+pub use replay::{ReplayTarget, replay};
+pub use report::RunReport;
+pub use run::{RunOptions, Trigger, run};

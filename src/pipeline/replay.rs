@@ -1,0 +1,161 @@
+//! Replays: re-run chosen partitions from bronze, then exactly the gold partitions they feed.
+//! A replay replaces (never appends) silver rows and dead letters, so replaying twice gives the
+//! same content. Targets: one or more partitions, a date range, or everything currently failed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::Zone;
+use crate::error::{KaratError, KaratResult};
+use crate::events::Events;
+use crate::gold::WHOLE_TABLE;
+use crate::lake::Lake;
+use crate::ledger::Ledger;
+use crate::ledger::status::latest_partition_states;
+
+use super::plan::Plan;
+use super::report::RunReport;
+use super::run::{SilverMode, Trigger, Work, execute};
+
+/// What to replay.
+#[derive(Debug, Clone)]
+pub enum ReplayTarget {
+    /// These partitions of a table.
+    Partitions {
+        table: String,
+        partitions: Vec<String>,
+    },
+    /// Every known partition of a table from `from` to `to` inclusive (ISO dates compare as text).
+    Range {
+        table: String,
+        from: String,
+        to: String,
+    },
+    /// Every partition whose latest state is failed or blocked.
+    Failed,
+}
+
+impl ReplayTarget {
+    /// The equivalent command line.
+    pub fn command(&self) -> String {
+        match self {
+            ReplayTarget::Partitions { table, partitions } => {
+                let ps: Vec<String> = partitions
+                    .iter()
+                    .map(|p| format!("--partition {p}"))
+                    .collect();
+                format!("karat replay {table} {}", ps.join(" "))
+            }
+            ReplayTarget::Range { table, from, to } => {
+                format!("karat replay {table} --from {from} --to {to}")
+            }
+            ReplayTarget::Failed => "karat replay --failed".into(),
+        }
+    }
+}
+
+/// Replays the target and returns the run's report.
+pub async fn replay(
+    plan: &Plan,
+    lake: &Lake,
+    target: ReplayTarget,
+    events: &Events,
+) -> KaratResult<RunReport> {
+    let ledger = Ledger::new(lake);
+    let cfg = &plan.config;
+    let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    match &target {
+        ReplayTarget::Partitions { table, partitions } => {
+            cfg.table_or_err(table)?;
+            if partitions.is_empty() {
+                return Err(KaratError::Usage(
+                    "replay needs at least one --partition".into(),
+                ));
+            }
+            wanted.insert(table.clone(), partitions.iter().cloned().collect());
+        }
+        ReplayTarget::Range { table, from, to } => {
+            let t = cfg.table_or_err(table)?;
+            if from > to {
+                return Err(KaratError::Usage(format!(
+                    "--from {from} is after --to {to}"
+                )));
+            }
+            let known: BTreeSet<String> = match t.zone {
+                Zone::Silver => ledger
+                    .batches(table)
+                    .await?
+                    .into_iter()
+                    .map(|b| b.partition)
+                    .collect(),
+                _ => ledger
+                    .steps()
+                    .await?
+                    .into_iter()
+                    .filter(|s| &s.table == table)
+                    .map(|s| s.partition)
+                    .collect(),
+            };
+            let ps: BTreeSet<String> = known
+                .into_iter()
+                .filter(|p| p.as_str() >= from.as_str() && p.as_str() <= to.as_str())
+                .collect();
+            if ps.is_empty() {
+                return Err(KaratError::Usage(format!(
+                    "table {table} has no known partitions between {from} and {to}"
+                )));
+            }
+            wanted.insert(table.clone(), ps);
+        }
+        ReplayTarget::Failed => {
+            let steps = ledger.steps().await?;
+            for ((zone, table, partition), s) in latest_partition_states(&steps) {
+                if zone != "bronze"
+                    && (s.status == "failed" || s.status == "blocked")
+                    && cfg.table(&table).is_some()
+                {
+                    wanted.entry(table).or_default().insert(partition);
+                }
+            }
+        }
+    }
+    let mut work = Work::default();
+    for (table, ps) in wanted {
+        let t = cfg.table_or_err(&table)?;
+        match t.zone {
+            Zone::Silver => {
+                if ps.contains(WHOLE_TABLE) {
+                    let all: BTreeSet<String> = ledger
+                        .batches(&table)
+                        .await?
+                        .into_iter()
+                        .map(|b| b.partition)
+                        .collect();
+                    work.silver.push((
+                        table,
+                        SilverMode::Partitions {
+                            partitions: all,
+                            include_new: false,
+                        },
+                    ));
+                } else {
+                    work.silver.push((
+                        table,
+                        SilverMode::Partitions {
+                            partitions: ps,
+                            include_new: false,
+                        },
+                    ));
+                }
+            }
+            _ => {
+                let scope = if ps.contains(WHOLE_TABLE) {
+                    None
+                } else {
+                    Some(ps)
+                };
+                work.gold_forced.insert(table, scope);
+            }
+        }
+    }
+    execute(plan, lake, Trigger::Replay, &target.command(), work, events).await
+}

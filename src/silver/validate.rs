@@ -1,0 +1,349 @@
+//! Enforcing a contract on one decoded chunk, column-at-a-time: normalise, cast (a value that
+//! does not cast is a type error), check required values, evaluate rules and expectations as
+//! vectorised expressions, and split the chunk into silver rows and dead letters. Every rule a
+//! row breaks is recorded, not only the first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Int64Array, ListBuilder, RecordBatch,
+    StringArray, StringBuilder, TimestampMicrosecondBuilder,
+};
+use deltalake::arrow::compute::{self, CastOptions, filter_record_batch};
+use deltalake::arrow::datatypes::DataType;
+use deltalake::arrow::util::display::FormatOptions;
+
+use super::contract::{Contract, RuleKind, dead_letter_schema, timestamp_type};
+use crate::config::{INGEST_DATE, OnFail};
+use crate::error::{KaratError, KaratResult};
+
+/// Counters of expectations that did not drop rows, keyed by (partition, expectation index).
+pub type ExpectationCounts = HashMap<(String, usize), u64>;
+
+/// A validated chunk.
+#[derive(Debug)]
+pub struct Validated {
+    /// Accepted rows, in the silver schema.
+    pub silver: RecordBatch,
+    /// Partition of each accepted row.
+    pub silver_partitions: StringArray,
+    /// Rejected rows, in the dead-letter schema (partition is its first column).
+    pub dead: RecordBatch,
+    /// Rows in, per partition.
+    pub rows_in: HashMap<String, u64>,
+    /// `warn` expectation failures.
+    pub warned: ExpectationCounts,
+    /// `fail` expectation failures.
+    pub failed: ExpectationCounts,
+}
+
+const DAYS_TO_UNIX_EPOCH: i32 = 719_163;
+
+fn date32_of(date: &str) -> Option<i32> {
+    use chrono::Datelike;
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .ok()
+        .map(|d| d.num_days_from_ce() - DAYS_TO_UNIX_EPOCH)
+}
+
+/// Shows a raw value in a reason: quoted, escaped, at most 60 characters.
+fn show(v: &str) -> String {
+    let mut s: String = v.chars().take(60).collect();
+    if v.chars().count() > 60 {
+        s.push('…');
+    }
+    format!("{s:?}")
+}
+
+/// Validates one chunk of decoded rows from a batch ingested on `ingest_date`.
+pub fn validate(
+    contract: &Contract,
+    chunk: &RecordBatch,
+    ingest_date: &str,
+    run_id: &str,
+) -> KaratResult<Validated> {
+    let n = chunk.num_rows();
+    let table = &contract.table;
+    let ctx = |what: &str| format!("table {table}: {what}");
+    let ncols = contract.spec.columns.len();
+    let prov = |name: &str| -> ArrayRef {
+        chunk
+            .column_by_name(name)
+            .cloned()
+            .expect("decoded chunk has provenance columns")
+    };
+    let errors = prov("_error");
+    let errors = errors.as_string::<i32>();
+    let mut reasons: Vec<Vec<(String, String)>> = vec![Vec::new(); n];
+    for i in 0..n {
+        if errors.is_valid(i) {
+            reasons[i].push((
+                "_record.json".into(),
+                format!("record is not valid JSON: {}", errors.value(i)),
+            ));
+        }
+    }
+    let invalid_json = |i: usize| errors.is_valid(i);
+
+    // 1. normalise and cast every contract column
+    let cast_opts = CastOptions {
+        safe: true,
+        format_options: FormatOptions::default(),
+    };
+    let mut typed: Vec<ArrayRef> = Vec::with_capacity(contract.silver_schema.fields().len());
+    let mut raw_texts: Vec<ArrayRef> = Vec::with_capacity(ncols);
+    for (i, col) in contract.spec.columns.iter().enumerate() {
+        let raw = chunk.column(i).clone();
+        let normalized = match &contract.normalizers[i] {
+            Some(expr) => expr
+                .evaluate(chunk)
+                .and_then(|v| v.into_array(n))
+                .map_err(|e| KaratError::sql(ctx(&format!("normalizing {}", col.name)), e))?,
+            None => raw.clone(),
+        };
+        let target = col.ty.arrow();
+        let cast = if matches!(target, DataType::Timestamp(..)) {
+            // strings without an offset are read as UTC
+            compute::cast_with_options(&normalized, &timestamp_type(), &cast_opts)
+        } else {
+            compute::cast_with_options(&normalized, &target, &cast_opts)
+        }
+        .map_err(|e| KaratError::arrow(ctx(&format!("casting {}", col.name)), e))?;
+        let raw_s = raw.as_string::<i32>();
+        for r in 0..n {
+            if invalid_json(r) {
+                continue;
+            }
+            if raw_s.is_valid(r) && cast.is_null(r) {
+                reasons[r].push((
+                    format!("{}.type", col.name),
+                    format!(
+                        "{}: expected {}, got {}",
+                        col.name,
+                        col.ty,
+                        show(raw_s.value(r))
+                    ),
+                ));
+            } else if cast.is_null(r) && contract.required(i) {
+                reasons[r].push((
+                    format!("{}.required", col.name),
+                    format!("{}: required value is missing", col.name),
+                ));
+            }
+        }
+        typed.push(cast);
+        raw_texts.push(raw);
+    }
+
+    // 2. provenance columns of the silver row
+    let ingest_day = date32_of(ingest_date)
+        .ok_or_else(|| KaratError::Other(format!("bad ingest date {ingest_date}")))?;
+    if contract.spec.partition_by == INGEST_DATE {
+        typed.push(Arc::new(Date32Array::from(vec![ingest_day; n])));
+    }
+    let batch_ids = prov("_batch_id");
+    typed.push(batch_ids.clone());
+    let ingested_at =
+        compute::cast_with_options(&prov("_ingested_at"), &timestamp_type(), &cast_opts)
+            .map_err(|e| KaratError::arrow(ctx("_ingested_at"), e))?;
+    typed.push(ingested_at.clone());
+    let lines = prov("_line");
+    typed.push(lines.clone());
+    let typed = RecordBatch::try_new(contract.silver_schema.clone(), typed)
+        .map_err(|e| KaratError::arrow(ctx("building typed rows"), e))?;
+
+    // 3. partition of every row (rows without a usable partition value fall back to the ingest date)
+    let pcol = typed.column(contract.partition_index);
+    let pdates = match pcol.data_type() {
+        DataType::Date32 => pcol.clone(),
+        _ => compute::cast(pcol, &DataType::Date32)
+            .map_err(|e| KaratError::arrow(ctx("partition column"), e))?,
+    };
+    let pdates = pdates.as_primitive::<deltalake::arrow::datatypes::Date32Type>();
+    let pstrings = compute::cast(pdates, &DataType::Utf8)
+        .map_err(|e| KaratError::arrow(ctx("partition column"), e))?;
+    let pstrings = pstrings.as_string::<i32>();
+    let partitions: StringArray = (0..n)
+        .map(|r| {
+            if pstrings.is_valid(r) {
+                Some(pstrings.value(r))
+            } else {
+                Some(ingest_date)
+            }
+        })
+        .collect();
+    let mut rows_in: HashMap<String, u64> = HashMap::new();
+    for p in partitions.iter().flatten() {
+        *rows_in.entry(p.to_string()).or_default() += 1;
+    }
+
+    // 4. column rules
+    for rule in &contract.rules {
+        let res = rule
+            .expr
+            .evaluate(&typed)
+            .and_then(|v| v.into_array(n))
+            .map_err(|e| KaratError::sql(ctx(&format!("rule {}", rule.id)), e))?;
+        let res = res.as_boolean();
+        let col = &contract.spec.columns[rule.column];
+        let raw = raw_texts[rule.column].as_string::<i32>();
+        for r in 0..n {
+            if res.is_valid(r) && !res.value(r) && !invalid_json(r) {
+                let v = if raw.is_valid(r) {
+                    show(raw.value(r))
+                } else {
+                    "null".into()
+                };
+                let reason = match &rule.kind {
+                    RuleKind::Min(m) => format!("{}: {v} is below min {m}", col.name),
+                    RuleKind::Max(m) => format!("{}: {v} is above max {m}", col.name),
+                    RuleKind::OneOf(vals) => {
+                        format!(
+                            "{}: unknown value {v} (expected one of {})",
+                            col.name,
+                            vals.join(", ")
+                        )
+                    }
+                    RuleKind::Regex(re) => format!("{}: {v} does not match /{re}/", col.name),
+                    RuleKind::MaxLength(m) => {
+                        format!("{}: {v} is longer than {m} characters", col.name)
+                    }
+                };
+                reasons[r].push((rule.id.clone(), reason));
+            }
+        }
+    }
+
+    // 5. expectations: drop ones first, then warn/fail counted on rows that are still valid
+    let mut warned = ExpectationCounts::new();
+    let mut failed = ExpectationCounts::new();
+    let mut pending: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (ei, e) in contract.expectations.iter().enumerate() {
+        let res = e
+            .expr
+            .evaluate(&typed)
+            .and_then(|v| v.into_array(n))
+            .map_err(|err| KaratError::sql(ctx(&format!("expectation {}", e.name)), err))?;
+        let res = res.as_boolean();
+        let failing: Vec<usize> = (0..n).filter(|r| !invalid_json(*r) && res.is_valid(*r) && !res.value(*r)).collect();
+        match e.on_fail {
+            OnFail::Drop => {
+                for r in failing {
+                    reasons[r].push((format!("expect.{}", e.name), format!("expectation {} failed: {}", e.name, e.sql)));
+                }
+            }
+            OnFail::Warn | OnFail::Fail => pending.push((ei, failing)),
+        }
+    }
+    for (ei, failing) in pending {
+        let counts = if contract.expectations[ei].on_fail == OnFail::Warn { &mut warned } else { &mut failed };
+        for r in failing {
+            if reasons[r].is_empty() {
+                *counts.entry((partitions.value(r).to_string(), ei)).or_default() += 1;
+            }
+        }
+    }
+
+    // 6. split
+    let accepted: BooleanArray = reasons.iter().map(|r| Some(r.is_empty())).collect();
+    let silver = filter_record_batch(&typed, &accepted)
+        .map_err(|e| KaratError::arrow(ctx("filtering rows"), e))?;
+    let silver_partitions = compute::filter(&partitions, &accepted)
+        .map_err(|e| KaratError::arrow(ctx("filtering rows"), e))?
+        .as_string::<i32>()
+        .clone();
+    let dead = dead_letters(chunk, &reasons, &partitions, &ingested_at, run_id)?;
+    Ok(Validated {
+        silver,
+        silver_partitions,
+        dead,
+        rows_in,
+        warned,
+        failed,
+    })
+}
+
+fn dead_letters(
+    chunk: &RecordBatch,
+    reasons: &[Vec<(String, String)>],
+    partitions: &StringArray,
+    ingested_at: &ArrayRef,
+    run_id: &str,
+) -> KaratResult<RecordBatch> {
+    let dead_count = reasons.iter().filter(|r| !r.is_empty()).count();
+    let s = |name: &str| {
+        chunk
+            .column_by_name(name)
+            .expect("provenance")
+            .as_string::<i32>()
+            .clone()
+    };
+    let (raw, batch, source, file) = (s("_raw"), s("_batch_id"), s("_source"), s("_file"));
+    let line = chunk
+        .column_by_name("_line")
+        .expect("provenance")
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("_line is int64")
+        .clone();
+    let ts = ingested_at.as_primitive::<deltalake::arrow::datatypes::TimestampMicrosecondType>();
+    let mut b_part = StringBuilder::with_capacity(dead_count, dead_count * 10);
+    let mut b_run = StringBuilder::with_capacity(dead_count, dead_count * 36);
+    let mut b_rules = ListBuilder::new(StringBuilder::new());
+    let mut b_reasons = ListBuilder::new(StringBuilder::new());
+    let mut b_raw = StringBuilder::new();
+    let mut b_batch = StringBuilder::new();
+    let mut b_source = StringBuilder::new();
+    let mut b_file = StringBuilder::new();
+    let mut b_line = deltalake::arrow::array::Int64Builder::with_capacity(dead_count);
+    let mut b_ts = TimestampMicrosecondBuilder::with_capacity(dead_count).with_timezone("UTC");
+    for (r, rs) in reasons.iter().enumerate() {
+        if rs.is_empty() {
+            continue;
+        }
+        b_part.append_value(partitions.value(r));
+        b_run.append_value(run_id);
+        for (rule, reason) in rs {
+            b_rules.values().append_value(rule);
+            b_reasons.values().append_value(reason);
+        }
+        b_rules.append(true);
+        b_reasons.append(true);
+        let opt = |a: &StringArray| {
+            if a.is_valid(r) {
+                Some(a.value(r).to_string())
+            } else {
+                None
+            }
+        };
+        b_raw.append_option(opt(&raw));
+        b_batch.append_option(opt(&batch));
+        b_source.append_option(opt(&source));
+        b_file.append_option(opt(&file));
+        b_line.append_option(if line.is_valid(r) {
+            Some(line.value(r))
+        } else {
+            None
+        });
+        b_ts.append_option(if ts.is_valid(r) {
+            Some(ts.value(r))
+        } else {
+            None
+        });
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(b_part.finish()),
+        Arc::new(b_run.finish()),
+        Arc::new(b_rules.finish()),
+        Arc::new(b_reasons.finish()),
+        Arc::new(b_raw.finish()),
+        Arc::new(b_batch.finish()),
+        Arc::new(b_source.finish()),
+        Arc::new(b_file.finish()),
+        Arc::new(b_line.finish()),
+        Arc::new(b_ts.finish()),
+    ];
+    RecordBatch::try_new(dead_letter_schema(), cols)
+        .map_err(|e| KaratError::arrow("building dead letters", e))
+}

@@ -1,0 +1,131 @@
+//! Plain-text summaries for the headless CLI: the per-table table `karat demo`, `karat run` and
+//! `karat status` print, and the lines that explain what failed and why.
+
+use crate::ledger::status::{Freshness, StatusReport};
+use crate::pipeline::RunReport;
+
+fn human_age(secs: Option<i64>) -> String {
+    match secs {
+        None => "never".into(),
+        Some(s) if s < 120 => format!("{s}s"),
+        Some(s) if s < 7200 => format!("{}m", s / 60),
+        Some(s) if s < 172_800 => format!("{}h", s / 3600),
+        Some(s) => format!("{}d", s / 86400),
+    }
+}
+
+fn fresh_label(f: Freshness) -> &'static str {
+    match f {
+        Freshness::Ok => "ok",
+        Freshness::Warn => "WARN",
+        Freshness::Error => "STALE",
+        Freshness::Never => "never",
+        Freshness::NoSlo => "-",
+    }
+}
+
+/// The per-table summary of a status report.
+pub fn status_table(s: &StatusReport) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<7} {:<20} {:>6} {:>6} {:>9} {:>8} {:>6} {:>7} {:>9}  {}\n",
+        "zone", "table", "parts", "failed", "rows", "dead", "dups", "err%", "age", "freshness"
+    ));
+    for t in &s.tables {
+        let err = t
+            .error_rate_last
+            .map(|r| format!("{:.1}", r * 100.0))
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "{:<7} {:<20} {:>6} {:>6} {:>9} {:>8} {:>6} {:>7} {:>9}  {}\n",
+            t.zone.to_string(),
+            t.name,
+            t.partitions_ok + t.partitions_failed,
+            t.partitions_failed,
+            t.rows,
+            t.dead,
+            t.duplicates,
+            err,
+            human_age(t.age_seconds),
+            fresh_label(t.freshness)
+        ));
+    }
+    let failing: Vec<_> = s.tables.iter().filter(|t| !t.failed.is_empty()).collect();
+    if !failing.is_empty() {
+        out.push_str("\nnot promoted:\n");
+        for t in failing {
+            for f in &t.failed {
+                let why = f.messages.first().cloned().unwrap_or_default();
+                out.push_str(&format!(
+                    "  {} {} {} [{}]: {}\n",
+                    t.zone, t.name, f.partition, f.status, why
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A few lines about one run.
+pub fn run_lines(r: &RunReport) -> String {
+    let mut out = String::new();
+    let rows_in: u64 = r
+        .silver
+        .iter()
+        .flat_map(|s| &s.partitions)
+        .map(|p| p.rows_in)
+        .sum();
+    let dead: u64 = r
+        .silver
+        .iter()
+        .flat_map(|s| &s.partitions)
+        .map(|p| p.dead)
+        .sum();
+    let dups: u64 = r
+        .silver
+        .iter()
+        .flat_map(|s| &s.partitions)
+        .map(|p| p.duplicates)
+        .sum();
+    let silver: u64 = r
+        .silver
+        .iter()
+        .flat_map(|s| &s.partitions)
+        .map(|p| p.rows_out)
+        .sum();
+    let new_batches: usize = r.bronze.iter().map(|b| b.new_batches.len()).sum();
+    out.push_str(&format!(
+        "run {} [{}] {}: {new_batches} new bronze batch(es); silver rows in {rows_in} = valid {silver} + dead {dead} + duplicates {dups}\n",
+        r.run_id, r.trigger, r.status
+    ));
+    for b in &r.bronze {
+        for f in &b.failed {
+            out.push_str(&format!(
+                "  bronze {} batch failed: {}: {}\n",
+                b.source, f.origin, f.error
+            ));
+        }
+        for d in &b.drift {
+            out.push_str(&format!(
+                "  bronze {} schema drift in {}: {}\n",
+                b.source,
+                d.batch_id,
+                d.diff.summary()
+            ));
+        }
+    }
+    for (zone, table, p) in r.partitions() {
+        if !p.status.promoted() || !p.messages.is_empty() {
+            out.push_str(&format!(
+                "  {zone} {table} {} [{}]: {}\n",
+                p.partition,
+                p.status.as_str(),
+                p.messages.join("; ")
+            ));
+        }
+    }
+    for e in &r.errors {
+        out.push_str(&format!("  error in {}: {}\n", e.table, e.error));
+    }
+    out
+}

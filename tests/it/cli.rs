@@ -1,0 +1,78 @@
+//! The `karat` binary: exit codes 0 / 1 / 2, `--json` documents, and `init` producing a config
+//! that runs as-is.
+
+use std::process::Command;
+
+use crate::util::Scratch;
+
+fn karat(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_karat"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KARAT_CONFIG")
+        .output()
+        .expect("karat runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn init_then_run_then_a_failing_partition() {
+    let s = Scratch::new();
+    let (code, _, err) = karat(s.path(), &["init"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, again, err) = karat(s.path(), &["init"]);
+    assert_eq!(code, 2, "init refuses to overwrite: {again}{err}");
+
+    let (code, out, err) = karat(s.path(), &["run", "--json"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    assert_eq!(doc["status"], "ok");
+    let parts = doc["silver"][0]["partitions"].as_array().unwrap();
+    let total: i64 = parts.iter().map(|p| p["rows_in"].as_i64().unwrap()).sum();
+    let dups: i64 = parts.iter().map(|p| p["duplicates"].as_i64().unwrap()).sum();
+    assert_eq!((total, dups), (4, 1));
+
+    // a new file where most rows break the contract: the partition fails its gate → exit 1
+    std::fs::write(
+        s.join("data/orders/bad.ndjson"),
+        "{\"order_id\":\"o-9\",\"amount\":-1,\"currency\":\"USD\",\"quantity\":1,\"order_date\":\"2026-03-29\"}\n{\"order_id\":\"o-10\",\"amount\":1,\"currency\":\"USD\",\"quantity\":1,\"order_date\":\"2026-03-29\"}\n",
+    )
+    .unwrap();
+    let (code, out, err) = karat(s.path(), &["run"]);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("2026-03-29 [failed]") && out.contains("reject rate 50.0%"), "{out}");
+
+    let (code, out, _) = karat(s.path(), &["status", "--json"]);
+    assert_eq!(code, 1, "status is unhealthy while a partition is failed");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let orders = doc["tables"].as_array().unwrap().iter().find(|t| t["name"] == "orders" && t["zone"] == "silver").unwrap().clone();
+    assert_eq!(orders["failed"][0]["partition"], "2026-03-29");
+
+    let (code, out, err) = karat(s.path(), &["dead-letters", "orders", "--json", "--partition", "2026-03-29"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows[0]["reasons"][0], "amount: \"-1\" is below min 0");
+    assert_eq!(rows[0]["line"], 1);
+    assert!(rows[0]["file"].as_str().unwrap().ends_with("bad.ndjson"));
+}
+
+#[test]
+fn config_errors_exit_2_with_position() {
+    let s = Scratch::new();
+    std::fs::write(s.join("karat.toml"), "[lake]\nurl = \"lake\"\nsurprise = 1\n").unwrap();
+    let (code, _, err) = karat(s.path(), &["run"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("karat.toml:3:1"), "{err}");
+    let (code, _, err) = karat(s.path(), &["replay"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, _) = karat(s.path(), &["no-such-command"]);
+    assert_eq!(code, 2);
+    let empty = Scratch::new();
+    let (code, _, err) = karat(empty.path(), &["status"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("karat init"), "{err}");
+}

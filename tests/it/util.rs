@@ -1,0 +1,128 @@
+//! Shared helpers for the integration tests: scratch folders that print their tree when a test
+//! fails, running the demo, and reading Delta tables back with DataFusion's own Delta reader.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::util::pretty::pretty_format_batches;
+use deltalake::datafusion::prelude::SessionContext;
+use karat::events::Events;
+use karat::lake::Lake;
+use karat::pipeline::{Plan, RunOptions, RunReport, Trigger};
+
+/// A scratch folder; on a failing test it prints every file below it.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- files under {} ---", self.dir.path().display());
+            let mut stack = vec![self.dir.path().to_path_buf()];
+            let mut files = Vec::new();
+            while let Some(d) = stack.pop() {
+                if let Ok(rd) = std::fs::read_dir(&d) {
+                    for e in rd.flatten() {
+                        let p = e.path();
+                        if p.is_dir() {
+                            stack.push(p);
+                        } else {
+                            files.push(p);
+                        }
+                    }
+                }
+            }
+            files.sort();
+            for f in files.iter().take(400) {
+                let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+                eprintln!("{:>10}  {}", size, f.strip_prefix(self.dir.path()).unwrap_or(f).display());
+            }
+        }
+    }
+}
+
+/// Loads the plan and lake of a config.
+pub async fn open(config: &Path) -> (Plan, Lake) {
+    let plan = Plan::load(config).await.unwrap_or_else(|e| panic!("loading {}: {e}", config.display()));
+    let lake = Lake::open(&plan.config.lake_url).expect("lake opens");
+    (plan, lake)
+}
+
+/// One `karat run`.
+pub async fn run(plan: &Plan, lake: &Lake) -> RunReport {
+    karat::pipeline::run(plan, lake, RunOptions::new(Trigger::Cli), &Events::none())
+        .await
+        .expect("run completes")
+}
+
+/// Generates the demo in `dir` and runs it day by day; returns every run's report.
+pub async fn demo(dir: &Path, orders_per_day: usize) -> (Plan, Lake, Vec<RunReport>) {
+    let days = karat::demo::generate(dir, orders_per_day).expect("demo data");
+    let (plan, lake) = open(&dir.join("karat.toml")).await;
+    let mut reports = Vec::new();
+    for d in &days {
+        karat::demo::arrive(dir, d).expect("files arrive");
+        reports.push(run(&plan, &lake).await);
+    }
+    (plan, lake, reports)
+}
+
+/// A DataFusion session with the Delta table at `lake/rel` registered as `t`, read by
+/// deltalake's own table provider (not karat code).
+pub async fn session_with(lake_dir: &Path, rel: &str) -> SessionContext {
+    let url = url::Url::from_directory_path(lake_dir.join(rel)).expect("url");
+    let table = deltalake::open_table(url).await.unwrap_or_else(|e| panic!("open {rel}: {e}"));
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state()).expect("session");
+    let provider = table.table_provider().await.expect("provider");
+    ctx.register_table("t", provider).expect("register");
+    ctx
+}
+
+/// Runs SQL against a Delta table (`t`) and returns the batches.
+pub async fn sql(lake_dir: &Path, rel: &str, query: &str) -> Vec<RecordBatch> {
+    let ctx = session_with(lake_dir, rel).await;
+    ctx.sql(query).await.unwrap_or_else(|e| panic!("{query}: {e}")).collect().await.unwrap_or_else(|e| panic!("{query}: {e}"))
+}
+
+/// Pretty text of batches (for comparisons and failure output).
+pub fn pretty(batches: &[RecordBatch]) -> String {
+    pretty_format_batches(batches).expect("pretty").to_string()
+}
+
+/// `SELECT key, count` → map.
+pub fn counts(batches: &[RecordBatch]) -> BTreeMap<String, i64> {
+    let mut m = BTreeMap::new();
+    for b in batches {
+        let k = deltalake::arrow::compute::cast(b.column(0), &deltalake::arrow::datatypes::DataType::Utf8).expect("cast");
+        let k = k.as_string::<i32>();
+        let n = b.column(1).as_primitive::<deltalake::arrow::datatypes::Int64Type>();
+        for i in 0..b.num_rows() {
+            m.insert(if k.is_valid(i) { k.value(i).to_string() } else { "null".into() }, n.value(i));
+        }
+    }
+    m
+}
+
+/// First column of the first row as text.
+pub fn scalar(batches: &[RecordBatch]) -> String {
+    let b = batches.iter().find(|b| b.num_rows() > 0).expect("a row");
+    let v = deltalake::arrow::compute::cast(b.column(0), &deltalake::arrow::datatypes::DataType::Utf8).expect("cast");
+    v.as_string::<i32>().value(0).to_string()
+}
