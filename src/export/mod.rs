@@ -72,10 +72,10 @@ pub async fn dead_letters(
 }
 
 fn rows(b: &RecordBatch) -> Vec<DeadLetter> {
-    let s = |i: usize| b.column(i).as_string::<i32>().clone();
+    let s = |i: usize| delta::utf8(b.column(i));
     let (part, run, raw, batch, source, file, at) = (s(0), s(1), s(4), s(5), s(6), s(7), s(9));
     let list = |i: usize, r: usize| -> Vec<String> {
-        let l = b.column(i).as_list::<i32>();
+        let l = delta::utf8_list(b.column(i));
         if l.is_null(r) {
             return vec![];
         }
@@ -128,7 +128,7 @@ pub async fn reason_counts(
     let batches = delta::query(&ctx, &sql, &format!("dead-letter reasons of {table}")).await?;
     let mut out = Vec::new();
     for b in &batches {
-        let r = b.column(0).as_string::<i32>();
+        let r = delta::utf8(b.column(0));
         let n = b
             .column(1)
             .as_primitive::<deltalake::arrow::datatypes::Int64Type>();

@@ -17,6 +17,12 @@ use crate::error::{KaratError, KaratResult};
 
 /// Opens the table at `url`; `None` when nothing has been written there yet.
 pub async fn open(url: &Url, label: &str) -> KaratResult<Option<DeltaTable>> {
+    if let Ok(dir) = url.to_file_path()
+        && url.scheme() == "file"
+        && !dir.join("_delta_log").exists()
+    {
+        return Ok(None);
+    }
     let table = DeltaTable::try_from_url(url.clone())
         .await
         .map_err(|e| KaratError::delta(label, e))?;
@@ -51,6 +57,11 @@ pub async fn write(
     replace: Replace,
     metadata: Vec<(String, serde_json::Value)>,
 ) -> KaratResult<i64> {
+    if url.scheme() == "file"
+        && let Ok(dir) = url.to_file_path()
+    {
+        std::fs::create_dir_all(&dir).map_err(|e| KaratError::io(&dir, e))?;
+    }
     let table = DeltaTable::try_from_url(url.clone())
         .await
         .map_err(|e| KaratError::delta(label, e))?;
@@ -188,4 +199,22 @@ pub async fn query(
     df.collect()
         .await
         .map_err(|e| KaratError::sql(context.to_string(), e))
+}
+
+/// A query result column as plain Utf8 (scans yield Utf8View, SQL casts may too).
+pub fn utf8(a: &deltalake::arrow::array::ArrayRef) -> deltalake::arrow::array::StringArray {
+    use deltalake::arrow::array::AsArray;
+    let c =
+        deltalake::arrow::compute::cast(a, &DataType::Utf8).expect("every column casts to Utf8");
+    c.as_string::<i32>().clone()
+}
+
+/// A query result column of string lists as `List<Utf8>`.
+pub fn utf8_list(a: &deltalake::arrow::array::ArrayRef) -> deltalake::arrow::array::ListArray {
+    use deltalake::arrow::array::AsArray;
+    let target = DataType::List(std::sync::Arc::new(
+        deltalake::arrow::datatypes::Field::new("item", DataType::Utf8, true),
+    ));
+    let c = deltalake::arrow::compute::cast(a, &target).expect("string lists cast to List<Utf8>");
+    c.as_list::<i32>().clone()
 }

@@ -217,10 +217,11 @@ impl Contract {
         })
     }
 
-    /// True when the column must have a value (declared not nullable, or part of the key).
+    /// True when the column must have a value: declared not nullable, part of the key, or the
+    /// partition column.
     pub fn required(&self, column: usize) -> bool {
         let c = &self.spec.columns[column];
-        !c.nullable || self.spec.key.contains(&c.name)
+        !c.nullable || self.spec.key.contains(&c.name) || c.name == self.spec.partition_by
     }
 }
 

@@ -131,23 +131,63 @@ fn process_batch(
         }
         if builder.len() >= CHUNK_ROWS {
             let chunk = builder.finish();
-            chunks.push(restrict(
-                validate::validate(contract, &chunk, &m.ingest_date, run_id)?,
-                keep,
+            chunks.push(validate::validate(
+                contract,
+                &chunk,
+                &m.ingest_date,
+                run_id,
             )?);
         }
     }
     if !builder.is_empty() {
         let chunk = builder.finish();
-        chunks.push(restrict(
-            validate::validate(contract, &chunk, &m.ingest_date, run_id)?,
-            keep,
+        chunks.push(validate::validate(
+            contract,
+            &chunk,
+            &m.ingest_date,
+            run_id,
         )?);
     }
+    // rows without a partition value go where most of their batch went
+    let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
+    for c in &chunks {
+        for (p, n) in &c.rows_in {
+            if p != validate::UNPLACED {
+                *totals.entry(p.as_str()).or_default() += n;
+            }
+        }
+    }
+    let home = totals
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        .map(|(p, _)| p.to_string())
+        .unwrap_or_else(|| m.ingest_date.clone());
+    let chunks = chunks
+        .into_iter()
+        .map(|c| restrict(place(c, &home)?, keep))
+        .collect::<KaratResult<Vec<_>>>()?;
     Ok(BatchResult {
         batch_id: m.batch_id.clone(),
         chunks,
     })
+}
+
+/// Files [`validate::UNPLACED`] rows (always dead letters) under `home`.
+fn place(mut v: Validated, home: &str) -> KaratResult<Validated> {
+    let Some(n) = v.rows_in.remove(validate::UNPLACED) else {
+        return Ok(v);
+    };
+    *v.rows_in.entry(home.to_string()).or_default() += n;
+    let parts = v.dead.column(0).as_string::<i32>();
+    let relabeled: StringArray = parts
+        .iter()
+        .map(|p| p.map(|p| if p == validate::UNPLACED { home } else { p }))
+        .collect();
+    let mut cols = v.dead.columns().to_vec();
+    cols[0] = Arc::new(relabeled);
+    v.dead = RecordBatch::try_new(v.dead.schema(), cols)
+        .map_err(|e| KaratError::arrow("placing rows", e))?;
+    Ok(v)
 }
 
 /// Keeps only the rows of the given partitions.

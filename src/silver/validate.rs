@@ -18,6 +18,12 @@ use super::contract::{Contract, RuleKind, dead_letter_schema, timestamp_type};
 use crate::config::{INGEST_DATE, OnFail};
 use crate::error::{KaratError, KaratResult};
 
+/// Partition label of rows without a usable partition value (invalid JSON, a missing or
+/// malformed date). They are dead letters; [`super::process_batch`] files them under the
+/// partition most rows of their bronze batch went to, so one bad line does not make a
+/// partition of its own.
+pub const UNPLACED: &str = "\u{0}unplaced";
+
 /// Counters of expectations that did not drop rows, keyed by (partition, expectation index).
 pub type ExpectationCounts = HashMap<(String, usize), u64>;
 
@@ -56,7 +62,8 @@ fn show(v: &str) -> String {
     format!("{s:?}")
 }
 
-/// Validates one chunk of decoded rows from a batch ingested on `ingest_date`.
+/// Validates one chunk of decoded rows from a batch ingested on `ingest_date`. Rows without a
+/// partition value get [`UNPLACED`].
 pub fn validate(
     contract: &Contract,
     chunk: &RecordBatch,
@@ -153,7 +160,7 @@ pub fn validate(
     let typed = RecordBatch::try_new(contract.silver_schema.clone(), typed)
         .map_err(|e| KaratError::arrow(ctx("building typed rows"), e))?;
 
-    // 3. partition of every row (rows without a usable partition value fall back to the ingest date)
+    // 3. partition of every row
     let pcol = typed.column(contract.partition_index);
     let pdates = match pcol.data_type() {
         DataType::Date32 => pcol.clone(),
@@ -169,7 +176,7 @@ pub fn validate(
             if pstrings.is_valid(r) {
                 Some(pstrings.value(r))
             } else {
-                Some(ingest_date)
+                Some(UNPLACED)
             }
         })
         .collect();
@@ -226,21 +233,32 @@ pub fn validate(
             .and_then(|v| v.into_array(n))
             .map_err(|err| KaratError::sql(ctx(&format!("expectation {}", e.name)), err))?;
         let res = res.as_boolean();
-        let failing: Vec<usize> = (0..n).filter(|r| !invalid_json(*r) && res.is_valid(*r) && !res.value(*r)).collect();
+        let failing: Vec<usize> = (0..n)
+            .filter(|r| !invalid_json(*r) && res.is_valid(*r) && !res.value(*r))
+            .collect();
         match e.on_fail {
             OnFail::Drop => {
                 for r in failing {
-                    reasons[r].push((format!("expect.{}", e.name), format!("expectation {} failed: {}", e.name, e.sql)));
+                    reasons[r].push((
+                        format!("expect.{}", e.name),
+                        format!("expectation {} failed: {}", e.name, e.sql),
+                    ));
                 }
             }
             OnFail::Warn | OnFail::Fail => pending.push((ei, failing)),
         }
     }
     for (ei, failing) in pending {
-        let counts = if contract.expectations[ei].on_fail == OnFail::Warn { &mut warned } else { &mut failed };
+        let counts = if contract.expectations[ei].on_fail == OnFail::Warn {
+            &mut warned
+        } else {
+            &mut failed
+        };
         for r in failing {
             if reasons[r].is_empty() {
-                *counts.entry((partitions.value(r).to_string(), ei)).or_default() += 1;
+                *counts
+                    .entry((partitions.value(r).to_string(), ei))
+                    .or_default() += 1;
             }
         }
     }

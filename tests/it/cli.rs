@@ -33,7 +33,10 @@ fn init_then_run_then_a_failing_partition() {
     assert_eq!(doc["status"], "ok");
     let parts = doc["silver"][0]["partitions"].as_array().unwrap();
     let total: i64 = parts.iter().map(|p| p["rows_in"].as_i64().unwrap()).sum();
-    let dups: i64 = parts.iter().map(|p| p["duplicates"].as_i64().unwrap()).sum();
+    let dups: i64 = parts
+        .iter()
+        .map(|p| p["duplicates"].as_i64().unwrap())
+        .sum();
     assert_eq!((total, dups), (4, 1));
 
     // a new file where most rows break the contract: the partition fails its gate → exit 1
@@ -44,15 +47,33 @@ fn init_then_run_then_a_failing_partition() {
     .unwrap();
     let (code, out, err) = karat(s.path(), &["run"]);
     assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
-    assert!(out.contains("2026-03-29 [failed]") && out.contains("reject rate 50.0%"), "{out}");
+    assert!(
+        out.contains("2026-03-29 [failed]") && out.contains("reject rate 50.0%"),
+        "{out}"
+    );
 
     let (code, out, _) = karat(s.path(), &["status", "--json"]);
     assert_eq!(code, 1, "status is unhealthy while a partition is failed");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let orders = doc["tables"].as_array().unwrap().iter().find(|t| t["name"] == "orders" && t["zone"] == "silver").unwrap().clone();
+    let orders = doc["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "orders" && t["zone"] == "silver")
+        .unwrap()
+        .clone();
     assert_eq!(orders["failed"][0]["partition"], "2026-03-29");
 
-    let (code, out, err) = karat(s.path(), &["dead-letters", "orders", "--json", "--partition", "2026-03-29"]);
+    let (code, out, err) = karat(
+        s.path(),
+        &[
+            "dead-letters",
+            "orders",
+            "--json",
+            "--partition",
+            "2026-03-29",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(rows[0]["reasons"][0], "amount: \"-1\" is below min 0");
@@ -63,7 +84,11 @@ fn init_then_run_then_a_failing_partition() {
 #[test]
 fn config_errors_exit_2_with_position() {
     let s = Scratch::new();
-    std::fs::write(s.join("karat.toml"), "[lake]\nurl = \"lake\"\nsurprise = 1\n").unwrap();
+    std::fs::write(
+        s.join("karat.toml"),
+        "[lake]\nurl = \"lake\"\nsurprise = 1\n",
+    )
+    .unwrap();
     let (code, _, err) = karat(s.path(), &["run"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("karat.toml:3:1"), "{err}");

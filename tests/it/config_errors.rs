@@ -20,7 +20,12 @@ async fn load_err(text: &str) -> (usize, usize, String) {
     };
     assert!(err.is_usage(), "config errors are usage errors: {err}");
     match err {
-        KaratError::Config { file, line, column, message } => {
+        KaratError::Config {
+            file,
+            line,
+            column,
+            message,
+        } => {
             assert_eq!(file, std::path::absolute(&path).unwrap());
             (line, column, message)
         }
@@ -29,7 +34,10 @@ async fn load_err(text: &str) -> (usize, usize, String) {
 }
 
 fn line_of(text: &str, needle: &str) -> usize {
-    text.lines().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle} not in config")) + 1
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle} not in config"))
+        + 1
 }
 
 #[tokio::test]
@@ -44,7 +52,10 @@ async fn the_example_config_loads() {
 
 #[tokio::test]
 async fn unknown_key_names_line_and_column() {
-    let text = base().replace("owner = \"payments-oncall\"", "owner = \"payments-oncall\"\nownr = \"typo\"");
+    let text = base().replace(
+        "owner = \"payments-oncall\"",
+        "owner = \"payments-oncall\"\nownr = \"typo\"",
+    );
     let (line, col, msg) = load_err(&text).await;
     assert_eq!(line, line_of(&text, "ownr"), "{msg}");
     assert_eq!(col, 1);
@@ -94,7 +105,10 @@ async fn bad_expectation_sql_fails_at_load() {
 
 #[test]
 fn duplicate_tables_are_rejected() {
-    let text = format!("{}\n[[table]]\nname = \"orders\"\nzone = \"gold\"\nsql = \"SELECT 1\"\n", base());
+    let text = format!(
+        "{}\n[[table]]\nname = \"orders\"\nzone = \"gold\"\nsql = \"SELECT 1\"\n",
+        base()
+    );
     let err = Config::from_str(std::path::Path::new("/tmp/k.toml"), text).unwrap_err();
     assert!(err.to_string().contains("declared twice"), "{err}");
 }

@@ -11,7 +11,10 @@ use crate::util::{Scratch, open, run, scalar, sql};
 
 /// Serves `/items?page=N` with a next link, failing the first request with 503, and requiring
 /// the Authorization header. Stops after `max_requests`.
-async fn serve(max_requests: usize, token: String) -> (u16, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>) {
+async fn serve(
+    max_requests: usize,
+    token: String,
+) -> (u16, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
@@ -19,7 +22,11 @@ async fn serve(max_requests: usize, token: String) -> (u16, Arc<AtomicUsize>, Ar
     let (h, s) = (hits.clone(), seen.clone());
     tokio::spawn(async move {
         for _ in 0..max_requests {
-            let Ok(Ok((mut sock, _))) = tokio::time::timeout(std::time::Duration::from_secs(20), listener.accept()).await else { return };
+            let Ok(Ok((mut sock, _))) =
+                tokio::time::timeout(std::time::Duration::from_secs(20), listener.accept()).await
+            else {
+                return;
+            };
             let mut buf = vec![0u8; 8192];
             let n = sock.read(&mut buf).await.unwrap_or(0);
             let req = String::from_utf8_lossy(&buf[..n]).to_string();
@@ -28,14 +35,28 @@ async fn serve(max_requests: usize, token: String) -> (u16, Arc<AtomicUsize>, Ar
             let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
             let (status, body) = if count == 0 {
                 ("503 Service Unavailable", "{}".to_string())
-            } else if !req.to_lowercase().contains(&format!("authorization: bearer {}", token.to_lowercase())) {
+            } else if !req
+                .to_lowercase()
+                .contains(&format!("authorization: bearer {}", token.to_lowercase()))
+            {
                 ("401 Unauthorized", "{\"error\":\"no token\"}".to_string())
             } else if path.ends_with("page=2") {
-                ("200 OK", r#"{"data":[{"id":3,"name":"c"},{"id":"x","name":"bad id"}],"next":null}"#.to_string())
+                (
+                    "200 OK",
+                    r#"{"data":[{"id":3,"name":"c"},{"id":"x","name":"bad id"}],"next":null}"#
+                        .to_string(),
+                )
             } else {
-                ("200 OK", r#"{"data":[{"id":1,"name":"a"},{"id":2,"name":"b"}],"next":"/items?page=2"}"#.to_string())
+                (
+                    "200 OK",
+                    r#"{"data":[{"id":1,"name":"a"},{"id":2,"name":"b"}],"next":"/items?page=2"}"#
+                        .to_string(),
+                )
             };
-            let resp = format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            let resp = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
             let _ = sock.write_all(resp.as_bytes()).await;
             let _ = sock.shutdown().await;
         }
@@ -49,8 +70,9 @@ async fn http_source_paginates_retries_and_substitutes_headers() {
     let token = std::env::var("PATH").expect("PATH is set");
     let (port, hits, seen) = serve(10, token).await;
     let s = Scratch::new();
-    let config = |var: &str| format!(
-        r#"
+    let config = |var: &str| {
+        format!(
+            r#"
 [lake]
 url = "lake"
 [[source]]
@@ -71,7 +93,8 @@ max_reject_rate = 0.5
 id = {{ type = "int64", nullable = false }}
 name = {{ type = "string" }}
 "#
-    );
+        )
+    };
     let var = format!("KARAT_TEST_UNSET_{port}");
     std::fs::write(s.join("karat.toml"), config(&var)).unwrap();
     let (plan, lake) = open(&s.join("karat.toml")).await;
@@ -79,7 +102,11 @@ name = {{ type = "string" }}
     // without the variable: a clear error naming it, and nothing lands
     let r = run(&plan, &lake).await;
     assert_eq!(r.bronze[0].failed.len(), 1);
-    assert!(r.bronze[0].failed[0].error.contains(&var), "{:?}", r.bronze[0].failed);
+    assert!(
+        r.bronze[0].failed[0].error.contains(&var),
+        "{:?}",
+        r.bronze[0].failed
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 
     std::fs::write(s.join("karat.toml"), config("PATH")).unwrap();
@@ -91,6 +118,19 @@ name = {{ type = "string" }}
     let b = &r.bronze[0].new_batches[0];
     assert_eq!(b.records, 4);
     let lake_dir = s.join("lake");
-    assert_eq!(scalar(&sql(&lake_dir, "silver/items", "SELECT COUNT(*) FROM t").await), "3");
-    assert_eq!(scalar(&sql(&lake_dir, "dead_letters/items", "SELECT array_to_string(reasons, '|') FROM t").await), "id: expected int64, got \"x\"");
+    assert_eq!(
+        scalar(&sql(&lake_dir, "silver/items", "SELECT COUNT(*) FROM t").await),
+        "3"
+    );
+    assert_eq!(
+        scalar(
+            &sql(
+                &lake_dir,
+                "dead_letters/items",
+                "SELECT array_to_string(reasons, '|') FROM t"
+            )
+            .await
+        ),
+        "id: expected int64, got \"x\""
+    );
 }

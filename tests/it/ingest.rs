@@ -40,15 +40,26 @@ async fn same_bytes_twice_add_nothing() {
     let r2 = run(&plan, &lake).await;
     assert_eq!(r2.bronze[0].new_batches.len(), 0);
     assert_eq!(r2.bronze[0].skipped, 2);
-    assert!(r2.silver.iter().all(|t| t.partitions.is_empty()), "nothing new for silver");
+    assert!(
+        r2.silver.iter().all(|t| t.partitions.is_empty()),
+        "nothing new for silver"
+    );
 
     // the batch object: gzip NDJSON, each record stamped
-    let objects: Vec<_> = walk(&s.join("lake/bronze/events")).into_iter().filter(|p| p.to_string_lossy().ends_with(".ndjson.gz")).collect();
+    let objects: Vec<_> = walk(&s.join("lake/bronze/events"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".ndjson.gz"))
+        .collect();
     assert_eq!(objects.len(), 1, "{objects:?}");
     let before = std::fs::metadata(&objects[0]).unwrap().modified().unwrap();
     let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(&objects[0]).unwrap()).read_to_string(&mut text).unwrap();
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    flate2::read::GzDecoder::new(std::fs::File::open(&objects[0]).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 3);
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["_batch_id"], m.batch_id.as_str());
@@ -58,15 +69,28 @@ async fn same_bytes_twice_add_nothing() {
         assert!(l["_file"].as_str().unwrap().ends_with("one.ndjson"));
     }
     assert_eq!(lines[2]["_raw"], "not json");
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(s.join(&format!("lake/bronze/events/_manifests/{}.json", m.batch_id))).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(s.join(&format!(
+            "lake/bronze/events/_manifests/{}.json",
+            m.batch_id
+        )))
+        .unwrap(),
+    )
+    .unwrap();
     assert_eq!(manifest["records"], 3);
     assert_eq!(manifest["schema"]["id"], "number");
     use sha2::Digest;
-    assert_eq!(manifest["sha256"], hex::encode(sha2::Sha256::digest(body.as_bytes())));
+    assert_eq!(
+        manifest["sha256"],
+        hex::encode(sha2::Sha256::digest(body.as_bytes()))
+    );
 
     // a third run rewrites nothing in bronze
     run(&plan, &lake).await;
-    assert_eq!(std::fs::metadata(&objects[0]).unwrap().modified().unwrap(), before);
+    assert_eq!(
+        std::fs::metadata(&objects[0]).unwrap().modified().unwrap(),
+        before
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -9,11 +9,25 @@ use karat::pipeline::{Plan, ReplayTarget};
 use crate::util::{Scratch, demo, pretty, scalar, sql};
 
 async fn snapshot(lake_dir: &std::path::Path, day: &str) -> (String, String, String) {
-    let silver = pretty(&sql(lake_dir, "silver/orders", &format!("SELECT * FROM t WHERE order_date = DATE '{day}' ORDER BY order_id")).await);
+    let silver = pretty(
+        &sql(
+            lake_dir,
+            "silver/orders",
+            &format!("SELECT * FROM t WHERE order_date = DATE '{day}' ORDER BY order_id"),
+        )
+        .await,
+    );
     let dead = pretty(
         &sql(lake_dir, "dead_letters/orders", &format!("SELECT partition, rules, reasons, raw, batch_id, source, file, line, ingested_at FROM t WHERE partition = '{day}' ORDER BY file, line")).await,
     );
-    let gold = pretty(&sql(lake_dir, "gold/daily_revenue", &format!("SELECT * FROM t WHERE order_date = DATE '{day}' ORDER BY currency")).await);
+    let gold = pretty(
+        &sql(
+            lake_dir,
+            "gold/daily_revenue",
+            &format!("SELECT * FROM t WHERE order_date = DATE '{day}' ORDER BY currency"),
+        )
+        .await,
+    );
     (silver, dead, gold)
 }
 
@@ -23,17 +37,43 @@ async fn fix_contract_replay_goes_green_and_is_idempotent() {
     let (_, lake, _) = demo(s.path(), 200).await;
     let lake_dir = s.join("lake");
     let day = karat::demo::BAD_DAY;
-    let usd_before: i64 = scalar(&sql(&lake_dir, "dead_letters/orders", &format!("SELECT COUNT(*) FROM t WHERE partition = '{day}'")).await).parse().unwrap();
+    let usd_before: i64 = scalar(
+        &sql(
+            &lake_dir,
+            "dead_letters/orders",
+            &format!("SELECT COUNT(*) FROM t WHERE partition = '{day}'"),
+        )
+        .await,
+    )
+    .parse()
+    .unwrap();
 
     // replaying with the broken contract fails the same way, and does not duplicate dead letters
     let cfg_path = s.join("karat.toml");
     let plan = Plan::load(&cfg_path).await.unwrap();
-    let target = ReplayTarget::Partitions { table: "orders".into(), partitions: vec![day.into()] };
-    let r = karat::pipeline::replay(&plan, &lake, target.clone(), &Events::none()).await.unwrap();
+    let target = ReplayTarget::Partitions {
+        table: "orders".into(),
+        partitions: vec![day.into()],
+    };
+    let r = karat::pipeline::replay(&plan, &lake, target.clone(), &Events::none())
+        .await
+        .unwrap();
     assert_eq!(r.status, "failed");
     assert_eq!(r.exit_code(), 1);
-    let again: i64 = scalar(&sql(&lake_dir, "dead_letters/orders", &format!("SELECT COUNT(*) FROM t WHERE partition = '{day}'")).await).parse().unwrap();
-    assert_eq!(again, usd_before, "dead letters are replaced, never appended twice");
+    let again: i64 = scalar(
+        &sql(
+            &lake_dir,
+            "dead_letters/orders",
+            &format!("SELECT COUNT(*) FROM t WHERE partition = '{day}'"),
+        )
+        .await,
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(
+        again, usd_before,
+        "dead letters are replaced, never appended twice"
+    );
 
     // fix the contract: the source sends "usd " for USD
     let text = std::fs::read_to_string(&cfg_path).unwrap();
@@ -47,19 +87,52 @@ async fn fix_contract_replay_goes_green_and_is_idempotent() {
 
     let mut snaps = Vec::new();
     for i in 0..3 {
-        let r = karat::pipeline::replay(&plan, &lake, target.clone(), &Events::none()).await.unwrap();
-        assert_eq!(r.status, "ok", "replay {i}: {}", karat::summary::run_lines(&r));
+        let r = karat::pipeline::replay(&plan, &lake, target.clone(), &Events::none())
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status,
+            "ok",
+            "replay {i}: {}",
+            karat::summary::run_lines(&r)
+        );
         assert_eq!(r.trigger, "replay");
         let p = &r.silver[0].partitions[0];
         assert_eq!(p.partition, day);
         assert_eq!(p.rows_in, p.rows_out + p.dead + p.duplicates);
-        assert!((p.dead as i64) < usd_before / 4, "usd rows are valid now: {p:?}");
-        let g: Vec<_> = r.gold.iter().map(|g| (g.table.clone(), g.partitions.iter().map(|p| (p.partition.clone(), p.status.as_str())).collect::<Vec<_>>())).collect();
-        assert!(g.contains(&("daily_revenue".to_string(), vec![(day.to_string(), "ok")])), "{g:?}");
-        assert!(g.iter().any(|(t, ps)| t == "revenue_by_country" && ps.iter().all(|(_, st)| *st == "ok")), "{g:?}");
+        assert!(
+            (p.dead as i64) < usd_before / 4,
+            "usd rows are valid now: {p:?}"
+        );
+        let g: Vec<_> = r
+            .gold
+            .iter()
+            .map(|g| {
+                (
+                    g.table.clone(),
+                    g.partitions
+                        .iter()
+                        .map(|p| (p.partition.clone(), p.status.as_str()))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert!(
+            g.contains(&("daily_revenue".to_string(), vec![(day.to_string(), "ok")])),
+            "{g:?}"
+        );
+        assert!(
+            g.iter()
+                .any(|(t, ps)| t == "revenue_by_country" && ps.iter().all(|(_, st)| *st == "ok")),
+            "{g:?}"
+        );
         snaps.push(snapshot(&lake_dir, day).await);
     }
-    assert!(snaps[0].2.contains("USD"), "gold has the day now:\n{}", snaps[0].2);
+    assert!(
+        snaps[0].2.contains("USD"),
+        "gold has the day now:\n{}",
+        snaps[0].2
+    );
     assert_eq!(snaps[0], snaps[1], "second replay changed content");
     assert_eq!(snaps[1], snaps[2], "third replay changed content");
 
@@ -72,7 +145,12 @@ async fn fix_contract_replay_goes_green_and_is_idempotent() {
         .take(3)
         .map(|c| {
             let c = c.unwrap();
-            format!("{:?} {:?}", c.operation, c.operation_parameters.and_then(|p| p.get("predicate").cloned()))
+            format!(
+                "{:?} {:?}",
+                c.operation,
+                c.operation_parameters
+                    .and_then(|p| p.get("predicate").cloned())
+            )
         })
         .collect();
     assert_eq!(preds.len(), 3, "{preds:?}");
@@ -83,7 +161,11 @@ async fn fix_contract_replay_goes_green_and_is_idempotent() {
     // nothing is failed any more upstream of gold; status agrees
     let steps = karat::ledger::Ledger::new(&lake).steps().await.unwrap();
     let latest = karat::ledger::status::latest_partition_states(&steps);
-    let failed: Vec<_> = latest.iter().filter(|((z, _, _), s)| z != "bronze" && s.status != "ok" && s.status != "warn").map(|(k, _)| k.clone()).collect();
+    let failed: Vec<_> = latest
+        .iter()
+        .filter(|((z, _, _), s)| z != "bronze" && s.status != "ok" && s.status != "warn")
+        .map(|(k, _)| k.clone())
+        .collect();
     assert!(failed.is_empty(), "{failed:?}");
 }
 
@@ -91,22 +173,62 @@ async fn fix_contract_replay_goes_green_and_is_idempotent() {
 async fn replay_failed_and_range_validate_their_arguments() {
     let s = Scratch::new();
     let (plan, lake, _) = demo(s.path(), 50).await;
-    let err = karat::pipeline::replay(&plan, &lake, ReplayTarget::Range { table: "orders".into(), from: "2026-03-27".into(), to: "2026-03-20".into() }, &Events::none())
-        .await
-        .unwrap_err();
+    let err = karat::pipeline::replay(
+        &plan,
+        &lake,
+        ReplayTarget::Range {
+            table: "orders".into(),
+            from: "2026-03-27".into(),
+            to: "2026-03-20".into(),
+        },
+        &Events::none(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.is_usage(), "{err}");
-    let err = karat::pipeline::replay(&plan, &lake, ReplayTarget::Partitions { table: "nope".into(), partitions: vec!["x".into()] }, &Events::none())
-        .await
-        .unwrap_err();
+    let err = karat::pipeline::replay(
+        &plan,
+        &lake,
+        ReplayTarget::Partitions {
+            table: "nope".into(),
+            partitions: vec!["x".into()],
+        },
+        &Events::none(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("no table named \"nope\""), "{err}");
     // a range replays exactly the known partitions in it
-    let r = karat::pipeline::replay(&plan, &lake, ReplayTarget::Range { table: "orders".into(), from: "2026-03-24".into(), to: "2026-03-25".into() }, &Events::none())
-        .await
-        .unwrap();
-    let ps: Vec<&str> = r.silver[0].partitions.iter().map(|p| p.partition.as_str()).collect();
+    let r = karat::pipeline::replay(
+        &plan,
+        &lake,
+        ReplayTarget::Range {
+            table: "orders".into(),
+            from: "2026-03-24".into(),
+            to: "2026-03-25".into(),
+        },
+        &Events::none(),
+    )
+    .await
+    .unwrap();
+    let ps: Vec<&str> = r.silver[0]
+        .partitions
+        .iter()
+        .map(|p| p.partition.as_str())
+        .collect();
     assert_eq!(ps, vec!["2026-03-24", "2026-03-25"]);
     // --failed replays the failed day (still failing: the contract is not fixed)
-    let r = karat::pipeline::replay(&plan, &lake, ReplayTarget::Failed, &Events::none()).await.unwrap();
-    let ps: Vec<(&str, &str)> = r.silver.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.table.as_str(), p.partition.as_str()))).collect();
+    let r = karat::pipeline::replay(&plan, &lake, ReplayTarget::Failed, &Events::none())
+        .await
+        .unwrap();
+    let ps: Vec<(&str, &str)> = r
+        .silver
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.table.as_str(), p.partition.as_str()))
+        })
+        .collect();
     assert!(ps.contains(&("orders", karat::demo::BAD_DAY)), "{ps:?}");
 }

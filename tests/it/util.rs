@@ -18,7 +18,9 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch { dir: tempfile::tempdir().expect("tempdir") }
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -51,7 +53,11 @@ impl Drop for Scratch {
             files.sort();
             for f in files.iter().take(400) {
                 let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
-                eprintln!("{:>10}  {}", size, f.strip_prefix(self.dir.path()).unwrap_or(f).display());
+                eprintln!(
+                    "{:>10}  {}",
+                    size,
+                    f.strip_prefix(self.dir.path()).unwrap_or(f).display()
+                );
             }
         }
     }
@@ -59,7 +65,9 @@ impl Drop for Scratch {
 
 /// Loads the plan and lake of a config.
 pub async fn open(config: &Path) -> (Plan, Lake) {
-    let plan = Plan::load(config).await.unwrap_or_else(|e| panic!("loading {}: {e}", config.display()));
+    let plan = Plan::load(config)
+        .await
+        .unwrap_or_else(|e| panic!("loading {}: {e}", config.display()));
     let lake = Lake::open(&plan.config.lake_url).expect("lake opens");
     (plan, lake)
 }
@@ -87,9 +95,13 @@ pub async fn demo(dir: &Path, orders_per_day: usize) -> (Plan, Lake, Vec<RunRepo
 /// deltalake's own table provider (not karat code).
 pub async fn session_with(lake_dir: &Path, rel: &str) -> SessionContext {
     let url = url::Url::from_directory_path(lake_dir.join(rel)).expect("url");
-    let table = deltalake::open_table(url).await.unwrap_or_else(|e| panic!("open {rel}: {e}"));
+    let table = deltalake::open_table(url)
+        .await
+        .unwrap_or_else(|e| panic!("open {rel}: {e}"));
     let ctx = SessionContext::new();
-    table.update_datafusion_session(&ctx.state()).expect("session");
+    table
+        .update_datafusion_session(&ctx.state())
+        .expect("session");
     let provider = table.table_provider().await.expect("provider");
     ctx.register_table("t", provider).expect("register");
     ctx
@@ -98,7 +110,12 @@ pub async fn session_with(lake_dir: &Path, rel: &str) -> SessionContext {
 /// Runs SQL against a Delta table (`t`) and returns the batches.
 pub async fn sql(lake_dir: &Path, rel: &str, query: &str) -> Vec<RecordBatch> {
     let ctx = session_with(lake_dir, rel).await;
-    ctx.sql(query).await.unwrap_or_else(|e| panic!("{query}: {e}")).collect().await.unwrap_or_else(|e| panic!("{query}: {e}"))
+    ctx.sql(query)
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
 }
 
 /// Pretty text of batches (for comparisons and failure output).
@@ -110,11 +127,24 @@ pub fn pretty(batches: &[RecordBatch]) -> String {
 pub fn counts(batches: &[RecordBatch]) -> BTreeMap<String, i64> {
     let mut m = BTreeMap::new();
     for b in batches {
-        let k = deltalake::arrow::compute::cast(b.column(0), &deltalake::arrow::datatypes::DataType::Utf8).expect("cast");
+        let k = deltalake::arrow::compute::cast(
+            b.column(0),
+            &deltalake::arrow::datatypes::DataType::Utf8,
+        )
+        .expect("cast");
         let k = k.as_string::<i32>();
-        let n = b.column(1).as_primitive::<deltalake::arrow::datatypes::Int64Type>();
+        let n = b
+            .column(1)
+            .as_primitive::<deltalake::arrow::datatypes::Int64Type>();
         for i in 0..b.num_rows() {
-            m.insert(if k.is_valid(i) { k.value(i).to_string() } else { "null".into() }, n.value(i));
+            m.insert(
+                if k.is_valid(i) {
+                    k.value(i).to_string()
+                } else {
+                    "null".into()
+                },
+                n.value(i),
+            );
         }
     }
     m
@@ -123,6 +153,8 @@ pub fn counts(batches: &[RecordBatch]) -> BTreeMap<String, i64> {
 /// First column of the first row as text.
 pub fn scalar(batches: &[RecordBatch]) -> String {
     let b = batches.iter().find(|b| b.num_rows() > 0).expect("a row");
-    let v = deltalake::arrow::compute::cast(b.column(0), &deltalake::arrow::datatypes::DataType::Utf8).expect("cast");
+    let v =
+        deltalake::arrow::compute::cast(b.column(0), &deltalake::arrow::datatypes::DataType::Utf8)
+            .expect("cast");
     v.as_string::<i32>().value(0).to_string()
 }
