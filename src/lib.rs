@@ -4,7 +4,7 @@
 //! of every run stored in the lake itself.
 //!
 //! The modules follow the data: [`config`] → [`lake`] → [`bronze`] → [`silver`] → [`gold`] →
-//! [`pipeline`] → [`ledger`] → [`lineage`] / [`schema`] → [`export`].
+//! [`pipeline`] → [`ledger`] → [`lineage`] / [`schema`] → [`tui`] → [`export`].
 
 pub mod bench;
 pub mod bronze;
@@ -21,5 +21,6 @@ pub mod pipeline;
 pub mod schema;
 pub mod silver;
 pub mod summary;
+pub mod tui;
 
 pub use error::{KaratError, KaratResult};

@@ -27,12 +27,32 @@ struct Cli {
     /// The pipeline definition (default: ./karat.toml).
     #[arg(long, short = 'c', global = true, env = "KARAT_CONFIG")]
     config: Option<PathBuf>,
+    /// Dashboard theme: dark, light, high-contrast, colorblind, or a path to a theme file.
+    #[arg(long, global = true, default_value = "dark")]
+    theme: String,
+    /// Fixed clock for the dashboard (RFC 3339), for reproducible screens.
+    #[arg(long, global = true, hide = true)]
+    now: Option<String>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Open the dashboard (the default when no command is given).
+    Ui,
+    /// Write the current state of a dashboard view as an SVG image.
+    Snapshot {
+        /// overview, partitions, dead-letters, lineage, schema, runs
+        #[arg(long)]
+        view: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 120)]
+        width: u16,
+        #[arg(long, default_value_t = 36)]
+        height: u16,
+    },
     /// Write a commented example karat.toml (and sample data) that runs as-is.
     Init {
         /// Folder to write into.
@@ -96,7 +116,7 @@ enum Command {
         /// Where to create it.
         #[arg(default_value = "karat-demo")]
         dir: PathBuf,
-        /// Print the summary (the dashboard is not built yet, so this is the default).
+        /// Print the summary instead of opening the dashboard.
         #[arg(long)]
         headless: bool,
         /// Orders per day.
@@ -181,8 +201,47 @@ fn json_out<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn clock(cli_now: &Option<String>) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    match cli_now {
+        None => Ok(None),
+        Some(t) => Ok(Some(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|e| KaratError::Usage(format!("--now {t}: {e}")))?
+                .with_timezone(&chrono::Utc),
+        )),
+    }
+}
+
+async fn dashboard(config: PathBuf, plan: Plan, lake: Lake, theme: &str, now: &Option<String>) -> anyhow::Result<u8> {
+    if !std::io::stdout().is_terminal() {
+        return Err(KaratError::Usage("the dashboard needs a terminal; use `karat status` or `karat run` headless".into()).into());
+    }
+    let theme = karat::tui::theme::Theme::load(theme)?;
+    let opts = karat::tui::DashboardOptions { config_path: config, theme, clock: clock(now)? };
+    karat::tui::run(plan, lake, opts).await?;
+    Ok(0)
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
-    match cli.command {
+    let command = cli.command.unwrap_or(Command::Ui);
+    match command {
+        Command::Ui => {
+            let (plan, lake) = load(&cli.config).await?;
+            dashboard(config_path(&cli.config), plan, lake, &cli.theme, &cli.now).await
+        }
+        Command::Snapshot { view, out: path, width, height } => {
+            let (plan, lake) = load(&cli.config).await?;
+            let v = karat::tui::action::View::from_slug(&view).ok_or_else(|| {
+                KaratError::Usage(format!("no view \"{view}\": overview, partitions, dead-letters, lineage, schema, runs"))
+            })?;
+            let theme = karat::tui::theme::Theme::load(&cli.theme)?;
+            let now = clock(&cli.now)?.unwrap_or_else(chrono::Utc::now);
+            let app = karat::tui::headless_state(&plan, &lake, theme, v, now).await?;
+            let svg = karat::tui::snapshot_svg(&app, width, height);
+            std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+            Ok(0)
+        }
         Command::Init { dir, force } => {
             let path = karat::config::example::write_example(&dir, force)?;
             eprintln!(
@@ -280,6 +339,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let q = DeadLetterQuery {
                 partition: partition.clone(),
                 reason,
+                rule: None,
                 limit: Some(limit),
                 offset: 0,
             };
@@ -312,11 +372,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Demo {
-            dir,
-            headless: _,
-            orders_per_day,
-        } => demo(&dir, orders_per_day).await,
+        Command::Demo { dir, headless, orders_per_day } => {
+            let code = demo(&dir, orders_per_day).await?;
+            if headless || !std::io::stdout().is_terminal() {
+                return Ok(code);
+            }
+            let config = dir.join("karat.toml");
+            let plan = Plan::load(&config).await?;
+            let lake = Lake::open(&plan.config.lake_url)?;
+            dashboard(config, plan, lake, &cli.theme, &cli.now).await
+        }
         Command::Bench {
             lines,
             days,
@@ -418,11 +483,12 @@ async fn finish_run(plan: &Plan, lake: &Lake, report: RunReport, json: bool) -> 
 
 async fn demo(dir: &Path, orders_per_day: usize) -> anyhow::Result<u8> {
     if dir.join("lake").exists() {
-        return Err(KaratError::Usage(format!(
-            "{} already holds a demo lake; remove it or pick another folder",
-            dir.display()
-        ))
-        .into());
+        eprintln!("{} already holds a demo lake: using it as it is (remove the folder for a fresh one)", dir.display());
+        let plan = Plan::load(&dir.join("karat.toml")).await?;
+        let lake = Lake::open(&plan.config.lake_url)?;
+        let s = status_of(&plan, &lake).await?;
+        out(&summary::status_table(&s));
+        return Ok(if s.unhealthy() { 1 } else { 0 });
     }
     let days = karat::demo::generate(dir, orders_per_day)?;
     let plan = Plan::load(&dir.join("karat.toml")).await?;

@@ -48,12 +48,12 @@ pub fn format_of(path: &Path, explicit: Option<FileFormat>) -> FileFormat {
 }
 
 /// Uncompresses gzip bytes (detected by their magic number) or passes plain bytes through.
-pub fn decompress(bytes: &[u8], path: &Path) -> Result<Vec<u8>, String> {
+pub fn decompress(bytes: &[u8]) -> Result<Vec<u8>, String> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::with_capacity(bytes.len() * 5);
         flate2::read::MultiGzDecoder::new(bytes)
             .read_to_end(&mut out)
-            .map_err(|e| format!("{}: corrupt gzip data: {e}", path.display()))?;
+            .map_err(|e| format!("corrupt gzip data: {e}"))?;
         Ok(out)
     } else {
         Ok(bytes.to_vec())

@@ -132,7 +132,7 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                     };
                     let task_path = path.clone();
                     let built = tokio::task::spawn_blocking(move || {
-                        let text = files::decompress(&bytes, &task_path)?;
+                        let text = files::decompress(&bytes)?;
                         let mut w = BatchWriter::new(&stamp, text.len());
                         let fmt = files::format_of(&task_path, format);
                         files::stamp_file(&text, fmt, &mut w, &task_path)?;

@@ -1,5 +1,7 @@
 //! Getting rows out of karat: reading a silver table's dead letters with filters (for
-//! `karat dead-letters` and the dashboard), and writing them as NDJSON.
+//! `karat dead-letters` and the dashboard), writing them as NDJSON, and screens as SVG.
+
+pub mod svg;
 
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use serde::Serialize;
@@ -28,6 +30,8 @@ pub struct DeadLetterQuery {
     pub partition: Option<String>,
     /// Substring of a reason or rule (case-insensitive).
     pub reason: Option<String>,
+    /// Exactly this rule among the failed ones (e.g. `currency.one_of`).
+    pub rule: Option<String>,
     pub limit: Option<usize>,
     pub offset: usize,
 }
@@ -49,6 +53,9 @@ pub async fn dead_letters(
     let mut filters = Vec::new();
     if let Some(p) = &q.partition {
         filters.push(format!("partition = {}", quote(p)));
+    }
+    if let Some(r) = &q.rule {
+        filters.push(format!("array_has(rules, {})", quote(r)));
     }
     if let Some(r) = &q.reason {
         let pat = quote(&format!("%{}%", r.to_lowercase()));

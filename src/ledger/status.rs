@@ -123,6 +123,8 @@ pub fn compute(
     now: DateTime<Utc>,
 ) -> StatusReport {
     let latest = latest_partition_states(steps);
+    let promoted: Vec<StepRecord> = steps.iter().filter(|s| s.status == "ok" || s.status == "warn").cloned().collect();
+    let last_promoted = latest_partition_states(&promoted);
     let mut tables = Vec::new();
     let mut entries: Vec<(
         String,
@@ -179,10 +181,13 @@ pub fn compute(
                 continue;
             }
             dead += s.dead;
+            // rows the table holds: the last promoted version of each partition
+            if let Some(held) = last_promoted.get(&(z.clone(), t.clone(), p.clone())) {
+                rows += held.rows_out;
+                duplicates += held.duplicates;
+            }
             if s.status == "ok" || s.status == "warn" {
                 ok += 1;
-                rows += s.rows_out;
-                duplicates += s.duplicates;
             } else {
                 failed.push(FailedPartition {
                     partition: p.clone(),

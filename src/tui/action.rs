@@ -1,0 +1,117 @@
+//! What the user can ask for (actions, produced by the keymap or the command prompt), the views,
+//! and the requests the dashboard sends to the engine worker.
+
+use crate::pipeline::ReplayTarget;
+
+/// The six views, in number-key order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum View {
+    Overview,
+    Partitions,
+    DeadLetters,
+    Lineage,
+    Schema,
+    Runs,
+}
+
+impl View {
+    pub const ALL: [View; 6] = [View::Overview, View::Partitions, View::DeadLetters, View::Lineage, View::Schema, View::Runs];
+
+    pub fn title(&self) -> &'static str {
+        match self {
+            View::Overview => "Overview",
+            View::Partitions => "Partitions",
+            View::DeadLetters => "Dead letters",
+            View::Lineage => "Lineage",
+            View::Schema => "Schema",
+            View::Runs => "Runs",
+        }
+    }
+
+    /// Name used by `--view`, `:view` and snapshot file names.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            View::Overview => "overview",
+            View::Partitions => "partitions",
+            View::DeadLetters => "dead-letters",
+            View::Lineage => "lineage",
+            View::Schema => "schema",
+            View::Runs => "runs",
+        }
+    }
+
+    pub fn from_slug(s: &str) -> Option<View> {
+        View::ALL.into_iter().find(|v| v.slug() == s || v.title().eq_ignore_ascii_case(s))
+    }
+
+    pub fn index(&self) -> usize {
+        View::ALL.iter().position(|v| v == self).expect("listed")
+    }
+}
+
+/// A user intent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Action {
+    Quit,
+    Show(View),
+    NextView,
+    PrevView,
+    Up,
+    Down,
+    Left,
+    Right,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    /// Open the `/` filter.
+    Filter,
+    NextMatch,
+    PrevMatch,
+    /// Esc: close a pane, clear a filter, go back.
+    Back,
+    /// Enter: open / drill down / jump.
+    Open,
+    /// Open the `:` prompt.
+    Prompt,
+    Help,
+    /// Run the pipeline now.
+    RunNow,
+    /// Replay the selected partition(s).
+    Replay,
+    /// Replay every failed cell in view.
+    ReplayFailed,
+    /// Start / stop a multi-selection.
+    MultiSelect,
+    /// Export the rows in view.
+    Export,
+    /// Write the current view as SVG.
+    Snapshot,
+    /// Mark a schema version for the diff.
+    Mark,
+    /// Next / previous table.
+    NextTable,
+    PrevTable,
+    Refresh,
+    Confirm,
+    Cancel,
+}
+
+/// Work the dashboard asks of the engine worker.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// Reload everything the views show.
+    Refresh,
+    /// Run the pipeline.
+    Run,
+    /// Replay partitions.
+    Replay(ReplayTarget),
+    /// Dead-letter reasons of a table.
+    Reasons { table: String },
+    /// One page of dead letters.
+    DeadLetters { table: String, filter: Option<String>, offset: usize, limit: usize, generation: u64 },
+    /// Write rows to an NDJSON file.
+    Export { table: String, rows: Vec<crate::export::DeadLetter> },
+    /// Write text to a file (snapshots).
+    WriteFile { path: std::path::PathBuf, contents: String },
+}

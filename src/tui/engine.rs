@@ -1,0 +1,339 @@
+//! The dashboard's engine worker: the only part of the dashboard that touches storage. It owns
+//! the plan and the lake, serves requests in background tasks, reports progress and results over
+//! a channel, polls the ledger so runs started elsewhere show up, runs the configured schedule,
+//! and reloads `karat.toml` when it changes on disk.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::Mutex;
+
+use crate::config::Zone;
+use crate::error::KaratResult;
+use crate::events::{Event, Events};
+use crate::export::{self, DeadLetter, DeadLetterQuery};
+use crate::lake::{Lake, delta, layout};
+use crate::ledger::status::{self, StatusReport};
+use crate::ledger::{DriftRecord, Ledger, RunRecord, StepRecord};
+use crate::lineage::Lineage;
+use crate::pipeline::{Plan, RunOptions, Trigger};
+use crate::schema::{self, SchemaVersion};
+
+use super::action::Request;
+
+/// A table as the views need it.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub name: String,
+    pub zone: Zone,
+    pub owner: Option<String>,
+    pub source: Option<String>,
+    pub partition_by: Option<String>,
+    /// (column, type, nullable, rules)
+    pub columns: Vec<(String, String, bool, String)>,
+    pub sql: Option<String>,
+    /// Gold: tables it reads; recomputed per partition.
+    pub inputs: Vec<String>,
+    pub incremental: bool,
+}
+
+/// Everything the views show, loaded in one go.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub project: String,
+    pub loaded_at: DateTime<Utc>,
+    pub status: StatusReport,
+    pub steps: Vec<StepRecord>,
+    pub runs: Vec<RunRecord>,
+    pub drift: Vec<DriftRecord>,
+    pub lineage: Lineage,
+    pub tables: Vec<TableInfo>,
+    pub sources: Vec<String>,
+    pub schemas: BTreeMap<String, Vec<SchemaVersion>>,
+}
+
+impl Snapshot {
+    pub fn table(&self, name: &str) -> Option<&TableInfo> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+}
+
+/// What the worker reports.
+#[derive(Debug, Clone)]
+pub enum Update {
+    Snapshot(Box<Snapshot>),
+    Event(Event),
+    JobStarted { command: String },
+    JobFinished { command: String, status: String, summary: String },
+    Reasons { table: String, counts: Vec<(String, i64)> },
+    DeadLetters { generation: u64, offset: usize, rows: Vec<DeadLetter>, done: bool },
+    Message(String),
+    Error(String),
+}
+
+/// Loads a snapshot of the lake for `plan` at `now`.
+pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> KaratResult<Snapshot> {
+    let ledger = Ledger::new(lake);
+    let runs = ledger.runs().await?;
+    let steps = ledger.steps().await?;
+    let drift = ledger.drift().await?;
+    let status = status::compute(&plan.config, &runs, &steps, now);
+    let mut schemas = BTreeMap::new();
+    for s in &plan.config.sources {
+        schemas.insert(s.name.clone(), schema::history(lake, &s.name).await?);
+    }
+    let tables = plan
+        .config
+        .tables
+        .iter()
+        .map(|t| {
+            let g = plan.gold_plan(&t.name);
+            TableInfo {
+                name: t.name.clone(),
+                zone: t.zone,
+                owner: t.owner.clone(),
+                source: t.silver().map(|s| s.from.clone()),
+                partition_by: t.partition_column().map(str::to_string),
+                columns: t
+                    .silver()
+                    .map(|s| {
+                        s.columns
+                            .iter()
+                            .map(|c| {
+                                let mut rules = Vec::new();
+                                if !c.normalize.is_empty() {
+                                    rules.push(format!("normalize {:?}", c.normalize).to_lowercase());
+                                }
+                                if let Some(m) = &c.min {
+                                    rules.push(format!("min {}", m.display));
+                                }
+                                if let Some(m) = &c.max {
+                                    rules.push(format!("max {}", m.display));
+                                }
+                                if let Some(v) = &c.one_of {
+                                    rules.push(format!("one_of [{}]", v.iter().map(|l| l.display.as_str()).collect::<Vec<_>>().join(", ")));
+                                }
+                                if let Some(r) = &c.regex {
+                                    rules.push(format!("regex /{r}/"));
+                                }
+                                if let Some(n) = c.max_length {
+                                    rules.push(format!("max_length {n}"));
+                                }
+                                (c.name.clone(), c.ty.to_string(), c.nullable, rules.join("; "))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_else(|| {
+                        g.map(|g| g.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string(), f.is_nullable(), String::new())).collect())
+                            .unwrap_or_default()
+                    }),
+                sql: t.gold().map(|g| g.sql.trim().to_string()),
+                inputs: g.map(|g| g.inputs.clone()).unwrap_or_default(),
+                incremental: g.map(|g| g.incremental).unwrap_or(true),
+            }
+        })
+        .collect();
+    Ok(Snapshot {
+        project: plan.config.project.clone(),
+        loaded_at: now,
+        status,
+        steps,
+        runs,
+        drift,
+        lineage: Lineage::of(plan),
+        tables,
+        sources: plan.config.sources.iter().map(|s| s.name.clone()).collect(),
+        schemas,
+    })
+}
+
+struct Shared {
+    plan: Plan,
+    lake: Lake,
+    config_path: PathBuf,
+    config_mtime: Option<SystemTime>,
+    clock: Option<DateTime<Utc>>,
+}
+
+fn mtime(p: &PathBuf) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+impl Shared {
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.unwrap_or_else(Utc::now)
+    }
+
+    /// Reloads the config if it changed on disk; a broken config keeps the old plan.
+    async fn reload_if_changed(&mut self, tx: &UnboundedSender<Update>) {
+        let m = mtime(&self.config_path);
+        if m == self.config_mtime {
+            return;
+        }
+        self.config_mtime = m;
+        match Plan::load(&self.config_path).await {
+            Ok(p) => {
+                self.plan = p;
+                let _ = tx.send(Update::Message(format!("reloaded {}", self.config_path.display())));
+            }
+            Err(e) => {
+                let _ = tx.send(Update::Error(format!("{e} (keeping the previous config)")));
+            }
+        }
+    }
+}
+
+/// Starts the worker; returns the request sender and the update receiver.
+pub fn spawn(plan: Plan, lake: Lake, config_path: PathBuf, clock: Option<DateTime<Utc>>) -> (UnboundedSender<Request>, UnboundedReceiver<Update>) {
+    let (req_tx, mut req_rx) = unbounded_channel::<Request>();
+    let (tx, rx) = unbounded_channel::<Update>();
+    let schedule = plan.config.schedule_every;
+    let shared = Arc::new(Mutex::new(Shared { config_mtime: mtime(&config_path), plan, lake, config_path, clock }));
+    let jobs = Arc::new(Mutex::new(()));
+    let self_tx = req_tx.clone();
+    tokio::spawn(async move {
+        let mut poll = tokio::time::interval(Duration::from_secs(3));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut sched = schedule.map(|every| {
+            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            i
+        });
+        let mut last_runs_version: Option<Option<i64>> = None;
+        loop {
+            let req = tokio::select! {
+                r = req_rx.recv() => match r { Some(r) => r, None => break },
+                _ = poll.tick() => {
+                    // runs started elsewhere on the same lake show up within seconds
+                    let lake = shared.lock().await.lake.clone();
+                    let v = delta::open(&lake.url_of(&layout::ledger("runs")), "_karat.runs").await.ok().flatten().and_then(|t| t.version()).map(|v| v as i64);
+                    if last_runs_version.is_some() && last_runs_version != Some(v) {
+                        let _ = self_tx.send(Request::Refresh);
+                    }
+                    last_runs_version = Some(v);
+                    continue;
+                }
+                _ = async { match &mut sched { Some(i) => { i.tick().await; } None => std::future::pending::<()>().await } } => Request::Run,
+            };
+            let shared = shared.clone();
+            let tx = tx.clone();
+            let jobs = jobs.clone();
+            let self_tx = self_tx.clone();
+            tokio::spawn(async move { handle(req, shared, jobs, tx, self_tx).await });
+        }
+    });
+    (req_tx, rx)
+}
+
+async fn handle(req: Request, shared: Arc<Mutex<Shared>>, jobs: Arc<Mutex<()>>, tx: UnboundedSender<Update>, self_tx: UnboundedSender<Request>) {
+    match req {
+        Request::Refresh => {
+            let (plan, lake, now) = {
+                let s = shared.lock().await;
+                (s.plan.clone(), s.lake.clone(), s.now())
+            };
+            match load_snapshot(&plan, &lake, now).await {
+                Ok(s) => {
+                    let _ = tx.send(Update::Snapshot(Box::new(s)));
+                }
+                Err(e) => {
+                    let _ = tx.send(Update::Error(format!("loading the lake: {e}")));
+                }
+            }
+        }
+        Request::Run | Request::Replay(_) => {
+            // one pipeline job at a time; reads keep being served meanwhile
+            let _guard = jobs.lock().await;
+            let (plan, lake) = {
+                let mut s = shared.lock().await;
+                s.reload_if_changed(&tx).await;
+                (s.plan.clone(), s.lake.clone())
+            };
+            let (etx, mut erx) = unbounded_channel::<Event>();
+            let fwd = tx.clone();
+            let forward = tokio::spawn(async move {
+                while let Some(e) = erx.recv().await {
+                    let _ = fwd.send(Update::Event(e));
+                }
+            });
+            let events = Events::new(etx);
+            let (command, result) = match req {
+                Request::Replay(target) => {
+                    let command = target.command();
+                    let _ = tx.send(Update::JobStarted { command: command.clone() });
+                    (command, crate::pipeline::replay(&plan, &lake, target, &events).await)
+                }
+                _ => {
+                    let command = "karat run".to_string();
+                    let _ = tx.send(Update::JobStarted { command: command.clone() });
+                    let mut opts = RunOptions::new(Trigger::Dashboard);
+                    opts.command = command.clone();
+                    (command, crate::pipeline::run(&plan, &lake, opts, &events).await)
+                }
+            };
+            drop(events);
+            let _ = forward.await;
+            match result {
+                Ok(r) => {
+                    let _ = tx.send(Update::JobFinished { command, status: r.status.clone(), summary: crate::summary::run_lines(&r) });
+                }
+                Err(e) => {
+                    let _ = tx.send(Update::JobFinished { command, status: "failed".into(), summary: e.to_string() });
+                }
+            }
+            let _ = self_tx.send(Request::Refresh);
+        }
+        Request::Reasons { table } => {
+            let lake = shared.lock().await.lake.clone();
+            match export::reason_counts(&lake, &table, None).await {
+                Ok(counts) => {
+                    let _ = tx.send(Update::Reasons { table, counts });
+                }
+                Err(e) => {
+                    let _ = tx.send(Update::Error(e.to_string()));
+                }
+            }
+        }
+        Request::DeadLetters { table, filter, offset, limit, generation } => {
+            let lake = shared.lock().await.lake.clone();
+            let (rule, reason) = match filter {
+                Some(f) if f.starts_with("rule:") => (Some(f["rule:".len()..].to_string()), None),
+                other => (None, other),
+            };
+            let q = DeadLetterQuery { partition: None, reason, rule, limit: Some(limit), offset };
+            match export::dead_letters(&lake, &table, &q).await {
+                Ok(rows) => {
+                    let done = rows.len() < limit;
+                    let _ = tx.send(Update::DeadLetters { generation, offset, rows, done });
+                }
+                Err(e) => {
+                    let _ = tx.send(Update::Error(e.to_string()));
+                }
+            }
+        }
+        Request::Export { table, rows } => {
+            let name = format!("karat-dead-letters-{table}-{}.ndjson", Utc::now().format("%Y%m%dT%H%M%S"));
+            let path = PathBuf::from(&name);
+            match export::write_ndjson(&path, &rows) {
+                Ok(()) => {
+                    let _ = tx.send(Update::Message(format!("exported {} row(s) to {name}   (karat dead-letters {table} --export {name})", rows.len())));
+                }
+                Err(e) => {
+                    let _ = tx.send(Update::Error(e.to_string()));
+                }
+            }
+        }
+        Request::WriteFile { path, contents } => match std::fs::write(&path, contents) {
+            Ok(()) => {
+                let _ = tx.send(Update::Message(format!("wrote {}", path.display())));
+            }
+            Err(e) => {
+                let _ = tx.send(Update::Error(format!("{}: {e}", path.display())));
+            }
+        },
+    }
+}

@@ -1,0 +1,42 @@
+//! Data is untrusted: control characters and escape sequences inside values are shown escaped
+//! (`\u{1b}`, `\n`), never sent to the terminal.
+
+/// `s` with every control character escaped.
+pub fn clean(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Cuts `s` to `n` characters, marking the cut.
+pub fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_terminal_control_sequences() {
+        assert_eq!(clean("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(clean("x\ny\r"), "x\\ny\\r");
+        assert_eq!(clean("usd "), "usd ");
+        assert_eq!(cut("abcdef", 4), "abc…");
+    }
+}

@@ -1,0 +1,975 @@
+//! The dashboard's state and how it changes: updates from the engine and user actions go in,
+//! requests for the engine come out. Rendering reads this and nothing else (one direction:
+//! events → actions → state → render).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use super::action::{Action, Request, View};
+use super::engine::{Snapshot, Update};
+use super::theme::Theme;
+use crate::config::Zone;
+use crate::events::Event;
+use crate::export::DeadLetter;
+use crate::gold::WHOLE_TABLE;
+use crate::ledger::StepRecord;
+use crate::ledger::status::latest_partition_states;
+use crate::lineage::Node;
+use crate::pipeline::ReplayTarget;
+
+/// State of one partition cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellState {
+    Ok,
+    /// Promoted, with some rows dead-lettered (≥1%).
+    OkRejects,
+    Warn,
+    Failed,
+    Blocked,
+    Stale,
+    Running,
+    Missing,
+}
+
+impl CellState {
+    pub fn glyph(&self) -> &'static str {
+        match self {
+            CellState::Ok => "●",
+            CellState::OkRejects => "◉",
+            CellState::Warn => "◐",
+            CellState::Failed => "✗",
+            CellState::Blocked => "⊘",
+            CellState::Stale => "○",
+            CellState::Running => "◌",
+            CellState::Missing => "·",
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            CellState::Ok => "ok",
+            CellState::OkRejects => "ok (rejects)",
+            CellState::Warn => "warn",
+            CellState::Failed => "failed",
+            CellState::Blocked => "gate-blocked",
+            CellState::Stale => "stale",
+            CellState::Running => "running",
+            CellState::Missing => "missing",
+        }
+    }
+
+    fn from_step(s: &StepRecord) -> CellState {
+        match s.status.as_str() {
+            "ok" if s.rows_in > 0 && s.dead * 100 >= s.rows_in => CellState::OkRejects,
+            "ok" => CellState::Ok,
+            "warn" => CellState::Warn,
+            "blocked" => CellState::Blocked,
+            _ => CellState::Failed,
+        }
+    }
+}
+
+/// One cell of the partitions matrix.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub state: CellState,
+    pub step: Option<StepRecord>,
+}
+
+/// The partitions matrix: tables × partitions.
+#[derive(Debug, Clone, Default)]
+pub struct Matrix {
+    /// (zone, table)
+    pub rows: Vec<(Zone, String)>,
+    /// Partition values, oldest first; `*` first when any table is unpartitioned.
+    pub cols: Vec<String>,
+    pub cells: BTreeMap<(usize, usize), Cell>,
+}
+
+/// A breach shown in the overview banner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Breach {
+    /// 0 most urgent.
+    pub severity: u8,
+    pub zone: Zone,
+    pub table: String,
+    pub partition: Option<String>,
+    pub text: String,
+}
+
+/// What a replay would rewrite, shown before it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayPlan {
+    pub targets: Vec<(String, Vec<String>)>,
+    pub downstream: Vec<(String, Vec<String>)>,
+    /// (table, current Delta version) of every table rewritten.
+    pub versions: Vec<(String, Option<i64>)>,
+}
+
+/// Input modes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    Normal,
+    Filter(String),
+    Prompt(String),
+    Confirm(ReplayPlan),
+    Help,
+}
+
+/// Which pane of the dead-letters view has the focus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadFocus {
+    Reasons,
+    Rows,
+    Detail,
+}
+
+/// Dead-letters view state.
+#[derive(Debug, Clone)]
+pub struct DeadState {
+    pub table: Option<String>,
+    pub reasons: Vec<(String, i64)>,
+    pub reasons_loading: bool,
+    pub reason_sel: usize,
+    pub rows: Vec<DeadLetter>,
+    pub rows_loading: bool,
+    pub rows_done: bool,
+    pub row_sel: usize,
+    pub generation: u64,
+    pub filter: Option<String>,
+    pub focus: DeadFocus,
+}
+
+/// The whole dashboard state.
+pub struct App {
+    pub view: View,
+    pub theme: Theme,
+    pub snapshot: Option<Snapshot>,
+    pub matrix: Matrix,
+    pub breaches: Vec<Breach>,
+    pub mode: Mode,
+    pub now: DateTime<Utc>,
+    pub fixed_clock: bool,
+    pub overview_sel: usize,
+    pub cell: (usize, usize),
+    pub anchor: Option<(usize, usize)>,
+    pub running: BTreeMap<(String, String), CellState>,
+    pub dead: DeadState,
+    pub lineage_focus: Option<Node>,
+    pub lineage_sel: usize,
+    pub schema_source: usize,
+    pub schema_sel: usize,
+    pub schema_marks: Vec<usize>,
+    pub runs_sel: usize,
+    pub filter: Option<String>,
+    pub log: Vec<(DateTime<Utc>, String)>,
+    pub message: Option<(String, bool)>,
+    pub job: Option<String>,
+    pub quit: bool,
+    pub outbox: Vec<Request>,
+    pub page: usize,
+    cursor_placed: bool,
+}
+
+const PAGE: usize = 200;
+
+fn zone_rank(z: Zone) -> u8 {
+    match z {
+        Zone::Bronze => 0,
+        Zone::Silver => 1,
+        Zone::Gold => 2,
+    }
+}
+
+impl App {
+    pub fn new(theme: Theme, now: DateTime<Utc>, fixed_clock: bool) -> App {
+        App {
+            view: View::Overview,
+            theme,
+            snapshot: None,
+            matrix: Matrix::default(),
+            breaches: Vec::new(),
+            mode: Mode::Normal,
+            now,
+            fixed_clock,
+            overview_sel: 0,
+            cell: (0, 0),
+            anchor: None,
+            running: BTreeMap::new(),
+            dead: DeadState {
+                table: None,
+                reasons: Vec::new(),
+                reasons_loading: false,
+                reason_sel: 0,
+                rows: Vec::new(),
+                rows_loading: false,
+                rows_done: false,
+                row_sel: 0,
+                generation: 0,
+                filter: None,
+                focus: DeadFocus::Reasons,
+            },
+            lineage_focus: None,
+            lineage_sel: 0,
+            schema_source: 0,
+            schema_sel: 0,
+            schema_marks: Vec::new(),
+            runs_sel: 0,
+            filter: None,
+            log: Vec::new(),
+            message: None,
+            job: None,
+            quit: false,
+            outbox: vec![Request::Refresh],
+            page: 10,
+            cursor_placed: false,
+        }
+    }
+
+    /// Requests produced since the last call.
+    pub fn take_requests(&mut self) -> Vec<Request> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    fn log_action(&mut self, command: String) {
+        self.log.push((self.now, command));
+    }
+
+    // ---------------------------------------------------------------- engine updates
+
+    pub fn apply(&mut self, u: Update) {
+        match u {
+            Update::Snapshot(s) => {
+                if !self.fixed_clock {
+                    self.now = Utc::now();
+                }
+                self.snapshot = Some(*s);
+                self.rebuild();
+                if self.dead.table.is_none() {
+                    self.dead.table = self.silver_tables().first().cloned();
+                    self.request_reasons();
+                } else if self.view == View::DeadLetters {
+                    self.request_reasons();
+                }
+                if self.schema_sel == 0 && self.schema_marks.is_empty() {
+                    self.schema_sel = self.latest_schema_change();
+                }
+                if self.lineage_focus.is_none() {
+                    self.lineage_focus = self.snapshot.as_ref().and_then(|s| s.tables.first()).map(|t| Node { zone: t.zone, name: t.name.clone() });
+                }
+            }
+            Update::Event(Event::Partition { table, partition, status }) => {
+                let st = match status.as_str() {
+                    "ok" => CellState::Ok,
+                    "warn" => CellState::Warn,
+                    "blocked" => CellState::Blocked,
+                    _ => CellState::Failed,
+                };
+                self.running.insert((table, partition), st);
+            }
+            Update::Event(_) => {}
+            Update::JobStarted { command } => {
+                self.job = Some(command);
+            }
+            Update::JobFinished { command, status, summary } => {
+                self.job = None;
+                let first = summary.lines().nth(1).or(summary.lines().next()).unwrap_or("").trim().to_string();
+                self.message = Some((format!("{command}: {status}. {first}"), status == "failed"));
+            }
+            Update::Reasons { table, counts } => {
+                if self.dead.table.as_deref() == Some(table.as_str()) {
+                    self.dead.reasons = counts;
+                    self.dead.reasons_loading = false;
+                    self.dead.reason_sel = self.dead.reason_sel.min(self.dead.reasons.len().saturating_sub(1));
+                }
+            }
+            Update::DeadLetters { generation, offset, rows, done } => {
+                if generation == self.dead.generation && offset == self.dead.rows.len() {
+                    self.dead.rows.extend(rows);
+                    self.dead.rows_done = done;
+                    self.dead.rows_loading = false;
+                }
+            }
+            Update::Message(m) => self.message = Some((m, false)),
+            Update::Error(m) => self.message = Some((m, true)),
+        }
+    }
+
+    pub fn silver_tables(&self) -> Vec<String> {
+        self.snapshot
+            .as_ref()
+            .map(|s| s.tables.iter().filter(|t| t.zone == Zone::Silver).map(|t| t.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Recomputes the derived views of the snapshot (matrix, breaches).
+    fn rebuild(&mut self) {
+        let Some(s) = &self.snapshot else { return };
+        // running cells are replaced by what the ledger now says
+        self.running.clear();
+        let latest = latest_partition_states(&s.steps);
+        let mut rows: Vec<(Zone, String)> = s.tables.iter().map(|t| (t.zone, t.name.clone())).collect();
+        rows.sort_by_key(|(z, _)| zone_rank(*z));
+        let mut cols: BTreeSet<String> = BTreeSet::new();
+        let mut any_whole = false;
+        for ((z, t, p), _) in &latest {
+            if z == "bronze" || !rows.iter().any(|(_, n)| n == t) {
+                continue;
+            }
+            if p == WHOLE_TABLE {
+                any_whole = true;
+            } else {
+                cols.insert(p.clone());
+            }
+        }
+        let mut cols: Vec<String> = cols.into_iter().collect();
+        if any_whole {
+            cols.insert(0, WHOLE_TABLE.to_string());
+        }
+        let stale: BTreeSet<&str> = s
+            .status
+            .tables
+            .iter()
+            .filter(|t| t.freshness == crate::ledger::status::Freshness::Error)
+            .map(|t| t.name.as_str())
+            .collect();
+        let mut cells = BTreeMap::new();
+        for (ri, (z, t)) in rows.iter().enumerate() {
+            for (ci, p) in cols.iter().enumerate() {
+                if let Some(step) = latest.get(&(z.to_string(), t.clone(), p.clone())) {
+                    let mut state = CellState::from_step(step);
+                    if matches!(state, CellState::Ok | CellState::OkRejects) && stale.contains(t.as_str()) {
+                        state = CellState::Stale;
+                    }
+                    cells.insert((ri, ci), Cell { state, step: Some(step.clone()) });
+                }
+            }
+        }
+        self.matrix = Matrix { rows, cols, cells };
+        // breaches, most urgent first
+        let mut breaches = Vec::new();
+        for t in &s.status.tables {
+            for f in &t.failed {
+                let sev = if f.status == "failed" { 0 } else { 1 };
+                let why = f.messages.first().cloned().unwrap_or_default();
+                // bronze "partitions" are source files: show the file name, the path is in the log
+                let part = if t.zone == Zone::Bronze { f.partition.rsplit('/').next().unwrap_or(&f.partition).to_string() } else { f.partition.clone() };
+                breaches.push(Breach {
+                    severity: sev,
+                    zone: t.zone,
+                    table: t.name.clone(),
+                    partition: Some(f.partition.clone()),
+                    text: format!("{} {} {} {}: {}", t.zone, t.name, part, f.status, why),
+                });
+            }
+            match t.freshness {
+                crate::ledger::status::Freshness::Error => breaches.push(Breach {
+                    severity: 2,
+                    zone: t.zone,
+                    table: t.name.clone(),
+                    partition: None,
+                    text: format!("{} {} is stale: last success {} ago (error after {})", t.zone, t.name, age(t.age_seconds), secs(t.error_after_seconds)),
+                }),
+                crate::ledger::status::Freshness::Warn => breaches.push(Breach {
+                    severity: 3,
+                    zone: t.zone,
+                    table: t.name.clone(),
+                    partition: None,
+                    text: format!("{} {} is getting stale: last success {} ago (warn after {})", t.zone, t.name, age(t.age_seconds), secs(t.warn_after_seconds)),
+                }),
+                _ => {}
+            }
+        }
+        breaches.sort_by(|a, b| (a.severity, zone_rank(a.zone), &a.table, &a.partition).cmp(&(b.severity, zone_rank(b.zone), &b.table, &b.partition)));
+        self.breaches = breaches;
+        // first time: put the partitions cursor on the most urgent cell, else keep it in range
+        if self.matrix.rows.is_empty() || self.matrix.cols.is_empty() {
+            self.cell = (0, 0);
+        } else {
+            self.cell.0 = self.cell.0.min(self.matrix.rows.len() - 1);
+            self.cell.1 = self.cell.1.min(self.matrix.cols.len() - 1);
+        }
+        if !self.cursor_placed {
+            self.cursor_placed = true;
+            self.place_cursor_on_breach();
+        }
+    }
+
+    fn place_cursor_on_breach(&mut self) {
+        let target = self.breaches.iter().find(|b| b.partition.is_some() && b.zone != Zone::Bronze).cloned();
+        match target {
+            Some(b) => self.jump_to(&b.table, b.partition.as_deref()),
+            None => {
+                if !self.matrix.cols.is_empty() {
+                    self.cell = (0, self.matrix.cols.len() - 1);
+                }
+            }
+        }
+    }
+
+    fn jump_to(&mut self, table: &str, partition: Option<&str>) {
+        if let Some(r) = self.matrix.rows.iter().position(|(_, t)| t == table) {
+            self.cell.0 = r;
+        }
+        if let Some(p) = partition
+            && let Some(c) = self.matrix.cols.iter().position(|c| c == p)
+        {
+            self.cell.1 = c;
+        }
+    }
+
+    /// The cell state shown (a replay in progress overrides the ledger).
+    pub fn cell_state(&self, r: usize, c: usize) -> CellState {
+        let (_, t) = &self.matrix.rows[r];
+        let p = &self.matrix.cols[c];
+        if let Some(st) = self.running.get(&(t.clone(), p.clone())) {
+            return *st;
+        }
+        self.matrix.cells.get(&(r, c)).map(|c| c.state).unwrap_or(CellState::Missing)
+    }
+
+    // ---------------------------------------------------------------- user actions
+
+    pub fn handle(&mut self, a: Action) {
+        if !matches!(a, Action::Up | Action::Down | Action::Left | Action::Right) {
+            self.message = None;
+        }
+        match (&self.mode, a) {
+            (Mode::Help, _) => self.mode = Mode::Normal,
+            (Mode::Confirm(plan), Action::Confirm) => {
+                let plan = plan.clone();
+                self.mode = Mode::Normal;
+                self.start_replay(plan);
+            }
+            (Mode::Confirm(_), _) => {
+                self.mode = Mode::Normal;
+                self.message = Some(("replay cancelled".into(), false));
+            }
+            (_, Action::Quit) => self.quit = true,
+            (_, Action::Help) => self.mode = Mode::Help,
+            (_, Action::Show(v)) => self.show(v),
+            (_, Action::NextView) => self.show(View::ALL[(self.view.index() + 1) % 6]),
+            (_, Action::PrevView) => self.show(View::ALL[(self.view.index() + 5) % 6]),
+            (_, Action::Prompt) => self.mode = Mode::Prompt(String::new()),
+            (_, Action::Filter) => self.mode = Mode::Filter(self.filter.clone().unwrap_or_default()),
+            (_, Action::RunNow) => {
+                self.log_action("karat run".into());
+                self.outbox.push(Request::Run);
+            }
+            (_, Action::Refresh) => self.outbox.push(Request::Refresh),
+            (_, Action::Back) => self.back(),
+            (_, a) => self.view_action(a),
+        }
+    }
+
+    fn show(&mut self, v: View) {
+        self.view = v;
+        self.filter = None;
+        if v == View::DeadLetters {
+            self.request_reasons();
+        }
+    }
+
+    fn back(&mut self) {
+        if self.anchor.take().is_some() {
+            return;
+        }
+        if self.filter.take().is_some() {
+            return;
+        }
+        if self.view == View::DeadLetters {
+            self.dead.focus = match self.dead.focus {
+                DeadFocus::Detail => DeadFocus::Rows,
+                _ => DeadFocus::Reasons,
+            };
+        }
+    }
+
+    fn request_reasons(&mut self) {
+        if let Some(t) = self.dead.table.clone() {
+            self.dead.reasons_loading = true;
+            self.outbox.push(Request::Reasons { table: t });
+        }
+    }
+
+    fn load_rows(&mut self) {
+        let Some(table) = self.dead.table.clone() else { return };
+        self.dead.generation += 1;
+        self.dead.rows.clear();
+        self.dead.row_sel = 0;
+        self.dead.rows_done = false;
+        self.dead.rows_loading = true;
+        let filter = match (&self.dead.filter, self.dead.reasons.get(self.dead.reason_sel)) {
+            (Some(f), _) => Some(f.clone()),
+            (None, Some((rule, _))) => Some(format!("rule:{rule}")),
+            _ => None,
+        };
+        self.outbox.push(Request::DeadLetters { table, filter, offset: 0, limit: PAGE, generation: self.dead.generation });
+    }
+
+    fn more_rows_if_needed(&mut self) {
+        let d = &self.dead;
+        if d.rows_done || d.rows_loading || d.row_sel + self.page * 2 < d.rows.len() {
+            return;
+        }
+        let Some(table) = d.table.clone() else { return };
+        let filter = match (&d.filter, d.reasons.get(d.reason_sel)) {
+            (Some(f), _) => Some(f.clone()),
+            (None, Some((rule, _))) => Some(format!("rule:{rule}")),
+            _ => None,
+        };
+        let (offset, generation) = (d.rows.len(), d.generation);
+        self.dead.rows_loading = true;
+        self.outbox.push(Request::DeadLetters { table, filter, offset, limit: PAGE, generation });
+    }
+
+    /// Submits the text of the filter or prompt.
+    pub fn submit(&mut self, text: String) {
+        match std::mem::replace(&mut self.mode, Mode::Normal) {
+            Mode::Filter(_) => {
+                let f = if text.is_empty() { None } else { Some(text) };
+                if self.view == View::DeadLetters {
+                    self.dead.filter = f.clone();
+                    self.dead.focus = DeadFocus::Rows;
+                    self.load_rows();
+                }
+                self.filter = f;
+                self.next_match(true);
+            }
+            Mode::Prompt(_) => self.command(&text),
+            other => self.mode = other,
+        }
+    }
+
+    /// Runs a `:` command.
+    pub fn command(&mut self, text: &str) {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        match words.as_slice() {
+            ["run"] => self.handle(Action::RunNow),
+            ["q"] | ["quit"] => self.quit = true,
+            ["replay", table, parts @ ..] if !parts.is_empty() => {
+                let plan = self.replay_plan(&[(table.to_string(), parts.iter().map(|p| p.to_string()).collect())]);
+                self.mode = Mode::Confirm(plan);
+            }
+            ["replay", "--failed"] | ["replay", "failed"] => self.handle(Action::ReplayFailed),
+            ["table", name] => {
+                if self.matrix.rows.iter().any(|(_, t)| t == name) {
+                    self.jump_to(name, None);
+                    self.dead.table = Some(name.to_string()).filter(|n| self.silver_tables().contains(n)).or(self.dead.table.clone());
+                    if let Some(t) = self.snapshot.as_ref().and_then(|s| s.table(name)) {
+                        self.lineage_focus = Some(Node { zone: t.zone, name: t.name.clone() });
+                    }
+                    self.message = Some((format!("table {name}"), false));
+                } else {
+                    self.message = Some((format!("no table named {name}"), true));
+                }
+            }
+            ["theme", name] => match Theme::load(name) {
+                Ok(t) => {
+                    self.theme = t;
+                    self.message = Some((format!("theme {name}"), false));
+                }
+                Err(e) => self.message = Some((e.to_string(), true)),
+            },
+            ["view", name] => match View::from_slug(name) {
+                Some(v) => self.show(v),
+                None => self.message = Some((format!("no view {name}"), true)),
+            },
+            [] => {}
+            _ => self.message = Some((format!("unknown command :{text}  (try :run, :replay TABLE PARTITION, :table NAME, :theme NAME, :view NAME)"), true)),
+        }
+    }
+
+    /// Completions for the prompt text.
+    pub fn complete(&self, text: &str) -> String {
+        let words: Vec<&str> = text.split(' ').collect();
+        let cands: Vec<String> = match words.as_slice() {
+            [w] => ["run", "replay", "table", "theme", "view", "quit"].iter().filter(|c| c.starts_with(w)).map(|c| format!("{c} ")).collect(),
+            ["replay", w] | ["table", w] => self.matrix.rows.iter().map(|(_, t)| t.clone()).filter(|t| t.starts_with(w)).map(|t| format!("{} {t} ", words[0])).collect(),
+            ["replay", t, w] => self.matrix.cols.iter().filter(|c| c.starts_with(w)).map(|c| format!("replay {t} {c}")).rev().collect(),
+            ["theme", w] => super::theme::BUILTIN.iter().map(|(n, _)| *n).filter(|n| n.starts_with(w)).map(|n| format!("theme {n}")).collect(),
+            ["view", w] => View::ALL.iter().map(|v| v.slug()).filter(|n| n.starts_with(w)).map(|n| format!("view {n}")).collect(),
+            _ => vec![],
+        };
+        cands.into_iter().next().unwrap_or_else(|| text.to_string())
+    }
+
+    fn next_match(&mut self, forward: bool) {
+        let Some(f) = self.filter.clone().map(|f| f.to_lowercase()) else { return };
+        match self.view {
+            View::Partitions => {
+                let n = self.matrix.rows.len();
+                for i in 1..=n {
+                    let r = if forward { (self.cell.0 + i) % n } else { (self.cell.0 + n * 2 - i) % n };
+                    if self.matrix.rows[r].1.to_lowercase().contains(&f) {
+                        self.cell.0 = r;
+                        return;
+                    }
+                }
+            }
+            View::Overview => {
+                let names: Vec<String> = self.snapshot.as_ref().map(|s| s.status.tables.iter().map(|t| t.name.to_lowercase()).collect()).unwrap_or_default();
+                let n = names.len();
+                for i in 1..=n {
+                    let r = if forward { (self.overview_sel + i) % n } else { (self.overview_sel + n * 2 - i) % n };
+                    if names[r].contains(&f) {
+                        self.overview_sel = r;
+                        return;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn view_action(&mut self, a: Action) {
+        let page = self.page.max(1);
+        match self.view {
+            View::Overview => {
+                let n = self.breaches.len() + self.snapshot.as_ref().map(|s| s.status.tables.len()).unwrap_or(0);
+                match a {
+                    Action::Down => self.overview_sel = (self.overview_sel + 1).min(n.saturating_sub(1)),
+                    Action::Up => self.overview_sel = self.overview_sel.saturating_sub(1),
+                    Action::PageDown => self.overview_sel = (self.overview_sel + page).min(n.saturating_sub(1)),
+                    Action::PageUp => self.overview_sel = self.overview_sel.saturating_sub(page),
+                    Action::Top => self.overview_sel = 0,
+                    Action::Bottom => self.overview_sel = n.saturating_sub(1),
+                    Action::NextMatch => self.next_match(true),
+                    Action::PrevMatch => self.next_match(false),
+                    Action::Open => {
+                        if let Some(b) = self.breaches.get(self.overview_sel).cloned() {
+                            self.jump_to(&b.table, b.partition.as_deref());
+                            self.view = View::Partitions;
+                        } else if let Some(t) = self.snapshot.as_ref().and_then(|s| s.status.tables.get(self.overview_sel - self.breaches.len())).cloned() {
+                            self.jump_to(&t.name, None);
+                            self.view = View::Partitions;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            View::Partitions => {
+                let (nr, nc) = (self.matrix.rows.len(), self.matrix.cols.len());
+                if nr == 0 || nc == 0 {
+                    return;
+                }
+                match a {
+                    Action::Down => self.cell.0 = (self.cell.0 + 1).min(nr - 1),
+                    Action::Up => self.cell.0 = self.cell.0.saturating_sub(1),
+                    Action::Left => self.cell.1 = self.cell.1.saturating_sub(1),
+                    Action::Right => self.cell.1 = (self.cell.1 + 1).min(nc - 1),
+                    Action::Top | Action::PageUp => self.cell.0 = 0,
+                    Action::Bottom | Action::PageDown => self.cell.0 = nr - 1,
+                    Action::NextMatch => self.next_match(true),
+                    Action::PrevMatch => self.next_match(false),
+                    Action::MultiSelect => {
+                        if self.anchor.is_some() {
+                            self.anchor = None;
+                        } else {
+                            self.anchor = Some(self.cell);
+                        }
+                    }
+                    Action::Replay => {
+                        let targets = self.selected_targets();
+                        if targets.is_empty() {
+                            self.message = Some(("nothing to replay here".into(), true));
+                        } else {
+                            self.mode = Mode::Confirm(self.replay_plan(&targets));
+                        }
+                    }
+                    Action::ReplayFailed => {
+                        let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                        for r in 0..nr {
+                            for c in 0..nc {
+                                if matches!(self.cell_state(r, c), CellState::Failed | CellState::Blocked) {
+                                    by.entry(self.matrix.rows[r].1.clone()).or_default().push(self.matrix.cols[c].clone());
+                                }
+                            }
+                        }
+                        if by.is_empty() {
+                            self.message = Some(("no failed cells in view".into(), false));
+                        } else {
+                            let targets: Vec<(String, Vec<String>)> = by.into_iter().collect();
+                            self.mode = Mode::Confirm(self.replay_plan(&targets));
+                        }
+                    }
+                    Action::Open => {
+                        let (_, t) = self.matrix.rows[self.cell.0].clone();
+                        if self.silver_tables().contains(&t) {
+                            let p = self.matrix.cols[self.cell.1].clone();
+                            self.dead.table = Some(t);
+                            self.dead.filter = Some(p);
+                            self.view = View::DeadLetters;
+                            self.request_reasons();
+                            self.dead.focus = DeadFocus::Rows;
+                            self.load_rows();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            View::DeadLetters => self.dead_action(a),
+            View::Lineage => {
+                let lines = self.lineage_lines();
+                match a {
+                    Action::Down => self.lineage_sel = (self.lineage_sel + 1).min(lines.len().saturating_sub(1)),
+                    Action::Up => self.lineage_sel = self.lineage_sel.saturating_sub(1),
+                    Action::Top => self.lineage_sel = 0,
+                    Action::Bottom => self.lineage_sel = lines.len().saturating_sub(1),
+                    Action::Open => {
+                        if let Some((_, n)) = lines.get(self.lineage_sel) {
+                            self.lineage_focus = Some(n.clone());
+                            self.lineage_sel = 0;
+                        }
+                    }
+                    Action::NextTable | Action::PrevTable => {
+                        let nodes: Vec<Node> = self.snapshot.as_ref().map(|s| s.lineage.nodes.clone()).unwrap_or_default();
+                        if nodes.is_empty() {
+                            return;
+                        }
+                        let cur = self.lineage_focus.as_ref().and_then(|f| nodes.iter().position(|n| n == f)).unwrap_or(0);
+                        let next = if a == Action::NextTable { (cur + 1) % nodes.len() } else { (cur + nodes.len() - 1) % nodes.len() };
+                        self.lineage_focus = Some(nodes[next].clone());
+                        self.lineage_sel = 0;
+                    }
+                    _ => {}
+                }
+            }
+            View::Schema => {
+                let n = self.schema_versions().len();
+                match a {
+                    Action::Down => self.schema_sel = (self.schema_sel + 1).min(n.saturating_sub(1)),
+                    Action::Up => self.schema_sel = self.schema_sel.saturating_sub(1),
+                    Action::Top => self.schema_sel = 0,
+                    Action::Bottom => self.schema_sel = n.saturating_sub(1),
+                    Action::Mark => {
+                        if let Some(i) = self.schema_marks.iter().position(|m| *m == self.schema_sel) {
+                            self.schema_marks.remove(i);
+                        } else {
+                            self.schema_marks.push(self.schema_sel);
+                            if self.schema_marks.len() > 2 {
+                                self.schema_marks.remove(0);
+                            }
+                        }
+                    }
+                    Action::NextTable | Action::PrevTable => {
+                        let ns = self.snapshot.as_ref().map(|s| s.sources.len()).unwrap_or(0).max(1);
+                        self.schema_source = if a == Action::NextTable { (self.schema_source + 1) % ns } else { (self.schema_source + ns - 1) % ns };
+                        self.schema_marks.clear();
+                        self.schema_sel = self.latest_schema_change();
+                    }
+                    _ => {}
+                }
+            }
+            View::Runs => {
+                let n = self.timeline().len();
+                match a {
+                    Action::Down => self.runs_sel = (self.runs_sel + 1).min(n.saturating_sub(1)),
+                    Action::Up => self.runs_sel = self.runs_sel.saturating_sub(1),
+                    Action::PageDown => self.runs_sel = (self.runs_sel + page).min(n.saturating_sub(1)),
+                    Action::PageUp => self.runs_sel = self.runs_sel.saturating_sub(page),
+                    Action::Top => self.runs_sel = 0,
+                    Action::Bottom => self.runs_sel = n.saturating_sub(1),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn dead_action(&mut self, a: Action) {
+        let page = self.page.max(1);
+        match (self.dead.focus, a) {
+            (_, Action::NextTable) | (_, Action::PrevTable) => {
+                let ts = self.silver_tables();
+                if ts.is_empty() {
+                    return;
+                }
+                let cur = self.dead.table.as_ref().and_then(|t| ts.iter().position(|x| x == t)).unwrap_or(0);
+                let next = if a == Action::NextTable { (cur + 1) % ts.len() } else { (cur + ts.len() - 1) % ts.len() };
+                self.dead.table = Some(ts[next].clone());
+                self.dead.reasons.clear();
+                self.dead.reason_sel = 0;
+                self.dead.rows.clear();
+                self.dead.filter = None;
+                self.dead.focus = DeadFocus::Reasons;
+                self.request_reasons();
+            }
+            (DeadFocus::Reasons, Action::Down) => self.dead.reason_sel = (self.dead.reason_sel + 1).min(self.dead.reasons.len().saturating_sub(1)),
+            (DeadFocus::Reasons, Action::Up) => self.dead.reason_sel = self.dead.reason_sel.saturating_sub(1),
+            (DeadFocus::Reasons, Action::Open) | (DeadFocus::Reasons, Action::Right) => {
+                self.dead.filter = None;
+                self.dead.focus = DeadFocus::Rows;
+                self.load_rows();
+            }
+            (DeadFocus::Rows, Action::Down) => self.dead.row_sel = (self.dead.row_sel + 1).min(self.dead.rows.len().saturating_sub(1)),
+            (DeadFocus::Rows, Action::Up) => self.dead.row_sel = self.dead.row_sel.saturating_sub(1),
+            (DeadFocus::Rows, Action::PageDown) => self.dead.row_sel = (self.dead.row_sel + page).min(self.dead.rows.len().saturating_sub(1)),
+            (DeadFocus::Rows, Action::PageUp) => self.dead.row_sel = self.dead.row_sel.saturating_sub(page),
+            (DeadFocus::Rows, Action::Top) => self.dead.row_sel = 0,
+            (DeadFocus::Rows, Action::Bottom) => self.dead.row_sel = self.dead.rows.len().saturating_sub(1),
+            (DeadFocus::Rows, Action::Open) => {
+                if !self.dead.rows.is_empty() {
+                    self.dead.focus = DeadFocus::Detail;
+                }
+            }
+            (DeadFocus::Rows, Action::Left) => self.dead.focus = DeadFocus::Reasons,
+            (_, Action::Export) => {
+                if let Some(t) = self.dead.table.clone() {
+                    if self.dead.rows.is_empty() {
+                        self.message = Some(("no rows in view: pick a reason with Enter first".into(), true));
+                    } else {
+                        self.log_action(format!("karat dead-letters {t} --export FILE"));
+                        self.outbox.push(Request::Export { table: t, rows: self.dead.rows.clone() });
+                    }
+                }
+            }
+            _ => {}
+        }
+        if self.dead.focus == DeadFocus::Rows {
+            self.more_rows_if_needed();
+        }
+    }
+
+    /// The selected cells as (table, partitions).
+    fn selected_targets(&self) -> Vec<(String, Vec<String>)> {
+        let (r0, c0) = self.anchor.unwrap_or(self.cell);
+        let (r1, c1) = self.cell;
+        let mut out = Vec::new();
+        for r in r0.min(r1)..=r0.max(r1) {
+            let t = self.matrix.rows[r].1.clone();
+            let ps: Vec<String> = (c0.min(c1)..=c0.max(c1))
+                .filter(|c| self.matrix.cells.contains_key(&(r, *c)))
+                .map(|c| self.matrix.cols[c].clone())
+                .collect();
+            if !ps.is_empty() {
+                out.push((t, ps));
+            }
+        }
+        out
+    }
+
+    /// What replaying these targets rewrites.
+    pub fn replay_plan(&self, targets: &[(String, Vec<String>)]) -> ReplayPlan {
+        let Some(s) = &self.snapshot else {
+            return ReplayPlan { targets: targets.to_vec(), downstream: vec![], versions: vec![] };
+        };
+        let mut down: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut frontier: Vec<(String, BTreeSet<String>)> = targets.iter().map(|(t, ps)| (t.clone(), ps.iter().cloned().collect())).collect();
+        while let Some((t, ps)) = frontier.pop() {
+            for g in s.tables.iter().filter(|g| g.inputs.contains(&t)) {
+                let gp: BTreeSet<String> = if g.incremental { ps.clone() } else { [WHOLE_TABLE.to_string()].into() };
+                let e = down.entry(g.name.clone()).or_default();
+                let before = e.len();
+                e.extend(gp.iter().cloned());
+                if e.len() > before {
+                    frontier.push((g.name.clone(), gp));
+                }
+            }
+        }
+        let mut versions = Vec::new();
+        let tables: Vec<String> = targets.iter().map(|(t, _)| t.clone()).chain(down.keys().cloned()).collect();
+        for t in tables {
+            let v = s.steps.iter().filter(|st| st.table == t).filter_map(|st| st.delta_version).max();
+            versions.push((t, v));
+        }
+        ReplayPlan { targets: targets.to_vec(), downstream: down.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect(), versions }
+    }
+
+    fn start_replay(&mut self, plan: ReplayPlan) {
+        for (t, ps) in plan.targets.iter().chain(plan.downstream.iter()) {
+            for p in ps {
+                self.running.insert((t.clone(), p.clone()), CellState::Running);
+            }
+        }
+        self.anchor = None;
+        for (t, ps) in plan.targets {
+            let target = ReplayTarget::Partitions { table: t, partitions: ps };
+            self.log_action(target.command());
+            self.outbox.push(Request::Replay(target));
+        }
+    }
+
+    /// Lines of the lineage tree of the focused node: (depth marker text, node).
+    pub fn lineage_lines(&self) -> Vec<(String, Node)> {
+        let (Some(s), Some(f)) = (&self.snapshot, &self.lineage_focus) else { return vec![] };
+        let mut out = vec![(String::new(), f.clone())];
+        fn up(l: &crate::lineage::Lineage, n: &Node, depth: usize, out: &mut Vec<(String, Node)>) {
+            for u in l.upstream(n) {
+                out.push((format!("{}↑ ", "  ".repeat(depth)), u.clone()));
+                up(l, u, depth + 1, out);
+            }
+        }
+        fn down(l: &crate::lineage::Lineage, n: &Node, depth: usize, out: &mut Vec<(String, Node)>) {
+            for d in l.downstream(n) {
+                out.push((format!("{}↓ ", "  ".repeat(depth)), d.clone()));
+                down(l, d, depth + 1, out);
+            }
+        }
+        up(&s.lineage, f, 1, &mut out);
+        down(&s.lineage, f, 1, &mut out);
+        out
+    }
+
+    /// Index of the newest version of the selected source whose schema changed (else the newest).
+    fn latest_schema_change(&self) -> usize {
+        let v = self.schema_versions();
+        v.iter().rposition(|x| !x.diff.is_empty()).unwrap_or(v.len().saturating_sub(1))
+    }
+
+    /// Schema versions of the selected source.
+    pub fn schema_versions(&self) -> Vec<crate::schema::SchemaVersion> {
+        let Some(s) = &self.snapshot else { return vec![] };
+        s.sources.get(self.schema_source).and_then(|src| s.schemas.get(src)).cloned().unwrap_or_default()
+    }
+
+    /// The run/event log: (time, kind, text, is_problem), newest first, filtered.
+    pub fn timeline(&self) -> Vec<(String, &'static str, String, bool)> {
+        let Some(s) = &self.snapshot else { return vec![] };
+        let mut out: Vec<(String, &'static str, String, bool)> = Vec::new();
+        for r in &s.runs {
+            out.push((r.started_at.clone(), "run", format!("{} [{}] rows {} dead {} failed {}   $ {}", r.status, r.trigger, r.rows_in, r.dead, r.partitions_failed, r.command), r.status == "failed"));
+        }
+        for st in &s.steps {
+            if st.zone == "bronze" && st.status == "failed" {
+                out.push((st.finished_at.clone(), "batch", format!("bronze {} batch failed: {}: {}", st.table, st.partition, st.messages.clone().unwrap_or_default()), true));
+            } else if st.zone != "bronze" && (st.status == "failed" || st.status == "blocked") {
+                out.push((st.finished_at.clone(), "gate", format!("{} {} {} {}: {}", st.zone, st.table, st.partition, st.status, st.messages.clone().unwrap_or_default().lines().next().unwrap_or("")), true));
+            } else if st.zone == "silver" && st.rows_in > 0 && st.dead * 100 >= st.rows_in * 3 {
+                out.push((st.finished_at.clone(), "spike", format!("dead-letter spike: silver {} {}: {} of {} rows", st.table, st.partition, st.dead, st.rows_in), false));
+            }
+        }
+        for d in &s.drift {
+            let diff = crate::bronze::SchemaDiff {
+                added: serde_json::from_str(&d.added).unwrap_or_default(),
+                removed: serde_json::from_str(&d.removed).unwrap_or_default(),
+                changed: serde_json::from_str(&d.changed).unwrap_or_default(),
+            };
+            out.push((d.ingested_at.clone(), "drift", format!("schema drift in {} ({}): {}", d.source, d.batch_id, diff.summary()), false));
+        }
+        for (t, c) in &self.log {
+            out.push((t.to_rfc3339(), "action", format!("dashboard: $ {c}"), false));
+        }
+        out.sort_by(|a, b| b.0.cmp(&a.0));
+        if let Some(f) = &self.filter {
+            let f = f.to_lowercase();
+            out.retain(|e| e.2.to_lowercase().contains(&f) || e.1.contains(&f));
+        }
+        out
+    }
+}
+
+/// A duration in seconds as `5m`, `3h`, `2d`.
+pub fn age(secs: Option<i64>) -> String {
+    match secs {
+        None => "never".into(),
+        Some(s) if s < 120 => format!("{s}s"),
+        Some(s) if s < 7200 => format!("{}m", s / 60),
+        Some(s) if s < 172_800 => format!("{}h", s / 3600),
+        Some(s) => format!("{}d", s / 86400),
+    }
+}
+
+fn secs(s: Option<u64>) -> String {
+    age(s.map(|s| s as i64))
+}
