@@ -28,6 +28,14 @@ pub fn cut(s: &str, n: usize) -> String {
     }
 }
 
+/// An RFC 3339 time as `MM-DD HH:MM:SS` (UTC, as stored).
+pub fn short_time(t: &str) -> String {
+    match (t.get(5..10), t.get(11..19)) {
+        (Some(d), Some(h)) => format!("{d} {h}"),
+        _ => t.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,5 +5,7 @@ mod config_errors;
 mod demo;
 mod http_source;
 mod ingest;
+mod pty;
 mod replay;
+mod screens;
 mod util;

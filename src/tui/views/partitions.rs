@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::{cell_style, panel, status_style};
-use crate::tui::sanitize::{clean, cut};
+use crate::tui::sanitize::{clean, cut, short_time};
 use crate::tui::state::{App, CellState};
 
 const CELL_W: u16 = 3;
@@ -88,7 +88,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
                 ]));
                 d.push(Line::from(vec![
                     Span::styled(s.status.clone(), status_style(t, &s.status)),
-                    Span::raw(format!("  run {}  [{}]  at {}  delta version {}", cut(&s.run_id, 13), s.trigger, cut(&s.finished_at, 19), s.delta_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()))),
+                    Span::raw(format!("  run {}  [{}]  at {}  delta version {}", cut(&s.run_id, 13), s.trigger, short_time(&s.finished_at), s.delta_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()))),
                 ]));
                 for msg in s.messages.clone().unwrap_or_default().lines().take(3) {
                     d.push(Line::from(Span::styled(clean(msg), Style::default().fg(if s.status == "ok" { t.fg } else { t.error }))));

@@ -9,7 +9,7 @@ use ratatui::text::Span;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use super::panel;
-use crate::tui::sanitize::clean;
+use crate::tui::sanitize::{clean, short_time};
 use crate::tui::state::App;
 
 pub fn render(f: &mut Frame, area: Rect, app: &App) {
@@ -30,7 +30,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             let color = if *bad { t.error } else if *kind == "drift" || *kind == "spike" { t.warn } else { t.fg };
             let mark = if *bad { "✗" } else if *kind == "run" { "●" } else { "•" };
             let mut row = Row::new(vec![
-                Cell::from(at.get(5..19).map(|x| x.replace('T', " ")).unwrap_or_else(|| at.clone())),
+                Cell::from(short_time(at)),
                 Cell::from(Span::styled(format!("{mark} {kind}"), Style::default().fg(color))),
                 Cell::from(clean(text)),
             ]);

@@ -14,7 +14,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 use super::panel;
 use crate::bronze::drift;
 use crate::ledger::status::latest_partition_states;
-use crate::tui::sanitize::{clean, cut};
+use crate::tui::sanitize::{clean, cut, short_time};
 use crate::tui::state::App;
 
 /// Dead letters citing each field, for tables reading `source`.
@@ -58,7 +58,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         let change = if v.diff.is_empty() { String::new() } else { format!("  {}", v.diff.summary()) };
         let mut line = Line::from(vec![
             Span::styled(format!("{mark} "), t.style("key")),
-            Span::raw(format!("{} {} ", cut(&v.ingested_at, 19), v.fingerprint)),
+            Span::raw(format!("{} {} ", short_time(&v.ingested_at), v.fingerprint)),
             Span::raw(cut(&clean(file), 28)),
             Span::styled(change, Style::default().fg(t.changed)),
         ]);

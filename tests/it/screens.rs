@@ -1,0 +1,160 @@
+//! Every dashboard view rendered from a real demo lake into ratatui's TestBackend and compared
+//! with an insta snapshot (times, run ids and temp paths are redacted), plus the small-terminal
+//! and untrusted-data cases.
+
+use chrono::{DateTime, Utc};
+use karat::tui::action::View;
+use karat::tui::theme::Theme;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use tokio::sync::OnceCell;
+
+use crate::util::{Scratch, demo};
+
+struct Fixture {
+    _dir: Scratch,
+    plan: karat::pipeline::Plan,
+    lake: karat::lake::Lake,
+    now: DateTime<Utc>,
+}
+
+static FIXTURE: OnceCell<Fixture> = OnceCell::const_new();
+
+async fn fixture() -> &'static Fixture {
+    FIXTURE
+        .get_or_init(|| async {
+            let dir = Scratch::new();
+            let (plan, lake, _) = demo(dir.path(), 120).await;
+            // a fixed clock one hour after the last run: ages are stable
+            let steps = karat::ledger::Ledger::new(&lake).steps().await.unwrap();
+            let last = steps.iter().map(|s| s.finished_at.clone()).max().unwrap();
+            let now = DateTime::parse_from_rfc3339(&last).unwrap().with_timezone(&Utc) + chrono::Duration::hours(1);
+            Fixture { _dir: dir, plan, lake, now }
+        })
+        .await
+}
+
+fn screen(app: &karat::tui::state::App, w: u16, h: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| karat::tui::render::draw(f, app)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..h {
+        let mut line = String::new();
+        for x in 0..w {
+            line.push_str(buf.cell((x, y)).unwrap().symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00| UTC)?…?", "[time]"),
+        (r"\b\d{2}-\d{2} \d{2}:\d{2}:\d{2}\b", "[time]"),
+        (r"\b01[0-9a-f]{6}-[0-9a-f…-]+", "[run]"),
+        (r"/tmp/\.tmp[A-Za-z0-9]+", "[dir]"),
+        (r"b[0-9a-f]{20}", "[batch]"),
+        (r"\b[0-9a-f]{12}\b", "[fp]"),
+    ]
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' { c.to_string() } else { format!("\\{c}") }).collect()
+}
+
+async fn snap(view: View, name: &str) {
+    let f = fixture().await;
+    let app = karat::tui::headless_state(&f.plan, &f.lake, Theme::default_dark(), view, f.now).await.unwrap();
+    let text = screen(&app, 120, 36);
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    // the scratch folder, wherever the temp dir is
+    settings.add_filter(&regex_escape(&f._dir.path().display().to_string()), "[dir]");
+    for (re, with) in filters() {
+        settings.add_filter(re, with);
+    }
+    settings.bind(|| insta::assert_snapshot!(name, text));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_screen() {
+    snap(View::Overview, "overview").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_screen() {
+    snap(View::Partitions, "partitions").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_screen() {
+    snap(View::DeadLetters, "dead_letters").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lineage_screen() {
+    snap(View::Lineage, "lineage").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_screen() {
+    snap(View::Schema, "schema").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_screen() {
+    snap(View::Runs, "runs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_view_fits_80x24_and_help_lists_keys() {
+    let f = fixture().await;
+    for v in View::ALL {
+        let mut app = karat::tui::headless_state(&f.plan, &f.lake, Theme::load("light").unwrap(), v, f.now).await.unwrap();
+        let text = screen(&app, 80, 24);
+        assert!(text.lines().next().unwrap().contains("karat"), "{v:?}:\n{text}");
+        assert!(text.contains(" q quit"), "{v:?} bottom bar:\n{text}");
+        app.handle(karat::tui::action::Action::Help);
+        let help = screen(&app, 80, 24);
+        assert!(help.contains("Keys:") && help.contains("quit"), "{v:?}:\n{help}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failed_partition_is_under_the_cursor_and_replay_asks_first() {
+    let f = fixture().await;
+    let mut app = karat::tui::headless_state(&f.plan, &f.lake, Theme::default_dark(), View::Partitions, f.now).await.unwrap();
+    let text = screen(&app, 120, 36);
+    assert!(text.contains(&format!("silver orders {}  ✗ failed", karat::demo::BAD_DAY)), "{text}");
+    app.handle(karat::tui::action::Action::Replay);
+    let text = screen(&app, 120, 36);
+    assert!(text.contains("Confirm replay") && text.contains("gold daily_revenue: 2026-03-28") && text.contains("revenue_by_country: whole table"), "{text}");
+    assert!(app.take_requests().iter().all(|r| !matches!(r, karat::tui::action::Request::Replay(_))), "nothing runs before confirmation");
+    app.handle(karat::tui::action::Action::Confirm);
+    let reqs = app.take_requests();
+    assert!(reqs.iter().any(|r| matches!(r, karat::tui::action::Request::Replay(karat::pipeline::ReplayTarget::Partitions { table, partitions }) if table == "orders" && partitions == &vec![karat::demo::BAD_DAY.to_string()])), "{reqs:?}");
+    assert!(screen(&app, 120, 36).contains("◌"), "cells show as running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_data_are_shown_escaped() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.join("in")).unwrap();
+    std::fs::write(
+        s.join("karat.toml"),
+        "[lake]\nurl = \"lake\"\n[[source]]\nname = \"ev\"\nkind = \"files\"\npath = \"in/*.ndjson\"\n[[table]]\nname = \"ev\"\nzone = \"silver\"\nfrom = \"ev\"\nmax_reject_rate = 1.0\n[table.columns]\nk = { type = \"string\", one_of = [\"a\"] }\n",
+    )
+    .unwrap();
+    std::fs::write(s.join("in/x.ndjson"), "{\"k\":\"\\u001b[2J\\u001b]0;pwned\\u0007evil\"}\n").unwrap();
+    let (plan, lake) = crate::util::open(&s.join("karat.toml")).await;
+    crate::util::run(&plan, &lake).await;
+    let mut app = karat::tui::headless_state(&plan, &lake, Theme::default_dark(), View::DeadLetters, Utc::now()).await.unwrap();
+    app.handle(karat::tui::action::Action::Open);
+    let text = screen(&app, 120, 36);
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "raw control characters reached the screen");
+    assert!(text.contains("\\u{1b}[2J"), "{text}");
+}
