@@ -212,12 +212,25 @@ fn clock(cli_now: &Option<String>) -> anyhow::Result<Option<chrono::DateTime<chr
     }
 }
 
-async fn dashboard(config: PathBuf, plan: Plan, lake: Lake, theme: &str, now: &Option<String>) -> anyhow::Result<u8> {
+async fn dashboard(
+    config: PathBuf,
+    plan: Plan,
+    lake: Lake,
+    theme: &str,
+    now: &Option<String>,
+) -> anyhow::Result<u8> {
     if !std::io::stdout().is_terminal() {
-        return Err(KaratError::Usage("the dashboard needs a terminal; use `karat status` or `karat run` headless".into()).into());
+        return Err(KaratError::Usage(
+            "the dashboard needs a terminal; use `karat status` or `karat run` headless".into(),
+        )
+        .into());
     }
     let theme = karat::tui::theme::Theme::load(theme)?;
-    let opts = karat::tui::DashboardOptions { config_path: config, theme, clock: clock(now)? };
+    let opts = karat::tui::DashboardOptions {
+        config_path: config,
+        theme,
+        clock: clock(now)?,
+    };
     karat::tui::run(plan, lake, opts).await?;
     Ok(0)
 }
@@ -229,10 +242,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let (plan, lake) = load(&cli.config).await?;
             dashboard(config_path(&cli.config), plan, lake, &cli.theme, &cli.now).await
         }
-        Command::Snapshot { view, out: path, width, height } => {
+        Command::Snapshot {
+            view,
+            out: path,
+            width,
+            height,
+        } => {
             let (plan, lake) = load(&cli.config).await?;
             let v = karat::tui::action::View::from_slug(&view).ok_or_else(|| {
-                KaratError::Usage(format!("no view \"{view}\": overview, partitions, dead-letters, lineage, schema, runs"))
+                KaratError::Usage(format!(
+                    "no view \"{view}\": overview, partitions, dead-letters, lineage, schema, runs"
+                ))
             })?;
             let theme = karat::tui::theme::Theme::load(&cli.theme)?;
             let now = clock(&cli.now)?.unwrap_or_else(chrono::Utc::now);
@@ -372,7 +392,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Demo { dir, headless, orders_per_day } => {
+        Command::Demo {
+            dir,
+            headless,
+            orders_per_day,
+        } => {
             let code = demo(&dir, orders_per_day).await?;
             if headless || !std::io::stdout().is_terminal() {
                 return Ok(code);
@@ -483,7 +507,10 @@ async fn finish_run(plan: &Plan, lake: &Lake, report: RunReport, json: bool) -> 
 
 async fn demo(dir: &Path, orders_per_day: usize) -> anyhow::Result<u8> {
     if dir.join("lake").exists() {
-        eprintln!("{} already holds a demo lake: using it as it is (remove the folder for a fresh one)", dir.display());
+        eprintln!(
+            "{} already holds a demo lake: using it as it is (remove the folder for a fresh one)",
+            dir.display()
+        );
         let plan = Plan::load(&dir.join("karat.toml")).await?;
         let lake = Lake::open(&plan.config.lake_url)?;
         let s = status_of(&plan, &lake).await?;

@@ -4,7 +4,8 @@
 use crate::ledger::status::{Freshness, StatusReport};
 use crate::pipeline::RunReport;
 
-fn human_age(secs: Option<i64>) -> String {
+/// A duration in seconds as `45s`, `5m`, `3h`, `2d` (`never` for none).
+pub fn human_age(secs: Option<i64>) -> String {
     match secs {
         None => "never".into(),
         Some(s) if s < 120 => format!("{s}s"),

@@ -578,9 +578,7 @@ impl Config {
                 format!("{table}.{name}: normalize applies to string columns, this one is {ty}"),
             ));
         }
-        if c.regex.is_some() && ty != ColumnType::String
-            || c.max_length.is_some() && ty != ColumnType::String
-        {
+        if (c.regex.is_some() || c.max_length.is_some()) && ty != ColumnType::String {
             return Err(self.error_at(
                 &c.ty.span(),
                 format!(

@@ -34,7 +34,10 @@ fn hex(c: Color, fallback: Color) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Converts a buffer to SVG.
@@ -48,12 +51,16 @@ pub fn buffer_to_svg(buf: &Buffer, theme: &Theme) -> String {
     for y in 0..area.height {
         let mut x = 0;
         while x < area.width {
-            let cell = buf.cell((area.x + x, area.y + y)).expect("inside the buffer");
+            let cell = buf
+                .cell((area.x + x, area.y + y))
+                .expect("inside the buffer");
             let (fg, bg, m) = (cell.fg, cell.bg, cell.modifier);
             let start = x;
             let mut text = String::new();
             while x < area.width {
-                let c = buf.cell((area.x + x, area.y + y)).expect("inside the buffer");
+                let c = buf
+                    .cell((area.x + x, area.y + y))
+                    .expect("inside the buffer");
                 if c.fg != fg || c.bg != bg || c.modifier != m {
                     break;
                 }
@@ -67,8 +74,16 @@ pub fn buffer_to_svg(buf: &Buffer, theme: &Theme) -> String {
                 out.push_str(&format!("<rect x=\"{px:.1}\" y=\"{py:.1}\" width=\"{width:.1}\" height=\"{CH}\" fill=\"{bgc}\"/>\n"));
             }
             if !text.trim().is_empty() {
-                let weight = if m.contains(Modifier::BOLD) { " font-weight=\"bold\"" } else { "" };
-                let deco = if m.contains(Modifier::UNDERLINED) { " text-decoration=\"underline\"" } else { "" };
+                let weight = if m.contains(Modifier::BOLD) {
+                    " font-weight=\"bold\""
+                } else {
+                    ""
+                };
+                let deco = if m.contains(Modifier::UNDERLINED) {
+                    " text-decoration=\"underline\""
+                } else {
+                    ""
+                };
                 out.push_str(&format!(
                     "<text x=\"{px:.1}\" y=\"{:.1}\" fill=\"{}\" xml:space=\"preserve\" textLength=\"{width:.1}\" lengthAdjust=\"spacingAndGlyphs\"{weight}{deco}>{}</text>\n",
                     py + CH * 0.78,

@@ -123,7 +123,11 @@ pub fn compute(
     now: DateTime<Utc>,
 ) -> StatusReport {
     let latest = latest_partition_states(steps);
-    let promoted: Vec<StepRecord> = steps.iter().filter(|s| s.status == "ok" || s.status == "warn").cloned().collect();
+    let promoted: Vec<StepRecord> = steps
+        .iter()
+        .filter(|s| s.status == "ok" || s.status == "warn")
+        .cloned()
+        .collect();
     let last_promoted = latest_partition_states(&promoted);
     let mut tables = Vec::new();
     let mut entries: Vec<(

@@ -219,6 +219,34 @@ pub(crate) async fn execute(
         delta_version: o.delta_version,
     };
 
+    // a step that is not a partition outcome: a bronze batch, or a table-level failure
+    #[allow(clippy::too_many_arguments)]
+    let unit_step = |zone: &str,
+                     table: &str,
+                     partition: &str,
+                     status: &str,
+                     started: &str,
+                     rows: i64,
+                     message: String,
+                     fp: Option<String>| StepRecord {
+        run_id: run_id.clone(),
+        trigger: trigger.as_str().into(),
+        zone: zone.into(),
+        table: table.into(),
+        partition: partition.into(),
+        status: status.into(),
+        started_at: started.into(),
+        finished_at: now(),
+        rows_in: rows,
+        rows_out: rows,
+        dead: 0,
+        duplicates: 0,
+        messages: Some(message),
+        dead_by_rule: None,
+        schema_fingerprint: fp,
+        delta_version: None,
+    };
+
     // bronze
     let mut drift_rows = Vec::new();
     for source in &work.sources {
@@ -229,47 +257,28 @@ pub(crate) async fn execute(
         match bronze::ingest(lake, src, events).await {
             Ok(r) => {
                 for m in &r.new_batches {
-                    steps.push(StepRecord {
-                        run_id: run_id.clone(),
-                        trigger: trigger.as_str().into(),
-                        zone: "bronze".into(),
-                        table: source.clone(),
-                        partition: m.batch_id.clone(),
-                        status: "ok".into(),
-                        started_at: t0.clone(),
-                        finished_at: now(),
-                        rows_in: m.records as i64,
-                        rows_out: m.records as i64,
-                        dead: 0,
-                        duplicates: 0,
-                        messages: Some(format!(
-                            "{} ({} invalid line(s) kept raw)",
-                            m.origin, m.invalid
-                        )),
-                        dead_by_rule: None,
-                        schema_fingerprint: Some(m.schema_fingerprint()),
-                        delta_version: None,
-                    });
+                    steps.push(unit_step(
+                        "bronze",
+                        source,
+                        &m.batch_id,
+                        "ok",
+                        &t0,
+                        m.records as i64,
+                        format!("{} ({} invalid line(s) kept raw)", m.origin, m.invalid),
+                        Some(m.schema_fingerprint()),
+                    ));
                 }
                 for f in &r.failed {
-                    steps.push(StepRecord {
-                        run_id: run_id.clone(),
-                        trigger: trigger.as_str().into(),
-                        zone: "bronze".into(),
-                        table: source.clone(),
-                        partition: f.origin.clone(),
-                        status: "failed".into(),
-                        started_at: t0.clone(),
-                        finished_at: now(),
-                        rows_in: 0,
-                        rows_out: 0,
-                        dead: 0,
-                        duplicates: 0,
-                        messages: Some(f.error.clone()),
-                        dead_by_rule: None,
-                        schema_fingerprint: None,
-                        delta_version: None,
-                    });
+                    steps.push(unit_step(
+                        "bronze",
+                        source,
+                        &f.origin,
+                        "failed",
+                        &t0,
+                        0,
+                        f.error.clone(),
+                        None,
+                    ));
                 }
                 for d in &r.drift {
                     drift_rows.push(DriftRecord {
@@ -330,24 +339,16 @@ pub(crate) async fn execute(
             }
             Err(e) => {
                 up.error = Some(format!("upstream silver {table} failed: {e}"));
-                steps.push(StepRecord {
-                    run_id: run_id.clone(),
-                    trigger: trigger.as_str().into(),
-                    zone: "silver".into(),
-                    table: table.clone(),
-                    partition: WHOLE_TABLE.into(),
-                    status: "failed".into(),
-                    started_at: t0.clone(),
-                    finished_at: now(),
-                    rows_in: 0,
-                    rows_out: 0,
-                    dead: 0,
-                    duplicates: 0,
-                    messages: Some(e.to_string()),
-                    dead_by_rule: None,
-                    schema_fingerprint: None,
-                    delta_version: None,
-                });
+                steps.push(unit_step(
+                    "silver",
+                    table,
+                    WHOLE_TABLE,
+                    "failed",
+                    &t0,
+                    0,
+                    e.to_string(),
+                    None,
+                ));
                 report.errors.push(TableError {
                     table: table.clone(),
                     error: e.to_string(),
@@ -438,24 +439,16 @@ pub(crate) async fn execute(
             }
             Err(e) => {
                 up.error = Some(format!("upstream gold {} failed: {e}", g.name));
-                steps.push(StepRecord {
-                    run_id: run_id.clone(),
-                    trigger: trigger.as_str().into(),
-                    zone: "gold".into(),
-                    table: g.name.clone(),
-                    partition: WHOLE_TABLE.into(),
-                    status: "failed".into(),
-                    started_at: t0,
-                    finished_at: now(),
-                    rows_in: 0,
-                    rows_out: 0,
-                    dead: 0,
-                    duplicates: 0,
-                    messages: Some(e.to_string()),
-                    dead_by_rule: None,
-                    schema_fingerprint: None,
-                    delta_version: None,
-                });
+                steps.push(unit_step(
+                    "gold",
+                    &g.name,
+                    WHOLE_TABLE,
+                    "failed",
+                    &t0,
+                    0,
+                    e.to_string(),
+                    None,
+                ));
                 report.errors.push(TableError {
                     table: g.name.clone(),
                     error: e.to_string(),

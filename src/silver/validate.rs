@@ -83,9 +83,9 @@ pub fn validate(
     let errors = prov("_error");
     let errors = errors.as_string::<i32>();
     let mut reasons: Vec<Vec<(String, String)>> = vec![Vec::new(); n];
-    for i in 0..n {
+    for (i, rs) in reasons.iter_mut().enumerate() {
         if errors.is_valid(i) {
-            reasons[i].push((
+            rs.push((
                 "_record.json".into(),
                 format!("record is not valid JSON: {}", errors.value(i)),
             ));
@@ -118,12 +118,12 @@ pub fn validate(
         }
         .map_err(|e| KaratError::arrow(ctx(&format!("casting {}", col.name)), e))?;
         let raw_s = raw.as_string::<i32>();
-        for r in 0..n {
+        for (r, rs) in reasons.iter_mut().enumerate() {
             if invalid_json(r) {
                 continue;
             }
             if raw_s.is_valid(r) && cast.is_null(r) {
-                reasons[r].push((
+                rs.push((
                     format!("{}.type", col.name),
                     format!(
                         "{}: expected {}, got {}",
@@ -133,7 +133,7 @@ pub fn validate(
                     ),
                 ));
             } else if cast.is_null(r) && contract.required(i) {
-                reasons[r].push((
+                rs.push((
                     format!("{}.required", col.name),
                     format!("{}: required value is missing", col.name),
                 ));
@@ -195,7 +195,7 @@ pub fn validate(
         let res = res.as_boolean();
         let col = &contract.spec.columns[rule.column];
         let raw = raw_texts[rule.column].as_string::<i32>();
-        for r in 0..n {
+        for (r, rs) in reasons.iter_mut().enumerate() {
             if res.is_valid(r) && !res.value(r) && !invalid_json(r) {
                 let v = if raw.is_valid(r) {
                     show(raw.value(r))
@@ -217,7 +217,7 @@ pub fn validate(
                         format!("{}: {v} is longer than {m} characters", col.name)
                     }
                 };
-                reasons[r].push((rule.id.clone(), reason));
+                rs.push((rule.id.clone(), reason));
             }
         }
     }

@@ -15,7 +15,14 @@ pub enum View {
 }
 
 impl View {
-    pub const ALL: [View; 6] = [View::Overview, View::Partitions, View::DeadLetters, View::Lineage, View::Schema, View::Runs];
+    pub const ALL: [View; 6] = [
+        View::Overview,
+        View::Partitions,
+        View::DeadLetters,
+        View::Lineage,
+        View::Schema,
+        View::Runs,
+    ];
 
     pub fn title(&self) -> &'static str {
         match self {
@@ -41,7 +48,9 @@ impl View {
     }
 
     pub fn from_slug(s: &str) -> Option<View> {
-        View::ALL.into_iter().find(|v| v.slug() == s || v.title().eq_ignore_ascii_case(s))
+        View::ALL
+            .into_iter()
+            .find(|v| v.slug() == s || v.title().eq_ignore_ascii_case(s))
     }
 
     pub fn index(&self) -> usize {
@@ -109,9 +118,21 @@ pub enum Request {
     /// Dead-letter reasons of a table.
     Reasons { table: String },
     /// One page of dead letters.
-    DeadLetters { table: String, filter: Option<String>, offset: usize, limit: usize, generation: u64 },
+    DeadLetters {
+        table: String,
+        filter: Option<String>,
+        offset: usize,
+        limit: usize,
+        generation: u64,
+    },
     /// Write rows to an NDJSON file.
-    Export { table: String, rows: Vec<crate::export::DeadLetter> },
+    Export {
+        table: String,
+        rows: Vec<crate::export::DeadLetter>,
+    },
     /// Write text to a file (snapshots).
-    WriteFile { path: std::path::PathBuf, contents: String },
+    WriteFile {
+        path: std::path::PathBuf,
+        contents: String,
+    },
 }

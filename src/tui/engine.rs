@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::Mutex;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::config::Zone;
 use crate::error::KaratResult;
@@ -67,10 +67,24 @@ impl Snapshot {
 pub enum Update {
     Snapshot(Box<Snapshot>),
     Event(Event),
-    JobStarted { command: String },
-    JobFinished { command: String, status: String, summary: String },
-    Reasons { table: String, counts: Vec<(String, i64)> },
-    DeadLetters { generation: u64, offset: usize, rows: Vec<DeadLetter>, done: bool },
+    JobStarted {
+        command: String,
+    },
+    JobFinished {
+        command: String,
+        status: String,
+        summary: String,
+    },
+    Reasons {
+        table: String,
+        counts: Vec<(String, i64)>,
+    },
+    DeadLetters {
+        generation: u64,
+        offset: usize,
+        rows: Vec<DeadLetter>,
+        done: bool,
+    },
     Message(String),
     Error(String),
 }
@@ -106,7 +120,9 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
                             .map(|c| {
                                 let mut rules = Vec::new();
                                 if !c.normalize.is_empty() {
-                                    rules.push(format!("normalize {:?}", c.normalize).to_lowercase());
+                                    rules.push(
+                                        format!("normalize {:?}", c.normalize).to_lowercase(),
+                                    );
                                 }
                                 if let Some(m) = &c.min {
                                     rules.push(format!("min {}", m.display));
@@ -115,7 +131,13 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
                                     rules.push(format!("max {}", m.display));
                                 }
                                 if let Some(v) = &c.one_of {
-                                    rules.push(format!("one_of [{}]", v.iter().map(|l| l.display.as_str()).collect::<Vec<_>>().join(", ")));
+                                    rules.push(format!(
+                                        "one_of [{}]",
+                                        v.iter()
+                                            .map(|l| l.display.as_str())
+                                            .collect::<Vec<_>>()
+                                            .join(", ")
+                                    ));
                                 }
                                 if let Some(r) = &c.regex {
                                     rules.push(format!("regex /{r}/"));
@@ -123,13 +145,31 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
                                 if let Some(n) = c.max_length {
                                     rules.push(format!("max_length {n}"));
                                 }
-                                (c.name.clone(), c.ty.to_string(), c.nullable, rules.join("; "))
+                                (
+                                    c.name.clone(),
+                                    c.ty.to_string(),
+                                    c.nullable,
+                                    rules.join("; "),
+                                )
                             })
                             .collect()
                     })
                     .unwrap_or_else(|| {
-                        g.map(|g| g.schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string(), f.is_nullable(), String::new())).collect())
-                            .unwrap_or_default()
+                        g.map(|g| {
+                            g.schema
+                                .fields()
+                                .iter()
+                                .map(|f| {
+                                    (
+                                        f.name().clone(),
+                                        f.data_type().to_string(),
+                                        f.is_nullable(),
+                                        String::new(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default()
                     }),
                 sql: t.gold().map(|g| g.sql.trim().to_string()),
                 inputs: g.map(|g| g.inputs.clone()).unwrap_or_default(),
@@ -178,7 +218,10 @@ impl Shared {
         match Plan::load(&self.config_path).await {
             Ok(p) => {
                 self.plan = p;
-                let _ = tx.send(Update::Message(format!("reloaded {}", self.config_path.display())));
+                let _ = tx.send(Update::Message(format!(
+                    "reloaded {}",
+                    self.config_path.display()
+                )));
             }
             Err(e) => {
                 let _ = tx.send(Update::Error(format!("{e} (keeping the previous config)")));
@@ -188,11 +231,22 @@ impl Shared {
 }
 
 /// Starts the worker; returns the request sender and the update receiver.
-pub fn spawn(plan: Plan, lake: Lake, config_path: PathBuf, clock: Option<DateTime<Utc>>) -> (UnboundedSender<Request>, UnboundedReceiver<Update>) {
+pub fn spawn(
+    plan: Plan,
+    lake: Lake,
+    config_path: PathBuf,
+    clock: Option<DateTime<Utc>>,
+) -> (UnboundedSender<Request>, UnboundedReceiver<Update>) {
     let (req_tx, mut req_rx) = unbounded_channel::<Request>();
     let (tx, rx) = unbounded_channel::<Update>();
     let schedule = plan.config.schedule_every;
-    let shared = Arc::new(Mutex::new(Shared { config_mtime: mtime(&config_path), plan, lake, config_path, clock }));
+    let shared = Arc::new(Mutex::new(Shared {
+        config_mtime: mtime(&config_path),
+        plan,
+        lake,
+        config_path,
+        clock,
+    }));
     let jobs = Arc::new(Mutex::new(()));
     let self_tx = req_tx.clone();
     tokio::spawn(async move {
@@ -229,7 +283,13 @@ pub fn spawn(plan: Plan, lake: Lake, config_path: PathBuf, clock: Option<DateTim
     (req_tx, rx)
 }
 
-async fn handle(req: Request, shared: Arc<Mutex<Shared>>, jobs: Arc<Mutex<()>>, tx: UnboundedSender<Update>, self_tx: UnboundedSender<Request>) {
+async fn handle(
+    req: Request,
+    shared: Arc<Mutex<Shared>>,
+    jobs: Arc<Mutex<()>>,
+    tx: UnboundedSender<Update>,
+    self_tx: UnboundedSender<Request>,
+) {
     match req {
         Request::Refresh => {
             let (plan, lake, now) = {
@@ -264,25 +324,43 @@ async fn handle(req: Request, shared: Arc<Mutex<Shared>>, jobs: Arc<Mutex<()>>, 
             let (command, result) = match req {
                 Request::Replay(target) => {
                     let command = target.command();
-                    let _ = tx.send(Update::JobStarted { command: command.clone() });
-                    (command, crate::pipeline::replay(&plan, &lake, target, &events).await)
+                    let _ = tx.send(Update::JobStarted {
+                        command: command.clone(),
+                    });
+                    (
+                        command,
+                        crate::pipeline::replay(&plan, &lake, target, &events).await,
+                    )
                 }
                 _ => {
                     let command = "karat run".to_string();
-                    let _ = tx.send(Update::JobStarted { command: command.clone() });
+                    let _ = tx.send(Update::JobStarted {
+                        command: command.clone(),
+                    });
                     let mut opts = RunOptions::new(Trigger::Dashboard);
                     opts.command = command.clone();
-                    (command, crate::pipeline::run(&plan, &lake, opts, &events).await)
+                    (
+                        command,
+                        crate::pipeline::run(&plan, &lake, opts, &events).await,
+                    )
                 }
             };
             drop(events);
             let _ = forward.await;
             match result {
                 Ok(r) => {
-                    let _ = tx.send(Update::JobFinished { command, status: r.status.clone(), summary: crate::summary::run_lines(&r) });
+                    let _ = tx.send(Update::JobFinished {
+                        command,
+                        status: r.status.clone(),
+                        summary: crate::summary::run_lines(&r),
+                    });
                 }
                 Err(e) => {
-                    let _ = tx.send(Update::JobFinished { command, status: "failed".into(), summary: e.to_string() });
+                    let _ = tx.send(Update::JobFinished {
+                        command,
+                        status: "failed".into(),
+                        summary: e.to_string(),
+                    });
                 }
             }
             let _ = self_tx.send(Request::Refresh);
@@ -298,17 +376,34 @@ async fn handle(req: Request, shared: Arc<Mutex<Shared>>, jobs: Arc<Mutex<()>>, 
                 }
             }
         }
-        Request::DeadLetters { table, filter, offset, limit, generation } => {
+        Request::DeadLetters {
+            table,
+            filter,
+            offset,
+            limit,
+            generation,
+        } => {
             let lake = shared.lock().await.lake.clone();
             let (rule, reason) = match filter {
                 Some(f) if f.starts_with("rule:") => (Some(f["rule:".len()..].to_string()), None),
                 other => (None, other),
             };
-            let q = DeadLetterQuery { partition: None, reason, rule, limit: Some(limit), offset };
+            let q = DeadLetterQuery {
+                partition: None,
+                reason,
+                rule,
+                limit: Some(limit),
+                offset,
+            };
             match export::dead_letters(&lake, &table, &q).await {
                 Ok(rows) => {
                     let done = rows.len() < limit;
-                    let _ = tx.send(Update::DeadLetters { generation, offset, rows, done });
+                    let _ = tx.send(Update::DeadLetters {
+                        generation,
+                        offset,
+                        rows,
+                        done,
+                    });
                 }
                 Err(e) => {
                     let _ = tx.send(Update::Error(e.to_string()));
@@ -316,7 +411,10 @@ async fn handle(req: Request, shared: Arc<Mutex<Shared>>, jobs: Arc<Mutex<()>>, 
             }
         }
         Request::Export { table, rows } => {
-            let name = format!("karat-dead-letters-{table}-{}.ndjson", Utc::now().format("%Y%m%dT%H%M%S"));
+            let name = format!(
+                "karat-dead-letters-{table}-{}.ndjson",
+                Utc::now().format("%Y%m%dT%H%M%S")
+            );
             let path = PathBuf::from(&name);
             match export::write_ndjson(&path, &rows) {
                 Ok(()) => {

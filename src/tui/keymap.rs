@@ -23,8 +23,20 @@ pub struct Binding {
     pub bar: bool,
 }
 
-const fn b(key: &'static str, scope: Scope, action: Action, help: &'static str, bar: bool) -> Binding {
-    Binding { key, scope, action, help, bar }
+const fn b(
+    key: &'static str,
+    scope: Scope,
+    action: Action,
+    help: &'static str,
+    bar: bool,
+) -> Binding {
+    Binding {
+        key,
+        scope,
+        action,
+        help,
+        bar,
+    }
 }
 
 /// The keymap.
@@ -35,7 +47,13 @@ pub fn bindings() -> Vec<Binding> {
         b("q", Global, Quit, "quit", true),
         b("ctrl-c", Global, Quit, "quit", false),
         b("?", Global, Help, "help (this screen)", true),
-        b(":", Global, Prompt, "command prompt (:run, :replay T P, :table T, :theme T, :view V)", true),
+        b(
+            ":",
+            Global,
+            Prompt,
+            "command prompt (:run, :replay T P, :table T, :theme T, :view V)",
+            true,
+        ),
         b("1", Global, Show(View::Overview), "overview", false),
         b("2", Global, Show(View::Partitions), "partitions", false),
         b("3", Global, Show(View::DeadLetters), "dead letters", false),
@@ -63,19 +81,79 @@ pub fn bindings() -> Vec<Binding> {
         b("ctrl-r", Global, RunNow, "run the pipeline now", true),
         b("F5", Global, Refresh, "reload from the lake", false),
         b("s", Global, Snapshot, "save this view as SVG", false),
-        b("enter", In(View::Overview), Open, "jump to the selected breach / table", true),
-        b("enter", In(View::Partitions), Open, "dead letters of the selected cell", true),
-        b("r", In(View::Partitions), Replay, "replay the selected cell(s)", true),
-        b("v", In(View::Partitions), MultiSelect, "start / end a multi-selection", true),
-        b("R", In(View::Partitions), ReplayFailed, "replay every failed cell in view", true),
-        b("enter", In(View::DeadLetters), Open, "rows of the reason / row detail", true),
-        b("e", In(View::DeadLetters), Export, "export the rows in view to NDJSON", true),
+        b(
+            "enter",
+            In(View::Overview),
+            Open,
+            "jump to the selected breach / table",
+            true,
+        ),
+        b(
+            "enter",
+            In(View::Partitions),
+            Open,
+            "dead letters of the selected cell",
+            true,
+        ),
+        b(
+            "r",
+            In(View::Partitions),
+            Replay,
+            "replay the selected cell(s)",
+            true,
+        ),
+        b(
+            "v",
+            In(View::Partitions),
+            MultiSelect,
+            "start / end a multi-selection",
+            true,
+        ),
+        b(
+            "R",
+            In(View::Partitions),
+            ReplayFailed,
+            "replay every failed cell in view",
+            true,
+        ),
+        b(
+            "enter",
+            In(View::DeadLetters),
+            Open,
+            "rows of the reason / row detail",
+            true,
+        ),
+        b(
+            "e",
+            In(View::DeadLetters),
+            Export,
+            "export the rows in view to NDJSON",
+            true,
+        ),
         b("]", In(View::DeadLetters), NextTable, "next table", true),
-        b("[", In(View::DeadLetters), PrevTable, "previous table", false),
-        b("enter", In(View::Lineage), Open, "focus the selected node", true),
+        b(
+            "[",
+            In(View::DeadLetters),
+            PrevTable,
+            "previous table",
+            false,
+        ),
+        b(
+            "enter",
+            In(View::Lineage),
+            Open,
+            "focus the selected node",
+            true,
+        ),
         b("]", In(View::Lineage), NextTable, "next table", false),
         b("[", In(View::Lineage), PrevTable, "previous table", false),
-        b("space", In(View::Schema), Mark, "pick a version for the diff", true),
+        b(
+            "space",
+            In(View::Schema),
+            Mark,
+            "pick a version for the diff",
+            true,
+        ),
         b("]", In(View::Schema), NextTable, "next source", true),
         b("[", In(View::Schema), PrevTable, "previous source", false),
     ]
@@ -112,8 +190,11 @@ pub fn lookup(view: View, k: &KeyEvent) -> Option<Action> {
     let all = bindings();
     all.iter()
         .find(|bd| bd.key == name && bd.scope == Scope::In(view))
-        .or_else(|| all.iter().find(|bd| bd.key == name && bd.scope == Scope::Global))
-        .map(|bd| bd.action.clone())
+        .or_else(|| {
+            all.iter()
+                .find(|bd| bd.key == name && bd.scope == Scope::Global)
+        })
+        .map(|bd| bd.action)
 }
 
 /// Bottom-bar entries valid in a view: (key, help).
@@ -124,7 +205,12 @@ pub fn bar(view: View) -> Vec<(&'static str, &'static str)> {
         .map(|bd| (bd.key, short(bd.help)))
         .collect();
     out.push(("1-6", "views"));
-    out.extend(bindings().into_iter().filter(|bd| bd.bar && bd.scope == Scope::Global).map(|bd| (bd.key, short(bd.help))));
+    out.extend(
+        bindings()
+            .into_iter()
+            .filter(|bd| bd.bar && bd.scope == Scope::Global)
+            .map(|bd| (bd.key, short(bd.help))),
+    );
     out
 }
 
@@ -159,6 +245,12 @@ mod tests {
         assert_eq!(lookup(View::Runs, &c), Some(Action::Quit));
         let help = help_lines(View::Partitions);
         assert!(help.iter().any(|(k, h)| k == "r" && h.contains("replay")));
-        assert_eq!(help.len(), bindings().iter().filter(|b| b.scope == Scope::Global || b.scope == Scope::In(View::Partitions)).count());
+        assert_eq!(
+            help.len(),
+            bindings()
+                .iter()
+                .filter(|b| b.scope == Scope::Global || b.scope == Scope::In(View::Partitions))
+                .count()
+        );
     }
 }

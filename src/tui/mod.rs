@@ -45,12 +45,20 @@ pub fn on_key(app: &mut App, key: event::KeyEvent) {
                 KeyCode::Enter => app.submit(text),
                 KeyCode::Backspace => {
                     text.pop();
-                    app.mode = if is_prompt { Mode::Prompt(text) } else { Mode::Filter(text) };
+                    app.mode = if is_prompt {
+                        Mode::Prompt(text)
+                    } else {
+                        Mode::Filter(text)
+                    };
                 }
                 KeyCode::Tab if is_prompt => app.mode = Mode::Prompt(app.complete(&text)),
                 KeyCode::Char(c) => {
                     text.push(c);
-                    app.mode = if is_prompt { Mode::Prompt(text) } else { Mode::Filter(text) };
+                    app.mode = if is_prompt {
+                        Mode::Prompt(text)
+                    } else {
+                        Mode::Filter(text)
+                    };
                 }
                 _ => {}
             }
@@ -78,7 +86,11 @@ pub fn on_key(app: &mut App, key: event::KeyEvent) {
 /// Opens the dashboard on a terminal until the user quits.
 pub async fn run(plan: Plan, lake: Lake, opts: DashboardOptions) -> KaratResult<()> {
     let (req_tx, mut updates) = engine::spawn(plan, lake, opts.config_path.clone(), opts.clock);
-    let mut app = App::new(opts.theme, opts.clock.unwrap_or_else(Utc::now), opts.clock.is_some());
+    let mut app = App::new(
+        opts.theme,
+        opts.clock.unwrap_or_else(Utc::now),
+        opts.clock.is_some(),
+    );
     // terminal events come from a blocking reader thread
     let (key_tx, mut keys) = unbounded_channel::<TermEvent>();
     std::thread::spawn(move || {
@@ -101,7 +113,8 @@ pub async fn run(plan: Plan, lake: Lake, opts: DashboardOptions) -> KaratResult<
             }
         }
     });
-    let mut terminal = ratatui::try_init().map_err(|e| KaratError::Other(format!("cannot open the terminal: {e}")))?;
+    let mut terminal = ratatui::try_init()
+        .map_err(|e| KaratError::Other(format!("cannot open the terminal: {e}")))?;
     let result: KaratResult<()> = async {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -149,13 +162,20 @@ pub async fn run(plan: Plan, lake: Lake, opts: DashboardOptions) -> KaratResult<
 pub fn snapshot_svg(app: &App, width: u16, height: u16) -> String {
     let backend = ratatui::backend::TestBackend::new(width, height);
     let mut term = ratatui::Terminal::new(backend).expect("test backend");
-    term.draw(|f| render::draw(f, app)).expect("draw to a buffer");
+    term.draw(|f| render::draw(f, app))
+        .expect("draw to a buffer");
     crate::export::svg::buffer_to_svg(term.backend().buffer(), &app.theme)
 }
 
 /// Builds the state of a view from the lake once (for `karat snapshot` and the tests): loads the
 /// snapshot, and for the dead-letters view, the reasons and the first rows of the top reason.
-pub async fn headless_state(plan: &Plan, lake: &Lake, theme: Theme, view: action::View, now: DateTime<Utc>) -> KaratResult<App> {
+pub async fn headless_state(
+    plan: &Plan,
+    lake: &Lake,
+    theme: Theme,
+    view: action::View,
+    now: DateTime<Utc>,
+) -> KaratResult<App> {
     let mut app = App::new(theme, now, true);
     let snap = engine::load_snapshot(plan, lake, now).await?;
     app.apply(engine::Update::Snapshot(Box::new(snap)));
@@ -168,19 +188,46 @@ pub async fn headless_state(plan: &Plan, lake: &Lake, theme: Theme, view: action
                     let counts = crate::export::reason_counts(lake, &table, None).await?;
                     app.apply(engine::Update::Reasons { table, counts });
                 }
-                Request::DeadLetters { table, filter, offset, limit, generation } => {
+                Request::DeadLetters {
+                    table,
+                    filter,
+                    offset,
+                    limit,
+                    generation,
+                } => {
                     let (rule, reason) = match filter {
-                        Some(f) if f.starts_with("rule:") => (Some(f["rule:".len()..].to_string()), None),
+                        Some(f) if f.starts_with("rule:") => {
+                            (Some(f["rule:".len()..].to_string()), None)
+                        }
                         other => (None, other),
                     };
-                    let rows = crate::export::dead_letters(lake, &table, &crate::export::DeadLetterQuery { partition: None, reason, rule, limit: Some(limit), offset }).await?;
+                    let rows = crate::export::dead_letters(
+                        lake,
+                        &table,
+                        &crate::export::DeadLetterQuery {
+                            partition: None,
+                            reason,
+                            rule,
+                            limit: Some(limit),
+                            offset,
+                        },
+                    )
+                    .await?;
                     let done = rows.len() < limit;
-                    app.apply(engine::Update::DeadLetters { generation, offset, rows, done });
+                    app.apply(engine::Update::DeadLetters {
+                        generation,
+                        offset,
+                        rows,
+                        done,
+                    });
                 }
                 _ => {}
             }
         }
-        if view == action::View::DeadLetters && app.dead.rows.is_empty() && !app.dead.reasons.is_empty() {
+        if view == action::View::DeadLetters
+            && app.dead.rows.is_empty()
+            && !app.dead.reasons.is_empty()
+        {
             app.handle(Action::Open);
         }
     }

@@ -19,18 +19,40 @@ pub fn draw(f: &mut Frame, app: &App) {
     let t = &app.theme;
     let area = f.area();
     f.render_widget(Block::default().style(t.base()), area);
-    let [head, main, msg, bar] = Layout::vertical([Constraint::Length(1), Constraint::Min(5), Constraint::Length(1), Constraint::Length(1)]).areas(area);
+    let [head, main, msg, bar] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(5),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
     // header
-    let mut spans = vec![Span::styled(" karat ", t.style("tab_active")), Span::raw(" ")];
+    let mut spans = vec![
+        Span::styled(" karat ", t.style("tab_active")),
+        Span::raw(" "),
+    ];
     if let Some(s) = &app.snapshot {
-        spans.push(Span::styled(format!("{} ", clean(&s.project)), t.style("title")));
+        spans.push(Span::styled(
+            format!("{} ", clean(&s.project)),
+            t.style("title"),
+        ));
     }
     for v in View::ALL {
         let label = format!(" {} {} ", v.index() + 1, v.title());
-        spans.push(Span::styled(label, if v == app.view { t.style("tab_active") } else { t.style("tab") }));
+        spans.push(Span::styled(
+            label,
+            if v == app.view {
+                t.style("tab_active")
+            } else {
+                t.style("tab")
+            },
+        ));
     }
     if let Some(job) = &app.job {
-        spans.push(Span::styled(format!("  ◌ {}", clean(job)), Style::default().fg(t.running)));
+        spans.push(Span::styled(
+            format!("  ◌ {}", clean(job)),
+            Style::default().fg(t.running),
+        ));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), head);
     match app.view {
@@ -46,12 +68,33 @@ pub fn draw(f: &mut Frame, app: &App) {
         f.render_widget(Paragraph::new(Span::styled(clean(m), st)), msg);
     } else if let Some(s) = &app.snapshot {
         let when = s.loaded_at.format("%Y-%m-%d %H:%M:%S UTC");
-        f.render_widget(Paragraph::new(Span::styled(format!("lake read at {when}"), Style::default().fg(t.muted))), msg);
+        f.render_widget(
+            Paragraph::new(Span::styled(
+                format!("lake read at {when}"),
+                Style::default().fg(t.muted),
+            )),
+            msg,
+        );
     }
     // bottom bar or input line
     match &app.mode {
-        Mode::Filter(text) => f.render_widget(Paragraph::new(Line::from(vec![Span::styled("/", t.style("key")), Span::raw(clean(text)), Span::styled("█", Style::default().fg(t.accent))])), bar),
-        Mode::Prompt(text) => f.render_widget(Paragraph::new(Line::from(vec![Span::styled(":", t.style("key")), Span::raw(clean(text)), Span::styled("█", Style::default().fg(t.accent)), Span::styled("   tab completes", Style::default().fg(t.muted))])), bar),
+        Mode::Filter(text) => f.render_widget(
+            Paragraph::new(Line::from(vec![
+                Span::styled("/", t.style("key")),
+                Span::raw(clean(text)),
+                Span::styled("█", Style::default().fg(t.accent)),
+            ])),
+            bar,
+        ),
+        Mode::Prompt(text) => f.render_widget(
+            Paragraph::new(Line::from(vec![
+                Span::styled(":", t.style("key")),
+                Span::raw(clean(text)),
+                Span::styled("█", Style::default().fg(t.accent)),
+                Span::styled("   tab completes", Style::default().fg(t.muted)),
+            ])),
+            bar,
+        ),
         _ => {
             let mut spans = Vec::new();
             for (k, h) in keymap::bar(app.view) {
@@ -71,39 +114,89 @@ pub fn draw(f: &mut Frame, app: &App) {
 fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);
-    Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
 }
 
 fn help(f: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
     let lines: Vec<Line> = keymap::help_lines(app.view)
         .into_iter()
-        .map(|(k, h)| Line::from(vec![Span::styled(format!("{k:>10}  "), t.style("key")), Span::raw(h)]))
+        .map(|(k, h)| {
+            Line::from(vec![
+                Span::styled(format!("{k:>10}  "), t.style("key")),
+                Span::raw(h),
+            ])
+        })
         .collect();
     let r = centered(area, 76, lines.len() as u16 + 2);
     f.render_widget(Clear, r);
-    f.render_widget(Paragraph::new(lines).style(t.base()).block(views::panel(t, &format!(" Keys: {} (any key closes) ", app.view.title()))), r);
+    f.render_widget(
+        Paragraph::new(lines).style(t.base()).block(views::panel(
+            t,
+            &format!(" Keys: {} (any key closes) ", app.view.title()),
+        )),
+        r,
+    );
 }
 
 fn confirm(f: &mut Frame, area: Rect, app: &App, plan: &super::state::ReplayPlan) {
     let t = &app.theme;
-    let mut lines = vec![Line::from(Span::styled("Replay rewrites, from bronze:", t.style("header")))];
+    let mut lines = vec![Line::from(Span::styled(
+        "Replay rewrites, from bronze:",
+        t.style("header"),
+    ))];
     for (tb, ps) in &plan.targets {
         lines.push(Line::from(format!("  silver/gold {tb}: {}", ps.join(", "))));
     }
     if !plan.downstream.is_empty() {
-        lines.push(Line::from(Span::styled("and downstream:", t.style("header"))));
+        lines.push(Line::from(Span::styled(
+            "and downstream:",
+            t.style("header"),
+        )));
         for (tb, ps) in &plan.downstream {
-            lines.push(Line::from(format!("  gold {tb}: {}", ps.iter().map(|p| if p == "*" { "whole table".to_string() } else { p.clone() }).collect::<Vec<_>>().join(", "))));
+            lines.push(Line::from(format!(
+                "  gold {tb}: {}",
+                ps.iter()
+                    .map(|p| if p == "*" {
+                        "whole table".to_string()
+                    } else {
+                        p.clone()
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
         }
     }
-    lines.push(Line::from(Span::styled("replacing Delta versions:", t.style("header"))));
+    lines.push(Line::from(Span::styled(
+        "replacing Delta versions:",
+        t.style("header"),
+    )));
     for (tb, v) in &plan.versions {
-        lines.push(Line::from(format!("  {tb} @ {}", v.map(|v| format!("v{v}")).unwrap_or_else(|| "(none yet)".into()))));
+        lines.push(Line::from(format!(
+            "  {tb} @ {}",
+            v.map(|v| format!("v{v}"))
+                .unwrap_or_else(|| "(none yet)".into())
+        )));
     }
     lines.push(Line::from(""));
-    lines.push(Line::from(vec![Span::styled(" y / enter ", t.style("tab_active")), Span::raw(" replay    "), Span::styled(" n / esc ", t.style("tab")), Span::raw(" cancel")]));
+    lines.push(Line::from(vec![
+        Span::styled(" y / enter ", t.style("tab_active")),
+        Span::raw(" replay    "),
+        Span::styled(" n / esc ", t.style("tab")),
+        Span::raw(" cancel"),
+    ]));
     let r = centered(area, 72, lines.len() as u16 + 2);
     f.render_widget(Clear, r);
-    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).style(t.base()).block(views::panel(t, " Confirm replay ")), r);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .style(t.base())
+            .block(views::panel(t, " Confirm replay ")),
+        r,
+    );
 }

@@ -256,10 +256,21 @@ impl App {
                     self.schema_sel = self.latest_schema_change();
                 }
                 if self.lineage_focus.is_none() {
-                    self.lineage_focus = self.snapshot.as_ref().and_then(|s| s.tables.first()).map(|t| Node { zone: t.zone, name: t.name.clone() });
+                    self.lineage_focus =
+                        self.snapshot
+                            .as_ref()
+                            .and_then(|s| s.tables.first())
+                            .map(|t| Node {
+                                zone: t.zone,
+                                name: t.name.clone(),
+                            });
                 }
             }
-            Update::Event(Event::Partition { table, partition, status }) => {
+            Update::Event(Event::Partition {
+                table,
+                partition,
+                status,
+            }) => {
                 let st = match status.as_str() {
                     "ok" => CellState::Ok,
                     "warn" => CellState::Warn,
@@ -272,19 +283,37 @@ impl App {
             Update::JobStarted { command } => {
                 self.job = Some(command);
             }
-            Update::JobFinished { command, status, summary } => {
+            Update::JobFinished {
+                command,
+                status,
+                summary,
+            } => {
                 self.job = None;
-                let first = summary.lines().nth(1).or(summary.lines().next()).unwrap_or("").trim().to_string();
+                let first = summary
+                    .lines()
+                    .nth(1)
+                    .or(summary.lines().next())
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
                 self.message = Some((format!("{command}: {status}. {first}"), status == "failed"));
             }
             Update::Reasons { table, counts } => {
                 if self.dead.table.as_deref() == Some(table.as_str()) {
                     self.dead.reasons = counts;
                     self.dead.reasons_loading = false;
-                    self.dead.reason_sel = self.dead.reason_sel.min(self.dead.reasons.len().saturating_sub(1));
+                    self.dead.reason_sel = self
+                        .dead
+                        .reason_sel
+                        .min(self.dead.reasons.len().saturating_sub(1));
                 }
             }
-            Update::DeadLetters { generation, offset, rows, done } => {
+            Update::DeadLetters {
+                generation,
+                offset,
+                rows,
+                done,
+            } => {
                 if generation == self.dead.generation && offset == self.dead.rows.len() {
                     self.dead.rows.extend(rows);
                     self.dead.rows_done = done;
@@ -299,7 +328,13 @@ impl App {
     pub fn silver_tables(&self) -> Vec<String> {
         self.snapshot
             .as_ref()
-            .map(|s| s.tables.iter().filter(|t| t.zone == Zone::Silver).map(|t| t.name.clone()).collect())
+            .map(|s| {
+                s.tables
+                    .iter()
+                    .filter(|t| t.zone == Zone::Silver)
+                    .map(|t| t.name.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -309,11 +344,12 @@ impl App {
         // running cells are replaced by what the ledger now says
         self.running.clear();
         let latest = latest_partition_states(&s.steps);
-        let mut rows: Vec<(Zone, String)> = s.tables.iter().map(|t| (t.zone, t.name.clone())).collect();
+        let mut rows: Vec<(Zone, String)> =
+            s.tables.iter().map(|t| (t.zone, t.name.clone())).collect();
         rows.sort_by_key(|(z, _)| zone_rank(*z));
         let mut cols: BTreeSet<String> = BTreeSet::new();
         let mut any_whole = false;
-        for ((z, t, p), _) in &latest {
+        for (z, t, p) in latest.keys() {
             if z == "bronze" || !rows.iter().any(|(_, n)| n == t) {
                 continue;
             }
@@ -339,10 +375,18 @@ impl App {
             for (ci, p) in cols.iter().enumerate() {
                 if let Some(step) = latest.get(&(z.to_string(), t.clone(), p.clone())) {
                     let mut state = CellState::from_step(step);
-                    if matches!(state, CellState::Ok | CellState::OkRejects) && stale.contains(t.as_str()) {
+                    if matches!(state, CellState::Ok | CellState::OkRejects)
+                        && stale.contains(t.as_str())
+                    {
                         state = CellState::Stale;
                     }
-                    cells.insert((ri, ci), Cell { state, step: Some(step.clone()) });
+                    cells.insert(
+                        (ri, ci),
+                        Cell {
+                            state,
+                            step: Some(step.clone()),
+                        },
+                    );
                 }
             }
         }
@@ -354,7 +398,15 @@ impl App {
                 let sev = if f.status == "failed" { 0 } else { 1 };
                 let why = f.messages.first().cloned().unwrap_or_default();
                 // bronze "partitions" are source files: show the file name, the path is in the log
-                let part = if t.zone == Zone::Bronze { f.partition.rsplit('/').next().unwrap_or(&f.partition).to_string() } else { f.partition.clone() };
+                let part = if t.zone == Zone::Bronze {
+                    f.partition
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or(&f.partition)
+                        .to_string()
+                } else {
+                    f.partition.clone()
+                };
                 breaches.push(Breach {
                     severity: sev,
                     zone: t.zone,
@@ -369,19 +421,38 @@ impl App {
                     zone: t.zone,
                     table: t.name.clone(),
                     partition: None,
-                    text: format!("{} {} is stale: last success {} ago (error after {})", t.zone, t.name, age(t.age_seconds), secs(t.error_after_seconds)),
+                    text: format!(
+                        "{} {} is stale: last success {} ago (error after {})",
+                        t.zone,
+                        t.name,
+                        age(t.age_seconds),
+                        secs(t.error_after_seconds)
+                    ),
                 }),
                 crate::ledger::status::Freshness::Warn => breaches.push(Breach {
                     severity: 3,
                     zone: t.zone,
                     table: t.name.clone(),
                     partition: None,
-                    text: format!("{} {} is getting stale: last success {} ago (warn after {})", t.zone, t.name, age(t.age_seconds), secs(t.warn_after_seconds)),
+                    text: format!(
+                        "{} {} is getting stale: last success {} ago (warn after {})",
+                        t.zone,
+                        t.name,
+                        age(t.age_seconds),
+                        secs(t.warn_after_seconds)
+                    ),
                 }),
                 _ => {}
             }
         }
-        breaches.sort_by(|a, b| (a.severity, zone_rank(a.zone), &a.table, &a.partition).cmp(&(b.severity, zone_rank(b.zone), &b.table, &b.partition)));
+        breaches.sort_by(|a, b| {
+            (a.severity, zone_rank(a.zone), &a.table, &a.partition).cmp(&(
+                b.severity,
+                zone_rank(b.zone),
+                &b.table,
+                &b.partition,
+            ))
+        });
         self.breaches = breaches;
         // first time: put the partitions cursor on the most urgent cell, else keep it in range
         if self.matrix.rows.is_empty() || self.matrix.cols.is_empty() {
@@ -397,7 +468,11 @@ impl App {
     }
 
     fn place_cursor_on_breach(&mut self) {
-        let target = self.breaches.iter().find(|b| b.partition.is_some() && b.zone != Zone::Bronze).cloned();
+        let target = self
+            .breaches
+            .iter()
+            .find(|b| b.partition.is_some() && b.zone != Zone::Bronze)
+            .cloned();
         match target {
             Some(b) => self.jump_to(&b.table, b.partition.as_deref()),
             None => {
@@ -426,7 +501,11 @@ impl App {
         if let Some(st) = self.running.get(&(t.clone(), p.clone())) {
             return *st;
         }
-        self.matrix.cells.get(&(r, c)).map(|c| c.state).unwrap_or(CellState::Missing)
+        self.matrix
+            .cells
+            .get(&(r, c))
+            .map(|c| c.state)
+            .unwrap_or(CellState::Missing)
     }
 
     // ---------------------------------------------------------------- user actions
@@ -452,7 +531,9 @@ impl App {
             (_, Action::NextView) => self.show(View::ALL[(self.view.index() + 1) % 6]),
             (_, Action::PrevView) => self.show(View::ALL[(self.view.index() + 5) % 6]),
             (_, Action::Prompt) => self.mode = Mode::Prompt(String::new()),
-            (_, Action::Filter) => self.mode = Mode::Filter(self.filter.clone().unwrap_or_default()),
+            (_, Action::Filter) => {
+                self.mode = Mode::Filter(self.filter.clone().unwrap_or_default())
+            }
             (_, Action::RunNow) => {
                 self.log_action("karat run".into());
                 self.outbox.push(Request::Run);
@@ -494,18 +575,29 @@ impl App {
     }
 
     fn load_rows(&mut self) {
-        let Some(table) = self.dead.table.clone() else { return };
+        let Some(table) = self.dead.table.clone() else {
+            return;
+        };
         self.dead.generation += 1;
         self.dead.rows.clear();
         self.dead.row_sel = 0;
         self.dead.rows_done = false;
         self.dead.rows_loading = true;
-        let filter = match (&self.dead.filter, self.dead.reasons.get(self.dead.reason_sel)) {
+        let filter = match (
+            &self.dead.filter,
+            self.dead.reasons.get(self.dead.reason_sel),
+        ) {
             (Some(f), _) => Some(f.clone()),
             (None, Some((rule, _))) => Some(format!("rule:{rule}")),
             _ => None,
         };
-        self.outbox.push(Request::DeadLetters { table, filter, offset: 0, limit: PAGE, generation: self.dead.generation });
+        self.outbox.push(Request::DeadLetters {
+            table,
+            filter,
+            offset: 0,
+            limit: PAGE,
+            generation: self.dead.generation,
+        });
     }
 
     fn more_rows_if_needed(&mut self) {
@@ -521,7 +613,13 @@ impl App {
         };
         let (offset, generation) = (d.rows.len(), d.generation);
         self.dead.rows_loading = true;
-        self.outbox.push(Request::DeadLetters { table, filter, offset, limit: PAGE, generation });
+        self.outbox.push(Request::DeadLetters {
+            table,
+            filter,
+            offset,
+            limit: PAGE,
+            generation,
+        });
     }
 
     /// Submits the text of the filter or prompt.
@@ -549,16 +647,24 @@ impl App {
             ["run"] => self.handle(Action::RunNow),
             ["q"] | ["quit"] => self.quit = true,
             ["replay", table, parts @ ..] if !parts.is_empty() => {
-                let plan = self.replay_plan(&[(table.to_string(), parts.iter().map(|p| p.to_string()).collect())]);
+                let plan = self.replay_plan(&[(
+                    table.to_string(),
+                    parts.iter().map(|p| p.to_string()).collect(),
+                )]);
                 self.mode = Mode::Confirm(plan);
             }
             ["replay", "--failed"] | ["replay", "failed"] => self.handle(Action::ReplayFailed),
             ["table", name] => {
                 if self.matrix.rows.iter().any(|(_, t)| t == name) {
                     self.jump_to(name, None);
-                    self.dead.table = Some(name.to_string()).filter(|n| self.silver_tables().contains(n)).or(self.dead.table.clone());
+                    self.dead.table = Some(name.to_string())
+                        .filter(|n| self.silver_tables().contains(n))
+                        .or(self.dead.table.clone());
                     if let Some(t) = self.snapshot.as_ref().and_then(|s| s.table(name)) {
-                        self.lineage_focus = Some(Node { zone: t.zone, name: t.name.clone() });
+                        self.lineage_focus = Some(Node {
+                            zone: t.zone,
+                            name: t.name.clone(),
+                        });
                     }
                     self.message = Some((format!("table {name}"), false));
                 } else {
@@ -577,7 +683,14 @@ impl App {
                 None => self.message = Some((format!("no view {name}"), true)),
             },
             [] => {}
-            _ => self.message = Some((format!("unknown command :{text}  (try :run, :replay TABLE PARTITION, :table NAME, :theme NAME, :view NAME)"), true)),
+            _ => {
+                self.message = Some((
+                    format!(
+                        "unknown command :{text}  (try :run, :replay TABLE PARTITION, :table NAME, :theme NAME, :view NAME)"
+                    ),
+                    true,
+                ))
+            }
         }
     }
 
@@ -585,23 +698,57 @@ impl App {
     pub fn complete(&self, text: &str) -> String {
         let words: Vec<&str> = text.split(' ').collect();
         let cands: Vec<String> = match words.as_slice() {
-            [w] => ["run", "replay", "table", "theme", "view", "quit"].iter().filter(|c| c.starts_with(w)).map(|c| format!("{c} ")).collect(),
-            ["replay", w] | ["table", w] => self.matrix.rows.iter().map(|(_, t)| t.clone()).filter(|t| t.starts_with(w)).map(|t| format!("{} {t} ", words[0])).collect(),
-            ["replay", t, w] => self.matrix.cols.iter().filter(|c| c.starts_with(w)).map(|c| format!("replay {t} {c}")).rev().collect(),
-            ["theme", w] => super::theme::BUILTIN.iter().map(|(n, _)| *n).filter(|n| n.starts_with(w)).map(|n| format!("theme {n}")).collect(),
-            ["view", w] => View::ALL.iter().map(|v| v.slug()).filter(|n| n.starts_with(w)).map(|n| format!("view {n}")).collect(),
+            [w] => ["run", "replay", "table", "theme", "view", "quit"]
+                .iter()
+                .filter(|c| c.starts_with(w))
+                .map(|c| format!("{c} "))
+                .collect(),
+            ["replay", w] | ["table", w] => self
+                .matrix
+                .rows
+                .iter()
+                .map(|(_, t)| t.clone())
+                .filter(|t| t.starts_with(w))
+                .map(|t| format!("{} {t} ", words[0]))
+                .collect(),
+            ["replay", t, w] => self
+                .matrix
+                .cols
+                .iter()
+                .filter(|c| c.starts_with(w))
+                .map(|c| format!("replay {t} {c}"))
+                .rev()
+                .collect(),
+            ["theme", w] => super::theme::BUILTIN
+                .iter()
+                .map(|(n, _)| *n)
+                .filter(|n| n.starts_with(w))
+                .map(|n| format!("theme {n}"))
+                .collect(),
+            ["view", w] => View::ALL
+                .iter()
+                .map(|v| v.slug())
+                .filter(|n| n.starts_with(w))
+                .map(|n| format!("view {n}"))
+                .collect(),
             _ => vec![],
         };
         cands.into_iter().next().unwrap_or_else(|| text.to_string())
     }
 
     fn next_match(&mut self, forward: bool) {
-        let Some(f) = self.filter.clone().map(|f| f.to_lowercase()) else { return };
+        let Some(f) = self.filter.clone().map(|f| f.to_lowercase()) else {
+            return;
+        };
         match self.view {
             View::Partitions => {
                 let n = self.matrix.rows.len();
                 for i in 1..=n {
-                    let r = if forward { (self.cell.0 + i) % n } else { (self.cell.0 + n * 2 - i) % n };
+                    let r = if forward {
+                        (self.cell.0 + i) % n
+                    } else {
+                        (self.cell.0 + n * 2 - i) % n
+                    };
                     if self.matrix.rows[r].1.to_lowercase().contains(&f) {
                         self.cell.0 = r;
                         return;
@@ -609,10 +756,24 @@ impl App {
                 }
             }
             View::Overview => {
-                let names: Vec<String> = self.snapshot.as_ref().map(|s| s.status.tables.iter().map(|t| t.name.to_lowercase()).collect()).unwrap_or_default();
+                let names: Vec<String> = self
+                    .snapshot
+                    .as_ref()
+                    .map(|s| {
+                        s.status
+                            .tables
+                            .iter()
+                            .map(|t| t.name.to_lowercase())
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 let n = names.len();
                 for i in 1..=n {
-                    let r = if forward { (self.overview_sel + i) % n } else { (self.overview_sel + n * 2 - i) % n };
+                    let r = if forward {
+                        (self.overview_sel + i) % n
+                    } else {
+                        (self.overview_sel + n * 2 - i) % n
+                    };
                     if names[r].contains(&f) {
                         self.overview_sel = r;
                         return;
@@ -627,11 +788,20 @@ impl App {
         let page = self.page.max(1);
         match self.view {
             View::Overview => {
-                let n = self.breaches.len() + self.snapshot.as_ref().map(|s| s.status.tables.len()).unwrap_or(0);
+                let n = self.breaches.len()
+                    + self
+                        .snapshot
+                        .as_ref()
+                        .map(|s| s.status.tables.len())
+                        .unwrap_or(0);
                 match a {
-                    Action::Down => self.overview_sel = (self.overview_sel + 1).min(n.saturating_sub(1)),
+                    Action::Down => {
+                        self.overview_sel = (self.overview_sel + 1).min(n.saturating_sub(1))
+                    }
                     Action::Up => self.overview_sel = self.overview_sel.saturating_sub(1),
-                    Action::PageDown => self.overview_sel = (self.overview_sel + page).min(n.saturating_sub(1)),
+                    Action::PageDown => {
+                        self.overview_sel = (self.overview_sel + page).min(n.saturating_sub(1))
+                    }
                     Action::PageUp => self.overview_sel = self.overview_sel.saturating_sub(page),
                     Action::Top => self.overview_sel = 0,
                     Action::Bottom => self.overview_sel = n.saturating_sub(1),
@@ -641,7 +811,14 @@ impl App {
                         if let Some(b) = self.breaches.get(self.overview_sel).cloned() {
                             self.jump_to(&b.table, b.partition.as_deref());
                             self.view = View::Partitions;
-                        } else if let Some(t) = self.snapshot.as_ref().and_then(|s| s.status.tables.get(self.overview_sel - self.breaches.len())).cloned() {
+                        } else if let Some(t) = self
+                            .snapshot
+                            .as_ref()
+                            .and_then(|s| {
+                                s.status.tables.get(self.overview_sel - self.breaches.len())
+                            })
+                            .cloned()
+                        {
                             self.jump_to(&t.name, None);
                             self.view = View::Partitions;
                         }
@@ -682,8 +859,13 @@ impl App {
                         let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
                         for r in 0..nr {
                             for c in 0..nc {
-                                if matches!(self.cell_state(r, c), CellState::Failed | CellState::Blocked) {
-                                    by.entry(self.matrix.rows[r].1.clone()).or_default().push(self.matrix.cols[c].clone());
+                                if matches!(
+                                    self.cell_state(r, c),
+                                    CellState::Failed | CellState::Blocked
+                                ) {
+                                    by.entry(self.matrix.rows[r].1.clone())
+                                        .or_default()
+                                        .push(self.matrix.cols[c].clone());
                                 }
                             }
                         }
@@ -713,7 +895,9 @@ impl App {
             View::Lineage => {
                 let lines = self.lineage_lines();
                 match a {
-                    Action::Down => self.lineage_sel = (self.lineage_sel + 1).min(lines.len().saturating_sub(1)),
+                    Action::Down => {
+                        self.lineage_sel = (self.lineage_sel + 1).min(lines.len().saturating_sub(1))
+                    }
                     Action::Up => self.lineage_sel = self.lineage_sel.saturating_sub(1),
                     Action::Top => self.lineage_sel = 0,
                     Action::Bottom => self.lineage_sel = lines.len().saturating_sub(1),
@@ -724,12 +908,24 @@ impl App {
                         }
                     }
                     Action::NextTable | Action::PrevTable => {
-                        let nodes: Vec<Node> = self.snapshot.as_ref().map(|s| s.lineage.nodes.clone()).unwrap_or_default();
+                        let nodes: Vec<Node> = self
+                            .snapshot
+                            .as_ref()
+                            .map(|s| s.lineage.nodes.clone())
+                            .unwrap_or_default();
                         if nodes.is_empty() {
                             return;
                         }
-                        let cur = self.lineage_focus.as_ref().and_then(|f| nodes.iter().position(|n| n == f)).unwrap_or(0);
-                        let next = if a == Action::NextTable { (cur + 1) % nodes.len() } else { (cur + nodes.len() - 1) % nodes.len() };
+                        let cur = self
+                            .lineage_focus
+                            .as_ref()
+                            .and_then(|f| nodes.iter().position(|n| n == f))
+                            .unwrap_or(0);
+                        let next = if a == Action::NextTable {
+                            (cur + 1) % nodes.len()
+                        } else {
+                            (cur + nodes.len() - 1) % nodes.len()
+                        };
                         self.lineage_focus = Some(nodes[next].clone());
                         self.lineage_sel = 0;
                     }
@@ -739,12 +935,16 @@ impl App {
             View::Schema => {
                 let n = self.schema_versions().len();
                 match a {
-                    Action::Down => self.schema_sel = (self.schema_sel + 1).min(n.saturating_sub(1)),
+                    Action::Down => {
+                        self.schema_sel = (self.schema_sel + 1).min(n.saturating_sub(1))
+                    }
                     Action::Up => self.schema_sel = self.schema_sel.saturating_sub(1),
                     Action::Top => self.schema_sel = 0,
                     Action::Bottom => self.schema_sel = n.saturating_sub(1),
                     Action::Mark => {
-                        if let Some(i) = self.schema_marks.iter().position(|m| *m == self.schema_sel) {
+                        if let Some(i) =
+                            self.schema_marks.iter().position(|m| *m == self.schema_sel)
+                        {
                             self.schema_marks.remove(i);
                         } else {
                             self.schema_marks.push(self.schema_sel);
@@ -754,8 +954,17 @@ impl App {
                         }
                     }
                     Action::NextTable | Action::PrevTable => {
-                        let ns = self.snapshot.as_ref().map(|s| s.sources.len()).unwrap_or(0).max(1);
-                        self.schema_source = if a == Action::NextTable { (self.schema_source + 1) % ns } else { (self.schema_source + ns - 1) % ns };
+                        let ns = self
+                            .snapshot
+                            .as_ref()
+                            .map(|s| s.sources.len())
+                            .unwrap_or(0)
+                            .max(1);
+                        self.schema_source = if a == Action::NextTable {
+                            (self.schema_source + 1) % ns
+                        } else {
+                            (self.schema_source + ns - 1) % ns
+                        };
                         self.schema_marks.clear();
                         self.schema_sel = self.latest_schema_change();
                     }
@@ -767,7 +976,9 @@ impl App {
                 match a {
                     Action::Down => self.runs_sel = (self.runs_sel + 1).min(n.saturating_sub(1)),
                     Action::Up => self.runs_sel = self.runs_sel.saturating_sub(1),
-                    Action::PageDown => self.runs_sel = (self.runs_sel + page).min(n.saturating_sub(1)),
+                    Action::PageDown => {
+                        self.runs_sel = (self.runs_sel + page).min(n.saturating_sub(1))
+                    }
                     Action::PageUp => self.runs_sel = self.runs_sel.saturating_sub(page),
                     Action::Top => self.runs_sel = 0,
                     Action::Bottom => self.runs_sel = n.saturating_sub(1),
@@ -785,8 +996,17 @@ impl App {
                 if ts.is_empty() {
                     return;
                 }
-                let cur = self.dead.table.as_ref().and_then(|t| ts.iter().position(|x| x == t)).unwrap_or(0);
-                let next = if a == Action::NextTable { (cur + 1) % ts.len() } else { (cur + ts.len() - 1) % ts.len() };
+                let cur = self
+                    .dead
+                    .table
+                    .as_ref()
+                    .and_then(|t| ts.iter().position(|x| x == t))
+                    .unwrap_or(0);
+                let next = if a == Action::NextTable {
+                    (cur + 1) % ts.len()
+                } else {
+                    (cur + ts.len() - 1) % ts.len()
+                };
                 self.dead.table = Some(ts[next].clone());
                 self.dead.reasons.clear();
                 self.dead.reason_sel = 0;
@@ -795,32 +1015,53 @@ impl App {
                 self.dead.focus = DeadFocus::Reasons;
                 self.request_reasons();
             }
-            (DeadFocus::Reasons, Action::Down) => self.dead.reason_sel = (self.dead.reason_sel + 1).min(self.dead.reasons.len().saturating_sub(1)),
-            (DeadFocus::Reasons, Action::Up) => self.dead.reason_sel = self.dead.reason_sel.saturating_sub(1),
+            (DeadFocus::Reasons, Action::Down) => {
+                self.dead.reason_sel =
+                    (self.dead.reason_sel + 1).min(self.dead.reasons.len().saturating_sub(1))
+            }
+            (DeadFocus::Reasons, Action::Up) => {
+                self.dead.reason_sel = self.dead.reason_sel.saturating_sub(1)
+            }
             (DeadFocus::Reasons, Action::Open) | (DeadFocus::Reasons, Action::Right) => {
                 self.dead.filter = None;
                 self.dead.focus = DeadFocus::Rows;
                 self.load_rows();
             }
-            (DeadFocus::Rows, Action::Down) => self.dead.row_sel = (self.dead.row_sel + 1).min(self.dead.rows.len().saturating_sub(1)),
-            (DeadFocus::Rows, Action::Up) => self.dead.row_sel = self.dead.row_sel.saturating_sub(1),
-            (DeadFocus::Rows, Action::PageDown) => self.dead.row_sel = (self.dead.row_sel + page).min(self.dead.rows.len().saturating_sub(1)),
-            (DeadFocus::Rows, Action::PageUp) => self.dead.row_sel = self.dead.row_sel.saturating_sub(page),
+            (DeadFocus::Rows, Action::Down) => {
+                self.dead.row_sel =
+                    (self.dead.row_sel + 1).min(self.dead.rows.len().saturating_sub(1))
+            }
+            (DeadFocus::Rows, Action::Up) => {
+                self.dead.row_sel = self.dead.row_sel.saturating_sub(1)
+            }
+            (DeadFocus::Rows, Action::PageDown) => {
+                self.dead.row_sel =
+                    (self.dead.row_sel + page).min(self.dead.rows.len().saturating_sub(1))
+            }
+            (DeadFocus::Rows, Action::PageUp) => {
+                self.dead.row_sel = self.dead.row_sel.saturating_sub(page)
+            }
             (DeadFocus::Rows, Action::Top) => self.dead.row_sel = 0,
-            (DeadFocus::Rows, Action::Bottom) => self.dead.row_sel = self.dead.rows.len().saturating_sub(1),
-            (DeadFocus::Rows, Action::Open) => {
-                if !self.dead.rows.is_empty() {
-                    self.dead.focus = DeadFocus::Detail;
-                }
+            (DeadFocus::Rows, Action::Bottom) => {
+                self.dead.row_sel = self.dead.rows.len().saturating_sub(1)
+            }
+            (DeadFocus::Rows, Action::Open) if !self.dead.rows.is_empty() => {
+                self.dead.focus = DeadFocus::Detail;
             }
             (DeadFocus::Rows, Action::Left) => self.dead.focus = DeadFocus::Reasons,
             (_, Action::Export) => {
                 if let Some(t) = self.dead.table.clone() {
                     if self.dead.rows.is_empty() {
-                        self.message = Some(("no rows in view: pick a reason with Enter first".into(), true));
+                        self.message = Some((
+                            "no rows in view: pick a reason with Enter first".into(),
+                            true,
+                        ));
                     } else {
                         self.log_action(format!("karat dead-letters {t} --export FILE"));
-                        self.outbox.push(Request::Export { table: t, rows: self.dead.rows.clone() });
+                        self.outbox.push(Request::Export {
+                            table: t,
+                            rows: self.dead.rows.clone(),
+                        });
                     }
                 }
             }
@@ -852,13 +1093,24 @@ impl App {
     /// What replaying these targets rewrites.
     pub fn replay_plan(&self, targets: &[(String, Vec<String>)]) -> ReplayPlan {
         let Some(s) = &self.snapshot else {
-            return ReplayPlan { targets: targets.to_vec(), downstream: vec![], versions: vec![] };
+            return ReplayPlan {
+                targets: targets.to_vec(),
+                downstream: vec![],
+                versions: vec![],
+            };
         };
         let mut down: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let mut frontier: Vec<(String, BTreeSet<String>)> = targets.iter().map(|(t, ps)| (t.clone(), ps.iter().cloned().collect())).collect();
+        let mut frontier: Vec<(String, BTreeSet<String>)> = targets
+            .iter()
+            .map(|(t, ps)| (t.clone(), ps.iter().cloned().collect()))
+            .collect();
         while let Some((t, ps)) = frontier.pop() {
             for g in s.tables.iter().filter(|g| g.inputs.contains(&t)) {
-                let gp: BTreeSet<String> = if g.incremental { ps.clone() } else { [WHOLE_TABLE.to_string()].into() };
+                let gp: BTreeSet<String> = if g.incremental {
+                    ps.clone()
+                } else {
+                    [WHOLE_TABLE.to_string()].into()
+                };
                 let e = down.entry(g.name.clone()).or_default();
                 let before = e.len();
                 e.extend(gp.iter().cloned());
@@ -868,23 +1120,43 @@ impl App {
             }
         }
         let mut versions = Vec::new();
-        let tables: Vec<String> = targets.iter().map(|(t, _)| t.clone()).chain(down.keys().cloned()).collect();
+        let tables: Vec<String> = targets
+            .iter()
+            .map(|(t, _)| t.clone())
+            .chain(down.keys().cloned())
+            .collect();
         for t in tables {
-            let v = s.steps.iter().filter(|st| st.table == t).filter_map(|st| st.delta_version).max();
+            let v = s
+                .steps
+                .iter()
+                .filter(|st| st.table == t)
+                .filter_map(|st| st.delta_version)
+                .max();
             versions.push((t, v));
         }
-        ReplayPlan { targets: targets.to_vec(), downstream: down.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect(), versions }
+        ReplayPlan {
+            targets: targets.to_vec(),
+            downstream: down
+                .into_iter()
+                .map(|(k, v)| (k, v.into_iter().collect()))
+                .collect(),
+            versions,
+        }
     }
 
     fn start_replay(&mut self, plan: ReplayPlan) {
         for (t, ps) in plan.targets.iter().chain(plan.downstream.iter()) {
             for p in ps {
-                self.running.insert((t.clone(), p.clone()), CellState::Running);
+                self.running
+                    .insert((t.clone(), p.clone()), CellState::Running);
             }
         }
         self.anchor = None;
         for (t, ps) in plan.targets {
-            let target = ReplayTarget::Partitions { table: t, partitions: ps };
+            let target = ReplayTarget::Partitions {
+                table: t,
+                partitions: ps,
+            };
             self.log_action(target.command());
             self.outbox.push(Request::Replay(target));
         }
@@ -892,7 +1164,9 @@ impl App {
 
     /// Lines of the lineage tree of the focused node: (depth marker text, node).
     pub fn lineage_lines(&self) -> Vec<(String, Node)> {
-        let (Some(s), Some(f)) = (&self.snapshot, &self.lineage_focus) else { return vec![] };
+        let (Some(s), Some(f)) = (&self.snapshot, &self.lineage_focus) else {
+            return vec![];
+        };
         let mut out = vec![(String::new(), f.clone())];
         fn up(l: &crate::lineage::Lineage, n: &Node, depth: usize, out: &mut Vec<(String, Node)>) {
             for u in l.upstream(n) {
@@ -900,7 +1174,12 @@ impl App {
                 up(l, u, depth + 1, out);
             }
         }
-        fn down(l: &crate::lineage::Lineage, n: &Node, depth: usize, out: &mut Vec<(String, Node)>) {
+        fn down(
+            l: &crate::lineage::Lineage,
+            n: &Node,
+            depth: usize,
+            out: &mut Vec<(String, Node)>,
+        ) {
             for d in l.downstream(n) {
                 out.push((format!("{}↓ ", "  ".repeat(depth)), d.clone()));
                 down(l, d, depth + 1, out);
@@ -914,29 +1193,82 @@ impl App {
     /// Index of the newest version of the selected source whose schema changed (else the newest).
     fn latest_schema_change(&self) -> usize {
         let v = self.schema_versions();
-        v.iter().rposition(|x| !x.diff.is_empty()).unwrap_or(v.len().saturating_sub(1))
+        v.iter()
+            .rposition(|x| !x.diff.is_empty())
+            .unwrap_or(v.len().saturating_sub(1))
     }
 
     /// Schema versions of the selected source.
     pub fn schema_versions(&self) -> Vec<crate::schema::SchemaVersion> {
-        let Some(s) = &self.snapshot else { return vec![] };
-        s.sources.get(self.schema_source).and_then(|src| s.schemas.get(src)).cloned().unwrap_or_default()
+        let Some(s) = &self.snapshot else {
+            return vec![];
+        };
+        s.sources
+            .get(self.schema_source)
+            .and_then(|src| s.schemas.get(src))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The run/event log: (time, kind, text, is_problem), newest first, filtered.
     pub fn timeline(&self) -> Vec<(String, &'static str, String, bool)> {
-        let Some(s) = &self.snapshot else { return vec![] };
+        let Some(s) = &self.snapshot else {
+            return vec![];
+        };
         let mut out: Vec<(String, &'static str, String, bool)> = Vec::new();
         for r in &s.runs {
-            out.push((r.started_at.clone(), "run", format!("{} [{}] rows {} dead {} failed {}   $ {}", r.status, r.trigger, r.rows_in, r.dead, r.partitions_failed, r.command), r.status == "failed"));
+            out.push((
+                r.started_at.clone(),
+                "run",
+                format!(
+                    "{} [{}] rows {} dead {} failed {}   $ {}",
+                    r.status, r.trigger, r.rows_in, r.dead, r.partitions_failed, r.command
+                ),
+                r.status == "failed",
+            ));
         }
         for st in &s.steps {
             if st.zone == "bronze" && st.status == "failed" {
-                out.push((st.finished_at.clone(), "batch", format!("bronze {} batch failed: {}: {}", st.table, st.partition, st.messages.clone().unwrap_or_default()), true));
+                out.push((
+                    st.finished_at.clone(),
+                    "batch",
+                    format!(
+                        "bronze {} batch failed: {}: {}",
+                        st.table,
+                        st.partition,
+                        st.messages.clone().unwrap_or_default()
+                    ),
+                    true,
+                ));
             } else if st.zone != "bronze" && (st.status == "failed" || st.status == "blocked") {
-                out.push((st.finished_at.clone(), "gate", format!("{} {} {} {}: {}", st.zone, st.table, st.partition, st.status, st.messages.clone().unwrap_or_default().lines().next().unwrap_or("")), true));
+                out.push((
+                    st.finished_at.clone(),
+                    "gate",
+                    format!(
+                        "{} {} {} {}: {}",
+                        st.zone,
+                        st.table,
+                        st.partition,
+                        st.status,
+                        st.messages
+                            .clone()
+                            .unwrap_or_default()
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                    ),
+                    true,
+                ));
             } else if st.zone == "silver" && st.rows_in > 0 && st.dead * 100 >= st.rows_in * 3 {
-                out.push((st.finished_at.clone(), "spike", format!("dead-letter spike: silver {} {}: {} of {} rows", st.table, st.partition, st.dead, st.rows_in), false));
+                out.push((
+                    st.finished_at.clone(),
+                    "spike",
+                    format!(
+                        "dead-letter spike: silver {} {}: {} of {} rows",
+                        st.table, st.partition, st.dead, st.rows_in
+                    ),
+                    false,
+                ));
             }
         }
         for d in &s.drift {
@@ -945,7 +1277,17 @@ impl App {
                 removed: serde_json::from_str(&d.removed).unwrap_or_default(),
                 changed: serde_json::from_str(&d.changed).unwrap_or_default(),
             };
-            out.push((d.ingested_at.clone(), "drift", format!("schema drift in {} ({}): {}", d.source, d.batch_id, diff.summary()), false));
+            out.push((
+                d.ingested_at.clone(),
+                "drift",
+                format!(
+                    "schema drift in {} ({}): {}",
+                    d.source,
+                    d.batch_id,
+                    diff.summary()
+                ),
+                false,
+            ));
         }
         for (t, c) in &self.log {
             out.push((t.to_rfc3339(), "action", format!("dashboard: $ {c}"), false));
@@ -960,15 +1302,7 @@ impl App {
 }
 
 /// A duration in seconds as `5m`, `3h`, `2d`.
-pub fn age(secs: Option<i64>) -> String {
-    match secs {
-        None => "never".into(),
-        Some(s) if s < 120 => format!("{s}s"),
-        Some(s) if s < 7200 => format!("{}m", s / 60),
-        Some(s) if s < 172_800 => format!("{}h", s / 3600),
-        Some(s) => format!("{}d", s / 86400),
-    }
-}
+pub use crate::summary::human_age as age;
 
 fn secs(s: Option<u64>) -> String {
     age(s.map(|s| s as i64))

@@ -14,7 +14,10 @@ use crate::error::{KaratError, KaratResult};
 pub const BUILTIN: [(&str, &str); 4] = [
     ("dark", include_str!("../../themes/dark.toml")),
     ("light", include_str!("../../themes/light.toml")),
-    ("high-contrast", include_str!("../../themes/high-contrast.toml")),
+    (
+        "high-contrast",
+        include_str!("../../themes/high-contrast.toml"),
+    ),
     ("colorblind", include_str!("../../themes/colorblind.toml")),
 ];
 
@@ -74,19 +77,37 @@ fn parse_color(s: &str, colors: &BTreeMap<String, String>, depth: u8) -> Result<
     {
         return parse_color(named, colors, depth + 1);
     }
-    s.parse::<Color>().map_err(|_| format!("unknown colour {s:?}: use #rrggbb, a name from [colors], or a terminal colour name"))
+    s.parse::<Color>().map_err(|_| {
+        format!(
+            "unknown colour {s:?}: use #rrggbb, a name from [colors], or a terminal colour name"
+        )
+    })
 }
 
 impl Theme {
     /// Parses theme TOML; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> KaratResult<Theme> {
         let f: ThemeFile = toml::from_str(text).map_err(|e| {
-            let (line, column) = crate::config::position(text, e.span().map(|s| s.start).unwrap_or(0));
-            KaratError::Config { file: origin.into(), line, column, message: e.message().to_string() }
+            let (line, column) =
+                crate::config::position(text, e.span().map(|s| s.start).unwrap_or(0));
+            KaratError::Config {
+                file: origin.into(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
         })?;
-        let err = |m: String| KaratError::Config { file: origin.into(), line: 1, column: 1, message: m };
+        let err = |m: String| KaratError::Config {
+            file: origin.into(),
+            line: 1,
+            column: 1,
+            message: m,
+        };
         let c = |name: &str| -> KaratResult<Color> {
-            let v = f.colors.get(name).ok_or_else(|| err(format!("theme {} lacks colour `{name}`", f.name)))?;
+            let v = f
+                .colors
+                .get(name)
+                .ok_or_else(|| err(format!("theme {} lacks colour `{name}`", f.name)))?;
             parse_color(v, &f.colors, 0).map_err(err)
         };
         let mut styles = BTreeMap::new();
@@ -139,7 +160,10 @@ impl Theme {
             return Theme::parse(&text, name_or_path);
         }
         let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-        Err(KaratError::Usage(format!("no theme \"{name_or_path}\": built-in themes are {}, or give a path to a .toml file", names.join(", "))))
+        Err(KaratError::Usage(format!(
+            "no theme \"{name_or_path}\": built-in themes are {}, or give a path to a .toml file",
+            names.join(", ")
+        )))
     }
 
     /// The default theme.
@@ -154,7 +178,10 @@ impl Theme {
 
     /// A named element style (`title`, `tab_active`, `selected`, …); base when absent.
     pub fn style(&self, element: &str) -> Style {
-        self.styles.get(element).copied().unwrap_or_else(|| Style::default().fg(self.fg))
+        self.styles
+            .get(element)
+            .copied()
+            .unwrap_or_else(|| Style::default().fg(self.fg))
     }
 
     /// Foreground style in a colour.
@@ -173,7 +200,11 @@ mod tests {
             let t = Theme::load(name).unwrap();
             assert_eq!(t.name, name);
             assert_ne!(t.ok, t.error);
-            let on_disk = std::fs::read_to_string(format!("{}/themes/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let on_disk = std::fs::read_to_string(format!(
+                "{}/themes/{name}.toml",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
             Theme::parse(&on_disk, name).unwrap();
         }
         assert!(Theme::load("nope").is_err());

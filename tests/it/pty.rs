@@ -45,7 +45,14 @@ async fn replay_a_failed_partition_from_the_dashboard() {
     std::fs::write(&cfg, text.replace("currency = { type = \"string\", nullable = false, one_of", "currency = { type = \"string\", nullable = false, normalize = [\"trim\", \"upper\"], one_of")).unwrap();
 
     let pty = native_pty_system();
-    let pair = pty.openpty(PtySize { rows: 36, cols: 120, pixel_width: 0, pixel_height: 0 }).unwrap();
+    let pair = pty
+        .openpty(PtySize {
+            rows: 36,
+            cols: 120,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
     let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_karat"));
     cmd.args(["-c", cfg.to_str().unwrap()]);
     cmd.env("TERM", "xterm-256color");
@@ -80,7 +87,11 @@ async fn replay_a_failed_partition_from_the_dashboard() {
     screen.wait_for("Confirm replay", 10);
     key("y");
     let done = screen.wait_for(&format!("karat replay orders --partition {day}: ok"), 120);
-    assert!(done.contains(&format!("silver orders {day}  ◉ ok")) || done.contains(&format!("silver orders {day}  ● ok")), "{done}");
+    assert!(
+        done.contains(&format!("silver orders {day}  ◉ ok"))
+            || done.contains(&format!("silver orders {day}  ● ok")),
+        "{done}"
+    );
     assert!(done.contains("✓ balanced"), "{done}");
     key("6");
     screen.wait_for("dashboard: $ karat replay orders --partition", 10);
@@ -91,7 +102,10 @@ async fn replay_a_failed_partition_from_the_dashboard() {
             assert!(status.success(), "karat exited with {status:?}");
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "karat did not quit");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "karat did not quit"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -99,13 +113,27 @@ async fn replay_a_failed_partition_from_the_dashboard() {
     let steps = karat::ledger::Ledger::new(&lake).steps().await.unwrap();
     let latest = karat::ledger::status::latest_partition_states(&steps);
     let st = &latest[&("silver".to_string(), "orders".to_string(), day.to_string())];
-    assert_eq!((st.status.as_str(), st.trigger.as_str()), ("ok", "replay"), "{st:?}");
+    assert_eq!(
+        (st.status.as_str(), st.trigger.as_str()),
+        ("ok", "replay"),
+        "{st:?}"
+    );
     assert_eq!(st.rows_in, st.rows_out + st.dead + st.duplicates);
     let lake_dir = s.join("lake");
     let silver = counts(&sql(&lake_dir, "silver/orders", &format!("SELECT CAST(order_date AS VARCHAR), COUNT(*) FROM t WHERE order_date = DATE '{day}' GROUP BY 1")).await);
-    let dead = counts(&sql(&lake_dir, "dead_letters/orders", &format!("SELECT partition, COUNT(*) FROM t WHERE partition = '{day}' GROUP BY 1")).await);
+    let dead = counts(
+        &sql(
+            &lake_dir,
+            "dead_letters/orders",
+            &format!("SELECT partition, COUNT(*) FROM t WHERE partition = '{day}' GROUP BY 1"),
+        )
+        .await,
+    );
     assert_eq!(silver.get(day).copied().unwrap_or(0), st.rows_out);
     assert_eq!(dead.get(day).copied().unwrap_or(0), st.dead);
     let gold = counts(&sql(&lake_dir, "gold/daily_revenue", &format!("SELECT CAST(order_date AS VARCHAR), COUNT(*) FROM t WHERE order_date = DATE '{day}' GROUP BY 1")).await);
-    assert!(gold.get(day).copied().unwrap_or(0) > 0, "gold has the day now");
+    assert!(
+        gold.get(day).copied().unwrap_or(0) > 0,
+        "gold has the day now"
+    );
 }

@@ -28,8 +28,16 @@ async fn fixture() -> &'static Fixture {
             // a fixed clock one hour after the last run: ages are stable
             let steps = karat::ledger::Ledger::new(&lake).steps().await.unwrap();
             let last = steps.iter().map(|s| s.finished_at.clone()).max().unwrap();
-            let now = DateTime::parse_from_rfc3339(&last).unwrap().with_timezone(&Utc) + chrono::Duration::hours(1);
-            Fixture { _dir: dir, plan, lake, now }
+            let now = DateTime::parse_from_rfc3339(&last)
+                .unwrap()
+                .with_timezone(&Utc)
+                + chrono::Duration::hours(1);
+            Fixture {
+                _dir: dir,
+                plan,
+                lake,
+                now,
+            }
         })
         .await
 }
@@ -52,7 +60,10 @@ fn screen(app: &karat::tui::state::App, w: u16, h: u16) -> String {
 
 fn filters() -> Vec<(&'static str, &'static str)> {
     vec![
-        (r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00| UTC)?…?", "[time]"),
+        (
+            r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00| UTC)?…?",
+            "[time]",
+        ),
         (r"\b\d{2}-\d{2} \d{2}:\d{2}:\d{2}\b", "[time]"),
         (r"\b01[0-9a-f]{6}-[0-9a-f…-]+", "[run]"),
         (r"/tmp/\.tmp[A-Za-z0-9]+", "[dir]"),
@@ -62,12 +73,22 @@ fn filters() -> Vec<(&'static str, &'static str)> {
 }
 
 fn regex_escape(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' { c.to_string() } else { format!("\\{c}") }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
 }
 
 async fn snap(view: View, name: &str) {
     let f = fixture().await;
-    let app = karat::tui::headless_state(&f.plan, &f.lake, Theme::default_dark(), view, f.now).await.unwrap();
+    let app = karat::tui::headless_state(&f.plan, &f.lake, Theme::default_dark(), view, f.now)
+        .await
+        .unwrap();
     let text = screen(&app, 120, 36);
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path("snapshots");
@@ -114,26 +135,56 @@ async fn runs_screen() {
 async fn every_view_fits_80x24_and_help_lists_keys() {
     let f = fixture().await;
     for v in View::ALL {
-        let mut app = karat::tui::headless_state(&f.plan, &f.lake, Theme::load("light").unwrap(), v, f.now).await.unwrap();
+        let mut app =
+            karat::tui::headless_state(&f.plan, &f.lake, Theme::load("light").unwrap(), v, f.now)
+                .await
+                .unwrap();
         let text = screen(&app, 80, 24);
-        assert!(text.lines().next().unwrap().contains("karat"), "{v:?}:\n{text}");
+        assert!(
+            text.lines().next().unwrap().contains("karat"),
+            "{v:?}:\n{text}"
+        );
         assert!(text.contains(" q quit"), "{v:?} bottom bar:\n{text}");
         app.handle(karat::tui::action::Action::Help);
         let help = screen(&app, 80, 24);
-        assert!(help.contains("Keys:") && help.contains("quit"), "{v:?}:\n{help}");
+        assert!(
+            help.contains("Keys:") && help.contains("quit"),
+            "{v:?}:\n{help}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_failed_partition_is_under_the_cursor_and_replay_asks_first() {
     let f = fixture().await;
-    let mut app = karat::tui::headless_state(&f.plan, &f.lake, Theme::default_dark(), View::Partitions, f.now).await.unwrap();
+    let mut app = karat::tui::headless_state(
+        &f.plan,
+        &f.lake,
+        Theme::default_dark(),
+        View::Partitions,
+        f.now,
+    )
+    .await
+    .unwrap();
     let text = screen(&app, 120, 36);
-    assert!(text.contains(&format!("silver orders {}  ✗ failed", karat::demo::BAD_DAY)), "{text}");
+    assert!(
+        text.contains(&format!("silver orders {}  ✗ failed", karat::demo::BAD_DAY)),
+        "{text}"
+    );
     app.handle(karat::tui::action::Action::Replay);
     let text = screen(&app, 120, 36);
-    assert!(text.contains("Confirm replay") && text.contains("gold daily_revenue: 2026-03-28") && text.contains("revenue_by_country: whole table"), "{text}");
-    assert!(app.take_requests().iter().all(|r| !matches!(r, karat::tui::action::Request::Replay(_))), "nothing runs before confirmation");
+    assert!(
+        text.contains("Confirm replay")
+            && text.contains("gold daily_revenue: 2026-03-28")
+            && text.contains("revenue_by_country: whole table"),
+        "{text}"
+    );
+    assert!(
+        app.take_requests()
+            .iter()
+            .all(|r| !matches!(r, karat::tui::action::Request::Replay(_))),
+        "nothing runs before confirmation"
+    );
     app.handle(karat::tui::action::Action::Confirm);
     let reqs = app.take_requests();
     assert!(reqs.iter().any(|r| matches!(r, karat::tui::action::Request::Replay(karat::pipeline::ReplayTarget::Partitions { table, partitions }) if table == "orders" && partitions == &vec![karat::demo::BAD_DAY.to_string()])), "{reqs:?}");
@@ -149,12 +200,27 @@ async fn control_characters_in_data_are_shown_escaped() {
         "[lake]\nurl = \"lake\"\n[[source]]\nname = \"ev\"\nkind = \"files\"\npath = \"in/*.ndjson\"\n[[table]]\nname = \"ev\"\nzone = \"silver\"\nfrom = \"ev\"\nmax_reject_rate = 1.0\n[table.columns]\nk = { type = \"string\", one_of = [\"a\"] }\n",
     )
     .unwrap();
-    std::fs::write(s.join("in/x.ndjson"), "{\"k\":\"\\u001b[2J\\u001b]0;pwned\\u0007evil\"}\n").unwrap();
+    std::fs::write(
+        s.join("in/x.ndjson"),
+        "{\"k\":\"\\u001b[2J\\u001b]0;pwned\\u0007evil\"}\n",
+    )
+    .unwrap();
     let (plan, lake) = crate::util::open(&s.join("karat.toml")).await;
     crate::util::run(&plan, &lake).await;
-    let mut app = karat::tui::headless_state(&plan, &lake, Theme::default_dark(), View::DeadLetters, Utc::now()).await.unwrap();
+    let mut app = karat::tui::headless_state(
+        &plan,
+        &lake,
+        Theme::default_dark(),
+        View::DeadLetters,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     app.handle(karat::tui::action::Action::Open);
     let text = screen(&app, 120, 36);
-    assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "raw control characters reached the screen");
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}'),
+        "raw control characters reached the screen"
+    );
     assert!(text.contains("\\u{1b}[2J"), "{text}");
 }

@@ -17,11 +17,15 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
     let d = &app.dead;
     let Some(table) = &d.table else {
-        f.render_widget(Paragraph::new("no silver table").block(panel(t, " Dead letters ")), area);
+        f.render_widget(
+            Paragraph::new("no silver table").block(panel(t, " Dead letters ")),
+            area,
+        );
         return;
     };
     let reasons_h = (d.reasons.len() as u16 + 3).clamp(4, area.height / 3);
-    let [top, rest] = Layout::vertical([Constraint::Length(reasons_h), Constraint::Min(4)]).areas(area);
+    let [top, rest] =
+        Layout::vertical([Constraint::Length(reasons_h), Constraint::Min(4)]).areas(area);
     // reasons
     let total: i64 = d.reasons.iter().map(|r| r.1).sum();
     let rows: Vec<Row> = d
@@ -29,26 +33,51 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         .iter()
         .enumerate()
         .map(|(i, (rule, n))| {
-            let mut row = Row::new(vec![Cell::from(format!("{n:>9}")), Cell::from(format!("{:>5.1}%", *n as f64 * 100.0 / total.max(1) as f64)), Cell::from(clean(rule))]);
+            let mut row = Row::new(vec![
+                Cell::from(format!("{n:>9}")),
+                Cell::from(format!("{:>5.1}%", *n as f64 * 100.0 / total.max(1) as f64)),
+                Cell::from(clean(rule)),
+            ]);
             if i == d.reason_sel {
-                row = row.style(if d.focus == DeadFocus::Reasons { t.style("selected") } else { Style::default().fg(t.accent) });
+                row = row.style(if d.focus == DeadFocus::Reasons {
+                    t.style("selected")
+                } else {
+                    Style::default().fg(t.accent)
+                });
             }
             row
         })
         .collect();
-    let title = if d.reasons_loading && d.reasons.is_empty() { format!(" {table}: loading reasons… ") } else { format!(" {table}: dead letters by rule ({total} rule hits) ") };
+    let title = if d.reasons_loading && d.reasons.is_empty() {
+        format!(" {table}: loading reasons… ")
+    } else {
+        format!(" {table}: dead letters by rule ({total} rule hits) ")
+    };
     let empty = d.reasons.is_empty() && !d.reasons_loading;
     if empty {
-        f.render_widget(Paragraph::new("no dead letters").block(panel(t, &title)), top);
+        f.render_widget(
+            Paragraph::new("no dead letters").block(panel(t, &title)),
+            top,
+        );
     } else {
         f.render_widget(
-            Table::new(rows, [Constraint::Length(9), Constraint::Length(7), Constraint::Min(10)]).header(Row::new(["rows", "share", "rule"]).style(t.style("header"))).block(panel(t, &title)),
+            Table::new(
+                rows,
+                [
+                    Constraint::Length(9),
+                    Constraint::Length(7),
+                    Constraint::Min(10),
+                ],
+            )
+            .header(Row::new(["rows", "share", "rule"]).style(t.style("header")))
+            .block(panel(t, &title)),
             top,
         );
     }
     // rows, with the detail pane when open
     let (list_area, detail_area) = if d.focus == DeadFocus::Detail && rest.width >= 60 {
-        let [a, b] = Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(rest);
+        let [a, b] = Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)])
+            .areas(rest);
         (a, Some(b))
     } else if d.focus == DeadFocus::Detail {
         (Rect::default(), Some(rest))
@@ -72,7 +101,11 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
                     Cell::from(clean(&r.reasons.join("; "))),
                 ]);
                 if i == d.row_sel {
-                    row = row.style(if d.focus == DeadFocus::Rows { t.style("selected") } else { Style::default().fg(t.accent) });
+                    row = row.style(if d.focus == DeadFocus::Rows {
+                        t.style("selected")
+                    } else {
+                        Style::default().fg(t.accent)
+                    });
                 }
                 row
             })
@@ -82,14 +115,33 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             (None, Some((rule, _))) => format!("rule {}", clean(rule)),
             _ => String::new(),
         };
-        let state = if d.rows_loading { " loading…" } else if d.rows_done { "" } else { " (more below)" };
+        let state = if d.rows_loading {
+            " loading…"
+        } else if d.rows_done {
+            ""
+        } else {
+            " (more below)"
+        };
         let title = format!(" rows {which}: {} loaded{state} ", d.rows.len());
-        let hint = if d.rows.is_empty() && !d.rows_loading { "press Enter on a rule to see its rows" } else { "" };
+        let hint = if d.rows.is_empty() && !d.rows_loading {
+            "press Enter on a rule to see its rows"
+        } else {
+            ""
+        };
         if rows.is_empty() {
             f.render_widget(Paragraph::new(hint).block(panel(t, &title)), list_area);
         } else {
             f.render_widget(
-                Table::new(rows, [Constraint::Length(11), Constraint::Length(33), Constraint::Min(10)]).header(Row::new(["partition", "file:line", "reasons"]).style(t.style("header"))).block(panel(t, &title)),
+                Table::new(
+                    rows,
+                    [
+                        Constraint::Length(11),
+                        Constraint::Length(33),
+                        Constraint::Min(10),
+                    ],
+                )
+                .header(Row::new(["partition", "file:line", "reasons"]).style(t.style("header")))
+                .block(panel(t, &title)),
                 list_area,
             );
         }
@@ -97,14 +149,25 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     if let (Some(area), Some(r)) = (detail_area, d.rows.get(d.row_sel)) {
         let mut lines = vec![Line::from(Span::styled("failed rules", t.style("header")))];
         for (rule, reason) in r.rules.iter().zip(r.reasons.iter()) {
-            lines.push(Line::from(vec![Span::styled(format!("✗ {} ", clean(rule)), Style::default().fg(t.error)), Span::raw(clean(reason))]));
+            lines.push(Line::from(vec![
+                Span::styled(format!("✗ {} ", clean(rule)), Style::default().fg(t.error)),
+                Span::raw(clean(reason)),
+            ]));
         }
         lines.push(Line::from(Span::styled("provenance", t.style("header"))));
         lines.push(Line::from(format!("file        {}", clean(&r.file))));
         lines.push(Line::from(format!("line        {}", r.line)));
-        lines.push(Line::from(format!("batch       {}   source {}", clean(&r.batch_id), clean(&r.source))));
+        lines.push(Line::from(format!(
+            "batch       {}   source {}",
+            clean(&r.batch_id),
+            clean(&r.source)
+        )));
         lines.push(Line::from(format!("ingested at {}", clean(&r.ingested_at))));
-        lines.push(Line::from(format!("partition   {}   run {}", clean(&r.partition), cut(&r.run_id, 13))));
+        lines.push(Line::from(format!(
+            "partition   {}   run {}",
+            clean(&r.partition),
+            cut(&r.run_id, 13)
+        )));
         lines.push(Line::from(Span::styled("raw record", t.style("header"))));
         let pretty = match serde_json::from_str::<serde_json::Value>(&r.raw) {
             Ok(mut v) => {
@@ -118,6 +181,11 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         for l in pretty.lines() {
             lines.push(Line::from(clean(l)));
         }
-        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(panel(t, " Row ")), area);
+        f.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .block(panel(t, " Row ")),
+            area,
+        );
     }
 }

@@ -10,19 +10,28 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::{freshness, panel};
-use crate::ledger::status::Freshness;
 use crate::lineage::Node;
 use crate::tui::sanitize::clean;
 use crate::tui::state::App;
 
 fn health(app: &App, n: &Node) -> (Style, String) {
     let t = &app.theme;
-    let Some(s) = &app.snapshot else { return (Style::default(), String::new()) };
-    match s.status.tables.iter().find(|ts| ts.name == n.name && ts.zone == n.zone) {
-        Some(ts) if ts.partitions_failed > 0 => (Style::default().fg(t.error), format!("✗ {} failed partition(s)", ts.partitions_failed)),
+    let Some(s) = &app.snapshot else {
+        return (Style::default(), String::new());
+    };
+    match s
+        .status
+        .tables
+        .iter()
+        .find(|ts| ts.name == n.name && ts.zone == n.zone)
+    {
+        Some(ts) if ts.partitions_failed > 0 => (
+            Style::default().fg(t.error),
+            format!("✗ {} failed partition(s)", ts.partitions_failed),
+        ),
         Some(ts) => {
             let (st, w) = freshness(t, ts.freshness);
-            let st = if ts.freshness == Freshness::NoSlo || ts.freshness == Freshness::Never { st } else { st };
+
             (st, format!("{w}, {} rows", ts.rows))
         }
         None => (Style::default().fg(t.muted), String::new()),
@@ -33,10 +42,14 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
     let lines = app.lineage_lines();
     let Some(focus) = &app.lineage_focus else {
-        f.render_widget(Paragraph::new("loading…").block(panel(t, " Lineage ")), area);
+        f.render_widget(
+            Paragraph::new("loading…").block(panel(t, " Lineage ")),
+            area,
+        );
         return;
     };
-    let [tree_area, info_area] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
+    let [tree_area, info_area] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
     let mut out = Vec::new();
     for (i, (prefix, n)) in lines.iter().enumerate() {
         let (hs, hw) = health(app, n);
@@ -47,7 +60,10 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         };
         let mut line = Line::from(vec![
             Span::raw(prefix.clone()),
-            Span::styled(format!("{glyph} {} {}", n.zone, n.name), if i == 0 { t.style("title") } else { hs }),
+            Span::styled(
+                format!("{glyph} {} {}", n.zone, n.name),
+                if i == 0 { t.style("title") } else { hs },
+            ),
             Span::raw("  "),
             Span::styled(hw, hs),
         ]);
@@ -56,18 +72,38 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         }
         out.push(line);
     }
-    f.render_widget(Paragraph::new(out).block(panel(t, &format!(" Lineage of {} {} (↑ upstream, ↓ downstream) ", focus.zone, focus.name))), tree_area);
+    f.render_widget(
+        Paragraph::new(out).block(panel(
+            t,
+            &format!(
+                " Lineage of {} {} (↑ upstream, ↓ downstream) ",
+                focus.zone, focus.name
+            ),
+        )),
+        tree_area,
+    );
     let mut info = Vec::new();
     if let Some(ti) = app.snapshot.as_ref().and_then(|s| s.table(&focus.name)) {
         if let Some(src) = &ti.source {
-            info.push(Line::from(format!("reads source {src}, partitioned by {}", ti.partition_by.clone().unwrap_or_default())));
+            info.push(Line::from(format!(
+                "reads source {src}, partitioned by {}",
+                ti.partition_by.clone().unwrap_or_default()
+            )));
         }
         if let Some(o) = &ti.owner {
             info.push(Line::from(format!("owner {}", clean(o))));
         }
         info.push(Line::from(Span::styled("columns", t.style("header"))));
         for (c, ty, nullable, rules) in &ti.columns {
-            info.push(Line::from(format!("{c}: {ty}{}{}", if *nullable { "" } else { " not null" }, if rules.is_empty() { String::new() } else { format!("  {rules}") })));
+            info.push(Line::from(format!(
+                "{c}: {ty}{}{}",
+                if *nullable { "" } else { " not null" },
+                if rules.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {rules}")
+                }
+            )));
         }
         if let Some(sql) = &ti.sql {
             info.push(Line::from(Span::styled("computed by", t.style("header"))));
@@ -76,7 +112,15 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             }
         }
     } else {
-        info.push(Line::from(format!("source {}: lands in bronze as gzip NDJSON batches", focus.name)));
+        info.push(Line::from(format!(
+            "source {}: lands in bronze as gzip NDJSON batches",
+            focus.name
+        )));
     }
-    f.render_widget(Paragraph::new(info).wrap(Wrap { trim: false }).block(panel(t, " Node ")), info_area);
+    f.render_widget(
+        Paragraph::new(info)
+            .wrap(Wrap { trim: false })
+            .block(panel(t, " Node ")),
+        info_area,
+    );
 }

@@ -54,7 +54,11 @@ pub fn status_style(t: &Theme, s: &str) -> Style {
 
 /// A bordered panel with a title.
 pub fn panel<'a>(t: &Theme, title: &'a str) -> Block<'a> {
-    Block::default().borders(Borders::ALL).border_style(t.style("border")).title(title).title_style(t.style("title"))
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(t.style("border"))
+        .title(title)
+        .title_style(t.style("title"))
 }
 
 /// Sparkline of fractions (0..1) as block characters.

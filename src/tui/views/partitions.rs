@@ -17,13 +17,27 @@ const CELL_W: u16 = 3;
 pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
     if app.snapshot.is_none() {
-        f.render_widget(Paragraph::new("loading…").block(panel(t, " Partitions ")), area);
+        f.render_widget(
+            Paragraph::new("loading…").block(panel(t, " Partitions ")),
+            area,
+        );
         return;
     }
     let m = &app.matrix;
     let detail_h = 9.min(area.height / 2);
-    let [grid_area, legend_area, detail_area] = Layout::vertical([Constraint::Min(4), Constraint::Length(1), Constraint::Length(detail_h)]).areas(area);
-    let name_w: u16 = m.rows.iter().map(|(z, n)| (z.to_string().len() + n.len() + 2) as u16).max().unwrap_or(10).min(26);
+    let [grid_area, legend_area, detail_area] = Layout::vertical([
+        Constraint::Min(4),
+        Constraint::Length(1),
+        Constraint::Length(detail_h),
+    ])
+    .areas(area);
+    let name_w: u16 = m
+        .rows
+        .iter()
+        .map(|(z, n)| (z.to_string().len() + n.len() + 2) as u16)
+        .max()
+        .unwrap_or(10)
+        .min(26);
     let inner_w = grid_area.width.saturating_sub(2 + name_w + 1);
     let ncols = (inner_w / CELL_W).max(1) as usize;
     // columns visible: newest right, keep the cursor in view
@@ -38,21 +52,40 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let mut head = vec![Span::raw(format!("{:<w$} ", "", w = name_w as usize))];
     for c in first..last {
         let label = m.cols[c].get(8..10).unwrap_or(&m.cols[c]).to_string();
-        let st = if c == app.cell.1 { t.style("header") } else { Style::default().fg(t.muted) };
+        let st = if c == app.cell.1 {
+            t.style("header")
+        } else {
+            Style::default().fg(t.muted)
+        };
         head.push(Span::styled(format!("{label:>2} "), st));
     }
     lines.push(Line::from(head));
-    let sel = app.anchor.map(|(r0, c0)| (r0.min(app.cell.0), r0.max(app.cell.0), c0.min(app.cell.1), c0.max(app.cell.1)));
+    let sel = app.anchor.map(|(r0, c0)| {
+        (
+            r0.min(app.cell.0),
+            r0.max(app.cell.0),
+            c0.min(app.cell.1),
+            c0.max(app.cell.1),
+        )
+    });
     let visible_rows = grid_area.height.saturating_sub(3) as usize;
     let skip = app.cell.0.saturating_sub(visible_rows.saturating_sub(1));
     for (r, (z, name)) in m.rows.iter().enumerate().skip(skip).take(visible_rows) {
         let label = cut(&format!("{z} {name}"), name_w as usize);
-        let lstyle = if r == app.cell.0 { t.style("header") } else { Style::default().fg(t.fg) };
-        let mut spans = vec![Span::styled(format!("{label:<w$} ", w = name_w as usize), lstyle)];
+        let lstyle = if r == app.cell.0 {
+            t.style("header")
+        } else {
+            Style::default().fg(t.fg)
+        };
+        let mut spans = vec![Span::styled(
+            format!("{label:<w$} ", w = name_w as usize),
+            lstyle,
+        )];
         for c in first..last {
             let st = app.cell_state(r, c);
             let mut style = cell_style(t, st);
-            let in_sel = sel.is_some_and(|(r0, r1, c0, c1)| r >= r0 && r <= r1 && c >= c0 && c <= c1);
+            let in_sel =
+                sel.is_some_and(|(r0, r1, c0, c1)| r >= r0 && r <= r1 && c >= c0 && c <= c1);
             if (r, c) == app.cell || in_sel {
                 style = style.bg(t.selection);
             }
@@ -60,14 +93,40 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         }
         lines.push(Line::from(spans));
     }
-    let range = if total == 0 { "no partitions yet".to_string() } else { format!("{} … {} ({} partitions)", m.cols[first], m.cols[last.saturating_sub(1)], total) };
-    f.render_widget(Paragraph::new(lines).block(panel(t, &format!(" Partitions: {range} "))), grid_area);
+    let range = if total == 0 {
+        "no partitions yet".to_string()
+    } else {
+        format!(
+            "{} … {} ({} partitions)",
+            m.cols[first],
+            m.cols[last.saturating_sub(1)],
+            total
+        )
+    };
+    f.render_widget(
+        Paragraph::new(lines).block(panel(t, &format!(" Partitions: {range} "))),
+        grid_area,
+    );
 
     // legend: glyphs carry the state, not only colours
-    let legend: Vec<Span> = [CellState::Ok, CellState::OkRejects, CellState::Warn, CellState::Failed, CellState::Blocked, CellState::Stale, CellState::Running, CellState::Missing]
-        .iter()
-        .flat_map(|s| vec![Span::styled(format!(" {} ", s.glyph()), cell_style(t, *s)), Span::raw(format!("{} ", s.label()))])
-        .collect();
+    let legend: Vec<Span> = [
+        CellState::Ok,
+        CellState::OkRejects,
+        CellState::Warn,
+        CellState::Failed,
+        CellState::Blocked,
+        CellState::Stale,
+        CellState::Running,
+        CellState::Missing,
+    ]
+    .iter()
+    .flat_map(|s| {
+        vec![
+            Span::styled(format!(" {} ", s.glyph()), cell_style(t, *s)),
+            Span::raw(format!("{} ", s.label())),
+        ]
+    })
+    .collect();
     f.render_widget(Paragraph::new(Line::from(legend)), legend_area);
 
     // detail of the selected cell
@@ -82,30 +141,71 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             Some(s) => {
                 let balanced = s.rows_in == s.rows_out + s.dead + s.duplicates;
                 d.push(Line::from(vec![
-                    Span::raw(format!("rows in {} = valid {} + dead {} + duplicates {}  ", s.rows_in, s.rows_out, s.dead, s.duplicates)),
-                    if balanced { Span::styled("✓ balanced", Style::default().fg(t.ok)) } else { Span::styled("✗ does not balance", Style::default().fg(t.error)) },
-                    Span::raw(if s.rows_in > 0 { format!("   reject rate {:.1}%", s.dead as f64 * 100.0 / s.rows_in as f64) } else { String::new() }),
+                    Span::raw(format!(
+                        "rows in {} = valid {} + dead {} + duplicates {}  ",
+                        s.rows_in, s.rows_out, s.dead, s.duplicates
+                    )),
+                    if balanced {
+                        Span::styled("✓ balanced", Style::default().fg(t.ok))
+                    } else {
+                        Span::styled("✗ does not balance", Style::default().fg(t.error))
+                    },
+                    Span::raw(if s.rows_in > 0 {
+                        format!(
+                            "   reject rate {:.1}%",
+                            s.dead as f64 * 100.0 / s.rows_in as f64
+                        )
+                    } else {
+                        String::new()
+                    }),
                 ]));
                 d.push(Line::from(vec![
                     Span::styled(s.status.clone(), status_style(t, &s.status)),
-                    Span::raw(format!("  run {}  [{}]  at {}  delta version {}", cut(&s.run_id, 13), s.trigger, short_time(&s.finished_at), s.delta_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()))),
+                    Span::raw(format!(
+                        "  run {}  [{}]  at {}  delta version {}",
+                        cut(&s.run_id, 13),
+                        s.trigger,
+                        short_time(&s.finished_at),
+                        s.delta_version
+                            .map(|v| v.to_string())
+                            .unwrap_or_else(|| "-".into())
+                    )),
                 ]));
                 for msg in s.messages.clone().unwrap_or_default().lines().take(3) {
-                    d.push(Line::from(Span::styled(clean(msg), Style::default().fg(if s.status == "ok" { t.fg } else { t.error }))));
+                    d.push(Line::from(Span::styled(
+                        clean(msg),
+                        Style::default().fg(if s.status == "ok" { t.fg } else { t.error }),
+                    )));
                 }
                 if let Some(rules) = &s.dead_by_rule {
-                    let parsed: std::collections::BTreeMap<String, i64> = serde_json::from_str(rules).unwrap_or_default();
+                    let parsed: std::collections::BTreeMap<String, i64> =
+                        serde_json::from_str(rules).unwrap_or_default();
                     let mut v: Vec<_> = parsed.into_iter().collect();
-                    v.sort_by(|a, b| b.1.cmp(&a.1));
-                    let text: Vec<String> = v.iter().take(4).map(|(r, n)| format!("{r}: {n}")).collect();
-                    d.push(Line::from(Span::styled(format!("dead letters by rule: {}", text.join(", ")), Style::default().fg(t.muted))));
+                    v.sort_by_key(|x| std::cmp::Reverse(x.1));
+                    let text: Vec<String> =
+                        v.iter().take(4).map(|(r, n)| format!("{r}: {n}")).collect();
+                    d.push(Line::from(Span::styled(
+                        format!("dead letters by rule: {}", text.join(", ")),
+                        Style::default().fg(t.muted),
+                    )));
                 }
             }
-            None => d.push(Line::from(Span::styled("no run has produced this partition", Style::default().fg(t.muted)))),
+            None => d.push(Line::from(Span::styled(
+                "no run has produced this partition",
+                Style::default().fg(t.muted),
+            ))),
         }
     }
     if let Some(job) = &app.job {
-        d.push(Line::from(Span::styled(format!("◌ running: {job}"), Style::default().fg(t.running))));
+        d.push(Line::from(Span::styled(
+            format!("◌ running: {job}"),
+            Style::default().fg(t.running),
+        )));
     }
-    f.render_widget(Paragraph::new(d).wrap(Wrap { trim: true }).block(panel(t, " Selected ")), detail_area);
+    f.render_widget(
+        Paragraph::new(d)
+            .wrap(Wrap { trim: true })
+            .block(panel(t, " Selected ")),
+        detail_area,
+    );
 }

@@ -27,11 +27,26 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         .skip(skip)
         .take(visible)
         .map(|(i, (at, kind, text, bad))| {
-            let color = if *bad { t.error } else if *kind == "drift" || *kind == "spike" { t.warn } else { t.fg };
-            let mark = if *bad { "✗" } else if *kind == "run" { "●" } else { "•" };
+            let color = if *bad {
+                t.error
+            } else if *kind == "drift" || *kind == "spike" {
+                t.warn
+            } else {
+                t.fg
+            };
+            let mark = if *bad {
+                "✗"
+            } else if *kind == "run" {
+                "●"
+            } else {
+                "•"
+            };
             let mut row = Row::new(vec![
                 Cell::from(short_time(at)),
-                Cell::from(Span::styled(format!("{mark} {kind}"), Style::default().fg(color))),
+                Cell::from(Span::styled(
+                    format!("{mark} {kind}"),
+                    Style::default().fg(color),
+                )),
                 Cell::from(clean(text)),
             ]);
             if i == app.runs_sel {
@@ -41,11 +56,24 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         })
         .collect();
     let title = match &app.filter {
-        Some(f) => format!(" Runs and events matching \"{}\" ({}) ", clean(f), items.len()),
+        Some(f) => format!(
+            " Runs and events matching \"{}\" ({}) ",
+            clean(f),
+            items.len()
+        ),
         None => format!(" Runs and events ({}) ", items.len()),
     };
     f.render_widget(
-        Table::new(rows, [Constraint::Length(14), Constraint::Length(9), Constraint::Min(20)]).header(ratatui::widgets::Row::new(["UTC", "kind", "what"]).style(t.style("header"))).block(panel(t, &title)),
+        Table::new(
+            rows,
+            [
+                Constraint::Length(14),
+                Constraint::Length(9),
+                Constraint::Min(20),
+            ],
+        )
+        .header(ratatui::widgets::Row::new(["UTC", "kind", "what"]).style(t.style("header")))
+        .block(panel(t, &title)),
         area,
     );
 }

@@ -21,12 +21,21 @@ use crate::tui::state::App;
 fn dead_by_field(app: &App, source: &str) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     let Some(s) = &app.snapshot else { return out };
-    let tables: Vec<&str> = s.tables.iter().filter(|t| t.source.as_deref() == Some(source)).map(|t| t.name.as_str()).collect();
+    let tables: Vec<&str> = s
+        .tables
+        .iter()
+        .filter(|t| t.source.as_deref() == Some(source))
+        .map(|t| t.name.as_str())
+        .collect();
     for ((z, t, _), st) in latest_partition_states(&s.steps) {
         if z != "silver" || !tables.contains(&t.as_str()) {
             continue;
         }
-        let rules: BTreeMap<String, i64> = st.dead_by_rule.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default();
+        let rules: BTreeMap<String, i64> = st
+            .dead_by_rule
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+            .unwrap_or_default();
         for (rule, n) in rules {
             let field = rule.split('.').next().unwrap_or("").to_string();
             *out.entry(field).or_default() += n;
@@ -41,10 +50,16 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         f.render_widget(Paragraph::new("loading…").block(panel(t, " Schema ")), area);
         return;
     };
-    let source = s.sources.get(app.schema_source).cloned().unwrap_or_default();
+    let source = s
+        .sources
+        .get(app.schema_source)
+        .cloned()
+        .unwrap_or_default();
     let versions = app.schema_versions();
-    let [left, right] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
-    let [hist_area, contract_area] = Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(left);
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+    let [hist_area, contract_area] =
+        Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(left);
     let visible = hist_area.height.saturating_sub(2) as usize;
     let skip = app.schema_sel.saturating_sub(visible.saturating_sub(1));
     let mut lines = Vec::new();
@@ -55,7 +70,11 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             None => " ",
         };
         let file = v.origin.rsplit('/').next().unwrap_or(&v.origin);
-        let change = if v.diff.is_empty() { String::new() } else { format!("  {}", v.diff.summary()) };
+        let change = if v.diff.is_empty() {
+            String::new()
+        } else {
+            format!("  {}", v.diff.summary())
+        };
         let mut line = Line::from(vec![
             Span::styled(format!("{mark} "), t.style("key")),
             Span::raw(format!("{} {} ", short_time(&v.ingested_at), v.fingerprint)),
@@ -67,23 +86,53 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         }
         lines.push(line);
     }
-    f.render_widget(Paragraph::new(lines).block(panel(t, &format!(" {source}: bronze schema per batch ({}) ", versions.len()))), hist_area);
+    f.render_widget(
+        Paragraph::new(lines).block(panel(
+            t,
+            &format!(" {source}: bronze schema per batch ({}) ", versions.len()),
+        )),
+        hist_area,
+    );
 
     // contract(s) fed by the source, with Delta versions
     let mut c = Vec::new();
-    for ti in s.tables.iter().filter(|ti| ti.source.as_deref() == Some(source.as_str())) {
+    for ti in s
+        .tables
+        .iter()
+        .filter(|ti| ti.source.as_deref() == Some(source.as_str()))
+    {
         let versions: Vec<String> = {
-            let mut v: Vec<i64> = s.steps.iter().filter(|st| st.table == ti.name).filter_map(|st| st.delta_version).collect();
+            let mut v: Vec<i64> = s
+                .steps
+                .iter()
+                .filter(|st| st.table == ti.name)
+                .filter_map(|st| st.delta_version)
+                .collect();
             v.sort();
             v.dedup();
             v.iter().rev().take(6).map(|x| format!("v{x}")).collect()
         };
-        c.push(Line::from(Span::styled(format!("silver {} contract  (Delta {})", ti.name, versions.join(" ")), t.style("header"))));
+        c.push(Line::from(Span::styled(
+            format!(
+                "silver {} contract  (Delta {})",
+                ti.name,
+                versions.join(" ")
+            ),
+            t.style("header"),
+        )));
         for (col, ty, nullable, rules) in &ti.columns {
-            c.push(Line::from(format!("  {col}: {ty}{}  {rules}", if *nullable { "" } else { " not null" })));
+            c.push(Line::from(format!(
+                "  {col}: {ty}{}  {rules}",
+                if *nullable { "" } else { " not null" }
+            )));
         }
     }
-    f.render_widget(Paragraph::new(c).wrap(Wrap { trim: false }).block(panel(t, " Contract ")), contract_area);
+    f.render_widget(
+        Paragraph::new(c)
+            .wrap(Wrap { trim: false })
+            .block(panel(t, " Contract ")),
+        contract_area,
+    );
 
     // diff between the marked versions (default: selected vs the one before)
     let (a, b) = match app.schema_marks.as_slice() {
@@ -93,21 +142,41 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     };
     let mut d = Vec::new();
     if let (Some(va), Some(vb)) = (versions.get(a), versions.get(b)) {
-        let diff = drift::diff(&va.fields.iter().cloned().collect(), &vb.fields.iter().cloned().collect());
+        let diff = drift::diff(
+            &va.fields.iter().cloned().collect(),
+            &vb.fields.iter().cloned().collect(),
+        );
         let cites = dead_by_field(app, &source);
         d.push(Line::from(format!("A {} → B {}", va.batch_id, vb.batch_id)));
         if diff.is_empty() {
-            d.push(Line::from(Span::styled("= no difference", Style::default().fg(t.muted))));
+            d.push(Line::from(Span::styled(
+                "= no difference",
+                Style::default().fg(t.muted),
+            )));
         }
-        let n = |f: &str| cites.get(f).map(|n| format!("   {n} dead letter(s) cite it")).unwrap_or_default();
+        let n = |f: &str| {
+            cites
+                .get(f)
+                .map(|n| format!("   {n} dead letter(s) cite it"))
+                .unwrap_or_default()
+        };
         for (fld, ty) in &diff.added {
-            d.push(Line::from(Span::styled(format!("+ {fld}: {ty}{}", n(fld)), Style::default().fg(t.added))));
+            d.push(Line::from(Span::styled(
+                format!("+ {fld}: {ty}{}", n(fld)),
+                Style::default().fg(t.added),
+            )));
         }
         for (fld, ty) in &diff.removed {
-            d.push(Line::from(Span::styled(format!("- {fld}: {ty}{}", n(fld)), Style::default().fg(t.removed))));
+            d.push(Line::from(Span::styled(
+                format!("- {fld}: {ty}{}", n(fld)),
+                Style::default().fg(t.removed),
+            )));
         }
         for (fld, x, y) in &diff.changed {
-            d.push(Line::from(Span::styled(format!("~ {fld}: {x} → {y}{}", n(fld)), Style::default().fg(t.changed))));
+            d.push(Line::from(Span::styled(
+                format!("~ {fld}: {x} → {y}{}", n(fld)),
+                Style::default().fg(t.changed),
+            )));
         }
         d.push(Line::from(Span::styled("fields of B", t.style("header"))));
         for (fld, ty) in &vb.fields {
@@ -116,5 +185,8 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     } else {
         d.push(Line::from("no batches yet"));
     }
-    f.render_widget(Paragraph::new(d).block(panel(t, " Diff (space picks A and B) ")), right);
+    f.render_widget(
+        Paragraph::new(d).block(panel(t, " Diff (space picks A and B) ")),
+        right,
+    );
 }
