@@ -38,6 +38,7 @@ customer_id = { type = "string", nullable = false }
 amount = { type = "decimal(12,2)", nullable = false, min = 0 }
 currency = { type = "string", nullable = false, one_of = ["USD", "EUR", "GBP"] }
 quantity = { type = "int64", min = 1, max = 100 }
+status = { type = "string", one_of = ["placed", "paid", "shipped", "cancelled"] }
 order_date = { type = "date", nullable = false }
 [[table]]
 name = "daily_revenue"
@@ -105,9 +106,10 @@ pub fn generate(dir: &Path, lines: usize, days: usize) -> KaratResult<u64> {
                     rng.random_range(1.0..500.0f64)
                 };
                 format!(
-                    "{{\"order_id\":\"o-{id}\",\"customer_id\":\"c-{}\",\"amount\":{amount:.2},\"currency\":\"{cur}\",\"quantity\":{},\"order_date\":\"{date}\"}}",
+                    "{{\"order_id\":\"o-{id}\",\"customer_id\":\"c-{}\",\"amount\":{amount:.2},\"currency\":\"{cur}\",\"quantity\":{},\"status\":\"{}\",\"order_date\":\"{date}\"}}",
                     rng.random_range(1..100_000),
-                    rng.random_range(1..10)
+                    rng.random_range(1..10),
+                    ["placed", "paid", "shipped"][rng.random_range(0..3)]
                 )
             };
             total += line.len() as u64 + 1;

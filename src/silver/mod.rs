@@ -391,6 +391,17 @@ pub async fn finish(
     let spec = &contract.spec;
     let mut outcomes = Vec::new();
     let mut silver_out: Vec<RecordBatch> = Vec::new();
+    let mut group: Vec<String> = Vec::new();
+    let mut group_rows = 0usize;
+    let mut versions: BTreeMap<String, i64> = BTreeMap::new();
+    let mut silver_version = None;
+    let silver_url = lake.url_of(&layout::table(Zone::Silver, &table));
+    let meta = |op: &str| {
+        vec![
+            ("karat.run_id".to_string(), serde_json::json!(run_id)),
+            ("karat.operation".to_string(), serde_json::json!(op)),
+        ]
+    };
     let mut dead_out: Vec<RecordBatch> = Vec::new();
     for p in &partitions {
         let rin = rows_in.get(p).copied().unwrap_or(0);
@@ -456,7 +467,23 @@ pub async fn finish(
         }
         let rows_out = kept.num_rows() as u64;
         if status.promoted() {
+            group_rows += kept.num_rows();
             silver_out.push(kept);
+            group.push(p.clone());
+            // bounded memory: write promoted partitions in groups, each group one atomic commit
+            if group_rows >= WRITE_GROUP_ROWS {
+                let v = write_silver(
+                    &silver_url,
+                    &contract,
+                    std::mem::take(&mut silver_out),
+                    std::mem::take(&mut group),
+                    &mut versions,
+                    meta("silver partition replace"),
+                )
+                .await?;
+                silver_version = Some(v);
+                group_rows = 0;
+            }
         }
         dead_out.extend(dead_pieces);
         outcomes.push(PartitionOutcome {
@@ -472,37 +499,20 @@ pub async fn finish(
         });
     }
 
-    // write: one atomic commit per table
-    let silver_url = lake.url_of(&layout::table(Zone::Silver, &table));
-    let dead_url = lake.url_of(&layout::dead_letters(&table));
-    let promoted: Vec<String> = outcomes
-        .iter()
-        .filter(|o| o.status.promoted())
-        .map(|o| o.partition.clone())
-        .collect();
-    let meta = |op: &str| {
-        vec![
-            ("karat.run_id".to_string(), serde_json::json!(run_id)),
-            ("karat.operation".to_string(), serde_json::json!(op)),
-        ]
-    };
-    let mut silver_version = None;
-    if !promoted.is_empty() {
-        let v = delta::write(
+    // the rest of the promoted partitions, then every partition's dead letters in one commit
+    if !group.is_empty() {
+        let v = write_silver(
             &silver_url,
-            &format!("silver.{table}"),
-            contract.silver_schema.clone(),
+            &contract,
             silver_out,
-            Some(&spec.partition_by),
-            Replace::Partitions {
-                column: spec.partition_by.clone(),
-                values: promoted.clone(),
-            },
+            group,
+            &mut versions,
             meta("silver partition replace"),
         )
         .await?;
         silver_version = Some(v);
     }
+    let dead_url = lake.url_of(&layout::dead_letters(&table));
     let mut dead_version = None;
     if !outcomes.is_empty() {
         let v = delta::write(
@@ -525,7 +535,7 @@ pub async fn finish(
     verify_accounting(lake, &contract, &mut outcomes).await?;
     for o in &mut outcomes {
         if o.status.promoted() {
-            o.delta_version = silver_version;
+            o.delta_version = versions.get(&o.partition).copied();
         }
         events.send(Event::Partition {
             table: table.clone(),
@@ -549,6 +559,38 @@ pub async fn finish(
         silver_version,
         dead_letter_version: dead_version,
     })
+}
+
+/// Promoted partitions are written in commits of about this many rows, so memory stays bounded
+/// by a group, not by the whole run.
+pub const WRITE_GROUP_ROWS: usize = 1_000_000;
+
+/// Replaces `partitions` of the silver table with `batches` in one commit; records the version.
+async fn write_silver(
+    url: &url::Url,
+    contract: &Contract,
+    batches: Vec<RecordBatch>,
+    partitions: Vec<String>,
+    versions: &mut BTreeMap<String, i64>,
+    meta: Vec<(String, serde_json::Value)>,
+) -> KaratResult<i64> {
+    let v = delta::write(
+        url,
+        &format!("silver.{}", contract.table),
+        contract.silver_schema.clone(),
+        batches,
+        Some(&contract.spec.partition_by),
+        Replace::Partitions {
+            column: contract.spec.partition_by.clone(),
+            values: partitions.clone(),
+        },
+        meta,
+    )
+    .await?;
+    for p in partitions {
+        versions.insert(p, v);
+    }
+    Ok(v)
 }
 
 /// Counts committed rows per partition in silver and dead letters and checks
