@@ -65,6 +65,8 @@ pub struct BenchResult {
     pub end_to_end_seconds: f64,
     pub end_to_end_rows_per_second: f64,
     pub peak_memory_mb: Option<f64>,
+    /// Silver partitions whose gate or accounting failed (expected 0).
+    pub partitions_failed: usize,
 }
 
 /// Writes `lines` order lines over `days` gzip files into `dir/data`, plus the config.
@@ -194,5 +196,9 @@ pub async fn run_one(dir: &Path, lines: usize, days: usize) -> KaratResult<Bench
         end_to_end_seconds: total,
         end_to_end_rows_per_second: lines as f64 / total,
         peak_memory_mb: peak,
+        partitions_failed: report
+            .partitions()
+            .filter(|(_, _, p)| !p.status.promoted())
+            .count(),
     })
 }

@@ -433,14 +433,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 let r = karat::bench::run_one(&d, n, days).await?;
                 if !json {
                     let mut text = format!(
-                        "{} lines ({:.0} MB of NDJSON): end to end {:.2}s = {:.0} rows/s, peak memory {}\n",
+                        "{} lines ({:.0} MB of NDJSON): end to end {:.2}s = {:.0} rows/s, peak memory {}, {} partition(s) not promoted\n",
                         r.lines,
                         r.input_bytes as f64 / 1e6,
                         r.end_to_end_seconds,
                         r.end_to_end_rows_per_second,
                         r.peak_memory_mb
                             .map(|m| format!("{m:.0} MB"))
-                            .unwrap_or_else(|| "n/a".into())
+                            .unwrap_or_else(|| "n/a".into()),
+                        r.partitions_failed
                     );
                     for s in &r.stages {
                         text.push_str(&format!(

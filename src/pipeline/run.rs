@@ -11,7 +11,7 @@ use crate::config::Zone;
 use crate::error::{KaratError, KaratResult};
 use crate::events::Events;
 use crate::gold::{self, Scope, WHOLE_TABLE};
-use crate::lake::{Lake, delta, layout};
+use crate::lake::Lake;
 use crate::ledger::{BatchRecord, DriftRecord, Ledger, RunRecord, StepRecord};
 use crate::silver::{self, PartitionOutcome};
 
@@ -562,7 +562,6 @@ async fn silver_table(
                 .filter(|m| !indexed.contains(m.batch_id.as_str()))
                 .cloned()
                 .collect();
-            let new_ids: BTreeSet<String> = new.iter().map(|m| m.batch_id.clone()).collect();
             if new.is_empty() {
                 return Ok((
                     silver::SilverReport {
@@ -575,30 +574,67 @@ async fn silver_table(
                     vec![],
                 ));
             }
-            let mut collected =
-                silver::collect(lake, contract.clone(), new, None, run_id, events).await?;
-            let touched = collected.partitions();
-            let older: BTreeSet<String> = index
+            // new batches are processed in groups of bounded size, so memory follows the group,
+            // not the backlog; a partition touched again by a later group is rebuilt from every
+            // batch that feeds it (the index plus the groups before)
+            let mut seen: Vec<(String, String, u64)> = index
                 .iter()
-                .filter(|b| touched.contains(&b.partition) && !new_ids.contains(&b.batch_id))
-                .map(|b| b.batch_id.clone())
+                .map(|b| (b.batch_id.clone(), b.partition.clone(), b.rows as u64))
                 .collect();
-            let new_index = collected.batch_partitions.clone();
-            if !older.is_empty() {
-                let more = silver::collect(
+            let mut new_index = Vec::new();
+            let mut report = silver::SilverReport {
+                table: table.into(),
+                partitions: vec![],
+                batch_partitions: vec![],
+                silver_version: None,
+                dead_letter_version: None,
+            };
+            for group in group_batches(new) {
+                let ids: BTreeSet<String> = group.iter().map(|m| m.batch_id.clone()).collect();
+                let mut collected =
+                    silver::collect(lake, contract.clone(), group, None, run_id, events).await?;
+                let touched = collected.partitions();
+                let older: BTreeSet<String> = seen
+                    .iter()
+                    .filter(|(b, p, _)| touched.contains(p) && !ids.contains(b))
+                    .map(|(b, _, _)| b.clone())
+                    .collect();
+                new_index.extend(collected.batch_partitions.iter().cloned());
+                seen.extend(collected.batch_partitions.iter().cloned());
+                if !older.is_empty() {
+                    let more = silver::collect(
+                        lake,
+                        contract.clone(),
+                        by_id(&older),
+                        Some(&touched),
+                        run_id,
+                        events,
+                    )
+                    .await?;
+                    collected.merge(more);
+                }
+                let r = silver::finish(
                     lake,
                     contract.clone(),
-                    by_id(&older),
-                    Some(&touched),
+                    collected,
+                    &BTreeSet::new(),
                     run_id,
                     events,
                 )
                 .await?;
-                collected.merge(more);
+                // a later rebuild of a partition supersedes an earlier one
+                report
+                    .partitions
+                    .retain(|o| !r.partitions.iter().any(|n| n.partition == o.partition));
+                report.partitions.extend(r.partitions);
+                report.batch_partitions.extend(r.batch_partitions);
+                report.silver_version = r.silver_version.or(report.silver_version);
+                report.dead_letter_version = r.dead_letter_version.or(report.dead_letter_version);
             }
-            let r =
-                silver::finish(lake, contract, collected, &BTreeSet::new(), run_id, events).await?;
-            Ok((r, new_index))
+            report
+                .partitions
+                .sort_by(|a, b| a.partition.cmp(&b.partition));
+            Ok((report, new_index))
         }
         SilverMode::Partitions {
             partitions,
@@ -632,9 +668,62 @@ async fn silver_table(
     }
 }
 
-/// True when the silver or gold Delta table of `name` exists.
-pub async fn table_exists(lake: &Lake, zone: Zone, name: &str) -> KaratResult<bool> {
-    Ok(delta::open(&lake.url_of(&layout::table(zone, name)), name)
-        .await?
-        .is_some())
+/// New batches are rebuilt in groups of at most this many records (at least one batch each).
+pub const SILVER_GROUP_RECORDS: u64 = 1_500_000;
+
+/// Splits batches (oldest first) into groups of bounded record count.
+fn group_batches(batches: Vec<bronze::Manifest>) -> Vec<Vec<bronze::Manifest>> {
+    let mut groups: Vec<Vec<bronze::Manifest>> = Vec::new();
+    let mut rows = 0u64;
+    for m in batches {
+        match groups.last_mut() {
+            Some(g) if rows + m.records <= SILVER_GROUP_RECORDS => {
+                rows += m.records;
+                g.push(m);
+            }
+            _ => {
+                rows = m.records;
+                groups.push(vec![m]);
+            }
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(id: &str, records: u64) -> bronze::Manifest {
+        bronze::Manifest {
+            batch_id: id.into(),
+            source: "s".into(),
+            sha256: String::new(),
+            ingest_date: "2026-01-01".into(),
+            ingested_at: String::new(),
+            origin: String::new(),
+            object: String::new(),
+            bytes_in: 0,
+            records,
+            invalid: 0,
+            blank: 0,
+            schema: Default::default(),
+        }
+    }
+
+    #[test]
+    fn groups_are_bounded_and_keep_order() {
+        let g = group_batches(vec![
+            m("a", 1_000_000),
+            m("b", 400_000),
+            m("c", 200_000),
+            m("d", 2_000_000),
+            m("e", 1),
+        ]);
+        let ids: Vec<Vec<&str>> = g
+            .iter()
+            .map(|g| g.iter().map(|m| m.batch_id.as_str()).collect())
+            .collect();
+        assert_eq!(ids, vec![vec!["a", "b"], vec!["c"], vec!["d"], vec!["e"]]);
+    }
 }
