@@ -91,20 +91,19 @@ struct BatchResult {
     chunks: Vec<Validated>,
 }
 
-/// Decodes and validates one bronze batch, optionally keeping only some partitions.
-fn process_batch(
+/// Decodes a bronze object into chunks of [`CHUNK_ROWS`] rows, sending each one on.
+fn decode_batch(
     contract: &Contract,
     m: &Manifest,
     gz: &[u8],
-    keep: Option<&HashSet<String>>,
-    run_id: &str,
-) -> KaratResult<BatchResult> {
+    tx: std::sync::mpsc::SyncSender<RecordBatch>,
+) -> KaratResult<()> {
     let mut reader =
         std::io::BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(gz));
     let mut builder = decode::ChunkBuilder::new(contract.source_fields.clone(), CHUNK_ROWS);
-    let mut chunks = Vec::new();
     let mut line = String::new();
     let mut line_no = 0u64;
+    let gone = || KaratError::Other(format!("validating batch {} stopped early", m.batch_id));
     loop {
         line.clear();
         let read = reader.read_line(&mut line).map_err(|e| {
@@ -130,24 +129,51 @@ fn process_batch(
             )));
         }
         if builder.len() >= CHUNK_ROWS {
-            let chunk = builder.finish();
-            chunks.push(validate::validate(
-                contract,
-                &chunk,
-                &m.ingest_date,
-                run_id,
-            )?);
+            tx.send(builder.finish()).map_err(|_| gone())?;
         }
     }
     if !builder.is_empty() {
-        let chunk = builder.finish();
-        chunks.push(validate::validate(
-            contract,
-            &chunk,
-            &m.ingest_date,
-            run_id,
-        )?);
+        tx.send(builder.finish()).map_err(|_| gone())?;
     }
+    Ok(())
+}
+
+/// Decodes and validates one bronze batch, optionally keeping only some partitions.
+fn process_batch(
+    contract: &Contract,
+    m: &Manifest,
+    gz: &[u8],
+    keep: Option<&HashSet<String>>,
+    run_id: &str,
+) -> KaratResult<BatchResult> {
+    // decoding (gunzip + JSON) and validation run on two threads, chunk by chunk, so even a
+    // single large batch keeps both cores busy
+    let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
+    let (decoded, validated) = std::thread::scope(|scope| {
+        let validator = scope.spawn(move || -> KaratResult<Vec<Validated>> {
+            let mut out = Vec::new();
+            for chunk in rx {
+                out.push(validate::validate(
+                    contract,
+                    &chunk,
+                    &m.ingest_date,
+                    run_id,
+                )?);
+            }
+            Ok(out)
+        });
+        let decoded = decode_batch(contract, m, gz, tx);
+        let validated = validator.join().unwrap_or_else(|_| {
+            Err(KaratError::Other(format!(
+                "validating batch {} panicked",
+                m.batch_id
+            )))
+        });
+        (decoded, validated)
+    });
+    // a validation error is the cause when both failed (the decoder stops when it is gone)
+    let chunks = validated?;
+    decoded?;
     // rows without a partition value go where most of their batch went
     let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
     for c in &chunks {
