@@ -36,6 +36,24 @@ pub struct DeadLetterQuery {
     pub offset: usize,
 }
 
+impl DeadLetterQuery {
+    /// A page of rows for the dashboard's filter: `rule:<id>` selects one rule exactly, any other
+    /// text is a reason substring.
+    pub fn page(filter: Option<String>, offset: usize, limit: usize) -> DeadLetterQuery {
+        let (rule, reason) = match filter {
+            Some(f) if f.starts_with("rule:") => (Some(f["rule:".len()..].to_string()), None),
+            other => (None, other),
+        };
+        DeadLetterQuery {
+            partition: None,
+            reason,
+            rule,
+            limit: Some(limit),
+            offset,
+        }
+    }
+}
+
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }

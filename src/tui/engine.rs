@@ -384,17 +384,7 @@ async fn handle(
             generation,
         } => {
             let lake = shared.lock().await.lake.clone();
-            let (rule, reason) = match filter {
-                Some(f) if f.starts_with("rule:") => (Some(f["rule:".len()..].to_string()), None),
-                other => (None, other),
-            };
-            let q = DeadLetterQuery {
-                partition: None,
-                reason,
-                rule,
-                limit: Some(limit),
-                offset,
-            };
+            let q = DeadLetterQuery::page(filter, offset, limit);
             match export::dead_letters(&lake, &table, &q).await {
                 Ok(rows) => {
                     let done = rows.len() < limit;

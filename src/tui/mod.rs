@@ -119,9 +119,6 @@ pub async fn run(plan: Plan, lake: Lake, opts: DashboardOptions) -> KaratResult<
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             for r in app.take_requests() {
-                if let Request::WriteFile { .. } = r {
-                    // handled by the engine too, but keep the same path
-                }
                 let _ = req_tx.send(r);
             }
             app.page = terminal.size().map(|s| s.height.saturating_sub(12) as usize).unwrap_or(10).max(1);
@@ -195,22 +192,10 @@ pub async fn headless_state(
                     limit,
                     generation,
                 } => {
-                    let (rule, reason) = match filter {
-                        Some(f) if f.starts_with("rule:") => {
-                            (Some(f["rule:".len()..].to_string()), None)
-                        }
-                        other => (None, other),
-                    };
                     let rows = crate::export::dead_letters(
                         lake,
                         &table,
-                        &crate::export::DeadLetterQuery {
-                            partition: None,
-                            reason,
-                            rule,
-                            limit: Some(limit),
-                            offset,
-                        },
+                        &crate::export::DeadLetterQuery::page(filter, offset, limit),
                     )
                     .await?;
                     let done = rows.len() < limit;
