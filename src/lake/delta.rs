@@ -1,6 +1,7 @@
 //! The Delta Lake operations karat needs, on top of deltalake: open, atomic partition replace
 //! (replace-where), append, registering tables in a DataFusion session, and commit history.
 
+use deltalake::DeltaTable;
 use deltalake::arrow::datatypes::{DataType, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::common::{Column as DfColumn, ScalarValue};
@@ -9,8 +10,6 @@ use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableError};
-use futures::StreamExt;
 use url::Url;
 
 use crate::error::{KaratError, KaratResult};
@@ -132,46 +131,6 @@ pub async fn register(ctx: &SessionContext, name: &str, url: &Url) -> KaratResul
     ctx.register_table(name, provider)
         .map_err(|e| KaratError::sql(format!("registering table {name}"), e))?;
     Ok(true)
-}
-
-/// One commit of a table's history, newest first.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Commit {
-    pub version: i64,
-    pub timestamp_ms: Option<i64>,
-    pub operation: String,
-    pub predicate: Option<String>,
-    pub run_id: Option<String>,
-}
-
-/// The commit history of a table (empty when the table does not exist).
-pub async fn history(url: &Url, label: &str, limit: Option<usize>) -> KaratResult<Vec<Commit>> {
-    let Some(table) = open(url, label).await? else {
-        return Ok(Vec::new());
-    };
-    let latest = table.version().unwrap_or(0) as i64;
-    let infos: Vec<Result<_, DeltaTableError>> = table.history(limit).collect().await;
-    let mut out = Vec::new();
-    for (i, info) in infos.into_iter().enumerate() {
-        let info = info.map_err(|e| KaratError::delta(label, e))?;
-        let params = info.operation_parameters.clone().unwrap_or_default();
-        out.push(Commit {
-            version: info
-                .read_version
-                .map(|v| v as i64 + 1)
-                .unwrap_or(latest - i as i64),
-            timestamp_ms: info.timestamp,
-            operation: info.operation.clone().unwrap_or_default(),
-            predicate: params
-                .get("predicate")
-                .and_then(|v| v.as_str().map(str::to_string)),
-            run_id: info
-                .info
-                .get("karat.run_id")
-                .and_then(|v| v.as_str().map(str::to_string)),
-        });
-    }
-    Ok(out)
 }
 
 /// A DataFusion session configured for karat (both cores, UTC).

@@ -79,25 +79,4 @@ impl Lineage {
             .map(|(_, d)| d)
             .collect()
     }
-
-    /// An indented text tree of everything upstream and downstream of `n`.
-    pub fn tree(&self, n: &Node) -> Vec<String> {
-        let mut out = Vec::new();
-        fn up(l: &Lineage, n: &Node, depth: usize, out: &mut Vec<String>) {
-            for u in l.upstream(n) {
-                out.push(format!("{}↑ {} {}", "  ".repeat(depth), u.zone, u.name));
-                up(l, u, depth + 1, out);
-            }
-        }
-        fn down(l: &Lineage, n: &Node, depth: usize, out: &mut Vec<String>) {
-            for d in l.downstream(n) {
-                out.push(format!("{}↓ {} {}", "  ".repeat(depth), d.zone, d.name));
-                down(l, d, depth + 1, out);
-            }
-        }
-        out.push(format!("● {} {}", n.zone, n.name));
-        up(self, n, 1, &mut out);
-        down(self, n, 1, &mut out);
-        out
-    }
 }

@@ -165,29 +165,6 @@ impl Plan {
     pub fn gold_plan(&self, name: &str) -> Option<&GoldPlan> {
         self.gold.iter().find(|g| g.name == name)
     }
-
-    /// Tables directly downstream of `table` (gold tables that read it).
-    pub fn downstream(&self, table: &str) -> Vec<String> {
-        self.gold
-            .iter()
-            .filter(|g| g.inputs.iter().any(|i| i == table))
-            .map(|g| g.name.clone())
-            .collect()
-    }
-
-    /// Every table downstream of `table`, transitively, in run order.
-    pub fn downstream_all(&self, table: &str) -> Vec<String> {
-        let mut set = BTreeSet::new();
-        set.insert(table.to_string());
-        let mut out = Vec::new();
-        for g in &self.gold {
-            if g.inputs.iter().any(|i| set.contains(i)) {
-                set.insert(g.name.clone());
-                out.push(g.name.clone());
-            }
-        }
-        out
-    }
 }
 
 fn register_empty(ctx: &SessionContext, name: &str, schema: SchemaRef) -> KaratResult<()> {

@@ -111,8 +111,8 @@ pub enum Action {
 pub enum Request {
     /// Reload everything the views show.
     Refresh,
-    /// Run the pipeline.
-    Run,
+    /// Run the pipeline (`Dashboard` when asked for, `Schedule` from `[schedule]`).
+    Run(crate::pipeline::Trigger),
     /// Replay partitions.
     Replay(ReplayTarget),
     /// Dead-letter reasons of a table.

@@ -191,6 +191,38 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
     })
 }
 
+/// Serves the read-only requests (dead-letter reasons and pages); `None` for any other request.
+/// The worker and [`super::headless_state`] both answer through here.
+pub async fn serve_read(lake: &Lake, req: Request) -> Option<KaratResult<Update>> {
+    match req {
+        Request::Reasons { table } => Some(
+            export::reason_counts(lake, &table, None)
+                .await
+                .map(|counts| Update::Reasons { table, counts }),
+        ),
+        Request::DeadLetters {
+            table,
+            filter,
+            offset,
+            limit,
+            generation,
+        } => Some(
+            export::dead_letters(lake, &table, &DeadLetterQuery::page(filter, offset, limit))
+                .await
+                .map(|rows| {
+                    let done = rows.len() < limit;
+                    Update::DeadLetters {
+                        generation,
+                        offset,
+                        rows,
+                        done,
+                    }
+                }),
+        ),
+        _ => None,
+    }
+}
+
 struct Shared {
     plan: Plan,
     lake: Lake,
@@ -271,7 +303,7 @@ pub fn spawn(
                     last_runs_version = Some(v);
                     continue;
                 }
-                _ = async { match &mut sched { Some(i) => { i.tick().await; } None => std::future::pending::<()>().await } } => Request::Run,
+                _ = async { match &mut sched { Some(i) => { i.tick().await; } None => std::future::pending::<()>().await } } => Request::Run(Trigger::Schedule),
             };
             let shared = shared.clone();
             let tx = tx.clone();
@@ -305,7 +337,7 @@ async fn handle(
                 }
             }
         }
-        Request::Run | Request::Replay(_) => {
+        job @ (Request::Run(_) | Request::Replay(_)) => {
             // one pipeline job at a time; reads keep being served meanwhile
             let _guard = jobs.lock().await;
             let (plan, lake) = {
@@ -321,7 +353,7 @@ async fn handle(
                 }
             });
             let events = Events::new(etx);
-            let (command, result) = match req {
+            let (command, result) = match job {
                 Request::Replay(target) => {
                     let command = target.command();
                     let _ = tx.send(Update::JobStarted {
@@ -333,11 +365,15 @@ async fn handle(
                     )
                 }
                 _ => {
+                    let trigger = match job {
+                        Request::Run(t) => t,
+                        _ => Trigger::Dashboard,
+                    };
                     let command = "karat run".to_string();
                     let _ = tx.send(Update::JobStarted {
                         command: command.clone(),
                     });
-                    let mut opts = RunOptions::new(Trigger::Dashboard);
+                    let mut opts = RunOptions::new(trigger);
                     opts.command = command.clone();
                     (
                         command,
@@ -365,39 +401,10 @@ async fn handle(
             }
             let _ = self_tx.send(Request::Refresh);
         }
-        Request::Reasons { table } => {
+        Request::Reasons { .. } | Request::DeadLetters { .. } => {
             let lake = shared.lock().await.lake.clone();
-            match export::reason_counts(&lake, &table, None).await {
-                Ok(counts) => {
-                    let _ = tx.send(Update::Reasons { table, counts });
-                }
-                Err(e) => {
-                    let _ = tx.send(Update::Error(e.to_string()));
-                }
-            }
-        }
-        Request::DeadLetters {
-            table,
-            filter,
-            offset,
-            limit,
-            generation,
-        } => {
-            let lake = shared.lock().await.lake.clone();
-            let q = DeadLetterQuery::page(filter, offset, limit);
-            match export::dead_letters(&lake, &table, &q).await {
-                Ok(rows) => {
-                    let done = rows.len() < limit;
-                    let _ = tx.send(Update::DeadLetters {
-                        generation,
-                        offset,
-                        rows,
-                        done,
-                    });
-                }
-                Err(e) => {
-                    let _ = tx.send(Update::Error(e.to_string()));
-                }
+            if let Some(result) = serve_read(&lake, req).await {
+                let _ = tx.send(result.unwrap_or_else(|e| Update::Error(e.to_string())));
             }
         }
         Request::Export { table, rows } => {

@@ -180,33 +180,8 @@ pub async fn headless_state(
     // serve the requests the view makes, synchronously
     for _ in 0..3 {
         for r in app.take_requests() {
-            match r {
-                Request::Reasons { table } => {
-                    let counts = crate::export::reason_counts(lake, &table, None).await?;
-                    app.apply(engine::Update::Reasons { table, counts });
-                }
-                Request::DeadLetters {
-                    table,
-                    filter,
-                    offset,
-                    limit,
-                    generation,
-                } => {
-                    let rows = crate::export::dead_letters(
-                        lake,
-                        &table,
-                        &crate::export::DeadLetterQuery::page(filter, offset, limit),
-                    )
-                    .await?;
-                    let done = rows.len() < limit;
-                    app.apply(engine::Update::DeadLetters {
-                        generation,
-                        offset,
-                        rows,
-                        done,
-                    });
-                }
-                _ => {}
+            if let Some(u) = engine::serve_read(lake, r).await {
+                app.apply(u?);
             }
         }
         if view == action::View::DeadLetters

@@ -536,7 +536,8 @@ impl App {
             }
             (_, Action::RunNow) => {
                 self.log_action("karat run".into());
-                self.outbox.push(Request::Run);
+                self.outbox
+                    .push(Request::Run(crate::pipeline::Trigger::Dashboard));
             }
             (_, Action::Refresh) => self.outbox.push(Request::Refresh),
             (_, Action::Back) => self.back(),

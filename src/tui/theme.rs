@@ -183,11 +183,6 @@ impl Theme {
             .copied()
             .unwrap_or_else(|| Style::default().fg(self.fg))
     }
-
-    /// Foreground style in a colour.
-    pub fn fg(&self, c: Color) -> Style {
-        Style::default().fg(c)
-    }
 }
 
 #[cfg(test)]
