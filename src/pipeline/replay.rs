@@ -65,11 +65,24 @@ pub async fn replay(
     let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     match &target {
         ReplayTarget::Partitions { table, partitions } => {
-            cfg.table_or_err(table)?;
+            let t = cfg.table_or_err(table)?;
             if partitions.is_empty() {
                 return Err(KaratError::Usage(
                     "replay needs at least one --partition".into(),
                 ));
+            }
+            // a typo must not replace a partition with nothing
+            let known = known_partitions(&ledger, t.zone, table).await?;
+            if let Some(p) = partitions.iter().find(|p| !known.contains(*p)) {
+                let recent: Vec<&str> = known.iter().rev().take(5).map(String::as_str).collect();
+                return Err(KaratError::Usage(format!(
+                    "table {table} has no partition {p}; most recent: {}",
+                    if recent.is_empty() {
+                        "none yet".to_string()
+                    } else {
+                        recent.join(", ")
+                    }
+                )));
             }
             wanted.insert(table.clone(), partitions.iter().cloned().collect());
         }
@@ -80,21 +93,7 @@ pub async fn replay(
                     "--from {from} is after --to {to}"
                 )));
             }
-            let known: BTreeSet<String> = match t.zone {
-                Zone::Silver => ledger
-                    .batches(table)
-                    .await?
-                    .into_iter()
-                    .map(|b| b.partition)
-                    .collect(),
-                _ => ledger
-                    .steps()
-                    .await?
-                    .into_iter()
-                    .filter(|s| &s.table == table)
-                    .map(|s| s.partition)
-                    .collect(),
-            };
+            let known = known_partitions(&ledger, t.zone, table).await?;
             let ps: BTreeSet<String> = known
                 .into_iter()
                 .filter(|p| p.as_str() >= from.as_str() && p.as_str() <= to.as_str())
@@ -158,4 +157,27 @@ pub async fn replay(
         }
     }
     execute(plan, lake, Trigger::Replay, &target.command(), work, events).await
+}
+
+/// Partitions a table has: from the batch index (silver) or the ledger (gold).
+async fn known_partitions(
+    ledger: &Ledger,
+    zone: Zone,
+    table: &str,
+) -> KaratResult<BTreeSet<String>> {
+    Ok(match zone {
+        Zone::Silver => ledger
+            .batches(table)
+            .await?
+            .into_iter()
+            .map(|b| b.partition)
+            .collect(),
+        _ => ledger
+            .steps()
+            .await?
+            .into_iter()
+            .filter(|s| s.table == table)
+            .map(|s| s.partition)
+            .collect(),
+    })
 }

@@ -198,6 +198,23 @@ async fn replay_failed_and_range_validate_their_arguments() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("no table named \"nope\""), "{err}");
+    let err = karat::pipeline::replay(
+        &plan,
+        &lake,
+        ReplayTarget::Partitions {
+            table: "orders".into(),
+            partitions: vec!["2026-13-45".into()],
+        },
+        &Events::none(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.is_usage()
+            && err.to_string().contains("no partition 2026-13-45")
+            && err.to_string().contains(karat::demo::BAD_DAY),
+        "{err}"
+    );
     // a range replays exactly the known partitions in it
     let r = karat::pipeline::replay(
         &plan,
