@@ -61,11 +61,11 @@ pub enum KaratError {
         #[source]
         source: std::io::Error,
     },
-    /// Row accounting did not balance: a bug or data loss, never ignored.
-    #[error("table {table} partition {partition}: row accounting does not balance: {detail}")]
+    /// Row accounting of a bronze batch did not balance: a bug or data loss, never ignored.
+    #[error("table {table} bronze batch {batch}: row accounting does not balance: {detail}")]
     Accounting {
         table: String,
-        partition: String,
+        batch: String,
         detail: String,
     },
     /// Anything else, with enough context to act on.

@@ -106,6 +106,8 @@ pub struct SilverSpec {
     pub from: String,
     /// A date/timestamp column of the contract, or [`INGEST_DATE`].
     pub partition_by: String,
+    /// For a timestamp `partition_by`: the zone its values are cut into days in (None: UTC).
+    pub partition_timezone: Option<String>,
     pub key: Vec<String>,
     pub columns: Vec<Column>,
     pub expectations: Vec<Expectation>,
@@ -179,8 +181,31 @@ impl Table {
     /// The partition column of the stored Delta table, if partitioned.
     pub fn partition_column(&self) -> Option<&str> {
         match &self.spec {
-            TableSpec::Silver(s) => Some(s.partition_by.as_str()),
+            TableSpec::Silver(s) => Some(s.partition_column()),
             TableSpec::Gold(g) => g.partition_by.as_deref(),
+        }
+    }
+}
+
+/// Delta partition column of a silver table partitioned by a timestamp: the day of the
+/// timestamp (in `partition_timezone`, UTC by default).
+pub const PARTITION_DATE: &str = "_partition_date";
+
+impl SilverSpec {
+    /// True when `partition_by` is a timestamp column (partitioned by its day).
+    pub fn partitioned_by_timestamp(&self) -> bool {
+        self.columns
+            .iter()
+            .any(|c| c.name == self.partition_by && c.ty == ColumnType::Timestamp)
+    }
+
+    /// The Delta partition column: `partition_by` itself for a date (or `_ingest_date`),
+    /// [`PARTITION_DATE`] for a timestamp.
+    pub fn partition_column(&self) -> &str {
+        if self.partitioned_by_timestamp() {
+            PARTITION_DATE
+        } else {
+            &self.partition_by
         }
     }
 }
@@ -521,6 +546,7 @@ impl Config {
                 p.get_ref().clone()
             }
         };
+        let partition_timezone = self.partition_timezone(t, &columns, &partition_by)?;
         let key = match &t.key {
             None => Vec::new(),
             Some(k) => {
@@ -555,11 +581,44 @@ impl Config {
         Ok(SilverSpec {
             from: from.get_ref().clone(),
             partition_by,
+            partition_timezone,
             key,
             columns,
             expectations,
             max_reject_rate,
         })
+    }
+
+    /// `partition_timezone`: only with a timestamp `partition_by`, and a zone arrow knows.
+    fn partition_timezone(
+        &self,
+        t: &TableConfig,
+        columns: &[Column],
+        partition_by: &str,
+    ) -> KaratResult<Option<String>> {
+        let Some(tz) = &t.partition_timezone else {
+            return Ok(None);
+        };
+        let is_ts = columns
+            .iter()
+            .any(|c| c.name == partition_by && c.ty == ColumnType::Timestamp);
+        if !is_ts {
+            return Err(self.error_at(
+                &tz.span(),
+                format!(
+                    "partition_timezone needs a timestamp partition_by; \"{partition_by}\" is not one"
+                ),
+            ));
+        }
+        tz.get_ref()
+            .parse::<deltalake::arrow::array::timezone::Tz>()
+            .map_err(|e| {
+                self.error_at(
+                    &tz.span(),
+                    format!("partition_timezone \"{}\": {e}", tz.get_ref()),
+                )
+            })?;
+        Ok(Some(tz.get_ref().clone()))
     }
 
     fn resolve_column(&self, table: &str, name: &str, c: &ColumnConfig) -> KaratResult<Column> {

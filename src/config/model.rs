@@ -177,6 +177,9 @@ pub struct TableConfig {
     pub from: Option<Spanned<String>>,
     /// silver: a date/timestamp column, or `_ingest_date`; gold: an output column.
     pub partition_by: Option<Spanned<String>>,
+    /// silver: time zone in which a timestamp `partition_by` is cut into days (default UTC),
+    /// e.g. "Europe/Paris" or "+02:00".
+    pub partition_timezone: Option<Spanned<String>>,
     /// silver: dedup key; the newest `_ingested_at` wins.
     pub key: Option<Spanned<Vec<String>>>,
     /// silver: the contract.

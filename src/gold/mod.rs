@@ -15,9 +15,13 @@ use crate::error::{KaratError, KaratResult};
 use crate::events::{Event, Events, Stage};
 use crate::lake::delta::{self, Replace};
 use crate::lake::{Lake, layout};
-use crate::pipeline::plan::{GoldPlan, check_sql};
 use crate::silver::contract::ident;
 use crate::silver::{PartitionOutcome, PartitionStatus};
+pub use derive::{Affected, affected};
+pub use plan::{GoldPlan, check_sql};
+
+pub mod derive;
+pub mod plan;
 
 /// Label of the single "partition" of an unpartitioned gold table.
 pub const WHOLE_TABLE: &str = "*";
@@ -291,7 +295,7 @@ pub async fn process(
                 let replace = if all_passing {
                     Replace::All
                 } else {
-                    Replace::Partitions {
+                    Replace::Matching {
                         column: p.clone(),
                         values: passing.clone(),
                     }

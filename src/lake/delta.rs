@@ -35,8 +35,10 @@ pub async fn open(url: &Url, label: &str) -> KaratResult<Option<DeltaTable>> {
 /// How a write replaces existing data.
 #[derive(Debug, Clone)]
 pub enum Replace {
-    /// Exactly these partition values of `column` (atomic replace-where).
-    Partitions { column: String, values: Vec<String> },
+    /// Exactly the rows whose `column` is one of `values` (atomic replace-where; on a partition
+    /// column whole partitions are swapped, on any other column the files holding such rows are
+    /// rewritten without them).
+    Matching { column: String, values: Vec<String> },
     /// The whole table.
     All,
     /// Nothing: append.
@@ -81,7 +83,7 @@ pub async fn write(
         (Replace::All, true) => builder
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(SchemaMode::Overwrite),
-        (Replace::Partitions { column, values }, true) => {
+        (Replace::Matching { column, values }, true) => {
             let dt = schema
                 .field_with_name(column)
                 .map_err(|e| KaratError::arrow(format!("{label}: partition column {column}"), e))?
@@ -114,6 +116,32 @@ pub fn in_list(
         .map(|v| ScalarValue::try_from_string(v.clone(), dt).map(lit))
         .collect::<deltalake::datafusion::error::Result<Vec<_>>>()?;
     Ok(col.in_list(lits, false))
+}
+
+/// Casts a scanned batch onto `schema` (scans of Delta tables yield view types, e.g. Utf8View,
+/// where karat's schemas say Utf8).
+pub fn conform(
+    b: &RecordBatch,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, deltalake::arrow::error::ArrowError> {
+    let cols = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = b.column_by_name(f.name()).ok_or_else(|| {
+                deltalake::arrow::error::ArrowError::SchemaError(format!(
+                    "column {} is missing",
+                    f.name()
+                ))
+            })?;
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                deltalake::arrow::compute::cast(c, f.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), cols)
 }
 
 /// Registers the table at `url` as `name` in `ctx`. Returns false when the table does not exist.

@@ -40,6 +40,12 @@ pub fn dead_letters(name: &str) -> String {
     format!("dead_letters/{name}")
 }
 
+/// Folder of the Delta table of a silver table's superseded rows (older versions of keys,
+/// each with the batch whose version replaced it): part of the ledger.
+pub fn superseded(name: &str) -> String {
+    format!("_karat/superseded/{name}")
+}
+
 /// Folder of a ledger Delta table (`runs`, `steps`, `batches`, `drift`).
 pub fn ledger(name: &str) -> String {
     format!("_karat/{name}")

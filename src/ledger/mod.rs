@@ -122,7 +122,7 @@ impl Ledger {
     }
 
     pub async fn append_batches(&self, rows: &[BatchRecord]) -> KaratResult<()> {
-        self.append("batches", rows, records::batches_schema())
+        self.append("silver_batches", rows, records::batches_schema())
             .await
     }
 
@@ -146,11 +146,23 @@ impl Ledger {
         Ok(v)
     }
 
-    /// The batch → partition index of a silver table.
+    /// The batches a silver table has processed, each with the contract of its latest
+    /// processing.
     pub async fn batches(&self, table: &str) -> KaratResult<Vec<BatchRecord>> {
         let t = table.replace('\'', "''");
-        self.read("batches", &format!("WHERE \"table\" = '{t}'"))
-            .await
+        let rows: Vec<BatchRecord> = self
+            .read("silver_batches", &format!("WHERE \"table\" = '{t}'"))
+            .await?;
+        let mut latest: std::collections::BTreeMap<String, BatchRecord> = Default::default();
+        for r in rows {
+            match latest.get(&r.batch_id) {
+                Some(old) if old.processed_at >= r.processed_at => {}
+                _ => {
+                    latest.insert(r.batch_id.clone(), r);
+                }
+            }
+        }
+        Ok(latest.into_values().collect())
     }
 
     /// Every drift event, oldest first.

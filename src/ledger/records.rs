@@ -1,4 +1,4 @@
-//! The rows of the ledger tables (`_karat/runs`, `_karat/steps`, `_karat/batches`,
+//! The rows of the ledger tables (`_karat/runs`, `_karat/steps`, `_karat/silver_batches`,
 //! `_karat/drift`) and their Arrow schemas. Rows go to Arrow and back through arrow-json's serde
 //! bridge, so the structs below are the single definition of each table.
 
@@ -54,14 +54,16 @@ pub struct StepRecord {
     pub delta_version: Option<i64>,
 }
 
-/// Which partitions of a silver table a bronze batch feeds.
+/// A bronze batch processed into a silver table, and the contract it was processed with
+/// (`contract_of(batch)` of the silver semantics): the latest record per (table, batch) holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchRecord {
     pub table: String,
     pub batch_id: String,
-    pub partition: String,
-    pub rows: i64,
+    /// Contract fingerprint.
+    pub contract: String,
     pub run_id: String,
+    pub processed_at: String,
 }
 
 /// A schema change between consecutive bronze batches of a source.
@@ -128,9 +130,9 @@ pub fn batches_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         s("table", true),
         s("batch_id", true),
-        s("partition", true),
-        i("rows", true),
+        s("contract", true),
         s("run_id", true),
+        ts("processed_at"),
     ]))
 }
 

@@ -5,8 +5,10 @@ pub mod plan;
 pub mod replay;
 pub mod report;
 pub mod run;
+pub mod verify;
 
 pub use plan::Plan;
 pub use replay::{ReplayTarget, replay};
 pub use report::RunReport;
 pub use run::{RunOptions, Trigger, run};
+pub use verify::{Verification, verify};

@@ -14,20 +14,8 @@ use deltalake::datafusion::prelude::SessionContext;
 
 use crate::config::{Config, Table, TableSpec, Zone};
 use crate::error::{KaratError, KaratResult};
+pub use crate::gold::plan::{GoldPlan, check_sql};
 use crate::silver::Contract;
-
-/// A gold table ready to run.
-#[derive(Debug, Clone)]
-pub struct GoldPlan {
-    pub name: String,
-    /// Silver and gold tables its SQL reads.
-    pub inputs: Vec<String>,
-    /// Output schema as planned.
-    pub schema: SchemaRef,
-    /// Recomputed per partition (true) or replaced whole (false). Incremental only when the
-    /// output is partitioned by a date column, which karat maps 1:1 onto upstream partitions.
-    pub incremental: bool,
-}
 
 /// The executable pipeline.
 #[derive(Debug, Clone)]
@@ -36,12 +24,6 @@ pub struct Plan {
     pub contracts: BTreeMap<String, Arc<Contract>>,
     /// Gold tables in dependency order.
     pub gold: Vec<GoldPlan>,
-}
-
-/// Replaces `row_count` in a check by `COUNT(*)`.
-pub fn check_sql(check: &str) -> String {
-    let re = regex::Regex::new(r"(?i)\brow_count\b").expect("static regex");
-    re.replace_all(check, "COUNT(*)").into_owned()
 }
 
 impl Plan {
@@ -68,6 +50,8 @@ impl Plan {
         // gold: resolve references, order, plan
         let dialect = ctx.state().config().options().sql_parser.dialect;
         let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // a query reading a table twice (a self-join) cannot be restricted to changed rows
+        let mut self_joins: BTreeSet<String> = BTreeSet::new();
         for t in config.tables.iter().filter(|t| t.zone == Zone::Gold) {
             let g = t.gold().expect("gold table");
             let stmt = ctx
@@ -79,6 +63,7 @@ impl Plan {
                 .resolve_table_references(&stmt)
                 .map_err(|e| config.error_at(&g.sql_span, format!("gold table {}: {e}", t.name)))?;
             let mut inputs = BTreeSet::new();
+            let mut read_twice = false;
             for r in refs {
                 let name = r.table().to_string();
                 match config.table(&name) {
@@ -87,7 +72,7 @@ impl Plan {
                             .error_at(&g.sql_span, format!("gold table {} reads itself", t.name)));
                     }
                     Some(_) => {
-                        inputs.insert(name);
+                        read_twice |= !inputs.insert(name);
                     }
                     None => {
                         let known: Vec<&str> =
@@ -103,6 +88,9 @@ impl Plan {
                     }
                 }
             }
+            if read_twice {
+                self_joins.insert(t.name.clone());
+            }
             deps.insert(t.name.clone(), inputs.into_iter().collect());
         }
         let order = topo_order(&config, &deps)?;
@@ -115,6 +103,8 @@ impl Plan {
                 .await
                 .map_err(|e| config.error_at(&g.sql_span, format!("gold table {}: {e}", t.name)))?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let derivable =
+                !self_joins.contains(&name) && crate::gold::plan::derivable(df.logical_plan());
             let mut incremental = false;
             if let Some(p) = &g.partition_by {
                 let f = schema.field_with_name(p).map_err(|_| {
@@ -147,6 +137,7 @@ impl Plan {
                 inputs,
                 schema,
                 incremental,
+                derivable,
             });
         }
         Ok(Plan {

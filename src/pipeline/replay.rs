@@ -1,6 +1,9 @@
-//! Replays: re-run chosen partitions from bronze, then exactly the gold partitions they feed.
-//! A replay replaces (never appends) silver rows and dead letters, so replaying twice gives the
-//! same content. Targets: one or more partitions, a date range, or everything currently failed.
+//! Replays: re-process, with the current contract, every bronze batch that contributed to the
+//! chosen partitions (silver rows, dead letters or superseded versions of their keys), apply
+//! the result wherever those rows now belong, then recompute the gold partitions the changed
+//! rows feed. Afterwards the lake equals a from-scratch rebuild in which those batches use the
+//! current contract, so replaying twice changes nothing. Targets: one or more partitions, a
+//! date range, or everything currently failed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,6 +14,7 @@ use crate::gold::WHOLE_TABLE;
 use crate::lake::Lake;
 use crate::ledger::Ledger;
 use crate::ledger::status::latest_partition_states;
+use crate::silver::store::Store;
 
 use super::plan::Plan;
 use super::report::RunReport;
@@ -72,7 +76,7 @@ pub async fn replay(
                 ));
             }
             // a typo must not replace a partition with nothing
-            let known = known_partitions(&ledger, t.zone, table).await?;
+            let known = known_partitions(plan, lake, &ledger, t.zone, table).await?;
             if let Some(p) = partitions.iter().find(|p| !known.contains(*p)) {
                 let recent: Vec<&str> = known.iter().rev().take(5).map(String::as_str).collect();
                 return Err(KaratError::Usage(format!(
@@ -93,7 +97,7 @@ pub async fn replay(
                     "--from {from} is after --to {to}"
                 )));
             }
-            let known = known_partitions(&ledger, t.zone, table).await?;
+            let known = known_partitions(plan, lake, &ledger, t.zone, table).await?;
             let ps: BTreeSet<String> = known
                 .into_iter()
                 .filter(|p| p.as_str() >= from.as_str() && p.as_str() <= to.as_str())
@@ -123,12 +127,7 @@ pub async fn replay(
         match t.zone {
             Zone::Silver => {
                 if ps.contains(WHOLE_TABLE) {
-                    let all: BTreeSet<String> = ledger
-                        .batches(&table)
-                        .await?
-                        .into_iter()
-                        .map(|b| b.partition)
-                        .collect();
+                    let all = known_partitions(plan, lake, &ledger, Zone::Silver, &table).await?;
                     work.silver.push((
                         table,
                         SilverMode::Partitions {
@@ -159,19 +158,23 @@ pub async fn replay(
     execute(plan, lake, Trigger::Replay, &target.command(), work, events).await
 }
 
-/// Partitions a table has: from the batch index (silver) or the ledger (gold).
+/// Partitions a table has: its silver rows and dead letters (silver), or the ledger (gold).
 async fn known_partitions(
+    plan: &Plan,
+    lake: &Lake,
     ledger: &Ledger,
     zone: Zone,
     table: &str,
 ) -> KaratResult<BTreeSet<String>> {
     Ok(match zone {
-        Zone::Silver => ledger
-            .batches(table)
-            .await?
-            .into_iter()
-            .map(|b| b.partition)
-            .collect(),
+        Zone::Silver => {
+            let contract = plan
+                .contracts
+                .get(table)
+                .cloned()
+                .ok_or_else(|| KaratError::Usage(format!("{table} is not a silver table")))?;
+            Store::open(lake, contract).await?.partitions().await?
+        }
         _ => ledger
             .steps()
             .await?

@@ -1,6 +1,7 @@
-//! One run of the pipeline: ingest sources into bronze, rebuild the silver partitions that new
-//! batches touch (late rows included), recompute the gold partitions they feed, stop promotion
-//! below anything that failed, and record every step in the ledger.
+//! One run of the pipeline: ingest sources into bronze, apply new bronze batches to silver (or
+//! re-process the batches behind replayed partitions), check the per-batch accounting,
+//! recompute the gold partitions the changed rows feed, stop promotion below anything that
+//! failed, and record every step in the ledger.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,10 +11,10 @@ use crate::bronze::{self, manifest};
 use crate::config::Zone;
 use crate::error::{KaratError, KaratResult};
 use crate::events::Events;
-use crate::gold::{self, Scope, WHOLE_TABLE};
+use crate::gold::{self, GoldPlan, Scope, WHOLE_TABLE};
 use crate::lake::Lake;
 use crate::ledger::{BatchRecord, DriftRecord, Ledger, RunRecord, StepRecord};
-use crate::silver::{self, PartitionOutcome};
+use crate::silver::{self, PartitionOutcome, PartitionStatus, accounting};
 
 use super::plan::Plan;
 use super::report::{RunReport, TableError};
@@ -65,13 +66,13 @@ impl RunOptions {
     }
 }
 
-/// How a silver table is rebuilt in a run.
+/// How a silver table is brought up to date in one execution.
 #[derive(Debug, Clone)]
 pub(crate) enum SilverMode {
-    /// New bronze batches, plus the older batches that feed the partitions they touch.
+    /// Bronze batches this table has not processed yet.
     New,
-    /// Exactly these partitions, from every batch that feeds them (a replay). With
-    /// `include_new`, batches not yet indexed are read too (but not indexed).
+    /// Every batch that contributed to these partitions, with the current contract (a
+    /// replay); with `include_new`, unprocessed batches too.
     Partitions {
         partitions: BTreeSet<String>,
         include_new: bool,
@@ -155,11 +156,38 @@ fn now() -> String {
 /// Per upstream table, what this execution changed or broke.
 #[derive(Debug, Default)]
 struct Upstream {
+    /// Silver: rows that entered or left the table.
+    changed: Option<silver::Changed>,
+    /// Gold: partitions recomputed.
     promoted: BTreeSet<String>,
     failed: BTreeMap<String, String>,
     error: Option<String>,
 }
 
+impl Upstream {
+    fn touched(&self) -> bool {
+        self.changed.as_ref().is_some_and(|c| !c.is_empty())
+            || !self.promoted.is_empty()
+            || !self.failed.is_empty()
+            || self.error.is_some()
+    }
+}
+
+/// One execution in progress: what it did so far and what the ledger will record.
+struct Execution<'a> {
+    plan: &'a Plan,
+    lake: &'a Lake,
+    ledger: Ledger,
+    trigger: Trigger,
+    events: &'a Events,
+    report: RunReport,
+    steps: Vec<StepRecord>,
+    drift: Vec<DriftRecord>,
+    processed: Vec<BatchRecord>,
+    upstream: BTreeMap<String, Upstream>,
+}
+
+/// Runs `work`: bronze, then silver, then gold in dependency order, then the ledger.
 pub(crate) async fn execute(
     plan: &Plan,
     lake: &Lake,
@@ -168,369 +196,447 @@ pub(crate) async fn execute(
     work: Work,
     events: &Events,
 ) -> KaratResult<RunReport> {
-    let cfg = &plan.config;
-    let ledger = Ledger::new(lake);
-    let run_id = uuid::Uuid::now_v7().to_string();
-    let started_at = now();
-    let mut report = RunReport {
-        run_id: run_id.clone(),
-        trigger: trigger.as_str().into(),
-        command: command.to_string(),
-        status: "ok".into(),
-        started_at: started_at.clone(),
-        finished_at: String::new(),
-        bronze: Vec::new(),
-        silver: Vec::new(),
-        gold: Vec::new(),
-        errors: Vec::new(),
-    };
-    let mut steps: Vec<StepRecord> = Vec::new();
-    let step = |zone: &str,
-                table: &str,
-                o: &PartitionOutcome,
-                started: &str,
-                fp: Option<String>| StepRecord {
-        run_id: run_id.clone(),
-        trigger: trigger.as_str().into(),
-        zone: zone.into(),
-        table: table.into(),
-        partition: o.partition.clone(),
-        status: o.status.as_str().into(),
-        started_at: started.into(),
-        finished_at: now(),
-        rows_in: o.rows_in as i64,
-        rows_out: o.rows_out as i64,
-        dead: o.dead as i64,
-        duplicates: o.duplicates as i64,
-        messages: if o.messages.is_empty() {
-            None
-        } else {
-            Some(o.messages.join("\n"))
-        },
-        dead_by_rule: if o.dead_by_rule.is_empty() {
-            None
-        } else {
-            Some(
-                serde_json::to_string(&o.dead_by_rule.iter().cloned().collect::<BTreeMap<_, _>>())
-                    .expect("map serialises"),
-            )
-        },
-        schema_fingerprint: fp,
-        delta_version: o.delta_version,
-    };
-
-    // a step that is not a partition outcome: a bronze batch, or a table-level failure
-    #[allow(clippy::too_many_arguments)]
-    let unit_step = |zone: &str,
-                     table: &str,
-                     partition: &str,
-                     status: &str,
-                     started: &str,
-                     rows: i64,
-                     message: String,
-                     fp: Option<String>| StepRecord {
-        run_id: run_id.clone(),
-        trigger: trigger.as_str().into(),
-        zone: zone.into(),
-        table: table.into(),
-        partition: partition.into(),
-        status: status.into(),
-        started_at: started.into(),
-        finished_at: now(),
-        rows_in: rows,
-        rows_out: rows,
-        dead: 0,
-        duplicates: 0,
-        messages: Some(message),
-        dead_by_rule: None,
-        schema_fingerprint: fp,
-        delta_version: None,
-    };
-
-    // bronze
-    let mut drift_rows = Vec::new();
+    let mut x = Execution::new(plan, lake, trigger, command, events);
     for source in &work.sources {
-        let src = cfg
+        x.bronze(source).await?;
+    }
+    for (table, mode) in &work.silver {
+        x.silver(table, mode).await;
+    }
+    for g in &plan.gold {
+        x.gold(g, work.gold_forced.get(&g.name)).await?;
+    }
+    x.record().await
+}
+
+impl<'a> Execution<'a> {
+    fn new(
+        plan: &'a Plan,
+        lake: &'a Lake,
+        trigger: Trigger,
+        command: &str,
+        events: &'a Events,
+    ) -> Execution<'a> {
+        Execution {
+            plan,
+            lake,
+            ledger: Ledger::new(lake),
+            trigger,
+            events,
+            report: RunReport {
+                run_id: uuid::Uuid::now_v7().to_string(),
+                trigger: trigger.as_str().into(),
+                command: command.to_string(),
+                status: "ok".into(),
+                started_at: now(),
+                finished_at: String::new(),
+                bronze: Vec::new(),
+                silver: Vec::new(),
+                gold: Vec::new(),
+                errors: Vec::new(),
+            },
+            steps: Vec::new(),
+            drift: Vec::new(),
+            processed: Vec::new(),
+            upstream: BTreeMap::new(),
+        }
+    }
+
+    /// The ledger step of a partition outcome.
+    fn step(
+        &self,
+        zone: Zone,
+        table: &str,
+        o: &PartitionOutcome,
+        started: &str,
+        fp: Option<String>,
+    ) -> StepRecord {
+        StepRecord {
+            run_id: self.report.run_id.clone(),
+            trigger: self.trigger.as_str().into(),
+            zone: zone.to_string(),
+            table: table.into(),
+            partition: o.partition.clone(),
+            status: o.status.as_str().into(),
+            started_at: started.into(),
+            finished_at: now(),
+            rows_in: o.rows_in as i64,
+            rows_out: o.rows_out as i64,
+            dead: o.dead as i64,
+            duplicates: o.duplicates as i64,
+            messages: (!o.messages.is_empty()).then(|| o.messages.join("\n")),
+            dead_by_rule: (!o.dead_by_rule.is_empty()).then(|| {
+                serde_json::to_string(&o.dead_by_rule.iter().cloned().collect::<BTreeMap<_, _>>())
+                    .expect("map serialises")
+            }),
+            schema_fingerprint: fp,
+            delta_version: o.delta_version,
+        }
+    }
+
+    /// The ledger step of a unit that is not a partition: a bronze batch or a table failure.
+    fn unit_step(&self, zone: Zone, table: &str, unit: Unit, started: &str) -> StepRecord {
+        StepRecord {
+            run_id: self.report.run_id.clone(),
+            trigger: self.trigger.as_str().into(),
+            zone: zone.to_string(),
+            table: table.into(),
+            partition: unit.name,
+            status: unit.status.as_str().into(),
+            started_at: started.into(),
+            finished_at: now(),
+            rows_in: unit.rows,
+            rows_out: unit.rows,
+            dead: 0,
+            duplicates: 0,
+            messages: Some(unit.message),
+            dead_by_rule: None,
+            schema_fingerprint: unit.fingerprint,
+            delta_version: None,
+        }
+    }
+
+    /// Records a table that could not be processed at all.
+    fn table_failed(&mut self, zone: Zone, table: &str, started: &str, e: &KaratError) {
+        let step = self.unit_step(
+            zone,
+            table,
+            Unit {
+                name: WHOLE_TABLE.into(),
+                status: PartitionStatus::Failed,
+                rows: 0,
+                message: e.to_string(),
+                fingerprint: None,
+            },
+            started,
+        );
+        self.steps.push(step);
+        self.upstream.entry(table.to_string()).or_default().error =
+            Some(format!("upstream {zone} {table} failed: {e}"));
+        self.report.errors.push(TableError {
+            table: table.to_string(),
+            error: e.to_string(),
+        });
+    }
+
+    /// Ingests one source into bronze.
+    async fn bronze(&mut self, source: &str) -> KaratResult<()> {
+        let src = self
+            .plan
+            .config
             .source(source)
             .ok_or_else(|| KaratError::Usage(format!("unknown source {source}")))?;
         let t0 = now();
-        match bronze::ingest(lake, src, events).await {
-            Ok(r) => {
-                for m in &r.new_batches {
-                    steps.push(unit_step(
-                        "bronze",
-                        source,
-                        &m.batch_id,
-                        "ok",
-                        &t0,
-                        m.records as i64,
-                        format!("{} ({} invalid line(s) kept raw)", m.origin, m.invalid),
-                        Some(m.schema_fingerprint()),
-                    ));
-                }
-                for f in &r.failed {
-                    steps.push(unit_step(
-                        "bronze",
-                        source,
-                        &f.origin,
-                        "failed",
-                        &t0,
-                        0,
-                        f.error.clone(),
-                        None,
-                    ));
-                }
-                for d in &r.drift {
-                    drift_rows.push(DriftRecord {
-                        source: d.source.clone(),
-                        batch_id: d.batch_id.clone(),
-                        previous_batch_id: d.previous_batch_id.clone(),
-                        ingested_at: d.ingested_at.clone(),
-                        added: serde_json::to_string(&d.diff.added).expect("serialises"),
-                        removed: serde_json::to_string(&d.diff.removed).expect("serialises"),
-                        changed: serde_json::to_string(&d.diff.changed).expect("serialises"),
-                        run_id: run_id.clone(),
-                    });
-                }
-                report.bronze.push(r);
-            }
-            Err(e) => report.errors.push(TableError {
-                table: source.clone(),
-                error: e.to_string(),
-            }),
-        }
-    }
-
-    // silver
-    let mut upstream: BTreeMap<String, Upstream> = BTreeMap::new();
-    let mut index_rows = Vec::new();
-    for (table, mode) in &work.silver {
-        let t0 = now();
-        let res = silver_table(plan, lake, &ledger, table, mode, &run_id, events).await;
-        let up = upstream.entry(table.clone()).or_default();
-        match res {
-            Ok((r, new_index)) => {
-                let fp = Some(crate::schema::contract_fingerprint(
-                    &plan.contracts[table].silver_schema,
-                ));
-                for o in &r.partitions {
-                    steps.push(step("silver", table, o, &t0, fp.clone()));
-                    if o.status.promoted() {
-                        up.promoted.insert(o.partition.clone());
-                    } else {
-                        up.failed.insert(
-                            o.partition.clone(),
-                            format!(
-                                "upstream silver {table} partition {} {}",
-                                o.partition,
-                                o.status.as_str()
-                            ),
-                        );
-                    }
-                }
-                index_rows.extend(new_index.into_iter().map(|(b, p, n)| BatchRecord {
-                    table: table.clone(),
-                    batch_id: b,
-                    partition: p,
-                    rows: n as i64,
-                    run_id: run_id.clone(),
-                }));
-                report.silver.push(r);
-            }
+        let r = match bronze::ingest(self.lake, src, self.events).await {
+            Ok(r) => r,
             Err(e) => {
-                up.error = Some(format!("upstream silver {table} failed: {e}"));
-                steps.push(unit_step(
-                    "silver",
-                    table,
-                    WHOLE_TABLE,
-                    "failed",
-                    &t0,
-                    0,
-                    e.to_string(),
-                    None,
-                ));
-                report.errors.push(TableError {
-                    table: table.clone(),
+                self.report.errors.push(TableError {
+                    table: source.to_string(),
                     error: e.to_string(),
                 });
+                return Ok(());
+            }
+        };
+        for m in &r.new_batches {
+            let unit = Unit {
+                name: m.batch_id.clone(),
+                status: PartitionStatus::Ok,
+                rows: m.records as i64,
+                message: format!("{} ({} invalid line(s) kept raw)", m.origin, m.invalid),
+                fingerprint: Some(m.schema_fingerprint()),
+            };
+            let step = self.unit_step(Zone::Bronze, source, unit, &t0);
+            self.steps.push(step);
+        }
+        for f in &r.failed {
+            let unit = Unit {
+                name: f.origin.clone(),
+                status: PartitionStatus::Failed,
+                rows: 0,
+                message: f.error.clone(),
+                fingerprint: None,
+            };
+            let step = self.unit_step(Zone::Bronze, source, unit, &t0);
+            self.steps.push(step);
+        }
+        for d in &r.drift {
+            self.drift.push(DriftRecord {
+                source: d.source.clone(),
+                batch_id: d.batch_id.clone(),
+                previous_batch_id: d.previous_batch_id.clone(),
+                ingested_at: d.ingested_at.clone(),
+                added: serde_json::to_string(&d.diff.added).expect("serialises"),
+                removed: serde_json::to_string(&d.diff.removed).expect("serialises"),
+                changed: serde_json::to_string(&d.diff.changed).expect("serialises"),
+                run_id: self.report.run_id.clone(),
+            });
+        }
+        self.report.bronze.push(r);
+        Ok(())
+    }
+
+    /// Brings one silver table up to date and checks its accounting.
+    async fn silver(&mut self, table: &str, mode: &SilverMode) {
+        let t0 = now();
+        let res = silver_table(
+            self.plan,
+            self.lake,
+            &self.ledger,
+            table,
+            mode,
+            &self.report.run_id,
+            self.events,
+        )
+        .await;
+        let r = match res {
+            Ok(r) => r,
+            Err(e) => return self.table_failed(Zone::Silver, table, &t0, &e),
+        };
+        let fp = Some(crate::schema::contract_fingerprint(
+            &self.plan.contracts[table].silver_schema,
+        ));
+        let mut up = Upstream::default();
+        for o in &r.partitions {
+            let step = self.step(Zone::Silver, table, o, &t0, fp.clone());
+            self.steps.push(step);
+            if !o.status.promoted() {
+                up.failed.insert(
+                    o.partition.clone(),
+                    format!(
+                        "upstream silver {table} partition {} {}",
+                        o.partition,
+                        o.status.as_str()
+                    ),
+                );
+            }
+        }
+        let processed_at = now();
+        self.processed.extend(r.batches.iter().map(|b| BatchRecord {
+            table: table.to_string(),
+            batch_id: b.clone(),
+            contract: r.contract.clone(),
+            run_id: self.report.run_id.clone(),
+            processed_at: processed_at.clone(),
+        }));
+        up.changed = Some(r.changed.clone());
+        self.upstream.insert(table.to_string(), up);
+        if let Err(e) = self.check_accounting(table, &r).await {
+            self.table_failed(Zone::Silver, table, &t0, &e);
+        }
+        self.report.silver.push(r);
+    }
+
+    /// The invariant after a silver update, from the Delta tables and the manifests: every
+    /// batch the update touched balances, and no changed key is held twice.
+    async fn check_accounting(&mut self, table: &str, r: &silver::SilverReport) -> KaratResult<()> {
+        let contract = &self.plan.contracts[table];
+        let mut batches: BTreeSet<String> = r.batches.iter().cloned().collect();
+        let changed: Vec<_> = r
+            .changed
+            .promoted
+            .iter()
+            .chain(&r.changed.failed)
+            .cloned()
+            .collect();
+        for b in &changed {
+            let ids = crate::lake::delta::utf8(b.column_by_name("_batch_id").expect("provenance"));
+            batches.extend(ids.iter().flatten().map(str::to_string));
+        }
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let manifests: Vec<bronze::Manifest> = manifest::list(self.lake, &contract.spec.from)
+            .await?
+            .into_iter()
+            .filter(|m| batches.contains(&m.batch_id))
+            .collect();
+        let balance = accounting::balance(self.lake, contract, &manifests, Some(&changed)).await?;
+        match balance.errors().into_iter().next() {
+            None => Ok(()),
+            Some(first) => {
+                for e in balance.errors().iter().skip(1) {
+                    self.events.note(e.to_string());
+                }
+                Err(first)
             }
         }
     }
 
-    // gold, in dependency order
-    for g in &plan.gold {
-        let forced = work.gold_forced.get(&g.name);
-        let inputs: Vec<&Upstream> = g.inputs.iter().filter_map(|i| upstream.get(i)).collect();
-        let changed = inputs
+    /// Recomputes one gold table where its inputs changed (or when forced).
+    async fn gold(
+        &mut self,
+        g: &GoldPlan,
+        forced: Option<&Option<BTreeSet<String>>>,
+    ) -> KaratResult<()> {
+        let inputs: Vec<&Upstream> = g
+            .inputs
             .iter()
-            .any(|u| !u.promoted.is_empty() || !u.failed.is_empty() || u.error.is_some());
-        if !changed && forced.is_none() {
-            continue;
+            .filter_map(|i| self.upstream.get(i))
+            .collect();
+        if forced.is_none() && !inputs.iter().any(|u| u.touched()) {
+            return Ok(());
         }
+        let (scope, blocked, whole) = self.gold_scope(g, forced).await?;
+        let t0 = now();
+        let res = gold::process(
+            self.lake,
+            &self.plan.config,
+            g,
+            scope,
+            &blocked,
+            &self.report.run_id,
+            self.events,
+        )
+        .await;
+        let mut r = match res {
+            Ok(r) => r,
+            Err(e) => {
+                self.table_failed(Zone::Gold, &g.name, &t0, &e);
+                return Ok(());
+            }
+        };
+        if let Some(why) = whole {
+            self.events
+                .note(format!("gold {}: recomputed whole: {why}", g.name));
+            for o in &mut r.partitions {
+                o.messages.push(format!("recomputed whole: {why}"));
+            }
+        }
+        let fp = Some(crate::schema::contract_fingerprint(&g.schema));
+        let mut up = Upstream::default();
+        for o in &r.partitions {
+            let step = self.step(Zone::Gold, &g.name, o, &t0, fp.clone());
+            self.steps.push(step);
+            if o.status.promoted() {
+                up.promoted.insert(o.partition.clone());
+            } else {
+                up.failed.insert(
+                    o.partition.clone(),
+                    format!(
+                        "upstream gold {} partition {} {}",
+                        g.name,
+                        o.partition,
+                        o.status.as_str()
+                    ),
+                );
+            }
+        }
+        self.upstream.insert(g.name.clone(), up);
+        self.report.gold.push(r);
+        Ok(())
+    }
+
+    /// What of a gold table to recompute and what to block, derived from the changed rows of
+    /// its inputs; the third value says why the whole table is recomputed, if it is.
+    async fn gold_scope(
+        &self,
+        g: &GoldPlan,
+        forced: Option<&Option<BTreeSet<String>>>,
+    ) -> KaratResult<(Scope, BTreeMap<String, String>, Option<String>)> {
         let mut blocked: BTreeMap<String, String> = BTreeMap::new();
-        for u in &inputs {
+        let mut failed_why: Option<String> = None;
+        let mut gold_changed: Option<String> = None;
+        let mut changes: BTreeMap<String, silver::Changed> = BTreeMap::new();
+        for name in &g.inputs {
+            let Some(u) = self.upstream.get(name) else {
+                continue;
+            };
             if let Some(e) = &u.error {
                 blocked.insert(WHOLE_TABLE.into(), e.clone());
             }
-            for (p, why) in &u.failed {
-                if g.incremental {
-                    blocked.insert(p.clone(), why.clone());
-                } else {
-                    blocked
-                        .entry(WHOLE_TABLE.into())
-                        .or_insert_with(|| why.clone());
-                }
+            if let Some(why) = u.failed.values().next() {
+                failed_why.get_or_insert_with(|| why.clone());
             }
-        }
-        let scope = if !g.incremental {
-            Scope::Full
-        } else {
-            let mut ps: BTreeSet<String> = inputs
-                .iter()
-                .flat_map(|u| u.promoted.iter().cloned())
-                .collect();
-            ps.extend(blocked.keys().filter(|k| *k != WHOLE_TABLE).cloned());
-            match forced {
-                Some(Some(f)) => ps.extend(f.iter().cloned()),
-                Some(None) => {
-                    // whole-table replay of an incremental gold: every partition upstream has
-                    ps.extend(known_partitions(plan, &ledger, &g.inputs).await?);
+            match &u.changed {
+                Some(c) => {
+                    changes.insert(name.clone(), c.clone());
+                }
+                None if u.touched() => {
+                    gold_changed = Some(format!("its input gold {name} changed"))
                 }
                 None => {}
             }
-            Scope::Partitions(ps)
+        }
+        let derived = gold::affected(self.lake, &self.plan.config, g, &changes).await?;
+        let whole = match (forced, gold_changed) {
+            (Some(None), _) => Some("a replay of the whole table".to_string()),
+            (_, Some(why)) => Some(why),
+            _ => derived.whole.clone(),
         };
-        let t0 = now();
-        let up = upstream.entry(g.name.clone()).or_default();
-        if blocked.contains_key(WHOLE_TABLE) && g.incremental {
-            // a table-level upstream error blocks every partition in scope
-            let why = blocked[WHOLE_TABLE].clone();
-            if let Scope::Partitions(ps) = &scope {
-                for p in ps {
-                    blocked.entry(p.clone()).or_insert_with(|| why.clone());
-                }
+        if whole.is_some() || !g.incremental {
+            if let Some(why) = failed_why {
+                blocked.entry(WHOLE_TABLE.into()).or_insert(why);
+            }
+            return Ok((Scope::Full, blocked, whole.filter(|_| g.incremental)));
+        }
+        let why = failed_why.unwrap_or_else(|| "upstream partition failed".into());
+        for p in &derived.blocked {
+            blocked.insert(p.clone(), why.clone());
+        }
+        let mut ps = derived.recompute.clone();
+        ps.extend(derived.blocked.iter().cloned());
+        if let Some(Some(f)) = forced {
+            ps.extend(f.iter().cloned());
+        }
+        if let Some(why) = blocked.get(WHOLE_TABLE).cloned() {
+            for p in &ps {
+                blocked.entry(p.clone()).or_insert_with(|| why.clone());
             }
         }
-        match gold::process(lake, cfg, g, scope, &blocked, &run_id, events).await {
-            Ok(r) => {
-                for o in &r.partitions {
-                    steps.push(step(
-                        "gold",
-                        &g.name,
-                        o,
-                        &t0,
-                        Some(crate::schema::contract_fingerprint(&g.schema)),
-                    ));
-                    if o.status.promoted() {
-                        up.promoted.insert(o.partition.clone());
-                    } else {
-                        up.failed.insert(
-                            o.partition.clone(),
-                            format!(
-                                "upstream gold {} partition {} {}",
-                                g.name,
-                                o.partition,
-                                o.status.as_str()
-                            ),
-                        );
-                    }
-                }
-                report.gold.push(r);
-            }
-            Err(e) => {
-                up.error = Some(format!("upstream gold {} failed: {e}", g.name));
-                steps.push(unit_step(
-                    "gold",
-                    &g.name,
-                    WHOLE_TABLE,
-                    "failed",
-                    &t0,
-                    0,
-                    e.to_string(),
-                    None,
-                ));
-                report.errors.push(TableError {
-                    table: g.name.clone(),
-                    error: e.to_string(),
-                });
-            }
-        }
+        Ok((Scope::Partitions(ps), blocked, None))
     }
 
-    // ledger
-    report.finished_at = now();
-    report.compute_status();
-    ledger.append_batches(&index_rows).await?;
-    ledger.append_drift(&drift_rows).await?;
-    ledger.append_steps(&steps).await?;
-    let rows_in: u64 = report
-        .silver
-        .iter()
-        .flat_map(|s| s.partitions.iter())
-        .map(|p| p.rows_in)
-        .sum();
-    let dead: u64 = report
-        .silver
-        .iter()
-        .flat_map(|s| s.partitions.iter())
-        .map(|p| p.dead)
-        .sum();
-    ledger
-        .append_run(&RunRecord {
-            run_id: run_id.clone(),
-            trigger: trigger.as_str().into(),
-            status: report.status.clone(),
-            started_at,
-            finished_at: report.finished_at.clone(),
-            command: command.to_string(),
-            error: if report.errors.is_empty() {
-                None
-            } else {
-                Some(
-                    report
-                        .errors
-                        .iter()
-                        .map(|e| format!("{}: {}", e.table, e.error))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                )
-            },
-            rows_in: rows_in as i64,
-            dead: dead as i64,
-            partitions_failed: report
-                .partitions()
-                .filter(|(_, _, p)| !p.status.promoted())
-                .count() as i64,
-        })
-        .await?;
-    Ok(report)
-}
-
-/// Every partition the given upstream tables have, from the batch index (silver) and the
-/// ledger (gold).
-async fn known_partitions(
-    plan: &Plan,
-    ledger: &Ledger,
-    inputs: &[String],
-) -> KaratResult<BTreeSet<String>> {
-    let mut out = BTreeSet::new();
-    let steps = ledger.steps().await?;
-    for i in inputs {
-        if plan.contracts.contains_key(i) {
-            out.extend(ledger.batches(i).await?.into_iter().map(|b| b.partition));
-        } else {
-            out.extend(
-                steps
-                    .iter()
-                    .filter(|s| &s.table == i && s.partition != WHOLE_TABLE)
-                    .map(|s| s.partition.clone()),
-            );
-        }
+    /// Writes the ledger: processed batches, drift, steps, then the run.
+    async fn record(mut self) -> KaratResult<RunReport> {
+        let report = &mut self.report;
+        report.finished_at = now();
+        report.compute_status();
+        self.ledger.append_batches(&self.processed).await?;
+        self.ledger.append_drift(&self.drift).await?;
+        self.ledger.append_steps(&self.steps).await?;
+        let silver = report.silver.iter().flat_map(|s| s.partitions.iter());
+        let rows_in: u64 = silver.clone().map(|p| p.rows_in).sum();
+        let dead: u64 = silver.map(|p| p.dead).sum();
+        let error = (!report.errors.is_empty()).then(|| {
+            report
+                .errors
+                .iter()
+                .map(|e| format!("{}: {}", e.table, e.error))
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        self.ledger
+            .append_run(&RunRecord {
+                run_id: report.run_id.clone(),
+                trigger: report.trigger.clone(),
+                status: report.status.clone(),
+                started_at: report.started_at.clone(),
+                finished_at: report.finished_at.clone(),
+                command: report.command.clone(),
+                error,
+                rows_in: rows_in as i64,
+                dead: dead as i64,
+                partitions_failed: report
+                    .partitions()
+                    .filter(|(_, _, p)| !p.status.promoted())
+                    .count() as i64,
+            })
+            .await?;
+        Ok(self.report)
     }
-    Ok(out)
 }
 
-/// Rebuilds one silver table; returns its report and the new batch-index rows.
+/// A ledger unit that is not a partition outcome.
+struct Unit {
+    name: String,
+    status: PartitionStatus,
+    rows: i64,
+    message: String,
+    fingerprint: Option<String>,
+}
+
+/// Brings one silver table up to date: new batches in bounded groups, or a replay of the
+/// batches that contributed to some partitions.
 async fn silver_table(
     plan: &Plan,
     lake: &Lake,
@@ -539,136 +645,66 @@ async fn silver_table(
     mode: &SilverMode,
     run_id: &str,
     events: &Events,
-) -> KaratResult<(silver::SilverReport, Vec<(String, String, u64)>)> {
+) -> KaratResult<silver::SilverReport> {
     let contract = plan
         .contracts
         .get(table)
         .cloned()
         .ok_or_else(|| KaratError::Usage(format!("{table} is not a silver table")))?;
     let manifests = manifest::list(lake, &contract.spec.from).await?;
-    let index = ledger.batches(table).await?;
-    let indexed: BTreeSet<&str> = index.iter().map(|b| b.batch_id.as_str()).collect();
-    let by_id = |ids: &BTreeSet<String>| -> Vec<bronze::Manifest> {
-        manifests
-            .iter()
-            .filter(|m| ids.contains(&m.batch_id))
-            .cloned()
-            .collect()
-    };
-    match mode {
-        SilverMode::New => {
-            let new: Vec<bronze::Manifest> = manifests
-                .iter()
-                .filter(|m| !indexed.contains(m.batch_id.as_str()))
-                .cloned()
-                .collect();
-            if new.is_empty() {
-                return Ok((
-                    silver::SilverReport {
-                        table: table.into(),
-                        partitions: vec![],
-                        batch_partitions: vec![],
-                        silver_version: None,
-                        dead_letter_version: None,
-                    },
-                    vec![],
-                ));
-            }
-            // new batches are processed in groups of bounded size, so memory follows the group,
-            // not the backlog; a partition touched again by a later group is rebuilt from every
-            // batch that feeds it (the index plus the groups before)
-            let mut seen: Vec<(String, String, u64)> = index
-                .iter()
-                .map(|b| (b.batch_id.clone(), b.partition.clone(), b.rows as u64))
-                .collect();
-            let mut new_index = Vec::new();
-            let mut report = silver::SilverReport {
-                table: table.into(),
-                partitions: vec![],
-                batch_partitions: vec![],
-                silver_version: None,
-                dead_letter_version: None,
-            };
-            for group in group_batches(new) {
-                let ids: BTreeSet<String> = group.iter().map(|m| m.batch_id.clone()).collect();
-                let mut collected =
-                    silver::collect(lake, contract.clone(), group, None, run_id, events).await?;
-                let touched = collected.partitions();
-                let older: BTreeSet<String> = seen
-                    .iter()
-                    .filter(|(b, p, _)| touched.contains(p) && !ids.contains(b))
-                    .map(|(b, _, _)| b.clone())
-                    .collect();
-                new_index.extend(collected.batch_partitions.iter().cloned());
-                seen.extend(collected.batch_partitions.iter().cloned());
-                if !older.is_empty() {
-                    let more = silver::collect(
-                        lake,
-                        contract.clone(),
-                        by_id(&older),
-                        Some(&touched),
-                        run_id,
-                        events,
-                    )
-                    .await?;
-                    collected.merge(more);
-                }
-                let r = silver::finish(
-                    lake,
-                    contract.clone(),
-                    collected,
-                    &BTreeSet::new(),
-                    run_id,
-                    events,
-                )
-                .await?;
-                // a later rebuild of a partition supersedes an earlier one
-                report
-                    .partitions
-                    .retain(|o| !r.partitions.iter().any(|n| n.partition == o.partition));
-                report.partitions.extend(r.partitions);
-                report.batch_partitions.extend(r.batch_partitions);
-                report.silver_version = r.silver_version.or(report.silver_version);
-                report.dead_letter_version = r.dead_letter_version.or(report.dead_letter_version);
-            }
-            report
-                .partitions
-                .sort_by(|a, b| a.partition.cmp(&b.partition));
-            Ok((report, new_index))
-        }
+    let processed: BTreeSet<String> = ledger
+        .batches(table)
+        .await?
+        .into_iter()
+        .map(|b| b.batch_id)
+        .collect();
+    let new: Vec<bronze::Manifest> = manifests
+        .iter()
+        .filter(|m| !processed.contains(&m.batch_id))
+        .cloned()
+        .collect();
+    let mut report = silver::SilverReport::empty(table, &contract.fingerprint);
+    let (batches, targets) = match mode {
+        SilverMode::New => (new, BTreeSet::new()),
         SilverMode::Partitions {
             partitions,
             include_new,
         } => {
-            let mut ids: BTreeSet<String> = index
+            let store = silver::store::Store::open(lake, contract.clone()).await?;
+            let ids = store.contributors(partitions).await?;
+            let mut batches: Vec<bronze::Manifest> = manifests
                 .iter()
-                .filter(|b| partitions.contains(&b.partition))
-                .map(|b| b.batch_id.clone())
+                .filter(|m| ids.contains(&m.batch_id))
+                .cloned()
                 .collect();
             if *include_new {
-                ids.extend(
-                    manifests
-                        .iter()
-                        .filter(|m| !indexed.contains(m.batch_id.as_str()))
-                        .map(|m| m.batch_id.clone()),
-                );
+                batches.extend(new);
             }
-            let collected = silver::collect(
-                lake,
-                contract.clone(),
-                by_id(&ids),
-                Some(partitions),
-                run_id,
-                events,
-            )
-            .await?;
-            let r = silver::finish(lake, contract, collected, partitions, run_id, events).await?;
-            Ok((r, vec![]))
+            (batches, partitions.clone())
         }
+    };
+    if batches.is_empty() && targets.is_empty() {
+        return Ok(report);
     }
+    // bounded memory: new batches are applied in groups, each one an update of its own
+    let mut groups = group_batches(batches);
+    if groups.is_empty() {
+        groups.push(Vec::new());
+    }
+    let last = groups.len() - 1;
+    for (i, group) in groups.into_iter().enumerate() {
+        let t = if i == last {
+            targets.clone()
+        } else {
+            BTreeSet::new()
+        };
+        let r = silver::update(lake, contract.clone(), group, &t, run_id, events).await?;
+        report.absorb(r);
+    }
+    Ok(report)
 }
 
-/// New batches are rebuilt in groups of at most this many records (at least one batch each).
+/// Batches are applied in groups of at most this many records (at least one batch each).
 pub const SILVER_GROUP_RECORDS: u64 = 1_500_000;
 
 /// Splits batches (oldest first) into groups of bounded record count.

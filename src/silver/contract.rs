@@ -9,7 +9,9 @@ use deltalake::datafusion::common::DFSchema;
 use deltalake::datafusion::physical_expr::PhysicalExpr;
 use deltalake::datafusion::prelude::SessionContext;
 
-use crate::config::{Column, Config, INGEST_DATE, Normalizer, OnFail, SilverSpec, Table};
+use crate::config::{
+    Column, Config, INGEST_DATE, Normalizer, OnFail, PARTITION_DATE, SilverSpec, Table,
+};
 use crate::error::{KaratError, KaratResult};
 
 /// What a rule checks, to word its dead-letter reason.
@@ -55,8 +57,16 @@ pub struct Contract {
     pub expectations: Vec<CompiledExpectation>,
     /// Schema of the silver Delta table.
     pub silver_schema: SchemaRef,
-    /// Index of the partition column in `silver_schema`.
+    /// Index of the Delta partition column in `silver_schema`.
     pub partition_index: usize,
+    /// The Delta partition column's name (see [`SilverSpec::partition_column`]).
+    pub partition_column: String,
+    /// Index of the `partition_by` column (a timestamp when partitioned by its day).
+    pub partition_by_index: usize,
+    /// Schema of the superseded-rows table.
+    pub superseded_schema: SchemaRef,
+    /// See [`fingerprint`].
+    pub fingerprint: String,
     /// Indexes of the key columns in `silver_schema`.
     pub key_indexes: Vec<usize>,
 }
@@ -75,8 +85,9 @@ pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-/// The silver table's schema: contract columns, `_ingest_date` when partitioned by it, then
-/// provenance (`_batch_id`, `_ingested_at`, `_line`).
+/// The silver table's schema: contract columns, `_ingest_date` when partitioned by it (or
+/// `_partition_date` when partitioned by a timestamp's day), then provenance (`_batch_id`,
+/// `_ingested_at`, `_line`).
 pub fn silver_schema(spec: &SilverSpec) -> SchemaRef {
     let mut fields: Vec<Field> = spec
         .columns
@@ -85,6 +96,8 @@ pub fn silver_schema(spec: &SilverSpec) -> SchemaRef {
         .collect();
     if spec.partition_by == INGEST_DATE {
         fields.push(Field::new(INGEST_DATE, DataType::Date32, true));
+    } else if spec.partitioned_by_timestamp() {
+        fields.push(Field::new(PARTITION_DATE, DataType::Date32, true));
     }
     fields.push(Field::new("_batch_id", DataType::Utf8, true));
     fields.push(Field::new("_ingested_at", timestamp_type(), true));
@@ -111,6 +124,37 @@ pub fn dead_letter_schema() -> SchemaRef {
 
 /// Partition column of every dead-letter table.
 pub const DEAD_LETTER_PARTITION: &str = "partition";
+
+/// Column of a superseded row naming the batch of the version that won.
+pub const SUPERSEDED_BY: &str = "_superseded_by";
+/// Partition column of a superseded table: the silver partition of the winning version, so a
+/// key's winner and its losers are always rewritten together.
+pub const WINNER_PARTITION: &str = "_winner_partition";
+
+/// The schema of a silver table's superseded rows: the silver row, then which batch's version
+/// replaced it and where that version lives.
+pub fn superseded_schema(silver: &Schema) -> SchemaRef {
+    let mut fields: Vec<Field> = silver.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(SUPERSEDED_BY, DataType::Utf8, true));
+    fields.push(Field::new(WINNER_PARTITION, DataType::Utf8, true));
+    Arc::new(Schema::new(fields))
+}
+
+/// A short fingerprint of what decides a row's fate (columns, types, rules, key, partitioning,
+/// expectations): recorded per processed batch as the contract it was processed with.
+pub fn fingerprint(spec: &SilverSpec) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(format!("{:?}", spec.columns));
+    h.update(format!(
+        "|{}|{:?}|{:?}|",
+        spec.partition_by, spec.partition_timezone, spec.key
+    ));
+    for e in &spec.expectations {
+        h.update(format!("{}={}:{:?};", e.name, e.sql, e.on_fail));
+    }
+    hex::encode(h.finalize())[..12].to_string()
+}
 
 impl Contract {
     /// Compiles the contract of a silver table. SQL errors point into the config file.
@@ -195,7 +239,11 @@ impl Contract {
             });
         }
 
+        let partition_column = spec.partition_column().to_string();
         let partition_index = silver_schema
+            .index_of(&partition_column)
+            .map_err(|e| KaratError::arrow(format!("table {}", table.name), e))?;
+        let partition_by_index = silver_schema
             .index_of(&spec.partition_by)
             .map_err(|e| KaratError::arrow(format!("table {}", table.name), e))?;
         let key_indexes = spec
@@ -206,6 +254,10 @@ impl Contract {
             .map_err(|e| KaratError::arrow(format!("table {}", table.name), e))?;
         Ok(Contract {
             table: table.name.clone(),
+            superseded_schema: superseded_schema(&silver_schema),
+            fingerprint: fingerprint(&spec),
+            partition_column,
+            partition_by_index,
             spec,
             source_fields,
             normalizers,

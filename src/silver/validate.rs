@@ -53,6 +53,34 @@ fn date32_of(date: &str) -> Option<i32> {
         .map(|d| d.num_days_from_ce() - DAYS_TO_UNIX_EPOCH)
 }
 
+/// The day of each timestamp (microseconds, UTC) in `tz` (UTC when None).
+pub fn day_of(ts: &ArrayRef, tz: Option<&str>) -> KaratResult<Date32Array> {
+    use chrono::{Offset, TimeZone};
+    let tz: Option<deltalake::arrow::array::timezone::Tz> = tz
+        .map(|t| t.parse())
+        .transpose()
+        .map_err(|e| KaratError::arrow("partition_timezone", e))?;
+    let ts = ts.as_primitive::<deltalake::arrow::datatypes::TimestampMicrosecondType>();
+    const DAY_MICROS: i64 = 86_400_000_000;
+    Ok(ts
+        .iter()
+        .map(|v| {
+            v.map(|micros| {
+                let offset = match &tz {
+                    Some(tz) => {
+                        let utc = chrono::DateTime::from_timestamp_micros(micros)
+                            .unwrap_or_default()
+                            .naive_utc();
+                        tz.offset_from_utc_datetime(&utc).fix().local_minus_utc() as i64
+                    }
+                    None => 0,
+                };
+                (micros + offset * 1_000_000).div_euclid(DAY_MICROS) as i32
+            })
+        })
+        .collect())
+}
+
 /// Shows a raw value in a reason: quoted, escaped, at most 60 characters.
 fn show(v: &str) -> String {
     let mut s: String = v.chars().take(60).collect();
@@ -148,6 +176,12 @@ pub fn validate(
         .ok_or_else(|| KaratError::Other(format!("bad ingest date {ingest_date}")))?;
     if contract.spec.partition_by == INGEST_DATE {
         typed.push(Arc::new(Date32Array::from(vec![ingest_day; n])));
+    } else if contract.spec.partitioned_by_timestamp() {
+        let ts = typed[contract.partition_by_index].clone();
+        typed.push(Arc::new(day_of(
+            &ts,
+            contract.spec.partition_timezone.as_deref(),
+        )?));
     }
     let batch_ids = prov("_batch_id");
     typed.push(batch_ids.clone());

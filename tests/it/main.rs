@@ -7,5 +7,7 @@ mod http_source;
 mod ingest;
 mod pty;
 mod replay;
+mod replay_rebuild;
 mod screens;
+mod silver_v2;
 mod util;

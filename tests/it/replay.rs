@@ -97,8 +97,14 @@ async fn fix_contract_replay_goes_green_and_is_idempotent() {
             karat::summary::run_lines(&r)
         );
         assert_eq!(r.trigger, "replay");
-        let p = &r.silver[0].partitions[0];
-        assert_eq!(p.partition, day);
+        // the replayed batches also carry late rows of other days: those partitions are
+        // rewritten too, and every one is green
+        let p = r.silver[0]
+            .partitions
+            .iter()
+            .find(|p| p.partition == day)
+            .expect("the replayed day has an outcome");
+        assert!(r.silver[0].partitions.iter().all(|p| p.status.promoted()));
         assert_eq!(p.rows_in, p.rows_out + p.dead + p.duplicates);
         assert!(
             (p.dead as i64) < usd_before / 4,
@@ -118,7 +124,9 @@ async fn fix_contract_replay_goes_green_and_is_idempotent() {
             })
             .collect();
         assert!(
-            g.contains(&("daily_revenue".to_string(), vec![(day.to_string(), "ok")])),
+            g.iter().any(|(t, ps)| t == "daily_revenue"
+                && ps.contains(&(day.to_string(), "ok"))
+                && ps.iter().all(|(_, st)| *st == "ok")),
             "{g:?}"
         );
         assert!(
@@ -233,7 +241,10 @@ async fn replay_failed_and_range_validate_their_arguments() {
         .iter()
         .map(|p| p.partition.as_str())
         .collect();
-    assert_eq!(ps, vec!["2026-03-24", "2026-03-25"]);
+    assert!(
+        ps.contains(&"2026-03-24") && ps.contains(&"2026-03-25"),
+        "{ps:?}"
+    );
     // --failed replays the failed day (still failing: the contract is not fixed)
     let r = karat::pipeline::replay(&plan, &lake, ReplayTarget::Failed, &Events::none())
         .await

@@ -158,3 +158,35 @@ pub fn scalar(batches: &[RecordBatch]) -> String {
             .expect("cast");
     v.as_string::<i32>().value(0).to_string()
 }
+
+/// Records per bronze batch, counted from the gzip NDJSON objects themselves (not from karat's
+/// manifests): batch id → non-blank lines.
+pub fn bronze_records(lake_dir: &Path, source: &str) -> BTreeMap<String, i64> {
+    use std::io::BufRead;
+    let mut out = BTreeMap::new();
+    let root = lake_dir.join("bronze").join(source);
+    for day in std::fs::read_dir(&root).expect("bronze folder").flatten() {
+        if !day
+            .file_name()
+            .to_string_lossy()
+            .starts_with("ingest_date=")
+        {
+            continue;
+        }
+        for obj in std::fs::read_dir(day.path()).unwrap().flatten() {
+            let name = obj.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".ndjson.gz") else {
+                continue;
+            };
+            let f = std::fs::File::open(obj.path()).unwrap();
+            let r = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(f));
+            let n = r
+                .lines()
+                .map(|l| l.unwrap())
+                .filter(|l| !l.trim().is_empty())
+                .count();
+            out.insert(id.to_string(), n as i64);
+        }
+    }
+    out
+}

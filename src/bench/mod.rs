@@ -12,6 +12,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+pub mod daily;
+
 use crate::error::{KaratError, KaratResult};
 use crate::events::{Event, Events, Stage};
 use crate::pipeline::{Plan, RunOptions, Trigger};
@@ -132,7 +134,7 @@ pub fn peak_memory_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn reset_peak_memory() {
+pub(crate) fn reset_peak_memory() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 

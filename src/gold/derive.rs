@@ -1,0 +1,114 @@
+//! Which partitions of a gold table a change feeds, derived from the data: the gold query is
+//! run with each changed input replaced by its changed rows (rows that entered or left silver),
+//! and the partition values it yields are the partitions to recompute. Rows of failed silver
+//! partitions yield the partitions to block. When the query cannot be restricted this way (see
+//! [`super::plan::derivable`]) the whole table is recomputed, and the report says why.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{Array, RecordBatch};
+use deltalake::datafusion::datasource::MemTable;
+
+use super::plan::GoldPlan;
+use crate::config::{Config, Zone};
+use crate::error::{KaratError, KaratResult};
+use crate::lake::delta;
+use crate::lake::{Lake, layout};
+use crate::silver::Changed;
+use crate::silver::contract::ident;
+
+/// The gold partitions a change feeds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Affected {
+    /// Partitions fed by promoted changes: recompute.
+    pub recompute: BTreeSet<String>,
+    /// Partitions fed by rows of failed silver partitions: do not promote.
+    pub blocked: BTreeSet<String>,
+    /// Set when the partitions cannot be derived: why the whole table is recomputed.
+    pub whole: Option<String>,
+}
+
+/// Derives the partitions of `plan`'s table fed by `changes` (per input table).
+pub async fn affected(
+    lake: &Lake,
+    config: &Config,
+    plan: &GoldPlan,
+    changes: &BTreeMap<String, Changed>,
+) -> KaratResult<Affected> {
+    let mut out = Affected::default();
+    let table = config.table(&plan.name).expect("planned tables exist");
+    let g = table.gold().expect("gold table");
+    let Some(pcol) = g.partition_by.as_deref().filter(|_| plan.incremental) else {
+        out.whole = Some("not partitioned by a date".into());
+        return Ok(out);
+    };
+    if !plan.derivable {
+        out.whole = Some(
+            "its SQL (HAVING, window, LIMIT, subquery or self-join) hides which partitions a row feeds"
+                .into(),
+        );
+        return Ok(out);
+    }
+    for (input, change) in changes.iter().filter(|(i, _)| plan.inputs.contains(i)) {
+        for (rows, blocked) in [(&change.promoted, false), (&change.failed, true)] {
+            if rows.iter().all(|b| b.num_rows() == 0) {
+                continue;
+            }
+            let Some(parts) = run_over(lake, config, plan, &g.sql, pcol, input, rows).await? else {
+                out.whole = Some(format!("an input of {} has no data yet", plan.name));
+                return Ok(out);
+            };
+            if blocked {
+                out.blocked.extend(parts);
+            } else {
+                out.recompute.extend(parts);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the gold query with `input` replaced by `rows`; the distinct partition values, or
+/// None when another input does not exist yet.
+async fn run_over(
+    lake: &Lake,
+    config: &Config,
+    plan: &GoldPlan,
+    sql: &str,
+    pcol: &str,
+    input: &str,
+    rows: &[RecordBatch],
+) -> KaratResult<Option<BTreeSet<String>>> {
+    let ctx = delta::session();
+    for other in plan.inputs.iter().filter(|i| *i != input) {
+        let zone = config.table(other).map(|t| t.zone).unwrap_or(Zone::Silver);
+        if !delta::register(&ctx, other, &lake.url_of(&layout::table(zone, other))).await? {
+            return Ok(None);
+        }
+    }
+    let rows: Vec<RecordBatch> = rows.iter().filter(|b| b.num_rows() > 0).cloned().collect();
+    let context = format!(
+        "gold table {}: partitions fed by changed rows of {input}",
+        plan.name
+    );
+    let t = MemTable::try_new(rows[0].schema(), vec![rows])
+        .map_err(|e| KaratError::sql(context.clone(), e))?;
+    ctx.register_table(input, Arc::new(t))
+        .map_err(|e| KaratError::sql(context.clone(), e))?;
+    let q = format!(
+        "SELECT DISTINCT CAST(q.{} AS VARCHAR) FROM ({sql}) AS q",
+        ident(pcol)
+    );
+    let out = delta::query(&ctx, &q, &context).await?;
+    let mut parts = BTreeSet::new();
+    for b in &out {
+        let s = delta::utf8(b.column(0));
+        parts.extend(
+            (0..s.len())
+                .filter(|i| s.is_valid(*i))
+                .map(|i| s.value(i).to_string()),
+        );
+    }
+    Ok(Some(parts))
+}

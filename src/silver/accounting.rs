@@ -1,0 +1,212 @@
+//! Row accounting per bronze batch, recomputed from the Delta tables and the bronze manifests
+//! alone: for every batch a silver table has processed,
+//! `manifest records = silver rows from it + dead letters from it + its rows superseded`,
+//! and no key is held twice. This is what `karat verify` and the end of every run check.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::datatypes::Int64Type;
+use serde::Serialize;
+
+use super::contract::{Contract, ident};
+use super::store::sql_list;
+use crate::bronze::Manifest;
+use crate::config::Zone;
+use crate::error::{KaratError, KaratResult};
+use crate::lake::delta;
+use crate::lake::{Lake, layout};
+
+/// Where the records of one bronze batch are, for one silver table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchBalance {
+    pub batch_id: String,
+    /// Records in the bronze manifest.
+    pub records: u64,
+    pub silver: u64,
+    pub dead: u64,
+    pub superseded: u64,
+}
+
+impl BatchBalance {
+    pub fn balanced(&self) -> bool {
+        self.records == self.silver + self.dead + self.superseded
+    }
+
+    /// The failure, worded for an error or a report.
+    pub fn problem(&self) -> String {
+        format!(
+            "manifest has {} record(s), but silver {} + dead letters {} + superseded {} = {}",
+            self.records,
+            self.silver,
+            self.dead,
+            self.superseded,
+            self.silver + self.dead + self.superseded
+        )
+    }
+}
+
+/// The accounting of one silver table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableBalance {
+    pub table: String,
+    pub batches: Vec<BatchBalance>,
+    /// Keys held more than once, rendered `k1=v1,k2=v2 (n rows)`; at most 20.
+    pub duplicate_keys: Vec<String>,
+}
+
+impl TableBalance {
+    pub fn ok(&self) -> bool {
+        self.duplicate_keys.is_empty() && self.batches.iter().all(BatchBalance::balanced)
+    }
+
+    /// Every failure as a typed error naming the table and the batch.
+    pub fn errors(&self) -> Vec<KaratError> {
+        let mut out: Vec<KaratError> = self
+            .batches
+            .iter()
+            .filter(|b| !b.balanced())
+            .map(|b| KaratError::Accounting {
+                table: self.table.clone(),
+                batch: b.batch_id.clone(),
+                detail: b.problem(),
+            })
+            .collect();
+        for k in &self.duplicate_keys {
+            out.push(KaratError::Other(format!(
+                "table {}: key {k} is held more than once",
+                self.table
+            )));
+        }
+        out
+    }
+}
+
+/// Counts rows per batch in a table's silver, dead-letter and superseded tables and compares
+/// them with the manifests. With `keys`, only keys among these rows are checked for
+/// uniqueness; without, the whole table is.
+pub async fn balance(
+    lake: &Lake,
+    contract: &Arc<Contract>,
+    manifests: &[Manifest],
+    keys: Option<&[RecordBatch]>,
+) -> KaratResult<TableBalance> {
+    let table = &contract.table;
+    let ctx = delta::session();
+    let has_silver =
+        delta::register(&ctx, "s", &lake.url_of(&layout::table(Zone::Silver, table))).await?;
+    let has_dead = delta::register(&ctx, "d", &lake.url_of(&layout::dead_letters(table))).await?;
+    let has_sup = delta::register(&ctx, "u", &lake.url_of(&layout::superseded(table))).await?;
+    let ids: BTreeSet<String> = manifests.iter().map(|m| m.batch_id.clone()).collect();
+    let list = sql_list(&ids);
+    let count = |t: &'static str, col: &'static str, present: bool| {
+        let ctx = ctx.clone();
+        let list = list.clone();
+        async move {
+            if !present || list.is_empty() {
+                return Ok(BTreeMap::new());
+            }
+            let q = format!("SELECT {col}, COUNT(*) FROM {t} WHERE {col} IN ({list}) GROUP BY 1");
+            let rows = delta::query(&ctx, &q, &format!("accounting of {table}")).await?;
+            Ok::<_, KaratError>(per_batch(&rows))
+        }
+    };
+    let silver = count("s", "_batch_id", has_silver).await?;
+    let dead = count("d", "batch_id", has_dead).await?;
+    let sup = count("u", "_batch_id", has_sup).await?;
+    let batches = manifests
+        .iter()
+        .map(|m| BatchBalance {
+            batch_id: m.batch_id.clone(),
+            records: m.records,
+            silver: silver.get(&m.batch_id).copied().unwrap_or(0),
+            dead: dead.get(&m.batch_id).copied().unwrap_or(0),
+            superseded: sup.get(&m.batch_id).copied().unwrap_or(0),
+        })
+        .collect();
+    let duplicate_keys = if has_silver && !contract.key_indexes.is_empty() {
+        duplicate_keys(&ctx, contract, keys).await?
+    } else {
+        Vec::new()
+    };
+    Ok(TableBalance {
+        table: table.clone(),
+        batches,
+        duplicate_keys,
+    })
+}
+
+fn per_batch(rows: &[RecordBatch]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for b in rows {
+        let ids = delta::utf8(b.column(0));
+        let n = b.column(1).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            out.insert(ids.value(i).to_string(), n.value(i) as u64);
+        }
+    }
+    out
+}
+
+/// Keys of the silver table held more than once (among `keys` when given).
+async fn duplicate_keys(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    contract: &Contract,
+    keys: Option<&[RecordBatch]>,
+) -> KaratResult<Vec<String>> {
+    let names: Vec<String> = contract
+        .key_indexes
+        .iter()
+        .map(|i| contract.silver_schema.field(*i).name().clone())
+        .collect();
+    let cols: Vec<String> = names.iter().map(|n| format!("s.{}", ident(n))).collect();
+    let from = match keys {
+        None => "s".to_string(),
+        Some(rows) => {
+            if rows.iter().all(|b| b.num_rows() == 0) {
+                return Ok(Vec::new());
+            }
+            let projected = rows
+                .iter()
+                .map(|b| b.project(&contract.key_indexes))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| KaratError::arrow("key columns", e))?;
+            let schema = projected[0].schema();
+            let t = deltalake::datafusion::datasource::MemTable::try_new(schema, vec![projected])
+                .map_err(|e| KaratError::sql("key check", e))?;
+            let _ = ctx.deregister_table("changed_keys");
+            ctx.register_table("changed_keys", Arc::new(t))
+                .map_err(|e| KaratError::sql("key check", e))?;
+            let on: Vec<String> = names
+                .iter()
+                .map(|n| format!("s.{c} = k.{c}", c = ident(n)))
+                .collect();
+            format!(
+                "s JOIN (SELECT DISTINCT * FROM changed_keys) k ON {}",
+                on.join(" AND ")
+            )
+        }
+    };
+    let q = format!(
+        "SELECT {c}, COUNT(*) AS n FROM {from} GROUP BY {c} HAVING COUNT(*) > 1 LIMIT 20",
+        c = cols.join(", ")
+    );
+    let rows = delta::query(ctx, &q, &format!("key check of {}", contract.table)).await?;
+    let mut out = Vec::new();
+    for b in &rows {
+        let n = b.column(names.len()).as_primitive::<Int64Type>();
+        for r in 0..b.num_rows() {
+            let parts: Vec<String> = names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let v = delta::utf8(b.column(i));
+                    format!("{name}={}", if v.is_valid(r) { v.value(r) } else { "null" })
+                })
+                .collect();
+            out.push(format!("{} ({} rows)", parts.join(","), n.value(r)));
+        }
+    }
+    Ok(out)
+}

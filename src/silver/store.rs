@@ -1,0 +1,402 @@
+//! The three Delta tables behind a silver table, read and written together: the silver rows
+//! (`silver/<table>`), its dead letters (`dead_letters/<table>`, replaced per bronze batch) and
+//! its superseded rows (`_karat/superseded/<table>`, stored under the partition of the version
+//! that won, so a key's winner and losers always move together).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::prelude::SessionContext;
+
+use super::contract::{
+    Contract, DEAD_LETTER_PARTITION, WINNER_PARTITION, dead_letter_schema, ident,
+};
+use crate::config::Zone;
+use crate::error::{KaratError, KaratResult};
+use crate::lake::delta::{self, Replace};
+use crate::lake::{Lake, layout};
+
+/// A DataFusion session over a silver table's Delta tables, as they are now.
+pub struct Store {
+    lake: Lake,
+    contract: Arc<Contract>,
+    ctx: SessionContext,
+    has_silver: bool,
+    has_dead: bool,
+    has_superseded: bool,
+}
+
+/// Rows of some partitions, as stored.
+#[derive(Debug, Default)]
+pub struct Stored {
+    pub silver: Vec<RecordBatch>,
+    /// Superseded schema.
+    pub superseded: Vec<RecordBatch>,
+}
+
+/// What a partition holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PartitionCounts {
+    pub silver: u64,
+    pub dead: u64,
+    /// Superseded versions whose own partition this is.
+    pub superseded: u64,
+    /// Dead letters by rule, largest first.
+    pub by_rule: Vec<(String, u64)>,
+}
+
+fn pairs(rows: &[RecordBatch]) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for b in rows {
+        let k = delta::utf8(b.column(0));
+        let n = b
+            .column(1)
+            .as_primitive::<deltalake::arrow::datatypes::Int64Type>();
+        for i in 0..b.num_rows() {
+            if k.is_valid(i) {
+                out.push((k.value(i).to_string(), n.value(i) as u64));
+            }
+        }
+    }
+    out
+}
+
+/// SQL list of quoted strings.
+pub fn sql_list<'a>(values: impl IntoIterator<Item = &'a String>) -> String {
+    values
+        .into_iter()
+        .map(|v| format!("'{}'", v.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The distinct strings of a query's first column.
+fn strings(batches: &[RecordBatch]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for b in batches {
+        let s = delta::utf8(b.column(0));
+        out.extend(
+            (0..s.len())
+                .filter(|i| s.is_valid(*i))
+                .map(|i| s.value(i).to_string()),
+        );
+    }
+    out
+}
+
+impl Store {
+    /// Opens the tables of `contract`'s table (those that exist yet).
+    pub async fn open(lake: &Lake, contract: Arc<Contract>) -> KaratResult<Store> {
+        let ctx = delta::session();
+        let t = &contract.table;
+        let has_silver =
+            delta::register(&ctx, "s", &lake.url_of(&layout::table(Zone::Silver, t))).await?;
+        let has_dead = delta::register(&ctx, "d", &lake.url_of(&layout::dead_letters(t))).await?;
+        let has_superseded =
+            delta::register(&ctx, "u", &lake.url_of(&layout::superseded(t))).await?;
+        Ok(Store {
+            lake: lake.clone(),
+            contract,
+            ctx,
+            has_silver,
+            has_dead,
+            has_superseded,
+        })
+    }
+
+    fn pcol(&self) -> String {
+        ident(&self.contract.partition_column)
+    }
+
+    async fn query(&self, sql: &str, what: &str) -> KaratResult<Vec<RecordBatch>> {
+        delta::query(
+            &self.ctx,
+            sql,
+            &format!("{what} of silver.{}", self.contract.table),
+        )
+        .await
+    }
+
+    /// Partitions holding rows of `batches`: silver rows, or superseded rows (by the partition
+    /// of their winner).
+    pub async fn partitions_of_batches(
+        &self,
+        batches: &BTreeSet<String>,
+    ) -> KaratResult<BTreeSet<String>> {
+        let mut out = BTreeSet::new();
+        if batches.is_empty() {
+            return Ok(out);
+        }
+        let list = sql_list(batches);
+        if self.has_silver {
+            let q = format!(
+                "SELECT DISTINCT CAST({} AS VARCHAR) FROM s WHERE _batch_id IN ({list})",
+                self.pcol()
+            );
+            out.extend(strings(&self.query(&q, "partitions of batches").await?));
+        }
+        if self.has_superseded {
+            let q =
+                format!("SELECT DISTINCT {WINNER_PARTITION} FROM u WHERE _batch_id IN ({list})");
+            out.extend(strings(
+                &self.query(&q, "superseded partitions of batches").await?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Partitions whose silver rows have one of the keys of `rows` (silver schema).
+    pub async fn partitions_of_keys(&self, rows: &[RecordBatch]) -> KaratResult<BTreeSet<String>> {
+        let keys = &self.contract.key_indexes;
+        if !self.has_silver || keys.is_empty() || rows.iter().all(|b| b.num_rows() == 0) {
+            return Ok(BTreeSet::new());
+        }
+        let schema = self.contract.silver_schema.clone();
+        let key_schema: SchemaRef = Arc::new(
+            schema
+                .project(keys)
+                .map_err(|e| KaratError::arrow("key columns", e))?,
+        );
+        let projected = rows
+            .iter()
+            .map(|b| b.project(keys))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| KaratError::arrow("key columns", e))?;
+        let table = MemTable::try_new(key_schema.clone(), vec![projected])
+            .map_err(|e| KaratError::sql("key lookup", e))?;
+        let _ = self.ctx.deregister_table("k");
+        self.ctx
+            .register_table("k", Arc::new(table))
+            .map_err(|e| KaratError::sql("key lookup", e))?;
+        let on: Vec<String> = key_schema
+            .fields()
+            .iter()
+            .map(|f| format!("s.{c} = k.{c}", c = ident(f.name())))
+            .collect();
+        let q = format!(
+            "SELECT DISTINCT CAST(s.{} AS VARCHAR) FROM s JOIN (SELECT DISTINCT * FROM k) k ON {}",
+            self.pcol(),
+            on.join(" AND ")
+        );
+        Ok(strings(&self.query(&q, "key lookup").await?))
+    }
+
+    /// Every row of these partitions, silver and superseded.
+    pub async fn read(&self, partitions: &BTreeSet<String>) -> KaratResult<Stored> {
+        let mut out = Stored::default();
+        if partitions.is_empty() {
+            return Ok(out);
+        }
+        let list = sql_list(partitions);
+        if self.has_silver {
+            let dates: Vec<String> = partitions
+                .iter()
+                .map(|p| format!("DATE '{}'", p.replace('\'', "''")))
+                .collect();
+            let q = format!(
+                "SELECT * FROM s WHERE {} IN ({})",
+                self.pcol(),
+                dates.join(", ")
+            );
+            out.silver = conform_all(
+                self.query(&q, "reading partitions").await?,
+                &self.contract.silver_schema,
+            )?;
+        }
+        if self.has_superseded {
+            let q = format!("SELECT * FROM u WHERE {WINNER_PARTITION} IN ({list})");
+            out.superseded = conform_all(
+                self.query(&q, "reading superseded rows").await?,
+                &self.contract.superseded_schema,
+            )?;
+        }
+        Ok(out)
+    }
+
+    /// Batches that contributed to these partitions: their silver rows, dead letters, or
+    /// superseded versions of their keys.
+    pub async fn contributors(
+        &self,
+        partitions: &BTreeSet<String>,
+    ) -> KaratResult<BTreeSet<String>> {
+        let mut out = BTreeSet::new();
+        let list = sql_list(partitions);
+        if partitions.is_empty() {
+            return Ok(out);
+        }
+        if self.has_silver {
+            let q = format!(
+                "SELECT DISTINCT _batch_id FROM s WHERE CAST({} AS VARCHAR) IN ({list})",
+                self.pcol()
+            );
+            out.extend(strings(&self.query(&q, "contributors").await?));
+        }
+        if self.has_dead {
+            let q = format!(
+                "SELECT DISTINCT batch_id FROM d WHERE {DEAD_LETTER_PARTITION} IN ({list})"
+            );
+            out.extend(strings(&self.query(&q, "contributors").await?));
+        }
+        if self.has_superseded {
+            let q =
+                format!("SELECT DISTINCT _batch_id FROM u WHERE {WINNER_PARTITION} IN ({list})");
+            out.extend(strings(&self.query(&q, "contributors").await?));
+        }
+        Ok(out)
+    }
+
+    /// What each of `partitions` holds now: silver rows, dead letters (by rule) and superseded
+    /// versions whose own partition it is.
+    pub async fn counts(
+        &self,
+        partitions: &BTreeSet<String>,
+    ) -> KaratResult<BTreeMap<String, PartitionCounts>> {
+        let mut out: BTreeMap<String, PartitionCounts> = partitions
+            .iter()
+            .map(|p| (p.clone(), PartitionCounts::default()))
+            .collect();
+        if partitions.is_empty() {
+            return Ok(out);
+        }
+        let list = sql_list(partitions);
+        let pcol = self.pcol();
+        if self.has_silver {
+            let q = format!(
+                "SELECT CAST({pcol} AS VARCHAR), COUNT(*) FROM s WHERE CAST({pcol} AS VARCHAR) IN ({list}) GROUP BY 1"
+            );
+            for (p, n) in pairs(&self.query(&q, "partition counts").await?) {
+                out.entry(p).or_default().silver = n;
+            }
+        }
+        if self.has_superseded {
+            let q = format!(
+                "SELECT CAST({pcol} AS VARCHAR), COUNT(*) FROM u WHERE CAST({pcol} AS VARCHAR) IN ({list}) GROUP BY 1"
+            );
+            for (p, n) in pairs(&self.query(&q, "superseded counts").await?) {
+                out.entry(p).or_default().superseded = n;
+            }
+        }
+        if self.has_dead {
+            let q = format!(
+                "SELECT {DEAD_LETTER_PARTITION} || '|' || r, COUNT(*) FROM (SELECT {DEAD_LETTER_PARTITION}, unnest(rules) AS r FROM d WHERE {DEAD_LETTER_PARTITION} IN ({list})) GROUP BY 1"
+            );
+            for (key, n) in pairs(&self.query(&q, "dead letters by rule").await?) {
+                if let Some((p, rule)) = key.split_once('|') {
+                    out.entry(p.to_string())
+                        .or_default()
+                        .by_rule
+                        .push((rule.to_string(), n));
+                }
+            }
+            let q = format!(
+                "SELECT {DEAD_LETTER_PARTITION}, COUNT(*) FROM d WHERE {DEAD_LETTER_PARTITION} IN ({list}) GROUP BY 1"
+            );
+            for (p, n) in pairs(&self.query(&q, "dead letters").await?) {
+                out.entry(p).or_default().dead = n;
+            }
+        }
+        for c in out.values_mut() {
+            c.by_rule.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        }
+        Ok(out)
+    }
+
+    /// Every partition the table has rows or dead letters in.
+    pub async fn partitions(&self) -> KaratResult<BTreeSet<String>> {
+        let mut out = BTreeSet::new();
+        if self.has_silver {
+            let q = format!("SELECT DISTINCT CAST({} AS VARCHAR) FROM s", self.pcol());
+            out.extend(strings(&self.query(&q, "partitions").await?));
+        }
+        if self.has_dead {
+            let q = format!("SELECT DISTINCT {DEAD_LETTER_PARTITION} FROM d");
+            out.extend(strings(&self.query(&q, "partitions").await?));
+        }
+        Ok(out)
+    }
+
+    /// Writes silver rows: appended, or replacing exactly `partitions`. Returns the version.
+    pub async fn write_silver(
+        &self,
+        rows: Vec<RecordBatch>,
+        replace: Option<&BTreeSet<String>>,
+        meta: Vec<(String, serde_json::Value)>,
+    ) -> KaratResult<i64> {
+        let c = &self.contract;
+        delta::write(
+            &self.lake.url_of(&layout::table(Zone::Silver, &c.table)),
+            &format!("silver.{}", c.table),
+            c.silver_schema.clone(),
+            rows,
+            Some(&c.partition_column),
+            self.replace(&c.partition_column, replace),
+            meta,
+        )
+        .await
+    }
+
+    /// Writes superseded rows: appended, or replacing exactly `partitions` (by winner).
+    pub async fn write_superseded(
+        &self,
+        rows: Vec<RecordBatch>,
+        replace: Option<&BTreeSet<String>>,
+        meta: Vec<(String, serde_json::Value)>,
+    ) -> KaratResult<i64> {
+        let c = &self.contract;
+        delta::write(
+            &self.lake.url_of(&layout::superseded(&c.table)),
+            &format!("_karat.superseded.{}", c.table),
+            c.superseded_schema.clone(),
+            rows,
+            Some(WINNER_PARTITION),
+            self.replace(WINNER_PARTITION, replace),
+            meta,
+        )
+        .await
+    }
+
+    /// Replaces the dead letters of `batches` with `rows`.
+    pub async fn write_dead(
+        &self,
+        rows: Vec<RecordBatch>,
+        batches: &BTreeSet<String>,
+        meta: Vec<(String, serde_json::Value)>,
+    ) -> KaratResult<i64> {
+        let c = &self.contract;
+        delta::write(
+            &self.lake.url_of(&layout::dead_letters(&c.table)),
+            &format!("dead_letters.{}", c.table),
+            dead_letter_schema(),
+            rows,
+            Some(DEAD_LETTER_PARTITION),
+            Replace::Matching {
+                column: "batch_id".into(),
+                values: batches.iter().cloned().collect(),
+            },
+            meta,
+        )
+        .await
+    }
+
+    fn replace(&self, column: &str, partitions: Option<&BTreeSet<String>>) -> Replace {
+        match partitions {
+            None => Replace::Append,
+            Some(ps) => Replace::Matching {
+                column: column.to_string(),
+                values: ps.iter().cloned().collect(),
+            },
+        }
+    }
+}
+
+fn conform_all(batches: Vec<RecordBatch>, schema: &Arc<Schema>) -> KaratResult<Vec<RecordBatch>> {
+    batches
+        .iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| delta::conform(b, schema))
+        .collect::<Result<_, _>>()
+        .map_err(|e| KaratError::arrow("reading stored rows", e))
+}

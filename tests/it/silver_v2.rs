@@ -1,0 +1,390 @@
+//! Silver v2, as a new user meets it: keys unique table-wide, replays that bring rows back
+//! after a contract fix, gold partitions derived from the changed rows, timestamp partitions,
+//! and `karat verify` recomputing the per-batch accounting (and failing when rows go missing
+//! behind karat's back). Every expectation is read back from the Delta tables with
+//! deltalake's own reader.
+
+use std::path::{Path, PathBuf};
+
+use karat::events::Events;
+use karat::pipeline::{Plan, ReplayTarget};
+
+use crate::util::{Scratch, counts, open, pretty, run, scalar, sql};
+
+/// `karat init` in `dir`, with the config edited by `edit`.
+fn init(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let cfg = karat::config::example::write_example(dir, false).expect("init");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, edit(text)).unwrap();
+    cfg
+}
+
+fn add_file(dir: &Path, name: &str, lines: &[&str]) {
+    std::fs::write(dir.join("data/orders").join(name), lines.join("\n") + "\n").unwrap();
+}
+
+async fn verify_ok(plan: &Plan, lake: &karat::lake::Lake) {
+    let v = karat::pipeline::verify(plan, lake)
+        .await
+        .expect("verify runs");
+    assert!(v.ok(), "verify: {}", v.lines().join("\n"));
+}
+
+/// order_id → order_date of every silver row.
+async fn silver_orders(lake_dir: &Path) -> std::collections::BTreeMap<String, i64> {
+    counts(
+        &sql(
+            lake_dir,
+            "silver/orders",
+            "SELECT order_id, COUNT(*) FROM t GROUP BY order_id",
+        )
+        .await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_after_a_contract_fix_brings_the_row_back() {
+    let s = Scratch::new();
+    let cfg = init(s.path(), |t| t);
+    let (plan, lake) = open(&cfg).await;
+    assert_eq!(run(&plan, &lake).await.status, "ok");
+    add_file(
+        s.path(),
+        "renamed.ndjson",
+        &[
+            r#"{"order_id":"o-7","amount":5,"currency":"USD","quantity":1,"orderDate":"2026-03-27"}"#,
+        ],
+    );
+    let r = run(&plan, &lake).await;
+    assert_eq!(r.status, "failed", "100% rejects fail the gate");
+    let failed = r.silver[0]
+        .partitions
+        .iter()
+        .find(|p| p.status.as_str() == "failed")
+        .unwrap();
+    let partition = failed.partition.clone();
+    verify_ok(&plan, &lake).await;
+
+    // the fix: the field is called orderDate in this feed
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let fixed = text.replace(
+        "order_date = { type = \"date\", nullable = false }",
+        "order_date = { type = \"date\", nullable = false, source_field = \"orderDate\" }",
+    );
+    assert_ne!(text, fixed);
+    std::fs::write(&cfg, fixed).unwrap();
+    let plan = Plan::load(&cfg).await.unwrap();
+    let target = ReplayTarget::Partitions {
+        table: "orders".into(),
+        partitions: vec![partition.clone()],
+    };
+    let r = karat::pipeline::replay(&plan, &lake, target, &Events::none())
+        .await
+        .unwrap();
+    assert_eq!(r.status, "ok", "{}", karat::summary::run_lines(&r));
+
+    let lake_dir = s.join("lake");
+    let silver = silver_orders(&lake_dir).await;
+    assert_eq!(
+        silver.get("o-7"),
+        Some(&1),
+        "o-7 is back in silver: {silver:?}"
+    );
+    let date = scalar(
+        &sql(
+            &lake_dir,
+            "silver/orders",
+            "SELECT CAST(order_date AS VARCHAR) FROM t WHERE order_id = 'o-7'",
+        )
+        .await,
+    );
+    assert_eq!(date, "2026-03-27");
+    let dead = scalar(
+        &sql(
+            &lake_dir,
+            "dead_letters/orders",
+            "SELECT COUNT(*) FROM t WHERE raw LIKE '%o-7%'",
+        )
+        .await,
+    );
+    assert_eq!(dead, "0", "and no longer a dead letter");
+    let gold = scalar(
+        &sql(
+            &lake_dir,
+            "gold/daily_revenue",
+            "SELECT CAST(SUM(orders) AS VARCHAR) FROM t WHERE order_date = DATE '2026-03-27'",
+        )
+        .await,
+    );
+    assert_eq!(gold, "3", "gold 2026-03-27 counts o-1, o-2 and o-7");
+    verify_ok(&plan, &lake).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_moves_partition_is_kept_once_and_gold_follows() {
+    let s = Scratch::new();
+    let cfg = init(s.path(), |t| t);
+    let (plan, lake) = open(&cfg).await;
+    run(&plan, &lake).await;
+    add_file(
+        s.path(),
+        "resend.ndjson",
+        &[
+            r#"{"order_id":"o-1","amount":20,"currency":"USD","quantity":1,"order_date":"2026-03-28"}"#,
+        ],
+    );
+    let r = run(&plan, &lake).await;
+    assert_eq!(r.status, "ok", "{}", karat::summary::run_lines(&r));
+    let lake_dir = s.join("lake");
+    let silver = silver_orders(&lake_dir).await;
+    assert_eq!(
+        silver.values().sum::<i64>(),
+        3,
+        "o-1, o-2, o-3 once each: {silver:?}"
+    );
+    let o1 = pretty(&sql(&lake_dir, "silver/orders", "SELECT CAST(order_date AS VARCHAR) AS d, CAST(amount AS VARCHAR) AS a FROM t WHERE order_id = 'o-1'").await);
+    assert!(o1.contains("2026-03-28") && o1.contains("20.00"), "{o1}");
+    let sup = scalar(
+        &sql(
+            &lake_dir,
+            "_karat/superseded/orders",
+            "SELECT COUNT(*) FROM t WHERE order_id = 'o-1'",
+        )
+        .await,
+    );
+    assert_eq!(sup, "1", "the old o-1 is kept as superseded");
+    // gold equals an independent aggregate of silver
+    let gold = counts(
+        &sql(
+            &lake_dir,
+            "gold/daily_revenue",
+            "SELECT CAST(order_date AS VARCHAR), CAST(SUM(orders) AS BIGINT) FROM t GROUP BY 1",
+        )
+        .await,
+    );
+    let expected = counts(
+        &sql(
+            &lake_dir,
+            "silver/orders",
+            "SELECT CAST(order_date AS VARCHAR), COUNT(*) FROM t GROUP BY 1",
+        )
+        .await,
+    );
+    assert_eq!(gold, expected);
+    verify_ok(&plan, &lake).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gold_partitioned_unlike_silver_is_filled() {
+    let s = Scratch::new();
+    let cfg = init(s.path(), |t| {
+        t.replace("partition_by = \"order_date\"    #", "#")
+    });
+    let (plan, lake) = open(&cfg).await;
+    let r = run(&plan, &lake).await;
+    assert_eq!(r.status, "ok", "{}", karat::summary::run_lines(&r));
+    let lake_dir = s.join("lake");
+    let gold = counts(
+        &sql(
+            &lake_dir,
+            "gold/daily_revenue",
+            "SELECT CAST(order_date AS VARCHAR), CAST(SUM(orders) AS BIGINT) FROM t GROUP BY 1",
+        )
+        .await,
+    );
+    let expected = counts(
+        &sql(
+            &lake_dir,
+            "silver/orders",
+            "SELECT CAST(order_date AS VARCHAR), COUNT(*) FROM t GROUP BY 1",
+        )
+        .await,
+    );
+    assert_eq!(gold, expected);
+    assert_eq!(gold.values().sum::<i64>(), 3);
+    // a late row for an old date lands in today's silver partition and updates that gold date
+    add_file(
+        s.path(),
+        "late.ndjson",
+        &[
+            r#"{"order_id":"o-8","amount":1,"currency":"EUR","quantity":1,"order_date":"2026-03-27"}"#,
+        ],
+    );
+    run(&plan, &lake).await;
+    let gold = counts(
+        &sql(
+            &lake_dir,
+            "gold/daily_revenue",
+            "SELECT CAST(order_date AS VARCHAR), CAST(SUM(orders) AS BIGINT) FROM t GROUP BY 1",
+        )
+        .await,
+    );
+    assert_eq!(gold.get("2026-03-27"), Some(&3));
+    verify_ok(&plan, &lake).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamp_partitions_are_days() {
+    let s = Scratch::new();
+    let cfg = init(s.path(), |t| {
+        t.replace("order_date = { type = \"date\", nullable = false }", "order_date = { type = \"date\", nullable = false }\nplaced_at = { type = \"timestamp\", nullable = false }")
+            .replace("partition_by = \"order_date\"    #", "partition_by = \"placed_at\"\npartition_timezone = \"America/New_York\"  #")
+    });
+    std::fs::remove_file(s.join("data/orders/sample.ndjson")).unwrap();
+    let mut lines = Vec::new();
+    for i in 0..48 {
+        // one order an hour over two UTC days
+        lines.push(format!(
+            r#"{{"order_id":"t-{i}","amount":1,"currency":"USD","quantity":1,"order_date":"2026-03-27","placed_at":"2026-03-27T{:02}:30:00Z"}}"#,
+            i % 24
+        ).replace("2026-03-27T", if i < 24 { "2026-03-27T" } else { "2026-03-28T" }));
+    }
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    add_file(s.path(), "hours.ndjson", &refs);
+    let (plan, lake) = open(&cfg).await;
+    let r = run(&plan, &lake).await;
+    assert_eq!(r.status, "ok", "{}", karat::summary::run_lines(&r));
+    let parts: Vec<&str> = r.silver[0]
+        .partitions
+        .iter()
+        .map(|p| p.partition.as_str())
+        .collect();
+    // New York is 4 hours behind UTC in late March: 48 hours from 03-27 00:00Z span 3 local days
+    assert_eq!(parts, vec!["2026-03-26", "2026-03-27", "2026-03-28"]);
+    let lake_dir = s.join("lake");
+    let per_day = counts(
+        &sql(
+            &lake_dir,
+            "silver/orders",
+            "SELECT CAST(_partition_date AS VARCHAR), COUNT(*) FROM t GROUP BY 1",
+        )
+        .await,
+    );
+    assert_eq!(per_day.values().sum::<i64>(), 48);
+    assert_eq!(per_day.get("2026-03-26"), Some(&4));
+    let dirs: Vec<String> = std::fs::read_dir(lake_dir.join("silver/orders"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("_partition_date="))
+        .collect();
+    assert_eq!(dirs.len(), 3, "one folder per day: {dirs:?}");
+    verify_ok(&plan, &lake).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_passes_on_the_demo_and_fails_when_rows_go_missing() {
+    let s = Scratch::new();
+    let (plan, lake, _) = crate::util::demo(s.path(), 120).await;
+    verify_ok(&plan, &lake).await;
+
+    // the same invariant counted independently: bronze objects vs the three Delta tables
+    let lake_dir = s.join("lake");
+    for (table, source) in [("orders", "orders"), ("customers", "customers")] {
+        let bronze = crate::util::bronze_records(&lake_dir, source);
+        let q = |col: &str| format!("SELECT {col}, COUNT(*) FROM t GROUP BY 1");
+        let silver = counts(&sql(&lake_dir, &format!("silver/{table}"), &q("_batch_id")).await);
+        let dead = counts(&sql(&lake_dir, &format!("dead_letters/{table}"), &q("batch_id")).await);
+        let sup = counts(
+            &sql(
+                &lake_dir,
+                &format!("_karat/superseded/{table}"),
+                &q("_batch_id"),
+            )
+            .await,
+        );
+        assert!(bronze.len() >= karat::demo::DAYS, "{table}: {bronze:?}");
+        for (batch, n) in &bronze {
+            let got = [&silver, &dead, &sup]
+                .iter()
+                .map(|m| m.get(batch).copied().unwrap_or(0))
+                .sum::<i64>();
+            assert_eq!(got, *n, "{table} batch {batch}: silver + dead + superseded");
+        }
+        let dups = scalar(&sql(&lake_dir, &format!("silver/{table}"), &format!(
+            "SELECT CAST(COUNT(*) AS VARCHAR) FROM (SELECT {k} FROM t GROUP BY {k} HAVING COUNT(*) > 1)",
+            k = if table == "orders" { "order_id" } else { "customer_id" }
+        )).await);
+        assert_eq!(dups, "0", "{table}: a key twice");
+    }
+
+    // delete one silver row behind karat's back
+    let victim = scalar(
+        &sql(
+            &lake_dir,
+            "silver/orders",
+            "SELECT order_id FROM t ORDER BY order_id LIMIT 1",
+        )
+        .await,
+    );
+    let batch = scalar(
+        &sql(
+            &lake_dir,
+            "silver/orders",
+            &format!("SELECT _batch_id FROM t WHERE order_id = '{victim}'"),
+        )
+        .await,
+    );
+    let url = url::Url::from_directory_path(lake_dir.join("silver/orders")).unwrap();
+    let table = deltalake::open_table(url).await.unwrap();
+    table
+        .delete()
+        .with_predicate(format!("order_id = '{victim}'"))
+        .await
+        .unwrap();
+
+    let v = karat::pipeline::verify(&plan, &lake).await.unwrap();
+    assert!(!v.ok(), "a missing row must fail verify");
+    let text = v.lines().join("\n");
+    assert!(text.contains(&batch), "the batch is named: {text}");
+
+    // the binary says so too, with exit code 1
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_karat"))
+        .args(["verify", "--json"])
+        .current_dir(s.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["tables"].as_array().unwrap().iter().any(|t| {
+        t["batches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["batch_id"] == batch.as_str())
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_fails_when_a_key_is_held_twice() {
+    let s = Scratch::new();
+    let cfg = init(s.path(), |t| t);
+    let (plan, lake) = open(&cfg).await;
+    run(&plan, &lake).await;
+    verify_ok(&plan, &lake).await;
+    // copy one silver row into another partition behind karat's back
+    let lake_dir = s.join("lake");
+    let url = url::Url::from_directory_path(lake_dir.join("silver/orders")).unwrap();
+    let table = deltalake::open_table(url).await.unwrap();
+    let rows = sql(
+        &lake_dir,
+        "silver/orders",
+        "SELECT * FROM t WHERE order_id = 'o-1'",
+    )
+    .await;
+    let contract = &plan.contracts["orders"];
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|b| karat::lake::delta::conform(b, &contract.silver_schema).unwrap())
+        .collect();
+    table.write(rows).await.unwrap();
+    let v = karat::pipeline::verify(&plan, &lake).await.unwrap();
+    assert!(!v.ok());
+    let text = v.lines().join("\n");
+    assert!(text.contains("order_id=o-1"), "{text}");
+}
