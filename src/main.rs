@@ -515,6 +515,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                             s.stage, s.seconds, s.rows_per_second
                         ));
                     }
+                    match (&r.duckdb, &r.duckdb_skipped) {
+                        (Some(d), _) => text.push_str(&format!(
+                            "  duckdb reference {:.2}s, peak {:.0} MB, silver {} (karat {}), dead {}: karat is {:.2}x {}\n",
+                            d.seconds,
+                            d.peak_memory_mb,
+                            d.silver,
+                            r.silver_rows,
+                            d.dead,
+                            (d.seconds / r.end_to_end_seconds).max(r.end_to_end_seconds / d.seconds),
+                            if r.end_to_end_seconds <= d.seconds { "faster" } else { "slower" }
+                        )),
+                        (None, Some(why)) => text.push_str(&format!("  duckdb reference skipped: {why}\n")),
+                        _ => {}
+                    }
                     out(&text);
                 }
                 if dir.is_none() {

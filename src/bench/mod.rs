@@ -69,6 +69,42 @@ pub struct BenchResult {
     pub peak_memory_mb: Option<f64>,
     /// Silver partitions whose gate or accounting failed (expected 0).
     pub partitions_failed: usize,
+    /// Rows in silver after the run.
+    pub silver_rows: u64,
+    /// The DuckDB reference on the same files, when python3 with duckdb is available.
+    pub duckdb: Option<Reference>,
+    /// Why the reference did not run.
+    pub duckdb_skipped: Option<String>,
+}
+
+/// What the DuckDB reference script measured (see `duckdb_reference.py`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Reference {
+    pub seconds: f64,
+    pub peak_memory_mb: f64,
+    pub records: u64,
+    pub silver: u64,
+    pub dead: u64,
+}
+
+/// The DuckDB reference script (same semantics as [`BENCH_CONFIG`]).
+pub const DUCKDB_REFERENCE: &str = include_str!("duckdb_reference.py");
+
+/// Runs the DuckDB reference on the bench folder `dir` (in its own process).
+pub fn run_reference(dir: &Path) -> Result<Reference, String> {
+    let script = dir.join("duckdb_reference.py");
+    std::fs::write(&script, DUCKDB_REFERENCE).map_err(|e| format!("{}: {e}", script.display()))?;
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or("failed").to_string();
+        return Err(format!("duckdb reference: {last} (pip install duckdb)"));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("duckdb reference output: {e}"))
 }
 
 /// Writes `lines` order lines over `days` gzip files into `dir/data`, plus the config.
@@ -190,6 +226,10 @@ pub async fn run_one(dir: &Path, lines: usize, days: usize) -> KaratResult<Bench
             });
         }
     }
+    let (duckdb, duckdb_skipped) = match run_reference(dir) {
+        Ok(r) => (Some(r), None),
+        Err(e) => (None, Some(e)),
+    };
     Ok(BenchResult {
         lines,
         days,
@@ -202,5 +242,13 @@ pub async fn run_one(dir: &Path, lines: usize, days: usize) -> KaratResult<Bench
             .partitions()
             .filter(|(_, _, p)| !p.status.promoted())
             .count(),
+        silver_rows: report
+            .silver
+            .iter()
+            .flat_map(|s| s.partitions.iter())
+            .map(|p| p.rows_out)
+            .sum(),
+        duckdb,
+        duckdb_skipped,
     })
 }

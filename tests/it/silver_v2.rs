@@ -388,3 +388,156 @@ async fn verify_fails_when_a_key_is_held_twice() {
     let text = v.lines().join("\n");
     assert!(text.contains("order_id=o-1"), "{text}");
 }
+
+const JOIN_CONFIG: &str = r#"[lake]
+url = "lake"
+[[source]]
+name = "orders"
+kind = "files"
+path = "data/orders/*.ndjson"
+[[source]]
+name = "customers"
+kind = "files"
+path = "data/customers/*.ndjson"
+[[table]]
+name = "orders"
+zone = "silver"
+from = "orders"
+partition_by = "order_date"
+key = ["order_id"]
+[table.columns]
+order_id = { type = "string", nullable = false }
+customer_id = { type = "string", nullable = false }
+order_date = { type = "date", nullable = false }
+[[table]]
+name = "customers"
+zone = "silver"
+from = "customers"
+partition_by = "signup_date"
+key = ["customer_id"]
+[table.columns]
+customer_id = { type = "string", nullable = false }
+country = { type = "string", nullable = false }
+signup_date = { type = "date", nullable = false }
+[[table]]
+name = "orders_by_country"
+zone = "gold"
+partition_by = "order_date"
+sql = "SELECT o.order_date, c.country, COUNT(*) AS orders FROM orders o JOIN customers c ON o.customer_id = c.customer_id GROUP BY o.order_date, c.country"
+[[table]]
+name = "busy_days"
+zone = "gold"
+partition_by = "order_date"
+sql = "SELECT order_date, COUNT(*) AS orders FROM orders GROUP BY order_date HAVING COUNT(*) > 1"
+"#;
+
+/// The gold table and the same aggregate computed here over both silver tables.
+async fn gold_and_expected(lake_dir: &Path) -> (String, String) {
+    let gold = pretty(
+        &sql(
+            lake_dir,
+            "gold/orders_by_country",
+            "SELECT CAST(order_date AS VARCHAR) AS d, country, orders FROM t ORDER BY 1, 2",
+        )
+        .await,
+    );
+    let ctx = deltalake::datafusion::prelude::SessionContext::new();
+    for t in ["orders", "customers"] {
+        let url = url::Url::from_directory_path(lake_dir.join("silver").join(t)).unwrap();
+        let table = deltalake::open_table(url).await.unwrap();
+        table.update_datafusion_session(&ctx.state()).unwrap();
+        ctx.register_table(t, table.table_provider().await.unwrap())
+            .unwrap();
+    }
+    let expected = ctx
+        .sql("SELECT CAST(o.order_date AS VARCHAR) AS d, c.country, COUNT(*) AS orders FROM orders o JOIN customers c ON o.customer_id = c.customer_id GROUP BY 1, 2 ORDER BY 1, 2")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    (gold, pretty(&expected))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gold_joining_tables_partitioned_differently_follows_either_side() {
+    let s = Scratch::new();
+    for d in ["data/orders", "data/customers"] {
+        std::fs::create_dir_all(s.join(d)).unwrap();
+    }
+    std::fs::write(s.join("karat.toml"), JOIN_CONFIG).unwrap();
+    std::fs::write(
+        s.join("data/customers/c1.ndjson"),
+        "{\"customer_id\":\"c1\",\"country\":\"FR\",\"signup_date\":\"2025-01-01\"}\n{\"customer_id\":\"c2\",\"country\":\"DE\",\"signup_date\":\"2025-06-01\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        s.join("data/orders/o1.ndjson"),
+        "{\"order_id\":\"o1\",\"customer_id\":\"c1\",\"order_date\":\"2026-03-01\"}\n{\"order_id\":\"o2\",\"customer_id\":\"c2\",\"order_date\":\"2026-03-01\"}\n{\"order_id\":\"o3\",\"customer_id\":\"c1\",\"order_date\":\"2026-03-02\"}\n",
+    )
+    .unwrap();
+    let (plan, lake) = open(&s.join("karat.toml")).await;
+    let r = run(&plan, &lake).await;
+    assert_eq!(r.status, "ok", "{}", karat::summary::run_lines(&r));
+    let lake_dir = s.join("lake");
+    let (gold, expected) = gold_and_expected(&lake_dir).await;
+    assert_eq!(gold, expected);
+
+    // c1 moves to Spain (a re-send into another signup partition): both order days of c1 change
+    std::fs::write(
+        s.join("data/customers/c2.ndjson"),
+        "{\"customer_id\":\"c1\",\"country\":\"ES\",\"signup_date\":\"2025-02-01\"}\n",
+    )
+    .unwrap();
+    let r = run(&plan, &lake).await;
+    assert_eq!(r.status, "ok", "{}", karat::summary::run_lines(&r));
+    let g = r
+        .gold
+        .iter()
+        .find(|g| g.table == "orders_by_country")
+        .unwrap();
+    let parts: Vec<&str> = g.partitions.iter().map(|p| p.partition.as_str()).collect();
+    assert_eq!(
+        parts,
+        vec!["2026-03-01", "2026-03-02"],
+        "derived from the changed customer"
+    );
+    let (gold, expected) = gold_and_expected(&lake_dir).await;
+    assert_eq!(gold, expected);
+    assert!(gold.contains("ES") && !gold.contains("FR"), "{gold}");
+
+    // a new order on one day recomputes that day only; HAVING cannot be derived: whole, said so
+    std::fs::write(
+        s.join("data/orders/o2.ndjson"),
+        "{\"order_id\":\"o4\",\"customer_id\":\"c2\",\"order_date\":\"2026-03-02\"}\n",
+    )
+    .unwrap();
+    let r = run(&plan, &lake).await;
+    let g = r
+        .gold
+        .iter()
+        .find(|g| g.table == "orders_by_country")
+        .unwrap();
+    let parts: Vec<&str> = g.partitions.iter().map(|p| p.partition.as_str()).collect();
+    assert_eq!(parts, vec!["2026-03-02"]);
+    let busy = r.gold.iter().find(|g| g.table == "busy_days").unwrap();
+    assert!(
+        busy.partitions
+            .iter()
+            .all(|p| p.messages.iter().any(|m| m.contains("recomputed whole"))),
+        "{:?}",
+        busy.partitions
+    );
+    let days = counts(
+        &sql(
+            &lake_dir,
+            "gold/busy_days",
+            "SELECT CAST(order_date AS VARCHAR), orders FROM t",
+        )
+        .await,
+    );
+    assert_eq!(days.len(), 2, "both days have two orders now: {days:?}");
+    let (gold, expected) = gold_and_expected(&lake_dir).await;
+    assert_eq!(gold, expected);
+    verify_ok(&plan, &lake).await;
+}
