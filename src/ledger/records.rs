@@ -7,6 +7,8 @@ use std::sync::Arc;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
+use crate::config::Zone;
+use crate::silver::PartitionStatus;
 use crate::silver::contract::timestamp_type;
 
 /// One pipeline run (a `karat run`, a replay, a scheduled run).
@@ -32,14 +34,12 @@ pub struct RunRecord {
 pub struct StepRecord {
     pub run_id: String,
     pub trigger: String,
-    /// `bronze`, `silver`, `gold`.
-    pub zone: String,
+    pub zone: Zone,
     /// Source name for bronze, table name otherwise.
     pub table: String,
     /// Partition value, `*` for an unpartitioned gold table, the batch id (or origin) for bronze.
     pub partition: String,
-    /// `ok`, `warn`, `failed`, `blocked`.
-    pub status: String,
+    pub status: PartitionStatus,
     pub started_at: String,
     pub finished_at: String,
     pub rows_in: i64,

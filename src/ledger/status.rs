@@ -95,10 +95,10 @@ impl StatusReport {
 /// The latest step per (zone, table, partition).
 pub fn latest_partition_states(
     steps: &[StepRecord],
-) -> BTreeMap<(String, String, String), StepRecord> {
-    let mut out: BTreeMap<(String, String, String), StepRecord> = BTreeMap::new();
+) -> BTreeMap<(Zone, String, String), StepRecord> {
+    let mut out: BTreeMap<(Zone, String, String), StepRecord> = BTreeMap::new();
     for s in steps {
-        let k = (s.zone.clone(), s.table.clone(), s.partition.clone());
+        let k = (s.zone, s.table.clone(), s.partition.clone());
         match out.get(&k) {
             Some(prev) if prev.finished_at > s.finished_at => {}
             _ => {
@@ -125,7 +125,7 @@ pub fn compute(
     let latest = latest_partition_states(steps);
     let promoted: Vec<StepRecord> = steps
         .iter()
-        .filter(|s| s.status == "ok" || s.status == "warn")
+        .filter(|s| s.status.promoted())
         .cloned()
         .collect();
     let last_promoted = latest_partition_states(&promoted);
@@ -146,14 +146,13 @@ pub fn compute(
             .map(|t| (t.name.clone(), t.zone, t.owner.clone(), t.freshness)),
     );
     for (name, zone, owner, slo) in entries {
-        let zone_s = zone.to_string();
         let mine: Vec<&StepRecord> = steps
             .iter()
-            .filter(|s| s.zone == zone_s && s.table == name)
+            .filter(|s| s.zone == zone && s.table == name)
             .collect();
         let last_success = mine
             .iter()
-            .filter(|s| s.status == "ok" || s.status == "warn")
+            .filter(|s| s.status.promoted())
             .map(|s| s.finished_at.clone())
             .max();
         let age_seconds = last_success
@@ -181,21 +180,21 @@ pub fn compute(
         let mut ok = 0;
         let mut failed = Vec::new();
         for ((z, t, p), s) in &latest {
-            if z != &zone_s || t != &name {
+            if *z != zone || t != &name {
                 continue;
             }
             dead += s.dead;
             // rows the table holds: the last promoted version of each partition
-            if let Some(held) = last_promoted.get(&(z.clone(), t.clone(), p.clone())) {
+            if let Some(held) = last_promoted.get(&(*z, t.clone(), p.clone())) {
                 rows += held.rows_out;
                 duplicates += held.duplicates;
             }
-            if s.status == "ok" || s.status == "warn" {
+            if s.status.promoted() {
                 ok += 1;
             } else {
                 failed.push(FailedPartition {
                     partition: p.clone(),
-                    status: s.status.clone(),
+                    status: s.status.as_str().to_string(),
                     run_id: s.run_id.clone(),
                     at: s.finished_at.clone(),
                     messages: s
@@ -231,7 +230,7 @@ pub fn compute(
         let last_status = mine
             .iter()
             .max_by(|a, b| a.finished_at.cmp(&b.finished_at))
-            .map(|s| s.status.clone());
+            .map(|s| s.status.as_str().to_string());
         tables.push(TableStatus {
             name,
             zone,

@@ -112,10 +112,7 @@ pub async fn replay(
         ReplayTarget::Failed => {
             let steps = ledger.steps().await?;
             for ((zone, table, partition), s) in latest_partition_states(&steps) {
-                if zone != "bronze"
-                    && (s.status == "failed" || s.status == "blocked")
-                    && cfg.table(&table).is_some()
-                {
+                if zone != Zone::Bronze && !s.status.promoted() && cfg.table(&table).is_some() {
                     wanted.entry(table).or_default().insert(partition);
                 }
             }

@@ -17,6 +17,7 @@ use crate::ledger::StepRecord;
 use crate::ledger::status::latest_partition_states;
 use crate::lineage::Node;
 use crate::pipeline::ReplayTarget;
+use crate::silver::PartitionStatus;
 
 /// State of one partition cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,7 +351,7 @@ impl App {
         let mut cols: BTreeSet<String> = BTreeSet::new();
         let mut any_whole = false;
         for (z, t, p) in latest.keys() {
-            if z == "bronze" || !rows.iter().any(|(_, n)| n == t) {
+            if *z == Zone::Bronze || !rows.iter().any(|(_, n)| n == t) {
                 continue;
             }
             if p == WHOLE_TABLE {
@@ -373,7 +374,7 @@ impl App {
         let mut cells = BTreeMap::new();
         for (ri, (z, t)) in rows.iter().enumerate() {
             for (ci, p) in cols.iter().enumerate() {
-                if let Some(step) = latest.get(&(z.to_string(), t.clone(), p.clone())) {
+                if let Some(step) = latest.get(&(*z, t.clone(), p.clone())) {
                     let mut state = CellState::from_step(step);
                     if matches!(state, CellState::Ok | CellState::OkRejects)
                         && stale.contains(t.as_str())
@@ -1229,7 +1230,7 @@ impl App {
             ));
         }
         for st in &s.steps {
-            if st.zone == "bronze" && st.status == "failed" {
+            if st.zone == Zone::Bronze && st.status == PartitionStatus::Failed {
                 out.push((
                     st.finished_at.clone(),
                     "batch",
@@ -1241,7 +1242,7 @@ impl App {
                     ),
                     true,
                 ));
-            } else if st.zone != "bronze" && (st.status == "failed" || st.status == "blocked") {
+            } else if st.zone != Zone::Bronze && !st.status.promoted() {
                 out.push((
                     st.finished_at.clone(),
                     "gate",
@@ -1250,7 +1251,7 @@ impl App {
                         st.zone,
                         st.table,
                         st.partition,
-                        st.status,
+                        st.status.as_str(),
                         st.messages
                             .clone()
                             .unwrap_or_default()
@@ -1260,7 +1261,7 @@ impl App {
                     ),
                     true,
                 ));
-            } else if st.zone == "silver" && st.rows_in > 0 && st.dead * 100 >= st.rows_in * 3 {
+            } else if st.zone == Zone::Silver && st.rows_in > 0 && st.dead * 100 >= st.rows_in * 3 {
                 out.push((
                     st.finished_at.clone(),
                     "spike",

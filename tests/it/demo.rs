@@ -2,6 +2,8 @@
 //! with DataFusion's own reader), each planted fault lands where it should with its reason,
 //! dedup keeps the newest version, and a corrupt file fails only its own batch.
 
+use karat::config::Zone;
+use karat::silver::PartitionStatus;
 use std::collections::BTreeMap;
 
 use karat::ledger::Ledger;
@@ -45,7 +47,7 @@ async fn demo_lands_every_fault_and_balances() {
         );
         let mut checked = 0;
         for ((zone, t, p), st) in &latest {
-            if zone != "silver" || t != table {
+            if *zone != Zone::Silver || t != table {
                 continue;
             }
             checked += 1;
@@ -59,7 +61,7 @@ async fn demo_lands_every_fault_and_balances() {
                 st.dead,
                 "{table} {p}: dead letters in Delta"
             );
-            if st.status == "ok" || st.status == "warn" {
+            if st.status.promoted() {
                 assert_eq!(
                     silver.get(p).copied().unwrap_or(0),
                     st.rows_out,
@@ -75,12 +77,14 @@ async fn demo_lands_every_fault_and_balances() {
     // every line that reached bronze is accounted for in silver
     let bronze_rows: i64 = steps
         .iter()
-        .filter(|s| s.zone == "bronze" && s.table == "orders" && s.status == "ok")
+        .filter(|s| {
+            s.zone == Zone::Bronze && s.table == "orders" && s.status == PartitionStatus::Ok
+        })
         .map(|s| s.rows_in)
         .sum();
     let silver_in: i64 = latest
         .iter()
-        .filter(|((z, t, _), _)| z == "silver" && t == "orders")
+        .filter(|((z, t, _), _)| *z == Zone::Silver && t == "orders")
         .map(|(_, s)| s.rows_in)
         .sum();
     assert_eq!(
@@ -90,22 +94,22 @@ async fn demo_lands_every_fault_and_balances() {
 
     // --- the bad day failed its gate, with the real reason
     let bad = &latest[&(
-        "silver".to_string(),
+        Zone::Silver,
         "orders".to_string(),
         karat::demo::BAD_DAY.to_string(),
     )];
-    assert_eq!(bad.status, "failed");
+    assert_eq!(bad.status, PartitionStatus::Failed);
     let msg = bad.messages.clone().unwrap_or_default();
     assert!(
         msg.contains("reject rate") && msg.contains("currency.one_of"),
         "{msg}"
     );
     let gold_bad = &latest[&(
-        "gold".to_string(),
+        Zone::Gold,
         "daily_revenue".to_string(),
         karat::demo::BAD_DAY.to_string(),
     )];
-    assert_eq!(gold_bad.status, "blocked", "{gold_bad:?}");
+    assert_eq!(gold_bad.status, PartitionStatus::Blocked, "{gold_bad:?}");
     let usd = scalar(&sql(&lake_dir, "dead_letters/orders", &format!("SELECT COUNT(*) FROM t WHERE partition = '{}' AND array_to_string(reasons, '|') LIKE '%currency: unknown value \"usd \"%'", karat::demo::BAD_DAY)).await);
     assert!(usd.parse::<i64>().unwrap() > 60, "usd dead letters: {usd}");
     // gold holds no row for the failed day, every other day is there
@@ -178,7 +182,7 @@ async fn demo_lands_every_fault_and_balances() {
     // --- dedup keeps the newest version of a re-sent order
     let dups: i64 = latest
         .iter()
-        .filter(|((z, t, _), _)| z == "silver" && t == "orders")
+        .filter(|((z, t, _), _)| *z == Zone::Silver && t == "orders")
         .map(|(_, s)| s.duplicates)
         .sum();
     assert!(dups >= 10, "duplicates dropped: {dups}");
@@ -218,7 +222,7 @@ async fn demo_lands_every_fault_and_balances() {
     // --- the corrupt file failed only its own batch, once, and is quarantined after that
     let corrupt: Vec<_> = steps
         .iter()
-        .filter(|s| s.zone == "bronze" && s.status == "failed")
+        .filter(|s| s.zone == Zone::Bronze && s.status == PartitionStatus::Failed)
         .collect();
     assert_eq!(corrupt.len(), 1, "{corrupt:?}");
     assert!(

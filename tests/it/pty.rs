@@ -2,6 +2,7 @@
 //! partition, replay it, confirm, wait until it shows as ok, quit; then check from the lake
 //! itself that the partition was rewritten and the accounting balances.
 
+use karat::config::Zone;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -112,7 +113,7 @@ async fn replay_a_failed_partition_from_the_dashboard() {
     // from the lake itself: the partition was rewritten by a replay and balances
     let steps = karat::ledger::Ledger::new(&lake).steps().await.unwrap();
     let latest = karat::ledger::status::latest_partition_states(&steps);
-    let st = &latest[&("silver".to_string(), "orders".to_string(), day.to_string())];
+    let st = &latest[&(Zone::Silver, "orders".to_string(), day.to_string())];
     assert_eq!(
         (st.status.as_str(), st.trigger.as_str()),
         ("ok", "replay"),

@@ -3,6 +3,7 @@
 //! the replacements).
 
 use futures::StreamExt;
+use karat::config::Zone;
 use karat::events::Events;
 use karat::pipeline::{Plan, ReplayTarget};
 
@@ -171,7 +172,7 @@ async fn fix_contract_replay_goes_green_and_is_idempotent() {
     let latest = karat::ledger::status::latest_partition_states(&steps);
     let failed: Vec<_> = latest
         .iter()
-        .filter(|((z, _, _), s)| z != "bronze" && s.status != "ok" && s.status != "warn")
+        .filter(|((z, _, _), s)| *z != Zone::Bronze && !s.status.promoted())
         .map(|(k, _)| k.clone())
         .collect();
     assert!(failed.is_empty(), "{failed:?}");

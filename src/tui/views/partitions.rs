@@ -9,6 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::{cell_style, panel, status_style};
+use crate::silver::PartitionStatus;
 use crate::tui::sanitize::{clean, cut, short_time};
 use crate::tui::state::{App, CellState};
 
@@ -160,7 +161,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
                     }),
                 ]));
                 d.push(Line::from(vec![
-                    Span::styled(s.status.clone(), status_style(t, &s.status)),
+                    Span::styled(s.status.as_str(), status_style(t, s.status.as_str())),
                     Span::raw(format!(
                         "  run {}  [{}]  at {}  delta version {}",
                         cut(&s.run_id, 13),
@@ -174,7 +175,11 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
                 for msg in s.messages.clone().unwrap_or_default().lines().take(3) {
                     d.push(Line::from(Span::styled(
                         clean(msg),
-                        Style::default().fg(if s.status == "ok" { t.fg } else { t.error }),
+                        Style::default().fg(if s.status == PartitionStatus::Ok {
+                            t.fg
+                        } else {
+                            t.error
+                        }),
                     )));
                 }
                 if let Some(rules) = &s.dead_by_rule {

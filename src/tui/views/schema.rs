@@ -28,7 +28,7 @@ fn dead_by_field(app: &App, source: &str) -> BTreeMap<String, i64> {
         .map(|t| t.name.as_str())
         .collect();
     for ((z, t, _), st) in latest_partition_states(&s.steps) {
-        if z != "silver" || !tables.contains(&t.as_str()) {
+        if z != crate::config::Zone::Silver || !tables.contains(&t.as_str()) {
             continue;
         }
         let rules: BTreeMap<String, i64> = st
