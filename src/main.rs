@@ -15,6 +15,7 @@ use karat::export::{self, DeadLetterQuery};
 use karat::lake::Lake;
 use karat::ledger::{Ledger, status};
 use karat::pipeline::{Plan, ReplayTarget, RunOptions, RunReport, Trigger};
+use karat::tui::sanitize::printable;
 use karat::{KaratError, summary};
 
 #[derive(Parser)]
@@ -176,7 +177,7 @@ fn main() -> ExitCode {
             let usage = e
                 .downcast_ref::<KaratError>()
                 .is_some_and(KaratError::is_usage);
-            eprintln!("karat: error: {e:#}");
+            eprintln!("karat: error: {}", printable(&format!("{e:#}")));
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -202,10 +203,11 @@ async fn load(cli_config: &Option<PathBuf>) -> anyhow::Result<(Plan, Lake)> {
     Ok((plan, lake))
 }
 
+/// Writes plain output; control characters from data are escaped (lines and tabs kept).
 #[allow(clippy::print_stdout)]
 fn out(text: &str) {
     let mut o = std::io::stdout().lock();
-    let _ = o.write_all(text.as_bytes());
+    let _ = o.write_all(printable(text).as_bytes());
     let _ = o.flush();
 }
 
@@ -678,6 +680,7 @@ fn progress(quiet: bool) -> (Events, tokio::task::JoinHandle<()>) {
                 } => {
                     let key = format!("{stage} {name}");
                     let mark = if ok { "ok" } else { "FAILED" };
+                    let detail = printable(&detail).into_owned();
                     match bars.get(&key) {
                         Some(b) => b.finish_with_message(format!("{mark}: {detail}")),
                         None => eprintln!("{key}: {mark}: {rows} rows; {detail}"),
@@ -685,6 +688,7 @@ fn progress(quiet: bool) -> (Events, tokio::task::JoinHandle<()>) {
                 }
                 Event::Partition { .. } => {}
                 Event::Note { message } => {
+                    let message = printable(&message).into_owned();
                     if tty {
                         let _ = multi.println(message);
                     } else {

@@ -69,27 +69,7 @@ pub fn write_day(data: &Path, day: usize, per_day: usize, rng: &mut StdRng) -> K
         } else {
             (format!("o-{day}-{i}"), day, "paid")
         };
-        let line = if i % 1000 == 999 {
-            format!("{{\"order_id\":\"{id}\",\"amount\":")
-        } else {
-            let cur = match rng.random_range(0..100) {
-                0..=1 => "usd ",
-                2..=40 => "EUR",
-                41..=60 => "GBP",
-                _ => "USD",
-            };
-            let amount = if rng.random_bool(0.01) {
-                -12.5
-            } else {
-                rng.random_range(1.0..500.0f64)
-            };
-            format!(
-                "{{\"order_id\":\"{id}\",\"customer_id\":\"c-{}\",\"amount\":{amount:.2},\"currency\":\"{cur}\",\"quantity\":{},\"status\":\"{status}\",\"order_date\":\"{}\"}}",
-                rng.random_range(1..100_000),
-                rng.random_range(1..10),
-                date(d)
-            )
-        };
+        let line = super::order_line(rng, &id, status, &date(d), i % 1000 == 999);
         enc.write_all(line.as_bytes())
             .map_err(|e| KaratError::io(&path, e))?;
         enc.write_all(b"\n").map_err(|e| KaratError::io(&path, e))?;

@@ -131,27 +131,8 @@ pub fn generate(dir: &Path, lines: usize, days: usize) -> KaratResult<u64> {
             } else {
                 d * per_day + i
             };
-            let line = if i % 1000 == 999 {
-                format!("{{\"order_id\":\"o-{id}\",\"amount\":")
-            } else {
-                let cur = match rng.random_range(0..100) {
-                    0..=1 => "usd ",
-                    2..=40 => "EUR",
-                    41..=60 => "GBP",
-                    _ => "USD",
-                };
-                let amount = if rng.random_bool(0.01) {
-                    -12.5
-                } else {
-                    rng.random_range(1.0..500.0f64)
-                };
-                format!(
-                    "{{\"order_id\":\"o-{id}\",\"customer_id\":\"c-{}\",\"amount\":{amount:.2},\"currency\":\"{cur}\",\"quantity\":{},\"status\":\"{}\",\"order_date\":\"{date}\"}}",
-                    rng.random_range(1..100_000),
-                    rng.random_range(1..10),
-                    ["placed", "paid", "shipped"][rng.random_range(0..3)]
-                )
-            };
+            let status = ["placed", "paid", "shipped"][rng.random_range(0..3)];
+            let line = order_line(&mut rng, &format!("o-{id}"), status, &date, i % 1000 == 999);
             total += line.len() as u64 + 1;
             enc.write_all(line.as_bytes())
                 .map_err(|e| KaratError::io(&path, e))?;
@@ -160,6 +141,30 @@ pub fn generate(dir: &Path, lines: usize, days: usize) -> KaratResult<u64> {
         enc.finish().map_err(|e| KaratError::io(&path, e))?;
     }
     Ok(total)
+}
+
+/// One generated order line: about 3% bad values ("usd " currencies, negative amounts), and a
+/// truncated (invalid JSON) line when `truncated`.
+pub fn order_line(rng: &mut StdRng, id: &str, status: &str, date: &str, truncated: bool) -> String {
+    if truncated {
+        return format!("{{\"order_id\":\"{id}\",\"amount\":");
+    }
+    let cur = match rng.random_range(0..100) {
+        0..=1 => "usd ",
+        2..=40 => "EUR",
+        41..=60 => "GBP",
+        _ => "USD",
+    };
+    let amount = if rng.random_bool(0.01) {
+        -12.5
+    } else {
+        rng.random_range(1.0..500.0f64)
+    };
+    format!(
+        "{{\"order_id\":\"{id}\",\"customer_id\":\"c-{}\",\"amount\":{amount:.2},\"currency\":\"{cur}\",\"quantity\":{},\"status\":\"{status}\",\"order_date\":\"{date}\"}}",
+        rng.random_range(1..100_000),
+        rng.random_range(1..10),
+    )
 }
 
 /// Peak resident memory of this process in MB (Linux), and a reset of that peak.

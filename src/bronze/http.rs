@@ -62,12 +62,22 @@ pub async fn fetch_all(spec: &HttpSpec, source: &str) -> KaratResult<Vec<Page>> 
         headers.insert(name, value);
     }
     let mut pages = Vec::new();
-    let mut next =
-        Some(Url::parse(&spec.url).map_err(|e| err(source, format!("url {}: {e}", spec.url)))?);
+    let first = Url::parse(&spec.url).map_err(|e| err(source, format!("url {}: {e}", spec.url)))?;
+    // credentials go only to the origin of the configured URL, never to a host a response names
+    let origin = first.origin();
+    let none = reqwest::header::HeaderMap::new();
+    let mut visited: std::collections::HashSet<Url> = std::collections::HashSet::new();
+    let mut next = Some(first);
     let mut page_no = 1u32;
     while let Some(url) = next.take() {
         if pages.len() as u32 >= spec.max_pages {
             break;
+        }
+        if spec.pagination == PaginationKind::NextLink && !visited.insert(url.clone()) {
+            return Err(err(
+                source,
+                format!("next link cycle: {url} was already fetched"),
+            ));
         }
         let url = match spec.pagination {
             PaginationKind::Page => {
@@ -85,7 +95,12 @@ pub async fn fetch_all(spec: &HttpSpec, source: &str) -> KaratResult<Vec<Page>> 
             }
             _ => url,
         };
-        let body = get_with_retries(&client, &url, &headers, spec, source).await?;
+        let headers = if url.origin() == origin {
+            &headers
+        } else {
+            &none
+        };
+        let body = get_with_retries(&client, &url, headers, spec, source).await?;
         let value: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| err(source, format!("{url}: response is not JSON: {e}")))?;
         let records = extract_records(&value, spec.records.as_deref())

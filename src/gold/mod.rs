@@ -160,7 +160,7 @@ pub async fn process(
     let schema = plan.schema.clone();
     let batches: Vec<RecordBatch> = batches
         .into_iter()
-        .map(|b| conform(&b, &schema))
+        .map(|b| delta::conform(&b, &schema))
         .collect::<Result<_, _>>()
         .map_err(|e| {
             KaratError::arrow(
@@ -342,27 +342,6 @@ pub async fn process(
         partitions: outcomes,
         version,
     })
-}
-
-/// Casts a result batch onto the planned schema (scans of Delta tables yield view types, e.g.
-/// Utf8View, where the plan over the contracts says Utf8).
-fn conform(
-    b: &RecordBatch,
-    schema: &deltalake::arrow::datatypes::SchemaRef,
-) -> Result<RecordBatch, deltalake::arrow::error::ArrowError> {
-    let cols = b
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| {
-            if c.data_type() == f.data_type() {
-                Ok(c.clone())
-            } else {
-                deltalake::arrow::compute::cast(c, f.data_type())
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(schema.clone(), cols)
 }
 
 fn blocked_outcome(p: &str, why: &str) -> PartitionOutcome {

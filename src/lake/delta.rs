@@ -173,14 +173,23 @@ pub fn session() -> SessionContext {
     SessionContext::new_with_config(config)
 }
 
-/// Runs a query and collects its batches.
+/// What karat lets SQL do: read. No DDL (CREATE, external tables), no DML (INSERT, COPY),
+/// no statements (SET), whoever wrote the query.
+pub fn read_only() -> deltalake::datafusion::execution::context::SQLOptions {
+    deltalake::datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// Runs a read-only query and collects its batches.
 pub async fn query(
     ctx: &SessionContext,
     sql: &str,
     context: &str,
 ) -> KaratResult<Vec<RecordBatch>> {
     let df = ctx
-        .sql(sql)
+        .sql_with_options(sql, read_only())
         .await
         .map_err(|e| KaratError::sql(context.to_string(), e))?;
     df.collect()

@@ -58,6 +58,15 @@ impl Plan {
                 .state()
                 .sql_to_statement(&g.sql, &dialect)
                 .map_err(|e| config.error_at(&g.sql_span, format!("gold table {}: {e}", t.name)))?;
+            if let Some(kind) = not_a_query(&stmt) {
+                return Err(config.error_at(
+                    &g.sql_span,
+                    format!(
+                        "gold table {}: sql must be one read-only query (SELECT …), not {kind}",
+                        t.name
+                    ),
+                ));
+            }
             let refs = ctx
                 .state()
                 .resolve_table_references(&stmt)
@@ -99,7 +108,7 @@ impl Plan {
             let t = config.table(&name).expect("ordered tables exist");
             let g = t.gold().expect("gold table");
             let df = ctx
-                .sql(&g.sql)
+                .sql_with_options(&g.sql, crate::lake::delta::read_only())
                 .await
                 .map_err(|e| config.error_at(&g.sql_span, format!("gold table {}: {e}", t.name)))?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
@@ -115,10 +124,13 @@ impl Plan {
             }
             register_empty(&ctx, "result", schema.clone())?;
             for c in &g.checks {
-                ctx.sql(&format!(
-                    "SELECT CAST(({}) AS BOOLEAN) FROM result",
-                    check_sql(&c.sql)
-                ))
+                ctx.sql_with_options(
+                    &format!(
+                        "SELECT CAST(({}) AS BOOLEAN) FROM result",
+                        check_sql(&c.sql)
+                    ),
+                    crate::lake::delta::read_only(),
+                )
                 .await
                 .map_err(|e| {
                     config.error_at(
@@ -155,6 +167,20 @@ impl Plan {
     /// The gold plan of a table.
     pub fn gold_plan(&self, name: &str) -> Option<&GoldPlan> {
         self.gold.iter().find(|g| g.name == name)
+    }
+}
+
+/// What a parsed statement is when it is not a plain query (e.g. `COPY`, `CREATE TABLE`).
+fn not_a_query(stmt: &deltalake::datafusion::sql::parser::Statement) -> Option<String> {
+    use deltalake::datafusion::sql::parser::Statement;
+    use deltalake::datafusion::sql::sqlparser::ast::Statement as Sql;
+    match stmt {
+        Statement::Statement(s) if matches!(s.as_ref(), Sql::Query(_)) => None,
+        other => {
+            let text = other.to_string();
+            let words: Vec<&str> = text.split_whitespace().take(2).collect();
+            Some(words.join(" ").to_uppercase())
+        }
     }
 }
 

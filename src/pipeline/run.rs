@@ -705,7 +705,7 @@ async fn silver_table(
 }
 
 /// Batches are applied in groups of at most this many records (at least one batch each).
-pub const SILVER_GROUP_RECORDS: u64 = 1_500_000;
+pub const SILVER_GROUP_RECORDS: u64 = 1_000_000;
 
 /// Splits batches (oldest first) into groups of bounded record count.
 fn group_batches(batches: Vec<bronze::Manifest>) -> Vec<Vec<bronze::Manifest>> {
@@ -760,6 +760,6 @@ mod tests {
             .iter()
             .map(|g| g.iter().map(|m| m.batch_id.as_str()).collect())
             .collect();
-        assert_eq!(ids, vec![vec!["a", "b"], vec!["c"], vec!["d"], vec!["e"]]);
+        assert_eq!(ids, vec![vec!["a"], vec!["b", "c"], vec!["d"], vec!["e"]]);
     }
 }

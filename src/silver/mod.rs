@@ -128,8 +128,12 @@ pub async fn update(
     let ids: BTreeSet<String> = batches.iter().map(|m| m.batch_id.clone()).collect();
     let collected = collect::collect(lake, contract.clone(), batches, run_id, events).await?;
     let store = Store::open(lake, contract.clone()).await?;
-    let mut existing = store.partitions_of_batches(&ids).await?;
-    existing.extend(store.partitions_of_keys(&collected.valid).await?);
+    // partitions already holding rows of these keys, or of these batches (a retry after a
+    // crash, a replay); for a keyed table in a normal run the keys find both
+    let mut existing = store.partitions_of_keys(&collected.valid).await?;
+    if contract.key_indexes.is_empty() || !targets.is_empty() {
+        existing.extend(store.partitions_of_batches(&ids).await?);
+    }
     existing.extend(targets.iter().cloned());
     let applied = if existing.is_empty() {
         append(&contract, &collected.valid)?
@@ -201,15 +205,43 @@ pub async fn update(
 }
 
 /// No key of the new rows exists yet and none of their batches wrote before: merge them among
-/// themselves and append.
+/// themselves and append. The merge looks at the key and provenance columns only; when no key
+/// repeats (the usual case) the validated chunks are written as they are, without a copy.
 fn append(contract: &Contract, valid: &[RecordBatch]) -> KaratResult<Applied> {
-    let rows = concat_batches(&contract.silver_schema, valid)
-        .map_err(|e| KaratError::arrow(format!("table {}", contract.table), e))?;
-    let merged = merge::merge(
-        &rows,
-        &contract.key_indexes,
-        &format!("table {}", contract.table),
-    )?;
+    let err = |e| KaratError::arrow(format!("table {}", contract.table), e);
+    let context = format!("table {}", contract.table);
+    if contract.key_indexes.is_empty() {
+        return Ok(Applied {
+            silver: valid.to_vec(),
+            changed: valid.to_vec(),
+            ..Applied::default()
+        });
+    }
+    let schema = &contract.silver_schema;
+    let mut cols = contract.key_indexes.clone();
+    for name in ["_ingested_at", "_batch_id", "_line"] {
+        cols.push(schema.index_of(name).map_err(err)?);
+    }
+    let narrow = valid
+        .iter()
+        .map(|b| b.project(&cols))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    let narrow_schema = std::sync::Arc::new(schema.project(&cols).map_err(err)?);
+    let keys = concat_batches(&narrow_schema, &narrow).map_err(err)?;
+    let key_positions: Vec<usize> = (0..contract.key_indexes.len()).collect();
+    if merge::merge(&keys, &key_positions, &context)?
+        .losers
+        .is_empty()
+    {
+        return Ok(Applied {
+            silver: valid.to_vec(),
+            changed: valid.to_vec(),
+            ..Applied::default()
+        });
+    }
+    let rows = concat_batches(schema, valid).map_err(err)?;
+    let merged = merge::merge(&rows, &contract.key_indexes, &context)?;
     let mut applied = split_merged(contract, &rows, &merged)?;
     applied.changed = applied.silver.clone();
     Ok(applied)

@@ -73,6 +73,15 @@ pub fn sql_list<'a>(values: impl IntoIterator<Item = &'a String>) -> String {
         .join(", ")
 }
 
+/// SQL list of date literals (partition labels are `YYYY-MM-DD`), so scans prune partitions.
+fn date_list(partitions: &BTreeSet<String>) -> String {
+    partitions
+        .iter()
+        .map(|p| format!("DATE '{}'", p.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The distinct strings of a query's first column.
 fn strings(batches: &[RecordBatch]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -126,26 +135,24 @@ impl Store {
         &self,
         batches: &BTreeSet<String>,
     ) -> KaratResult<BTreeSet<String>> {
-        let mut out = BTreeSet::new();
         if batches.is_empty() {
-            return Ok(out);
+            return Ok(BTreeSet::new());
         }
         let list = sql_list(batches);
-        if self.has_silver {
-            let q = format!(
-                "SELECT DISTINCT CAST({} AS VARCHAR) FROM s WHERE _batch_id IN ({list})",
-                self.pcol()
-            );
-            out.extend(strings(&self.query(&q, "partitions of batches").await?));
-        }
-        if self.has_superseded {
-            let q =
-                format!("SELECT DISTINCT {WINNER_PARTITION} FROM u WHERE _batch_id IN ({list})");
-            out.extend(strings(
-                &self.query(&q, "superseded partitions of batches").await?,
-            ));
-        }
-        Ok(out)
+        let pcol = self.pcol();
+        let queries = [
+            (
+                self.has_silver,
+                format!(
+                    "SELECT DISTINCT CAST({pcol} AS VARCHAR) FROM s WHERE _batch_id IN ({list})"
+                ),
+            ),
+            (
+                self.has_superseded,
+                format!("SELECT DISTINCT {WINNER_PARTITION} FROM u WHERE _batch_id IN ({list})"),
+            ),
+        ];
+        self.union(&queries, "partitions of batches").await
     }
 
     /// Partitions whose silver rows have one of the keys of `rows` (silver schema).
@@ -192,14 +199,10 @@ impl Store {
         }
         let list = sql_list(partitions);
         if self.has_silver {
-            let dates: Vec<String> = partitions
-                .iter()
-                .map(|p| format!("DATE '{}'", p.replace('\'', "''")))
-                .collect();
             let q = format!(
                 "SELECT * FROM s WHERE {} IN ({})",
                 self.pcol(),
-                dates.join(", ")
+                date_list(partitions)
             );
             out.silver = conform_all(
                 self.query(&q, "reading partitions").await?,
@@ -222,30 +225,30 @@ impl Store {
         &self,
         partitions: &BTreeSet<String>,
     ) -> KaratResult<BTreeSet<String>> {
-        let mut out = BTreeSet::new();
-        let list = sql_list(partitions);
         if partitions.is_empty() {
-            return Ok(out);
+            return Ok(BTreeSet::new());
         }
-        if self.has_silver {
-            let q = format!(
-                "SELECT DISTINCT _batch_id FROM s WHERE CAST({} AS VARCHAR) IN ({list})",
-                self.pcol()
-            );
-            out.extend(strings(&self.query(&q, "contributors").await?));
-        }
-        if self.has_dead {
-            let q = format!(
-                "SELECT DISTINCT batch_id FROM d WHERE {DEAD_LETTER_PARTITION} IN ({list})"
-            );
-            out.extend(strings(&self.query(&q, "contributors").await?));
-        }
-        if self.has_superseded {
-            let q =
-                format!("SELECT DISTINCT _batch_id FROM u WHERE {WINNER_PARTITION} IN ({list})");
-            out.extend(strings(&self.query(&q, "contributors").await?));
-        }
-        Ok(out)
+        let list = sql_list(partitions);
+        let pcol = self.pcol();
+        let queries = [
+            (
+                self.has_silver,
+                format!(
+                    "SELECT DISTINCT _batch_id FROM s WHERE CAST({pcol} AS VARCHAR) IN ({list})"
+                ),
+            ),
+            (
+                self.has_dead,
+                format!(
+                    "SELECT DISTINCT batch_id FROM d WHERE {DEAD_LETTER_PARTITION} IN ({list})"
+                ),
+            ),
+            (
+                self.has_superseded,
+                format!("SELECT DISTINCT _batch_id FROM u WHERE {WINNER_PARTITION} IN ({list})"),
+            ),
+        ];
+        self.union(&queries, "contributors").await
     }
 
     /// What each of `partitions` holds now: silver rows, dead letters (by rule) and superseded
@@ -265,7 +268,8 @@ impl Store {
         let pcol = self.pcol();
         if self.has_silver {
             let q = format!(
-                "SELECT CAST({pcol} AS VARCHAR), COUNT(*) FROM s WHERE CAST({pcol} AS VARCHAR) IN ({list}) GROUP BY 1"
+                "SELECT CAST({pcol} AS VARCHAR), COUNT(*) FROM s WHERE {pcol} IN ({}) GROUP BY 1",
+                date_list(partitions)
             );
             for (p, n) in pairs(&self.query(&q, "partition counts").await?) {
                 out.entry(p).or_default().silver = n;
@@ -306,14 +310,24 @@ impl Store {
 
     /// Every partition the table has rows or dead letters in.
     pub async fn partitions(&self) -> KaratResult<BTreeSet<String>> {
+        let queries = [
+            (
+                self.has_silver,
+                format!("SELECT DISTINCT CAST({} AS VARCHAR) FROM s", self.pcol()),
+            ),
+            (
+                self.has_dead,
+                format!("SELECT DISTINCT {DEAD_LETTER_PARTITION} FROM d"),
+            ),
+        ];
+        self.union(&queries, "partitions").await
+    }
+
+    /// The union of the first column of `queries`, each run only when its table exists.
+    async fn union(&self, queries: &[(bool, String)], what: &str) -> KaratResult<BTreeSet<String>> {
         let mut out = BTreeSet::new();
-        if self.has_silver {
-            let q = format!("SELECT DISTINCT CAST({} AS VARCHAR) FROM s", self.pcol());
-            out.extend(strings(&self.query(&q, "partitions").await?));
-        }
-        if self.has_dead {
-            let q = format!("SELECT DISTINCT {DEAD_LETTER_PARTITION} FROM d");
-            out.extend(strings(&self.query(&q, "partitions").await?));
+        for (_, q) in queries.iter().filter(|(present, _)| *present) {
+            out.extend(strings(&self.query(q, what).await?));
         }
         Ok(out)
     }

@@ -17,6 +17,24 @@ pub fn clean(s: &str) -> String {
     out
 }
 
+/// `s` with every control character escaped except line breaks and tabs: for the CLI's plain
+/// output, which keeps its lines while no escape sequence from data reaches the terminal.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Cuts `s` to `n` characters, marking the cut.
 pub fn cut(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
@@ -46,5 +64,9 @@ mod tests {
         assert_eq!(clean("x\ny\r"), "x\\ny\\r");
         assert_eq!(clean("usd "), "usd ");
         assert_eq!(cut("abcdef", 4), "abc…");
+        assert_eq!(
+            printable("a\u{1b}]0;x\u{7}\nb\tc\r"),
+            "a\\u{1b}]0;x\\u{7}\nb\tc\\r"
+        );
     }
 }

@@ -101,3 +101,32 @@ fn config_errors_exit_2_with_position() {
     assert_eq!(code, 2);
     assert!(err.contains("karat init"), "{err}");
 }
+
+#[test]
+fn escape_sequences_from_data_never_reach_the_terminal() {
+    let s = Scratch::new();
+    let (code, _, err) = karat(s.path(), &["init"]);
+    assert_eq!(code, 0, "{err}");
+    // a value that would retitle the terminal and clear it, and a non-JSON line with raw ESCs
+    std::fs::write(
+        s.join("data/orders/evil.ndjson"),
+        "{\"order_id\":\"o-66\",\"amount\":1,\"currency\":\"\\u001b]0;pwned\\u0007\\u001b[2J\",\"quantity\":1,\"order_date\":\"2026-03-27\"}\n\u{1b}]0;pwned\u{7}\u{1b}[2J not json\n",
+    )
+    .unwrap();
+    let mut saw_value = false;
+    for args in [
+        &["run"][..],
+        &["status"],
+        &["dead-letters", "orders"],
+        &["verify"],
+        &["replay", "orders", "--partition", "2026-03-27"],
+    ] {
+        let (_, out, err) = karat(s.path(), args);
+        assert!(
+            !out.contains('\u{1b}') && !err.contains('\u{1b}') && !out.contains('\u{7}'),
+            "{args:?} let an escape through:\n{out:?}\n{err:?}"
+        );
+        saw_value |= out.contains("\\u{1b}]0;pwned");
+    }
+    assert!(saw_value, "the value is shown, escaped");
+}

@@ -112,3 +112,39 @@ fn duplicate_tables_are_rejected() {
     let err = Config::from_str(std::path::Path::new("/tmp/k.toml"), text).unwrap_err();
     assert!(err.to_string().contains("declared twice"), "{err}");
 }
+
+#[tokio::test]
+async fn gold_sql_that_writes_or_configures_is_refused_at_load() {
+    let s = Scratch::new();
+    let target = s.join("x.csv");
+    for sql in [
+        format!(
+            "COPY (SELECT * FROM orders) TO '{}' STORED AS CSV",
+            target.display()
+        ),
+        "CREATE TABLE t2 AS SELECT * FROM orders".to_string(),
+        "INSERT INTO orders SELECT * FROM orders".to_string(),
+        "SET datafusion.execution.batch_size = 1".to_string(),
+        "CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '/etc/passwd'".to_string(),
+    ] {
+        let text = base().replace(
+            "SELECT order_date, currency, SUM(amount) AS revenue, COUNT(*) AS orders\nFROM orders\nGROUP BY order_date, currency",
+            &sql,
+        );
+        assert_ne!(text, base());
+        let s2 = Scratch::new();
+        let path = s2.join("karat.toml");
+        std::fs::write(&path, &text).unwrap();
+        let err = match Plan::load(&path).await {
+            Ok(_) => panic!("{sql} must not load"),
+            Err(e) => e,
+        };
+        let msg = err.to_string();
+        assert!(err.is_usage(), "{msg}");
+        assert!(
+            msg.contains("gold table daily_revenue") && msg.contains(":"),
+            "{sql}: {msg}"
+        );
+    }
+    assert!(!target.exists(), "nothing was written");
+}

@@ -134,3 +134,80 @@ name = {{ type = "string" }}
         "id: expected int64, got \"x\""
     );
 }
+
+/// Answers every request on `addr` with `body` (a JSON page) and records the requests.
+async fn serve_page(addr: &str, body: String) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind(format!("{addr}:0")).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    tokio::spawn(async move {
+        for _ in 0..4 {
+            let Ok(Ok((mut sock, _))) =
+                tokio::time::timeout(std::time::Duration::from_secs(20), listener.accept()).await
+            else {
+                return;
+            };
+            let mut buf = vec![0u8; 8192];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            s.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).to_string());
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_never_follow_a_next_link_to_another_origin() {
+    // another origin on this machine: a second loopback address
+    let (other_port, other_seen) = serve_page(
+        "127.0.0.2",
+        r#"{"data":[{"id":9}],"next":null}"#.to_string(),
+    )
+    .await;
+    let (port, seen) = serve_page(
+        "127.0.0.1",
+        format!(r#"{{"data":[{{"id":1}}],"next":"http://127.0.0.2:{other_port}/steal"}}"#),
+    )
+    .await;
+    let s = Scratch::new();
+    std::fs::write(
+        s.join("karat.toml"),
+        format!(
+            r#"
+[lake]
+url = "lake"
+[[source]]
+name = "api"
+kind = "http"
+url = "http://127.0.0.1:{port}/items"
+pagination = "next_link"
+headers = {{ Authorization = "Bearer s3cret", X-Api-Key = "k3y" }}
+"#
+        ),
+    )
+    .unwrap();
+    let (plan, lake) = open(&s.join("karat.toml")).await;
+    let r = run(&plan, &lake).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let first = seen.lock().unwrap().join("\n").to_lowercase();
+    assert!(first.contains("authorization: bearer s3cret"), "{first}");
+    let other = other_seen.lock().unwrap().join("\n").to_lowercase();
+    assert!(
+        other.contains("get /steal"),
+        "the next page was fetched: {other}"
+    );
+    assert!(
+        !other.contains("s3cret") && !other.contains("k3y"),
+        "credentials leaked to another origin:\n{other}"
+    );
+    let records: u64 = r.bronze[0].new_batches.iter().map(|m| m.records).sum();
+    assert_eq!(records, 2, "both pages landed");
+}

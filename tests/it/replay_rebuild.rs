@@ -243,81 +243,54 @@ fn record_json(r: &Rec) -> String {
     serde_json::Value::Object(m).to_string()
 }
 
+/// Every row of `query` over the Delta table at `rel` as text, none when it does not exist.
+async fn rows(lake_dir: &Path, rel: &str, query: &str) -> Vec<Vec<String>> {
+    if !lake_dir.join(rel).join("_delta_log").exists() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for b in sql(lake_dir, rel, query).await {
+        let cols: Vec<_> = b.columns().iter().map(karat::lake::delta::utf8).collect();
+        out.extend(
+            (0..b.num_rows()).map(|r| cols.iter().map(|c| c.value(r).to_string()).collect()),
+        );
+    }
+    out
+}
+
 async fn observed(lake_dir: &Path) -> Expected {
     let mut e = Expected::default();
-    let text =
-        |b: &deltalake::arrow::array::RecordBatch, i: usize| karat::lake::delta::utf8(b.column(i));
-    if lake_dir.join("silver/items/_delta_log").exists() {
-        for b in sql(
-            lake_dir,
-            "silver/items",
-            "SELECT id, _batch_id, CAST(_line AS VARCHAR), CAST(day AS VARCHAR) FROM t",
-        )
-        .await
-        {
-            let (a, bb, c, d) = (text(&b, 0), text(&b, 1), text(&b, 2), text(&b, 3));
-            for r in 0..b.num_rows() {
-                e.silver.insert((
-                    a.value(r).into(),
-                    bb.value(r).into(),
-                    c.value(r).parse().unwrap(),
-                    d.value(r).into(),
-                ));
-            }
-        }
+    let n = |v: &String| v.parse::<i64>().unwrap();
+    for r in rows(
+        lake_dir,
+        "silver/items",
+        "SELECT id, _batch_id, _line, day FROM t",
+    )
+    .await
+    {
+        e.silver
+            .insert((r[0].clone(), r[1].clone(), n(&r[2]), r[3].clone()));
     }
-    if lake_dir.join("dead_letters/items/_delta_log").exists() {
-        for b in sql(
-            lake_dir,
-            "dead_letters/items",
-            "SELECT batch_id, CAST(line AS VARCHAR), partition FROM t",
-        )
-        .await
-        {
-            let (a, c, d) = (text(&b, 0), text(&b, 1), text(&b, 2));
-            for r in 0..b.num_rows() {
-                e.dead.insert((
-                    a.value(r).into(),
-                    c.value(r).parse().unwrap(),
-                    d.value(r).into(),
-                ));
-            }
-        }
+    for r in rows(
+        lake_dir,
+        "dead_letters/items",
+        "SELECT batch_id, line, partition FROM t",
+    )
+    .await
+    {
+        e.dead.insert((r[0].clone(), n(&r[1]), r[2].clone()));
     }
-    if lake_dir.join("_karat/superseded/items/_delta_log").exists() {
-        for b in sql(
-            lake_dir,
-            "_karat/superseded/items",
-            "SELECT _batch_id, CAST(_line AS VARCHAR), _superseded_by FROM t",
-        )
-        .await
-        {
-            let (a, c, d) = (text(&b, 0), text(&b, 1), text(&b, 2));
-            for r in 0..b.num_rows() {
-                e.superseded.insert((
-                    a.value(r).into(),
-                    c.value(r).parse().unwrap(),
-                    d.value(r).into(),
-                ));
-            }
-        }
+    for r in rows(
+        lake_dir,
+        "_karat/superseded/items",
+        "SELECT _batch_id, _line, _superseded_by FROM t",
+    )
+    .await
+    {
+        e.superseded.insert((r[0].clone(), n(&r[1]), r[2].clone()));
     }
-    if lake_dir.join("gold/daily/_delta_log").exists() {
-        for b in sql(
-            lake_dir,
-            "gold/daily",
-            "SELECT CAST(day AS VARCHAR), CAST(n AS VARCHAR), CAST(total AS VARCHAR) FROM t",
-        )
-        .await
-        {
-            let (a, c, d) = (text(&b, 0), text(&b, 1), text(&b, 2));
-            for r in 0..b.num_rows() {
-                e.gold.insert(
-                    a.value(r).into(),
-                    (c.value(r).parse().unwrap(), d.value(r).parse().unwrap()),
-                );
-            }
-        }
+    for r in rows(lake_dir, "gold/daily", "SELECT day, n, total FROM t").await {
+        e.gold.insert(r[0].clone(), (n(&r[1]), n(&r[2])));
     }
     e
 }

@@ -4,6 +4,7 @@
 //! behind karat's back). Every expectation is read back from the Delta tables with
 //! deltalake's own reader.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use karat::events::Events;
@@ -30,8 +31,29 @@ async fn verify_ok(plan: &Plan, lake: &karat::lake::Lake) {
     assert!(v.ok(), "verify: {}", v.lines().join("\n"));
 }
 
+/// Gold daily_revenue's orders per day, and the same count over silver computed here.
+async fn gold_orders_vs_silver(lake_dir: &Path) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
+    let gold = counts(
+        &sql(
+            lake_dir,
+            "gold/daily_revenue",
+            "SELECT CAST(order_date AS VARCHAR), CAST(SUM(orders) AS BIGINT) FROM t GROUP BY 1",
+        )
+        .await,
+    );
+    let silver = counts(
+        &sql(
+            lake_dir,
+            "silver/orders",
+            "SELECT CAST(order_date AS VARCHAR), COUNT(*) FROM t GROUP BY 1",
+        )
+        .await,
+    );
+    (gold, silver)
+}
+
 /// order_id → order_date of every silver row.
-async fn silver_orders(lake_dir: &Path) -> std::collections::BTreeMap<String, i64> {
+async fn silver_orders(lake_dir: &Path) -> BTreeMap<String, i64> {
     counts(
         &sql(
             lake_dir,
@@ -154,22 +176,7 @@ async fn a_key_that_moves_partition_is_kept_once_and_gold_follows() {
     );
     assert_eq!(sup, "1", "the old o-1 is kept as superseded");
     // gold equals an independent aggregate of silver
-    let gold = counts(
-        &sql(
-            &lake_dir,
-            "gold/daily_revenue",
-            "SELECT CAST(order_date AS VARCHAR), CAST(SUM(orders) AS BIGINT) FROM t GROUP BY 1",
-        )
-        .await,
-    );
-    let expected = counts(
-        &sql(
-            &lake_dir,
-            "silver/orders",
-            "SELECT CAST(order_date AS VARCHAR), COUNT(*) FROM t GROUP BY 1",
-        )
-        .await,
-    );
+    let (gold, expected) = gold_orders_vs_silver(&lake_dir).await;
     assert_eq!(gold, expected);
     verify_ok(&plan, &lake).await;
 }
@@ -184,22 +191,7 @@ async fn gold_partitioned_unlike_silver_is_filled() {
     let r = run(&plan, &lake).await;
     assert_eq!(r.status, "ok", "{}", karat::summary::run_lines(&r));
     let lake_dir = s.join("lake");
-    let gold = counts(
-        &sql(
-            &lake_dir,
-            "gold/daily_revenue",
-            "SELECT CAST(order_date AS VARCHAR), CAST(SUM(orders) AS BIGINT) FROM t GROUP BY 1",
-        )
-        .await,
-    );
-    let expected = counts(
-        &sql(
-            &lake_dir,
-            "silver/orders",
-            "SELECT CAST(order_date AS VARCHAR), COUNT(*) FROM t GROUP BY 1",
-        )
-        .await,
-    );
+    let (gold, expected) = gold_orders_vs_silver(&lake_dir).await;
     assert_eq!(gold, expected);
     assert_eq!(gold.values().sum::<i64>(), 3);
     // a late row for an old date lands in today's silver partition and updates that gold date
@@ -211,14 +203,7 @@ async fn gold_partitioned_unlike_silver_is_filled() {
         ],
     );
     run(&plan, &lake).await;
-    let gold = counts(
-        &sql(
-            &lake_dir,
-            "gold/daily_revenue",
-            "SELECT CAST(order_date AS VARCHAR), CAST(SUM(orders) AS BIGINT) FROM t GROUP BY 1",
-        )
-        .await,
-    );
+    let (gold, _) = gold_orders_vs_silver(&lake_dir).await;
     assert_eq!(gold.get("2026-03-27"), Some(&3));
     verify_ok(&plan, &lake).await;
 }
@@ -539,5 +524,57 @@ async fn gold_joining_tables_partitioned_differently_follows_either_side() {
     assert_eq!(days.len(), 2, "both days have two orders now: {days:?}");
     let (gold, expected) = gold_and_expected(&lake_dir).await;
     assert_eq!(gold, expected);
+    verify_ok(&plan, &lake).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_run_never_reads_older_bronze_batches() {
+    let s = Scratch::new();
+    let cfg = init(s.path(), |t| t);
+    let (plan, lake) = open(&cfg).await;
+    run(&plan, &lake).await;
+    // make yesterday's bronze unreadable: a run that re-read it would fail
+    let lake_dir = s.join("lake");
+    let mut hidden = 0;
+    for day in std::fs::read_dir(lake_dir.join("bronze/orders"))
+        .unwrap()
+        .flatten()
+    {
+        if day
+            .file_name()
+            .to_string_lossy()
+            .starts_with("ingest_date=")
+        {
+            for obj in std::fs::read_dir(day.path()).unwrap().flatten() {
+                std::fs::write(obj.path(), b"not gzip").unwrap();
+                hidden += 1;
+            }
+        }
+    }
+    assert_eq!(hidden, 1);
+    add_file(
+        s.path(),
+        "day2.ndjson",
+        &[
+            r#"{"order_id":"o-1","amount":99,"currency":"USD","quantity":1,"order_date":"2026-03-27"}"#,
+            r#"{"order_id":"o-4","amount":5,"currency":"GBP","quantity":1,"order_date":"2026-03-26"}"#,
+        ],
+    );
+    let r = run(&plan, &lake).await;
+    assert_eq!(r.status, "ok", "{}", karat::summary::run_lines(&r));
+    assert_eq!(r.silver[0].batches.len(), 1, "only the new batch is read");
+    let amount = scalar(
+        &sql(
+            &lake_dir,
+            "silver/orders",
+            "SELECT CAST(amount AS VARCHAR) FROM t WHERE order_id = 'o-1'",
+        )
+        .await,
+    );
+    assert_eq!(
+        amount, "99.00",
+        "the re-send replaced o-1 from silver, not from bronze"
+    );
+    assert_eq!(silver_orders(&lake_dir).await.len(), 4);
     verify_ok(&plan, &lake).await;
 }
