@@ -194,6 +194,9 @@ pub async fn run_one(dir: &Path, lines: usize, days: usize) -> KaratResult<Bench
             match e {
                 Event::Started { stage, .. } => marks.push((stage, true, Instant::now())),
                 Event::Finished { stage, .. } => marks.push((stage, false, Instant::now())),
+                Event::Note { message } if std::env::var_os("KARAT_TIMINGS").is_some() => {
+                    eprintln!("{message}")
+                }
                 _ => {}
             }
         }

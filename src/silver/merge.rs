@@ -1,10 +1,10 @@
 //! Merging versions of rows by key, table-wide: of all versions of a key the one with the
 //! greatest (`_ingested_at`, `_batch_id`, `_line`) wins — a total order, so the result never
 //! depends on arrival order, grouping or retries. Every other version is superseded by it.
-//! Sorting and comparing are Arrow kernels (lexsort and the row format), not a per-row map.
+//! Keys are sorted in Arrow's row format (byte-comparable); only versions of the same key are
+//! compared by their provenance.
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::compute::{SortColumn, SortOptions, lexsort_to_indices};
 use deltalake::arrow::row::{RowConverter, SortField};
 
 use crate::error::{KaratError, KaratResult};
@@ -35,55 +35,83 @@ pub fn merge(batch: &RecordBatch, key_indexes: &[usize], context: &str) -> Karat
         });
     }
     let err = |e| KaratError::arrow(format!("{context}: merging by key"), e);
-    let col = |name: &str| {
-        batch
-            .column_by_name(name)
-            .expect("silver rows carry provenance")
-            .clone()
-    };
-    let asc = SortOptions {
-        descending: false,
-        nulls_first: false,
-    };
-    let desc = SortOptions {
-        descending: true,
-        nulls_first: false,
-    };
-    let mut sort: Vec<SortColumn> = key_indexes
-        .iter()
-        .map(|i| SortColumn {
-            values: batch.column(*i).clone(),
-            options: Some(asc),
-        })
-        .collect();
-    for name in ["_ingested_at", "_batch_id", "_line"] {
-        sort.push(SortColumn {
-            values: col(name),
-            options: Some(desc),
-        });
-    }
-    let order = lexsort_to_indices(&sort, None).map_err(err)?;
-    let fields = key_indexes
+    // sort by key alone (byte-comparable rows); versions of one key are rare, and are
+    // ordered among themselves by (`_ingested_at`, `_batch_id`, `_line`)
+    let key_fields = key_indexes
         .iter()
         .map(|i| SortField::new(batch.schema().field(*i).data_type().clone()))
         .collect();
-    let conv = RowConverter::new(fields).map_err(err)?;
     let keys: Vec<_> = key_indexes
         .iter()
         .map(|i| batch.column(*i).clone())
         .collect();
-    let rows = conv.convert_columns(&keys).map_err(err)?;
+    let key_rows = RowConverter::new(key_fields)
+        .map_err(err)?
+        .convert_columns(&keys)
+        .map_err(err)?;
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.sort_unstable_by(|a, b| key_rows.row(*a as usize).cmp(&key_rows.row(*b as usize)));
+    let version = Versions::of(batch);
     let mut merged = Merged::default();
-    let mut winner = 0u32;
-    for (pos, &i) in order.values().iter().enumerate() {
-        if pos == 0 || rows.row(i as usize) != rows.row(order.value(pos - 1) as usize) {
-            winner = i;
-            merged.winners.push(i);
-        } else {
-            merged.losers.push(Loser { row: i, winner });
+    let mut start = 0;
+    while start < n {
+        let key = key_rows.row(order[start] as usize);
+        let mut end = start + 1;
+        while end < n && key_rows.row(order[end] as usize) == key {
+            end += 1;
         }
+        let group = &order[start..end];
+        let winner = *group
+            .iter()
+            .max_by(|a, b| version.cmp(**a as usize, **b as usize))
+            .expect("a group has a row");
+        merged.winners.push(winner);
+        for &row in group.iter().filter(|r| **r != winner) {
+            merged.losers.push(Loser { row, winner });
+        }
+        start = end;
     }
     Ok(merged)
+}
+
+/// The provenance that orders versions of one key.
+struct Versions {
+    ingested_at: deltalake::arrow::array::TimestampMicrosecondArray,
+    batch_id: deltalake::arrow::array::StringArray,
+    line: deltalake::arrow::array::Int64Array,
+}
+
+impl Versions {
+    fn of(batch: &RecordBatch) -> Versions {
+        use deltalake::arrow::array::AsArray;
+        use deltalake::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .expect("silver rows carry provenance")
+        };
+        Versions {
+            ingested_at: col("_ingested_at")
+                .as_primitive::<TimestampMicrosecondType>()
+                .clone(),
+            batch_id: crate::lake::delta::utf8(col("_batch_id")),
+            line: col("_line").as_primitive::<Int64Type>().clone(),
+        }
+    }
+
+    /// Which of two rows is the newer version (nulls oldest).
+    fn cmp(&self, a: usize, b: usize) -> std::cmp::Ordering {
+        use deltalake::arrow::array::Array;
+        let opt_i = |x: &deltalake::arrow::array::TimestampMicrosecondArray, i: usize| {
+            x.is_valid(i).then(|| x.value(i))
+        };
+        let opt_l = |i: usize| self.line.is_valid(i).then(|| self.line.value(i));
+        let opt_b = |i: usize| self.batch_id.is_valid(i).then(|| self.batch_id.value(i));
+        opt_i(&self.ingested_at, a)
+            .cmp(&opt_i(&self.ingested_at, b))
+            .then_with(|| opt_b(a).cmp(&opt_b(b)))
+            .then_with(|| opt_l(a).cmp(&opt_l(b)))
+    }
 }
 
 #[cfg(test)]

@@ -125,8 +125,10 @@ pub async fn update(
     events: &Events,
 ) -> KaratResult<SilverReport> {
     let table = contract.table.clone();
+    let mut clock = Clock::new(&table, events);
     let ids: BTreeSet<String> = batches.iter().map(|m| m.batch_id.clone()).collect();
     let collected = collect::collect(lake, contract.clone(), batches, run_id, events).await?;
+    clock.lap("decode + validate");
     let store = Store::open(lake, contract.clone()).await?;
     // partitions already holding rows of these keys, or of these batches (a retry after a
     // crash, a replay); for a keyed table in a normal run the keys find both
@@ -135,11 +137,13 @@ pub async fn update(
         existing.extend(store.partitions_of_batches(&ids).await?);
     }
     existing.extend(targets.iter().cloned());
+    clock.lap("key lookup");
     let applied = if existing.is_empty() {
         append(&contract, &collected.valid)?
     } else {
         rewrite(&store, &contract, existing, &collected.valid, &ids).await?
     };
+    clock.lap("merge");
     let meta = |op: &str| {
         vec![
             ("karat.run_id".to_string(), serde_json::json!(run_id)),
@@ -170,10 +174,12 @@ pub async fn update(
             meta("dead letters of batches"),
         )
         .await?;
+    clock.lap("write silver, superseded, dead letters");
     let counts = Store::open(lake, contract.clone())
         .await?
         .counts(&labels)
         .await?;
+    clock.lap("partition counts");
     let mut outcomes = gate::outcomes(&contract, &collected, &counts);
     let changed = split_changed(&contract, applied.changed, &outcomes)?;
     for o in &mut outcomes {
@@ -204,6 +210,34 @@ pub async fn update(
     })
 }
 
+/// With `KARAT_TIMINGS` set, notes how long each step of an update took.
+struct Clock<'a> {
+    table: &'a str,
+    events: &'a Events,
+    on: bool,
+    last: std::time::Instant,
+}
+
+impl<'a> Clock<'a> {
+    fn new(table: &'a str, events: &'a Events) -> Clock<'a> {
+        Clock {
+            table,
+            events,
+            on: std::env::var_os("KARAT_TIMINGS").is_some(),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn lap(&mut self, step: &str) {
+        if self.on {
+            let t = self.last.elapsed().as_secs_f64();
+            self.events
+                .note(format!("silver {}: {step} {t:.3}s", self.table));
+        }
+        self.last = std::time::Instant::now();
+    }
+}
+
 /// No key of the new rows exists yet and none of their batches wrote before: merge them among
 /// themselves and append. The merge looks at the key and provenance columns only; when no key
 /// repeats (the usual case) the validated chunks are written as they are, without a copy.
@@ -230,18 +264,16 @@ fn append(contract: &Contract, valid: &[RecordBatch]) -> KaratResult<Applied> {
     let narrow_schema = std::sync::Arc::new(schema.project(&cols).map_err(err)?);
     let keys = concat_batches(&narrow_schema, &narrow).map_err(err)?;
     let key_positions: Vec<usize> = (0..contract.key_indexes.len()).collect();
-    if merge::merge(&keys, &key_positions, &context)?
-        .losers
-        .is_empty()
-    {
+    let merged = merge::merge(&keys, &key_positions, &context)?;
+    if merged.losers.is_empty() {
         return Ok(Applied {
             silver: valid.to_vec(),
             changed: valid.to_vec(),
             ..Applied::default()
         });
     }
+    // the narrow rows are in the same order as the full ones: the merge holds for both
     let rows = concat_batches(schema, valid).map_err(err)?;
-    let merged = merge::merge(&rows, &contract.key_indexes, &context)?;
     let mut applied = split_merged(contract, &rows, &merged)?;
     applied.changed = applied.silver.clone();
     Ok(applied)
