@@ -361,7 +361,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 json_out(&v)?;
             } else {
                 let lines: Vec<String> = v.lines().iter().map(|l| karat_escape(l)).collect();
-                out(&lines.join("\n"));
+                out(&(lines.join("\n") + "\n"));
             }
             Ok(if v.ok() { 0 } else { 1 })
         }

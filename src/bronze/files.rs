@@ -67,6 +67,8 @@ pub fn stamp_file(
     writer: &mut BatchWriter,
     path: &Path,
 ) -> Result<(), String> {
+    // a UTF-8 byte order mark is an encoding artifact, not part of the first record
+    let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
     match format {
         FileFormat::Ndjson => {
             for (i, line) in text.split(|b| *b == b'\n').enumerate() {

@@ -146,11 +146,30 @@ pub fn validate(
         }
         .map_err(|e| KaratError::arrow(ctx(&format!("casting {}", col.name)), e))?;
         let raw_s = raw.as_string::<i32>();
+        // "NaN" and "inf" parse as floats, but no rule can judge them: a type error
+        let non_finite = |r: usize| {
+            cast.data_type() == &DataType::Float64
+                && cast.is_valid(r)
+                && !cast
+                    .as_primitive::<deltalake::arrow::datatypes::Float64Type>()
+                    .value(r)
+                    .is_finite()
+        };
         for (r, rs) in reasons.iter_mut().enumerate() {
             if invalid_json(r) {
                 continue;
             }
-            if raw_s.is_valid(r) && cast.is_null(r) {
+            if non_finite(r) {
+                rs.push((
+                    format!("{}.type", col.name),
+                    format!(
+                        "{}: expected {}, got {} (not a finite number)",
+                        col.name,
+                        col.ty,
+                        show(raw_s.value(r))
+                    ),
+                ));
+            } else if raw_s.is_valid(r) && cast.is_null(r) {
                 rs.push((
                     format!("{}.type", col.name),
                     format!(

@@ -3,6 +3,7 @@
 mod cli;
 mod config_errors;
 mod demo;
+mod hostile;
 mod http_source;
 mod ingest;
 mod pty;
