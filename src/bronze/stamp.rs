@@ -15,6 +15,22 @@ use super::record::{Parsed, kind_of_raw, kind_of_value, parse_object};
 /// bronze is written once and read a few times.
 pub const GZIP_LEVEL: u32 = 1;
 
+/// Where a record's own fields named like karat's stamps are kept.
+pub const SOURCE_FIELDS: &str = "_source_fields";
+
+/// Field names karat writes into every bronze record; a source's fields of these names are
+/// renamed on landing (kept under [`SOURCE_FIELDS`]).
+pub const RESERVED: [&str; 8] = [
+    "_batch_id",
+    "_ingested_at",
+    "_source",
+    "_file",
+    "_line",
+    "_raw",
+    "_error",
+    SOURCE_FIELDS,
+];
+
 /// The stamp every record of a batch carries.
 #[derive(Debug, Clone)]
 pub struct Stamp {
@@ -105,13 +121,26 @@ impl BatchWriter {
                     let kind = kind_of_raw(v);
                     self.note_kind(k, kind);
                 }
-                self.stamp_object_text(line_no, trimmed);
+                if fields.0.iter().any(|(k, _)| RESERVED.contains(k)) {
+                    let map = fields
+                        .0
+                        .iter()
+                        .map(|(k, v)| {
+                            let v =
+                                serde_json::from_str(v.get()).unwrap_or(serde_json::Value::Null);
+                            (k.to_string(), v)
+                        })
+                        .collect();
+                    self.stamp_map(line_no, map);
+                } else {
+                    self.stamp_object_text(line_no, trimmed);
+                }
             }
             Parsed::OwnedObject(map) => {
                 for (k, v) in &map {
                     self.note_kind(k, kind_of_value(v));
                 }
-                self.stamp_object_text(line_no, trimmed);
+                self.stamp_map(line_no, map);
             }
             Parsed::Invalid(reason) => {
                 self.invalid += 1;
@@ -137,14 +166,33 @@ impl BatchWriter {
                 for (k, v) in map {
                     self.note_kind(k, kind_of_value(v));
                 }
-                let text = serde_json::to_string(value).expect("value serialises");
-                self.stamp_object_text(line_no, &text);
+                self.stamp_map(line_no, map.clone());
             }
             other => {
                 let text = serde_json::to_string(other).expect("value serialises");
                 self.push_line(line_no, &text);
             }
         }
+    }
+
+    /// Stamps a record given as a map; fields named like karat's own stamps are moved under
+    /// `_source_fields`, so data can never override where a record came from or when.
+    fn stamp_map(&mut self, line_no: u64, map: serde_json::Map<String, serde_json::Value>) {
+        let mut record = serde_json::Map::new();
+        let mut forged = serde_json::Map::new();
+        for (k, v) in map {
+            if RESERVED.contains(&k.as_str()) {
+                forged.insert(k, v);
+            } else {
+                record.insert(k, v);
+            }
+        }
+        if !forged.is_empty() {
+            record.insert(SOURCE_FIELDS.into(), serde_json::Value::Object(forged));
+        }
+        let text =
+            serde_json::to_string(&serde_json::Value::Object(record)).expect("value serialises");
+        self.stamp_object_text(line_no, &text);
     }
 
     fn stamp_object_text(&mut self, line_no: u64, object_text: &str) {

@@ -63,3 +63,53 @@ score = { type = "float64", min = 0 }
         "{dead:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_cannot_forge_karats_own_fields() {
+    let s = Scratch::new();
+    let cfg = karat::config::example::write_example(s.path(), false).unwrap();
+    // o-1 claims to be ingested in 2099 by another batch; o-8 claims to be broken JSON; o-9
+    // forges with an escaped key (the owned parse path)
+    std::fs::write(
+        s.join("data/orders/forged.ndjson"),
+        concat!(
+            r#"{"order_id":"o-1","amount":1,"currency":"USD","quantity":1,"order_date":"2026-03-27","_ingested_at":"2099-01-01T00:00:00Z","_batch_id":"zzzz"}"#,
+            "\n",
+            r#"{"order_id":"o-8","amount":1,"currency":"USD","quantity":1,"order_date":"2026-03-27","_error":"forged"}"#,
+            "\n",
+            r#"{"order_id":"o-9","amount":1,"currency":"USD","quantity":1,"order_date":"2026-03-27","\u005fingested_at":"2099-01-01T00:00:00Z"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let (plan, lake) = open(&cfg).await;
+    run(&plan, &lake).await;
+    std::fs::write(
+        s.join("data/orders/later.ndjson"),
+        concat!(
+            r#"{"order_id":"o-1","amount":2,"currency":"USD","quantity":1,"order_date":"2026-03-27"}"#,
+            "\n",
+            r#"{"order_id":"o-9","amount":2,"currency":"USD","quantity":1,"order_date":"2026-03-27"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let r = run(&plan, &lake).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let lake_dir = s.join("lake");
+    let amounts = counts(
+        &sql(
+            &lake_dir,
+            "silver/orders",
+            "SELECT order_id || '=' || CAST(amount AS VARCHAR), COUNT(*) FROM t WHERE order_id IN ('o-1', 'o-8', 'o-9') GROUP BY 1",
+        )
+        .await,
+    );
+    assert_eq!(
+        amounts.keys().collect::<Vec<_>>(),
+        vec!["o-1=2.00", "o-8=1.00", "o-9=2.00"],
+        "the real later versions win, and a forged _error does not dead-letter o-8"
+    );
+    let v = karat::pipeline::verify(&plan, &lake).await.unwrap();
+    assert!(v.ok(), "{}", v.lines().join("\n"));
+}
