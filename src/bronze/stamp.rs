@@ -18,9 +18,9 @@ pub const GZIP_LEVEL: u32 = 1;
 /// Where a record's own fields named like karat's stamps are kept.
 pub const SOURCE_FIELDS: &str = "_source_fields";
 
-/// Field names karat writes into every bronze record; a source's fields of these names are
-/// renamed on landing (kept under [`SOURCE_FIELDS`]).
-pub const RESERVED: [&str; 8] = [
+/// Field names karat writes into bronze records: provenance, and for lines that are not JSON
+/// objects the raw text and the parse error.
+pub const STAMPS: [&str; 7] = [
     "_batch_id",
     "_ingested_at",
     "_source",
@@ -28,8 +28,13 @@ pub const RESERVED: [&str; 8] = [
     "_line",
     "_raw",
     "_error",
-    SOURCE_FIELDS,
 ];
+
+/// True for a source field named like karat's own: it is renamed on landing (kept under
+/// [`SOURCE_FIELDS`]).
+pub fn reserved(field: &str) -> bool {
+    field == SOURCE_FIELDS || STAMPS.contains(&field)
+}
 
 /// The stamp every record of a batch carries.
 #[derive(Debug, Clone)]
@@ -121,7 +126,7 @@ impl BatchWriter {
                     let kind = kind_of_raw(v);
                     self.note_kind(k, kind);
                 }
-                if fields.0.iter().any(|(k, _)| RESERVED.contains(k)) {
+                if fields.0.iter().any(|(k, _)| reserved(k)) {
                     let map = fields
                         .0
                         .iter()
@@ -181,7 +186,7 @@ impl BatchWriter {
         let mut record = serde_json::Map::new();
         let mut forged = serde_json::Map::new();
         for (k, v) in map {
-            if RESERVED.contains(&k.as_str()) {
+            if reserved(&k) {
                 forged.insert(k, v);
             } else {
                 record.insert(k, v);

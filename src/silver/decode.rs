@@ -11,16 +11,9 @@ use serde_json::value::RawValue;
 
 use crate::bronze::record::{Fields, Parsed, parse_object};
 
-/// Provenance and bookkeeping columns of a decoded chunk, in order after the contract fields.
-pub const PROVENANCE: [&str; 7] = [
-    "_batch_id",
-    "_ingested_at",
-    "_source",
-    "_file",
-    "_line",
-    "_raw",
-    "_error",
-];
+/// Provenance and bookkeeping columns of a decoded chunk, in order after the contract fields:
+/// the fields bronze stamps on every record.
+pub const PROVENANCE: [&str; 7] = crate::bronze::stamp::STAMPS;
 
 /// The schema of a decoded chunk for these contract source fields.
 pub fn chunk_schema(fields: &[String]) -> SchemaRef {
