@@ -34,6 +34,9 @@ struct Cli {
     /// Fixed clock for the dashboard (RFC 3339), for reproducible screens.
     #[arg(long, global = true, hide = true)]
     now: Option<String>,
+    /// How long a writing command waits for another writer's lease (e.g. 10m); 0: exit 2 at once.
+    #[arg(long, global = true, default_value = "0s", value_parser = humantime::parse_duration)]
+    wait: std::time::Duration,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -189,8 +192,8 @@ fn config_path(cli_config: &Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("karat.toml"))
 }
 
-async fn load(cli_config: &Option<PathBuf>) -> anyhow::Result<(Plan, Lake)> {
-    let path = config_path(cli_config);
+async fn load(config: &Option<PathBuf>, wait: std::time::Duration) -> anyhow::Result<(Plan, Lake)> {
+    let path = config_path(config);
     if !path.exists() {
         return Err(KaratError::Usage(format!(
             "no pipeline definition at {} (use --config, or `karat init` to write an example)",
@@ -199,7 +202,7 @@ async fn load(cli_config: &Option<PathBuf>) -> anyhow::Result<(Plan, Lake)> {
         .into());
     }
     let plan = Plan::load(&path).await?;
-    let lake = Lake::open(&plan.config.lake_url)?;
+    let lake = Lake::open(&plan.config.lake_url)?.with_writer_wait(wait);
     Ok((plan, lake))
 }
 
@@ -254,7 +257,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let command = cli.command.unwrap_or(Command::Ui);
     match command {
         Command::Ui => {
-            let (plan, lake) = load(&cli.config).await?;
+            let (plan, lake) = load(&cli.config, cli.wait).await?;
             dashboard(config_path(&cli.config), plan, lake, &cli.theme, &cli.now).await
         }
         Command::Snapshot {
@@ -263,7 +266,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             width,
             height,
         } => {
-            let (plan, lake) = load(&cli.config).await?;
+            let (plan, lake) = load(&cli.config, cli.wait).await?;
             let v = karat::tui::action::View::from_slug(&view).ok_or_else(|| {
                 KaratError::Usage(format!(
                     "no view \"{view}\": overview, partitions, dead-letters, lineage, schema, runs"
@@ -291,7 +294,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             partitions,
             json,
         } => {
-            let (plan, lake) = load(&cli.config).await?;
+            let (plan, lake) = load(&cli.config, cli.wait).await?;
             let mut command = String::from("karat run");
             for t in &tables {
                 command.push_str(&format!(" --table {t}"));
@@ -319,7 +322,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             to,
             json,
         } => {
-            let (plan, lake) = load(&cli.config).await?;
+            let (plan, lake) = load(&cli.config, cli.wait).await?;
             let target = if failed {
                 ReplayTarget::Failed
             } else {
@@ -345,7 +348,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             finish_run(&plan, &lake, report?, json).await
         }
         Command::Status { json } => {
-            let (plan, lake) = load(&cli.config).await?;
+            let (plan, lake) = load(&cli.config, cli.wait).await?;
             let s = status_of(&plan, &lake).await?;
             if json {
                 json_out(&s)?;
@@ -355,7 +358,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(if s.unhealthy() { 1 } else { 0 })
         }
         Command::Verify { json } => {
-            let (plan, lake) = load(&cli.config).await?;
+            let (plan, lake) = load(&cli.config, cli.wait).await?;
             let v = karat::pipeline::verify(&plan, &lake).await?;
             if json {
                 json_out(&v)?;
@@ -373,7 +376,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             json,
             export: to_file,
         } => {
-            let (plan, lake) = load(&cli.config).await?;
+            let (plan, lake) = load(&cli.config, cli.wait).await?;
             let t = plan.config.table_or_err(&table)?;
             if t.silver().is_none() {
                 return Err(KaratError::Usage(format!(

@@ -4,13 +4,14 @@
 
 pub mod delta;
 pub mod layout;
+pub mod lease;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use url::Url;
 
 use crate::error::{KaratError, KaratResult};
@@ -20,6 +21,8 @@ use crate::error::{KaratError, KaratResult};
 pub struct Lake {
     root: Url,
     store: Arc<dyn ObjectStore>,
+    /// How long a writer waits for another writer's lease.
+    writer_wait: std::time::Duration,
 }
 
 impl std::fmt::Debug for Lake {
@@ -54,7 +57,22 @@ impl Lake {
                 Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
             }
         };
-        Ok(Lake { root, store })
+        Ok(Lake {
+            root,
+            store,
+            writer_wait: std::time::Duration::ZERO,
+        })
+    }
+
+    /// The same lake, whose writers wait up to `wait` for another writer's lease.
+    pub fn with_writer_wait(mut self, wait: std::time::Duration) -> Lake {
+        self.writer_wait = wait;
+        self
+    }
+
+    /// How long a writer waits for another writer's lease.
+    pub fn writer_wait(&self) -> std::time::Duration {
+        self.writer_wait
     }
 
     /// The lake's root URL (always ending in `/`).
@@ -77,6 +95,31 @@ impl Lake {
             .await
             .map_err(|e| KaratError::storage(rel, e))?;
         Ok(())
+    }
+
+    /// Writes an object only if none exists at `rel`; false when one does.
+    pub async fn put_if_absent(&self, rel: &str, bytes: Bytes) -> KaratResult<bool> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&ObjPath::from(rel), PutPayload::from_bytes(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(KaratError::storage(rel, e)),
+        }
+    }
+
+    /// Deletes an object (absent is fine).
+    pub async fn delete(&self, rel: &str) -> KaratResult<()> {
+        match self.store.delete(&ObjPath::from(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(KaratError::storage(rel, e)),
+        }
     }
 
     /// Reads a whole object.

@@ -13,6 +13,7 @@ use crate::error::{KaratError, KaratResult};
 use crate::events::Events;
 use crate::gold::{self, GoldPlan, Scope, WHOLE_TABLE};
 use crate::lake::Lake;
+use crate::lake::lease::Lease;
 use crate::ledger::{BatchRecord, DriftRecord, Ledger, RunRecord, StepRecord};
 use crate::silver::{self, PartitionOutcome, PartitionStatus, accounting};
 
@@ -187,8 +188,26 @@ struct Execution<'a> {
     upstream: BTreeMap<String, Upstream>,
 }
 
-/// Runs `work`: bronze, then silver, then gold in dependency order, then the ledger.
+/// Runs `work` holding the lake's writer lease: bronze, then silver, then gold in dependency
+/// order, then the ledger.
 pub(crate) async fn execute(
+    plan: &Plan,
+    lake: &Lake,
+    trigger: Trigger,
+    command: &str,
+    work: Work,
+    events: &Events,
+) -> KaratResult<RunReport> {
+    let lease = Lease::acquire(lake, command, lake.writer_wait()).await?;
+    let result = execute_holding(plan, lake, trigger, command, work, events).await;
+    let released = lease.release().await;
+    let report = result?;
+    released?;
+    Ok(report)
+}
+
+/// [`execute`] with the writer lease held.
+async fn execute_holding(
     plan: &Plan,
     lake: &Lake,
     trigger: Trigger,

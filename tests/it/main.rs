@@ -12,3 +12,4 @@ mod replay_rebuild;
 mod screens;
 mod silver_v2;
 mod util;
+mod writers;

@@ -1,0 +1,118 @@
+//! Writers, as real processes: two `karat run`s and a racing `karat replay` on one lake leave
+//! every key exactly once and the accounting balanced; a live lease held by someone else stops
+//! a writer with exit code 2 naming the holder; an expired one (a holder killed) is taken over.
+
+use std::process::{Child, Command};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::util::{Scratch, scalar, sql};
+
+fn karat(dir: &std::path::Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_karat"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KARAT_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("karat starts")
+}
+
+fn finish(c: Child) -> (i32, String) {
+    let out = c.wait_with_output().expect("karat finishes");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_and_a_racing_replay_keep_every_row_once() {
+    for trial in 0..2 {
+        let s = Scratch::new();
+        karat::bench::generate(s.path(), 30_000, 3).unwrap();
+        let (code, out) = finish(karat(s.path(), &["run"]));
+        assert_eq!(code, 0, "first run: {out}");
+        // more files arrive; two runs and a replay race for the lake
+        let data = s.join("data");
+        let mut rng = StdRng::seed_from_u64(trial);
+        for day in [4, 5] {
+            karat::bench::daily::write_day(&data, day, 10_000, &mut rng).unwrap();
+        }
+        let a = karat(s.path(), &["run", "--wait", "5m"]);
+        let b = karat(s.path(), &["run", "--wait", "5m"]);
+        let c = karat(
+            s.path(),
+            &[
+                "replay",
+                "orders",
+                "--partition",
+                "2026-03-01",
+                "--wait",
+                "5m",
+            ],
+        );
+        for (name, child) in [("run a", a), ("run b", b), ("replay", c)] {
+            let (code, out) = finish(child);
+            assert!(
+                code == 0 || code == 1,
+                "trial {trial} {name}: exit {code}\n{out}"
+            );
+            assert!(
+                !out.contains("does not balance"),
+                "trial {trial} {name}: {out}"
+            );
+        }
+        let (code, out) = finish(karat(s.path(), &["run"]));
+        assert!(code == 0 || code == 1, "third run: {out}");
+        let (code, out) = finish(karat(s.path(), &["verify"]));
+        assert_eq!(code, 0, "trial {trial}: {out}");
+        let lake_dir = s.join("lake");
+        let dup = scalar(
+            &sql(
+                &lake_dir,
+                "silver/orders",
+                "SELECT CAST(COUNT(*) - COUNT(DISTINCT order_id) AS VARCHAR) FROM t",
+            )
+            .await,
+        );
+        assert_eq!(dup, "0", "trial {trial}: a key twice");
+        assert!(
+            !lake_dir.join("_karat/lease").exists(),
+            "the lease is given back"
+        );
+    }
+}
+
+#[test]
+fn a_live_lease_stops_a_writer_and_an_expired_one_is_taken_over() {
+    let s = Scratch::new();
+    karat::bench::generate(s.path(), 2_000, 1).unwrap();
+    let lease = s.join("lake/_karat/lease");
+    std::fs::create_dir_all(lease.parent().unwrap()).unwrap();
+    let held = |expires: &str| {
+        format!(
+            r#"{{"id":"x","host":"other-host","pid":4242,"command":"karat run","acquired_at":"2026-11-22T10:00:00.000Z","expires_at":"{expires}"}}"#
+        )
+    };
+    std::fs::write(&lease, held("2999-01-01T00:00:00.000Z")).unwrap();
+    let (code, out) = finish(karat(s.path(), &["run"]));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("is being written by karat run (pid 4242 on other-host)"),
+        "{out}"
+    );
+    assert!(!s.join("lake/silver").exists(), "nothing was written");
+    // the holder died long ago: its lease expired
+    std::fs::write(&lease, held("2020-01-01T00:00:00.000Z")).unwrap();
+    let (code, out) = finish(karat(s.path(), &["run"]));
+    assert!(code == 0 || code == 1, "{out}");
+    assert!(s.join("lake/silver/orders").exists(), "{out}");
+    assert!(!lease.exists(), "released");
+}
