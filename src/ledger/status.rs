@@ -92,7 +92,8 @@ impl StatusReport {
     }
 }
 
-/// The latest step per (zone, table, partition).
+/// The latest step per (zone, table, partition); a silver table-level failure (`*`) is gone once
+/// a later step of the table succeeded.
 pub fn latest_partition_states(
     steps: &[StepRecord],
 ) -> BTreeMap<(Zone, String, String), StepRecord> {
@@ -105,6 +106,26 @@ pub fn latest_partition_states(
                 out.insert(k, s.clone());
             }
         }
+    }
+    // a silver table that could not be processed at all (`*`) is fine again once a later
+    // step of that table succeeded
+    let healed: Vec<(Zone, String, String)> = out
+        .iter()
+        .filter(|((z, t, p), st)| {
+            *z == Zone::Silver
+                && p == crate::gold::WHOLE_TABLE
+                && out.iter().any(|((z2, t2, p2), later)| {
+                    z2 == z
+                        && t2 == t
+                        && p2 != p
+                        && later.status.promoted()
+                        && later.finished_at > st.finished_at
+                })
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in healed {
+        out.remove(&k);
     }
     out
 }
@@ -256,5 +277,66 @@ pub fn compute(
         generated_at: now.to_rfc3339(),
         last_run: runs.last().cloned(),
         tables,
+    }
+}
+
+#[cfg(test)]
+mod healing_tests {
+    use super::*;
+    use crate::silver::PartitionStatus;
+
+    fn step(table: &str, partition: &str, status: PartitionStatus, at: &str) -> StepRecord {
+        StepRecord {
+            run_id: "r".into(),
+            trigger: "cli".into(),
+            zone: Zone::Silver,
+            table: table.into(),
+            partition: partition.into(),
+            status,
+            started_at: at.into(),
+            finished_at: at.into(),
+            rows_in: 0,
+            rows_out: 0,
+            dead: 0,
+            duplicates: 0,
+            messages: None,
+            dead_by_rule: None,
+            schema_fingerprint: None,
+            delta_version: None,
+        }
+    }
+
+    #[test]
+    fn a_table_failure_clears_when_the_table_later_succeeds() {
+        let failed = step(
+            "orders",
+            "*",
+            PartitionStatus::Failed,
+            "2026-01-01T00:00:00Z",
+        );
+        let later = step(
+            "orders",
+            "2026-01-01",
+            PartitionStatus::Ok,
+            "2026-01-02T00:00:00Z",
+        );
+        let other = step(
+            "customers",
+            "*",
+            PartitionStatus::Failed,
+            "2026-01-01T00:00:00Z",
+        );
+        let latest = latest_partition_states(&[failed.clone(), later, other]);
+        assert!(!latest.contains_key(&(Zone::Silver, "orders".into(), "*".into())));
+        assert!(latest.contains_key(&(Zone::Silver, "customers".into(), "*".into())));
+        // an earlier success does not clear a later failure
+        let earlier = step(
+            "orders",
+            "2025-12-31",
+            PartitionStatus::Ok,
+            "2025-12-31T00:00:00Z",
+        );
+        let latest = latest_partition_states(&[earlier, failed]);
+        assert!(latest.contains_key(&(Zone::Silver, "orders".into(), "*".into())));
     }
 }

@@ -605,14 +605,16 @@ impl<'a> Execution<'a> {
         Ok((Scope::Partitions(ps), blocked, None))
     }
 
-    /// Writes the ledger: processed batches, drift, steps, then the run.
+    /// Writes the ledger: drift, steps, processed batches, then the run.
     async fn record(mut self) -> KaratResult<RunReport> {
         let report = &mut self.report;
         report.finished_at = now();
         report.compute_status();
-        self.ledger.append_batches(&self.processed).await?;
+        // steps before the processed batches: a crash in between leaves the batches to be
+        // processed again (idempotent), never a failed gate without its step
         self.ledger.append_drift(&self.drift).await?;
         self.ledger.append_steps(&self.steps).await?;
+        self.ledger.append_batches(&self.processed).await?;
         let silver = report.silver.iter().flat_map(|s| s.partitions.iter());
         let rows_in: u64 = silver.clone().map(|p| p.rows_in).sum();
         let dead: u64 = silver.map(|p| p.dead).sum();
