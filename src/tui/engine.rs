@@ -54,6 +54,8 @@ pub struct Snapshot {
     pub tables: Vec<TableInfo>,
     pub sources: Vec<String>,
     pub schemas: BTreeMap<String, Vec<SchemaVersion>>,
+    /// Who holds the lake's writer lease, if anyone.
+    pub lease: Option<crate::lake::lease::LeaseInfo>,
 }
 
 impl Snapshot {
@@ -188,6 +190,7 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
         tables,
         sources: plan.config.sources.iter().map(|s| s.name.clone()).collect(),
         schemas,
+        lease: crate::lake::lease::current(lake).await?,
     })
 }
 

@@ -54,6 +54,12 @@ pub fn draw(f: &mut Frame, app: &App) {
             Style::default().fg(t.running),
         ));
     }
+    if let Some(lease) = app.snapshot.as_ref().and_then(|s| s.lease.as_ref()) {
+        spans.push(Span::styled(
+            format!("  ✎ lake written by {}", clean(&lease.describe())),
+            Style::default().fg(t.running),
+        ));
+    }
     f.render_widget(Paragraph::new(Line::from(spans)), head);
     match app.view {
         View::Overview => views::overview::render(f, main, app),

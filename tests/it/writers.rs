@@ -116,3 +116,37 @@ fn a_live_lease_stops_a_writer_and_an_expired_one_is_taken_over() {
     assert!(s.join("lake/silver/orders").exists(), "{out}");
     assert!(!lease.exists(), "released");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_who_holds_the_lease() {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    let s = Scratch::new();
+    let cfg = karat::config::example::write_example(s.path(), false).unwrap();
+    let (plan, lake) = crate::util::open(&cfg).await;
+    crate::util::run(&plan, &lake).await;
+    std::fs::write(
+        s.join("lake/_karat/lease"),
+        r#"{"id":"x","host":"other-host","pid":4242,"command":"karat replay orders","acquired_at":"2026-11-22T10:00:00.000Z","expires_at":"2999-01-01T00:00:00.000Z"}"#,
+    )
+    .unwrap();
+    let app = karat::tui::headless_state(
+        &plan,
+        &lake,
+        karat::tui::theme::Theme::default_dark(),
+        karat::tui::action::View::Overview,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    let mut term = Terminal::new(TestBackend::new(200, 10)).unwrap();
+    term.draw(|f| karat::tui::render::draw(f, &app)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let header: String = (0..200)
+        .map(|x| buf.cell((x, 0)).unwrap().symbol().to_string())
+        .collect();
+    assert!(
+        header.contains("lake written by karat replay orders (pid 4242 on other-host)"),
+        "{header}"
+    );
+}
