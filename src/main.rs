@@ -106,6 +106,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Acknowledge a failure no run will clear (e.g. a bronze file that failed and was
+    /// removed): it then counts as resolved, with who and why kept in the ledger.
+    Ack {
+        /// bronze, silver or gold
+        zone: karat::config::Zone,
+        /// Source (bronze) or table.
+        table: String,
+        /// The file (bronze) or partition.
+        unit: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Show a silver table's dead letters.
     DeadLetters {
         table: String,
@@ -356,6 +368,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 out(&summary::status_table(&s));
             }
             Ok(if s.unhealthy() { 1 } else { 0 })
+        }
+        Command::Ack {
+            zone,
+            table,
+            unit,
+            reason,
+        } => {
+            let (_, lake) = load(&cli.config, cli.wait).await?;
+            let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let step = karat::pipeline::ack::ack(&lake, zone, &table, &unit, &reason, &by).await?;
+            out(&format!("{}\n", step.messages.unwrap_or_default()));
+            Ok(0)
         }
         Command::Verify { json } => {
             let (plan, lake) = load(&cli.config, cli.wait).await?;

@@ -136,6 +136,21 @@ pub enum Zone {
     Gold,
 }
 
+impl std::str::FromStr for Zone {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Zone, String> {
+        match s {
+            "bronze" => Ok(Zone::Bronze),
+            "silver" => Ok(Zone::Silver),
+            "gold" => Ok(Zone::Gold),
+            other => Err(format!(
+                "unknown zone \"{other}\"; expected bronze, silver or gold"
+            )),
+        }
+    }
+}
+
 impl std::fmt::Display for Zone {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -1,6 +1,7 @@
 //! The pipeline: the plan (checked config), runs (bronze → silver → gold with gates), replays of
 //! chosen partitions, and the report a run produces.
 
+pub mod ack;
 pub mod plan;
 pub mod replay;
 pub mod report;

@@ -356,12 +356,17 @@ impl<'a> Execution<'a> {
                 return Ok(());
             }
         };
+        // a bronze unit is its origin (file or URL): a later success of the same origin resolves
+        // its earlier failure
         for m in &r.new_batches {
             let unit = Unit {
-                name: m.batch_id.clone(),
+                name: m.origin.clone(),
                 status: PartitionStatus::Ok,
                 rows: m.records as i64,
-                message: format!("{} ({} invalid line(s) kept raw)", m.origin, m.invalid),
+                message: format!(
+                    "batch {} ({} invalid line(s) kept raw)",
+                    m.batch_id, m.invalid
+                ),
                 fingerprint: Some(m.schema_fingerprint()),
             };
             let step = self.unit_step(Zone::Bronze, source, unit, &t0);

