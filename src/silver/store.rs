@@ -234,7 +234,8 @@ impl Store {
             (
                 self.has_silver,
                 format!(
-                    "SELECT DISTINCT _batch_id FROM s WHERE CAST({pcol} AS VARCHAR) IN ({list})"
+                    "SELECT DISTINCT _batch_id FROM s WHERE {pcol} IN ({})",
+                    date_list(partitions)
                 ),
             ),
             (

@@ -159,24 +159,20 @@ pub fn validate(
             if invalid_json(r) {
                 continue;
             }
-            if non_finite(r) {
+            let bad_type = raw_s.is_valid(r) && cast.is_null(r);
+            if bad_type || non_finite(r) {
                 rs.push((
                     format!("{}.type", col.name),
                     format!(
-                        "{}: expected {}, got {} (not a finite number)",
+                        "{}: expected {}, got {}{}",
                         col.name,
                         col.ty,
-                        show(raw_s.value(r))
-                    ),
-                ));
-            } else if raw_s.is_valid(r) && cast.is_null(r) {
-                rs.push((
-                    format!("{}.type", col.name),
-                    format!(
-                        "{}: expected {}, got {}",
-                        col.name,
-                        col.ty,
-                        show(raw_s.value(r))
+                        show(raw_s.value(r)),
+                        if bad_type {
+                            ""
+                        } else {
+                            " (not a finite number)"
+                        }
                     ),
                 ));
             } else if cast.is_null(r) && contract.required(i) {
