@@ -5,10 +5,10 @@ use deltalake::DeltaTable;
 use deltalake::arrow::datatypes::{DataType, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::common::{Column as DfColumn, ScalarValue};
-use deltalake::datafusion::logical_expr::{Expr, lit};
+use deltalake::datafusion::logical_expr::{Expr, LogicalPlan, lit};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::operations::write::SchemaMode;
+use deltalake::operations::write::{SchemaMode, WriteBuilder};
 use deltalake::protocol::SaveMode;
 use url::Url;
 
@@ -58,47 +58,107 @@ pub async fn write(
     replace: Replace,
     metadata: Vec<(String, serde_json::Value)>,
 ) -> KaratResult<i64> {
-    if url.scheme() == "file"
-        && let Ok(dir) = url.to_file_path()
-    {
-        std::fs::create_dir_all(&dir).map_err(|e| KaratError::io(&dir, e))?;
-    }
-    let table = DeltaTable::try_from_url(url.clone())
-        .await
-        .map_err(|e| KaratError::delta(label, e))?;
+    let table = open_for_write(url, label).await?;
     let exists = table.version().is_some();
     let mut batches = batches;
     if batches.is_empty() {
         batches.push(RecordBatch::new_empty(schema.clone()));
     }
-    let mut builder = table
-        .write(batches)
-        .with_table_name(label)
-        .with_commit_properties(CommitProperties::default().with_metadata(metadata));
-    if let Some(p) = partition_by {
-        builder = builder.with_partition_columns([p.to_string()]);
-    }
-    builder = match (&replace, exists) {
-        (_, false) | (Replace::Append, true) => builder.with_save_mode(SaveMode::Append),
-        (Replace::All, true) => builder
-            .with_save_mode(SaveMode::Overwrite)
-            .with_schema_mode(SchemaMode::Overwrite),
-        (Replace::Matching { column, values }, true) => {
-            let dt = schema
-                .field_with_name(column)
-                .map_err(|e| KaratError::arrow(format!("{label}: partition column {column}"), e))?
-                .data_type()
-                .clone();
-            let predicate = in_list(column, values, &dt)
-                .map_err(|e| KaratError::sql(format!("{label}: partition predicate"), e))?;
-            builder
-                .with_save_mode(SaveMode::Overwrite)
-                .with_schema_mode(SchemaMode::Merge)
-                .with_replace_where(predicate)
-        }
+    let target = Target {
+        label,
+        schema: &schema,
+        partition_by,
+        replace: &replace,
+        exists,
     };
+    let builder = target.configure(table.write(batches), metadata)?;
     let table = builder.await.map_err(|e| KaratError::delta(label, e))?;
     Ok(table.version().unwrap_or(0) as i64)
+}
+
+/// Like [`write`], with the rows streamed from a DataFusion plan (which may read the table
+/// being replaced: it sees the version before this commit) rather than held in memory.
+pub async fn write_plan(
+    url: &Url,
+    label: &str,
+    schema: SchemaRef,
+    plan: LogicalPlan,
+    partition_by: Option<&str>,
+    replace: Replace,
+    metadata: Vec<(String, serde_json::Value)>,
+) -> KaratResult<i64> {
+    let table = open_for_write(url, label).await?;
+    let target = Target {
+        label,
+        schema: &schema,
+        partition_by,
+        replace: &replace,
+        exists: table.version().is_some(),
+    };
+    // delta-rs plans the write in its own session (which has its planner for the write's
+    // nodes); the plan's scans carry their tables with them
+    let builder = table.write(Vec::new()).with_input_plan(plan);
+    let builder = target.configure(builder, metadata)?;
+    let table = builder.await.map_err(|e| KaratError::delta(label, e))?;
+    Ok(table.version().unwrap_or(0) as i64)
+}
+
+async fn open_for_write(url: &Url, label: &str) -> KaratResult<DeltaTable> {
+    if url.scheme() == "file"
+        && let Ok(dir) = url.to_file_path()
+    {
+        std::fs::create_dir_all(&dir).map_err(|e| KaratError::io(&dir, e))?;
+    }
+    DeltaTable::try_from_url(url.clone())
+        .await
+        .map_err(|e| KaratError::delta(label, e))
+}
+
+/// Where and how a write lands.
+struct Target<'a> {
+    label: &'a str,
+    schema: &'a SchemaRef,
+    partition_by: Option<&'a str>,
+    replace: &'a Replace,
+    exists: bool,
+}
+
+impl Target<'_> {
+    fn configure(
+        &self,
+        builder: WriteBuilder,
+        metadata: Vec<(String, serde_json::Value)>,
+    ) -> KaratResult<WriteBuilder> {
+        let label = self.label;
+        let mut builder = builder
+            .with_table_name(label)
+            .with_commit_properties(CommitProperties::default().with_metadata(metadata));
+        if let Some(p) = self.partition_by {
+            builder = builder.with_partition_columns([p.to_string()]);
+        }
+        Ok(match (self.replace, self.exists) {
+            (_, false) | (Replace::Append, true) => builder.with_save_mode(SaveMode::Append),
+            (Replace::All, true) => builder
+                .with_save_mode(SaveMode::Overwrite)
+                .with_schema_mode(SchemaMode::Overwrite),
+            (Replace::Matching { column, values }, true) => {
+                let dt = self
+                    .schema
+                    .field_with_name(column)
+                    .map_err(|e| {
+                        KaratError::arrow(format!("{label}: partition column {column}"), e)
+                    })?
+                    .data_type()
+                    .clone();
+                let predicate = in_list(column, values, &dt)
+                    .map_err(|e| KaratError::sql(format!("{label}: partition predicate"), e))?;
+                builder
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_schema_mode(SchemaMode::Merge)
+                    .with_replace_where(predicate)
+            }
+        })
+    }
 }
 
 /// `column IN (values…)` with each value parsed as the column's type.

@@ -15,6 +15,7 @@ pub mod collect;
 pub mod contract;
 pub mod decode;
 pub mod gate;
+pub mod incremental;
 pub mod merge;
 pub mod store;
 pub mod validate;
@@ -108,7 +109,12 @@ impl Changed {
 struct Applied {
     /// Partitions replaced whole (None: the rows are appended).
     replace: Option<BTreeSet<String>>,
+    /// With `replace`: the partitions keep their stored rows but those of these keys, and
+    /// gain `silver` (None: `silver` is their whole new content).
+    keep_stored_except: Option<Vec<RecordBatch>>,
     silver: Vec<RecordBatch>,
+    /// Winner partitions of superseded rows replaced whole (None: appended).
+    replace_superseded: Option<BTreeSet<String>>,
     superseded: Vec<RecordBatch>,
     /// Rows that entered or left silver.
     changed: Vec<RecordBatch>,
@@ -130,19 +136,7 @@ pub async fn update(
     let collected = collect::collect(lake, contract.clone(), batches, run_id, events).await?;
     clock.lap("decode + validate");
     let store = Store::open(lake, contract.clone()).await?;
-    // partitions already holding rows of these keys, or of these batches (a retry after a
-    // crash, a replay); for a keyed table in a normal run the keys find both
-    let mut existing = store.partitions_of_keys(&collected.valid).await?;
-    if contract.key_indexes.is_empty() || !targets.is_empty() {
-        existing.extend(store.partitions_of_batches(&ids).await?);
-    }
-    existing.extend(targets.iter().cloned());
-    clock.lap("key lookup");
-    let applied = if existing.is_empty() {
-        append(&contract, &collected.valid)?
-    } else {
-        rewrite(&store, &contract, existing, &collected.valid, &ids).await?
-    };
+    let applied = apply(&store, &contract, &collected.valid, &ids, targets).await?;
     clock.lap("merge");
     let meta = |op: &str| {
         vec![
@@ -153,17 +147,26 @@ pub async fn update(
     let mut labels: BTreeSet<String> = collected.rows_in.keys().cloned().collect();
     labels.extend(targets.iter().cloned());
     labels.extend(partition_labels(&contract, &applied.changed)?);
-    let silver_version = store
-        .write_silver(
-            applied.silver,
-            applied.replace.as_ref(),
-            meta("silver update"),
-        )
-        .await?;
+    let silver_version = match (&applied.replace, &applied.keep_stored_except) {
+        (Some(partitions), Some(except)) => {
+            store
+                .rewrite_silver(partitions, except, applied.silver, meta("silver update"))
+                .await?
+        }
+        _ => {
+            store
+                .write_silver(
+                    applied.silver,
+                    applied.replace.as_ref(),
+                    meta("silver update"),
+                )
+                .await?
+        }
+    };
     store
         .write_superseded(
             applied.superseded,
-            applied.replace.as_ref(),
+            applied.replace_superseded.as_ref(),
             meta("superseded update"),
         )
         .await?;
@@ -231,10 +234,48 @@ impl<'a> Clock<'a> {
     fn lap(&mut self, step: &str) {
         if self.on {
             let t = self.last.elapsed().as_secs_f64();
-            self.events
-                .note(format!("silver {}: {step} {t:.3}s", self.table));
+            let line = format!("silver {}: {step} {t:.3}s", self.table);
+            // a benchmark diagnostic: also on stderr, where `karat bench` runs have no events
+            eprintln!("{line}");
+            self.events.note(line);
         }
         self.last = std::time::Instant::now();
+    }
+}
+
+/// Decides the new content of silver and superseded rows. A keyed table's normal run (new
+/// batches only) merges against the stored versions of its keys ([`incremental`]); a
+/// replay, a retry of batches that already wrote, or a table without key re-merges whole
+/// partitions ([`rewrite`]).
+async fn apply(
+    store: &Store,
+    contract: &Contract,
+    valid: &[RecordBatch],
+    ids: &BTreeSet<String>,
+    targets: &BTreeSet<String>,
+) -> KaratResult<Applied> {
+    let of_batches = store.partitions_of_batches(ids).await?;
+    if !contract.key_indexes.is_empty() && targets.is_empty() && of_batches.is_empty() {
+        return match incremental::merge_new(store, contract, valid).await? {
+            None => append(contract, valid),
+            Some(i) => Ok(Applied {
+                keep_stored_except: i.silver_partitions.as_ref().map(|_| i.removed_keys),
+                replace: i.silver_partitions,
+                silver: i.added,
+                replace_superseded: i.superseded_partitions,
+                superseded: i.superseded,
+                changed: i.changed,
+            }),
+        };
+    }
+    // partitions already holding rows of these keys, or of these batches, or to replay
+    let mut existing = store.partitions_of_keys(valid).await?;
+    existing.extend(of_batches);
+    existing.extend(targets.iter().cloned());
+    if existing.is_empty() {
+        append(contract, valid)
+    } else {
+        rewrite(store, contract, existing, valid, ids).await
     }
 }
 
@@ -297,6 +338,7 @@ async fn rewrite(
         let (applied, outside) = rewrite_partitions(contract, stored, valid, ids, &partitions)?;
         if outside.is_empty() {
             return Ok(Applied {
+                replace_superseded: Some(partitions.clone()),
                 replace: Some(partitions),
                 ..applied
             });

@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use deltalake::datafusion::common::{Column, JoinType};
 use deltalake::datafusion::datasource::MemTable;
-use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::logical_expr::{Expr, cast};
+use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 
 use super::contract::{
     Contract, DEAD_LETTER_PARTITION, WINNER_PARTITION, dead_letter_schema, ident,
@@ -157,38 +159,89 @@ impl Store {
 
     /// Partitions whose silver rows have one of the keys of `rows` (silver schema).
     pub async fn partitions_of_keys(&self, rows: &[RecordBatch]) -> KaratResult<BTreeSet<String>> {
-        let keys = &self.contract.key_indexes;
-        if !self.has_silver || keys.is_empty() || rows.iter().all(|b| b.num_rows() == 0) {
+        let Some(on) = self.register_keys("k", rows)? else {
             return Ok(BTreeSet::new());
-        }
-        let schema = self.contract.silver_schema.clone();
-        let key_schema: SchemaRef = Arc::new(
-            schema
-                .project(keys)
-                .map_err(|e| KaratError::arrow("key columns", e))?,
+        };
+        let q = format!(
+            "SELECT DISTINCT CAST(s.{} AS VARCHAR) FROM s JOIN (SELECT DISTINCT * FROM k) k ON {on}",
+            self.pcol(),
         );
+        Ok(strings(&self.query(&q, "key lookup").await?))
+    }
+
+    /// The stored version of each key of `rows` (any schema starting with the silver key
+    /// columns by name): its key, provenance and partition label ([`version_schema`]).
+    pub async fn versions_of_keys(&self, rows: &[RecordBatch]) -> KaratResult<Vec<RecordBatch>> {
+        let Some(on) = self.register_keys("k", rows)? else {
+            return Ok(Vec::new());
+        };
+        let schema = version_schema(&self.contract)?;
+        let cols: Vec<String> = schema.fields()[..schema.fields().len() - 1]
+            .iter()
+            .map(|f| format!("s.{}", ident(f.name())))
+            .collect();
+        let q = format!(
+            "SELECT {}, CAST(s.{} AS VARCHAR) AS {LABEL} FROM s JOIN (SELECT DISTINCT * FROM k) k ON {on}",
+            cols.join(", "),
+            self.pcol(),
+        );
+        conform_all(self.query(&q, "key versions").await?, &schema)
+    }
+
+    /// The whole silver rows of the keys of `rows` in `partitions`.
+    pub async fn rows_of_keys(
+        &self,
+        partitions: &BTreeSet<String>,
+        rows: &[RecordBatch],
+    ) -> KaratResult<Vec<RecordBatch>> {
+        let Some(on) = self.register_keys("r", rows)? else {
+            return Ok(Vec::new());
+        };
+        let q = format!(
+            "SELECT s.* FROM s JOIN (SELECT DISTINCT * FROM r) r ON {on} WHERE s.{} IN ({})",
+            self.pcol(),
+            date_list(partitions)
+        );
+        conform_all(
+            self.query(&q, "rows of keys").await?,
+            &self.contract.silver_schema,
+        )
+    }
+
+    /// Registers the key columns of `rows` as table `name`; returns the join condition with
+    /// `s`, or None when there is nothing to look up.
+    fn register_keys(&self, name: &str, rows: &[RecordBatch]) -> KaratResult<Option<String>> {
+        let c = &self.contract;
+        if !self.has_silver || c.key_indexes.is_empty() || rows.iter().all(|b| b.num_rows() == 0)
+        {
+            return Ok(None);
+        }
+        let err = |e| KaratError::arrow(format!("key columns of {}", c.table), e);
+        let key_schema: SchemaRef = Arc::new(c.silver_schema.project(&c.key_indexes).map_err(err)?);
         let projected = rows
             .iter()
-            .map(|b| b.project(keys))
+            .map(|b| {
+                let cols = key_schema
+                    .fields()
+                    .iter()
+                    .map(|f| b.schema().index_of(f.name()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                b.project(&cols)
+            })
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| KaratError::arrow("key columns", e))?;
+            .map_err(err)?;
         let table = MemTable::try_new(key_schema.clone(), vec![projected])
             .map_err(|e| KaratError::sql("key lookup", e))?;
-        let _ = self.ctx.deregister_table("k");
+        let _ = self.ctx.deregister_table(name);
         self.ctx
-            .register_table("k", Arc::new(table))
+            .register_table(name, Arc::new(table))
             .map_err(|e| KaratError::sql("key lookup", e))?;
         let on: Vec<String> = key_schema
             .fields()
             .iter()
-            .map(|f| format!("s.{c} = k.{c}", c = ident(f.name())))
+            .map(|f| format!("s.{c} = {name}.{c}", c = ident(f.name())))
             .collect();
-        let q = format!(
-            "SELECT DISTINCT CAST(s.{} AS VARCHAR) FROM s JOIN (SELECT DISTINCT * FROM k) k ON {}",
-            self.pcol(),
-            on.join(" AND ")
-        );
-        Ok(strings(&self.query(&q, "key lookup").await?))
+        Ok(Some(on.join(" AND ")))
     }
 
     /// Every row of these partitions, silver and superseded.
@@ -197,7 +250,6 @@ impl Store {
         if partitions.is_empty() {
             return Ok(out);
         }
-        let list = sql_list(partitions);
         if self.has_silver {
             let q = format!(
                 "SELECT * FROM s WHERE {} IN ({})",
@@ -209,14 +261,26 @@ impl Store {
                 &self.contract.silver_schema,
             )?;
         }
-        if self.has_superseded {
-            let q = format!("SELECT * FROM u WHERE {WINNER_PARTITION} IN ({list})");
-            out.superseded = conform_all(
-                self.query(&q, "reading superseded rows").await?,
-                &self.contract.superseded_schema,
-            )?;
-        }
+        out.superseded = self.superseded_of(partitions).await?;
         Ok(out)
+    }
+
+    /// The superseded rows whose winner lives in `partitions`.
+    pub async fn superseded_of(
+        &self,
+        partitions: &BTreeSet<String>,
+    ) -> KaratResult<Vec<RecordBatch>> {
+        if !self.has_superseded || partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let q = format!(
+            "SELECT * FROM u WHERE {WINNER_PARTITION} IN ({})",
+            sql_list(partitions)
+        );
+        conform_all(
+            self.query(&q, "reading superseded rows").await?,
+            &self.contract.superseded_schema,
+        )
     }
 
     /// Batches that contributed to these partitions: their silver rows, dead letters, or
@@ -353,6 +417,75 @@ impl Store {
         .await
     }
 
+    /// Replaces `partitions` of silver with their stored rows but those of `removed` keys, plus
+    /// `added` rows, streamed from the stored table into one replace-where commit (memory
+    /// does not grow with the partitions' size).
+    pub async fn rewrite_silver(
+        &self,
+        partitions: &BTreeSet<String>,
+        removed: &[RecordBatch],
+        added: Vec<RecordBatch>,
+        meta: Vec<(String, serde_json::Value)>,
+    ) -> KaratResult<i64> {
+        let c = &self.contract;
+        let label = format!("silver.{}", c.table);
+        let err = |e| KaratError::sql(format!("rewriting {label}"), e);
+        let values: Vec<String> = partitions.iter().cloned().collect();
+        let pdt = c.silver_schema.field(c.partition_index).data_type();
+        let in_parts = delta::in_list(&c.partition_column, &values, pdt).map_err(err)?;
+        let mut kept = self.ctx.table("s").await.map_err(err)?.filter(in_parts).map_err(err)?;
+        let removed: Vec<RecordBatch> = removed.iter().filter(|b| b.num_rows() > 0).cloned().collect();
+        if !removed.is_empty() {
+            let keys: Vec<&str> = c
+                .key_indexes
+                .iter()
+                .map(|i| c.silver_schema.field(*i).name().as_str())
+                .collect();
+            let aliased: Vec<Expr> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| column(k).alias(format!("__karat_key{i}")))
+                .collect();
+            let gone = self
+                .ctx
+                .read_batches(removed)
+                .map_err(err)?
+                .select(aliased)
+                .map_err(err)?;
+            let on: Vec<Expr> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| column(k).eq(column(&format!("__karat_key{i}"))))
+                .collect();
+            kept = kept.join_on(gone, JoinType::LeftAnti, on).map_err(err)?;
+        }
+        let as_silver = |df: DataFrame| {
+            df.select(
+                c.silver_schema
+                    .fields()
+                    .iter()
+                    .map(|f| cast(column(f.name()), f.data_type().clone()).alias(f.name()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let mut all = as_silver(kept).map_err(err)?;
+        let added: Vec<RecordBatch> = added.into_iter().filter(|b| b.num_rows() > 0).collect();
+        if !added.is_empty() {
+            let new = as_silver(self.ctx.read_batches(added).map_err(err)?).map_err(err)?;
+            all = all.union(new).map_err(err)?;
+        }
+        delta::write_plan(
+            &self.lake.url_of(&layout::table(Zone::Silver, &c.table)),
+            &label,
+            c.silver_schema.clone(),
+            all.into_unoptimized_plan(),
+            Some(&c.partition_column),
+            self.replace(&c.partition_column, Some(partitions)),
+            meta,
+        )
+        .await
+    }
+
     /// Writes superseded rows: appended, or replacing exactly `partitions` (by winner).
     pub async fn write_superseded(
         &self,
@@ -405,6 +538,35 @@ impl Store {
             },
         }
     }
+}
+
+/// A column by its exact name (no parsing of dots or case).
+fn column(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+/// Partition label column of [`version_schema`] batches.
+pub const LABEL: &str = "_karat_label";
+
+/// Key columns, the provenance that orders versions, and the partition label.
+pub fn version_schema(contract: &Contract) -> KaratResult<SchemaRef> {
+    let schema = &contract.silver_schema;
+    let mut cols = contract.key_indexes.clone();
+    for name in ["_ingested_at", "_batch_id", "_line"] {
+        cols.push(
+            schema
+                .index_of(name)
+                .map_err(|e| KaratError::arrow(format!("table {}", contract.table), e))?,
+        );
+    }
+    let mut fields: Vec<deltalake::arrow::datatypes::Field> =
+        cols.iter().map(|i| schema.field(*i).clone()).collect();
+    fields.push(deltalake::arrow::datatypes::Field::new(
+        LABEL,
+        deltalake::arrow::datatypes::DataType::Utf8,
+        true,
+    ));
+    Ok(Arc::new(Schema::new(fields)))
 }
 
 fn conform_all(batches: Vec<RecordBatch>, schema: &Arc<Schema>) -> KaratResult<Vec<RecordBatch>> {
