@@ -176,6 +176,8 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    // fault points for the crash tests (a no-op unless built with the `failpoints` feature)
+    let _faults = fail::FailScenario::setup();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

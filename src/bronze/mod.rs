@@ -327,6 +327,7 @@ async fn land(
         )));
     }
     lake.put(&object, stamped.gz.into()).await?;
+    crate::lake::fault::after("bronze.object");
     let m = Manifest {
         batch_id: batch_id.to_string(),
         source: source.to_string(),
@@ -342,5 +343,6 @@ async fn land(
         schema: stamped.schema,
     };
     manifest::write(lake, &m).await?;
+    crate::lake::fault::after("bronze.manifest");
     Ok(m)
 }

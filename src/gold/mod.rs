@@ -314,6 +314,7 @@ pub async fn process(
             meta,
         )
         .await?;
+        crate::lake::fault::after("gold.table");
         version = Some(v);
         for o in &mut outcomes {
             if o.status.promoted() {

@@ -38,6 +38,16 @@ impl LeaseInfo {
             .unwrap_or(true)
     }
 
+    /// Whether the holder was a process on this host that no longer runs (killed, crashed):
+    /// its lease need not be waited out. Only where `/proc` tells; a reused pid looks alive,
+    /// which only means waiting for the expiry.
+    fn holder_died_here(&self) -> bool {
+        let proc = std::path::Path::new("/proc");
+        self.host == hostname()
+            && proc.join("self").exists()
+            && !proc.join(self.pid.to_string()).exists()
+    }
+
     /// `karat run (pid 4242 on host-a) since 2026-…`
     pub fn describe(&self) -> String {
         format!(
@@ -82,7 +92,7 @@ impl Lease {
                 });
             }
             match current(lake).await? {
-                Some(held) if held.expired(Utc::now()) => {
+                Some(held) if held.expired(Utc::now()) || held.holder_died_here() => {
                     // its holder died: clear it, then race for it like everyone else
                     lake.delete(LEASE).await?;
                 }

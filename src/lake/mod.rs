@@ -3,6 +3,7 @@
 //! `_karat/`. Every other module reaches storage through here; nothing else assumes a local disk.
 
 pub mod delta;
+pub mod fault;
 pub mod layout;
 pub mod lease;
 

@@ -95,6 +95,7 @@ impl Ledger {
             vec![],
         )
         .await?;
+        crate::lake::fault::after(&format!("ledger.{name}"));
         Ok(())
     }
 

@@ -74,7 +74,12 @@ pub async fn merge_new(
         let new = concat_batches(&contract.silver_schema, valid).map_err(err)?;
         let winners = UInt32Array::from(decided.new_winners.clone());
         out.added = vec![take_record_batch(&new, &winners).map_err(err)?];
-        superseded.push(superseded_rows(contract, &new, &decided.new_losers, &winner_of)?);
+        superseded.push(superseded_rows(
+            contract,
+            &new,
+            &decided.new_losers,
+            &winner_of,
+        )?);
     }
     out.changed = out.added.clone();
     if decided.stored_losers.is_empty() {
@@ -154,7 +159,11 @@ fn narrow(
     let err = |e| KaratError::arrow(format!("table {}", contract.table), e);
     let mut cols: Vec<ArrayRef> = schema.fields()[..schema.fields().len() - 1]
         .iter()
-        .map(|f| rows.column_by_name(f.name()).cloned().expect("silver column"))
+        .map(|f| {
+            rows.column_by_name(f.name())
+                .cloned()
+                .expect("silver column")
+        })
         .collect();
     let labels = deltalake::arrow::compute::cast(
         rows.column(contract.partition_index),
@@ -180,7 +189,10 @@ fn labels_of(labels: &StringArray, rows: &[u32]) -> BTreeSet<String> {
 fn superseded_homes(rows: &[RecordBatch]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for b in rows {
-        let h = crate::lake::delta::utf8(b.column_by_name(WINNER_PARTITION).expect("winner partition"));
+        let h = crate::lake::delta::utf8(
+            b.column_by_name(WINNER_PARTITION)
+                .expect("winner partition"),
+        );
         out.extend(h.iter().flatten().map(str::to_string));
     }
     out

@@ -33,6 +33,7 @@ use crate::events::{Event, Events, Stage};
 use crate::lake::Lake;
 pub use collect::CHUNK_ROWS;
 pub use contract::Contract;
+use contract::SUPERSEDED_BY;
 pub use gate::{PartitionOutcome, PartitionStatus};
 use store::{Store, Stored};
 
@@ -147,6 +148,17 @@ pub async fn update(
     let mut labels: BTreeSet<String> = collected.rows_in.keys().cloned().collect();
     labels.extend(targets.iter().cloned());
     labels.extend(partition_labels(&contract, &applied.changed)?);
+    // superseded rows first: after a crash between the two commits a version is in both
+    // tables (never in neither), and the next run, seeing these batches' traces, re-merges
+    // with versions told apart by batch and line
+    store
+        .write_superseded(
+            applied.superseded,
+            applied.replace_superseded.as_ref(),
+            meta("superseded update"),
+        )
+        .await?;
+    crate::lake::fault::after("silver.superseded");
     let silver_version = match (&applied.replace, &applied.keep_stored_except) {
         (Some(partitions), Some(except)) => {
             store
@@ -163,13 +175,7 @@ pub async fn update(
                 .await?
         }
     };
-    store
-        .write_superseded(
-            applied.superseded,
-            applied.replace_superseded.as_ref(),
-            meta("superseded update"),
-        )
-        .await?;
+    crate::lake::fault::after("silver.rows");
     let dead_version = store
         .write_dead(
             collected.dead.clone(),
@@ -177,6 +183,7 @@ pub async fn update(
             meta("dead letters of batches"),
         )
         .await?;
+    crate::lake::fault::after("silver.dead_letters");
     clock.lap("write silver, superseded, dead letters");
     let counts = Store::open(lake, contract.clone())
         .await?
@@ -365,11 +372,18 @@ fn rewrite_partitions(
     let old_silver = filter_record_batch(&old_silver, &not(&from_batches)).map_err(err)?;
     let superseded =
         concat_batches(&contract.superseded_schema, &stored.superseded).map_err(err)?;
+    // versions these batches pushed out of silver before (an interrupted attempt) count as
+    // changed, whatever happens to them now
+    let pushed_out = in_set(&superseded, SUPERSEDED_BY, ids)?;
     let superseded = superseded
         .project(&(0..schema.fields().len()).collect::<Vec<_>>())
         .map_err(err)?;
+    let pushed_out = filter_record_batch(&superseded, &pushed_out).map_err(err)?;
     let sup_from = in_set(&superseded, "_batch_id", ids)?;
     let superseded = filter_record_batch(&superseded, &not(&sup_from)).map_err(err)?;
+    // a version both in silver and superseded (a crash between their commits) counts once
+    let twice = same_versions(&superseded, &old_silver);
+    let superseded = filter_record_batch(&superseded, &not(&twice)).map_err(err)?;
     let new_rows = concat_batches(&schema, valid).map_err(err)?;
     let n_old = old_silver.num_rows() as u32;
     let all = concat_batches(&schema, &[old_silver.clone(), superseded, new_rows]).map_err(err)?;
@@ -388,7 +402,7 @@ fn rewrite_partitions(
     let mut applied = split_merged(contract, &all, &merged)?;
     // changed: rows of the batches that were in silver, old winners now superseded, and every
     // winner that was not in silver before
-    let mut changed = vec![removed];
+    let mut changed = vec![removed, pushed_out];
     let lost: Vec<u32> = merged
         .losers
         .iter()
@@ -471,6 +485,26 @@ fn in_set(rows: &RecordBatch, column: &str, set: &BTreeSet<String>) -> KaratResu
     Ok(v.iter()
         .map(|x| Some(x.is_some_and(|x| set.contains(x))))
         .collect())
+}
+
+/// Rows of `rows` whose version (batch and line) is also in `other`.
+fn same_versions(rows: &RecordBatch, other: &RecordBatch) -> BooleanArray {
+    let version = |b: &RecordBatch| {
+        (
+            delta_utf8(b, "_batch_id"),
+            b.column_by_name("_line")
+                .expect("provenance column")
+                .as_primitive::<deltalake::arrow::datatypes::Int64Type>()
+                .clone(),
+        )
+    };
+    let (ob, ol) = version(other);
+    let seen: HashSet<(Option<&str>, Option<i64>)> = ob.iter().zip(ol.iter()).collect();
+    let (rb, rl) = version(rows);
+    rb.iter()
+        .zip(rl.iter())
+        .map(|v| Some(seen.contains(&v)))
+        .collect()
 }
 
 fn not(mask: &BooleanArray) -> BooleanArray {

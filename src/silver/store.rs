@@ -14,7 +14,7 @@ use deltalake::datafusion::logical_expr::{Expr, cast};
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 
 use super::contract::{
-    Contract, DEAD_LETTER_PARTITION, WINNER_PARTITION, dead_letter_schema, ident,
+    Contract, DEAD_LETTER_PARTITION, SUPERSEDED_BY, WINNER_PARTITION, dead_letter_schema, ident,
 };
 use crate::config::Zone;
 use crate::error::{KaratError, KaratResult};
@@ -131,8 +131,8 @@ impl Store {
         .await
     }
 
-    /// Partitions holding rows of `batches`: silver rows, or superseded rows (by the partition
-    /// of their winner).
+    /// Partitions holding rows of `batches`, or rows they superseded (by the partition of
+    /// their winner): where an earlier, perhaps interrupted, processing of them wrote.
     pub async fn partitions_of_batches(
         &self,
         batches: &BTreeSet<String>,
@@ -151,7 +151,9 @@ impl Store {
             ),
             (
                 self.has_superseded,
-                format!("SELECT DISTINCT {WINNER_PARTITION} FROM u WHERE _batch_id IN ({list})"),
+                format!(
+                    "SELECT DISTINCT {WINNER_PARTITION} FROM u WHERE _batch_id IN ({list}) OR {SUPERSEDED_BY} IN ({list})"
+                ),
             ),
         ];
         self.union(&queries, "partitions of batches").await
@@ -212,8 +214,7 @@ impl Store {
     /// `s`, or None when there is nothing to look up.
     fn register_keys(&self, name: &str, rows: &[RecordBatch]) -> KaratResult<Option<String>> {
         let c = &self.contract;
-        if !self.has_silver || c.key_indexes.is_empty() || rows.iter().all(|b| b.num_rows() == 0)
-        {
+        if !self.has_silver || c.key_indexes.is_empty() || rows.iter().all(|b| b.num_rows() == 0) {
             return Ok(None);
         }
         let err = |e| KaratError::arrow(format!("key columns of {}", c.table), e);
@@ -433,8 +434,18 @@ impl Store {
         let values: Vec<String> = partitions.iter().cloned().collect();
         let pdt = c.silver_schema.field(c.partition_index).data_type();
         let in_parts = delta::in_list(&c.partition_column, &values, pdt).map_err(err)?;
-        let mut kept = self.ctx.table("s").await.map_err(err)?.filter(in_parts).map_err(err)?;
-        let removed: Vec<RecordBatch> = removed.iter().filter(|b| b.num_rows() > 0).cloned().collect();
+        let mut kept = self
+            .ctx
+            .table("s")
+            .await
+            .map_err(err)?
+            .filter(in_parts)
+            .map_err(err)?;
+        let removed: Vec<RecordBatch> = removed
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .cloned()
+            .collect();
         if !removed.is_empty() {
             let keys: Vec<&str> = c
                 .key_indexes

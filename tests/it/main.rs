@@ -2,6 +2,8 @@
 
 mod cli;
 mod config_errors;
+#[cfg(feature = "failpoints")]
+mod crash;
 mod demo;
 mod hostile;
 mod http_source;

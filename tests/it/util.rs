@@ -190,3 +190,31 @@ pub fn bronze_records(lake_dir: &Path, source: &str) -> BTreeMap<String, i64> {
     }
     out
 }
+
+/// Starts the `karat` binary in `dir` with `args` and extra environment.
+pub fn spawn_karat(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_karat"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("KARAT_CONFIG")
+        .env_remove("FAILPOINTS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("karat starts")
+}
+
+/// How a `karat` process ended: its exit code (None when a signal ended it) and its output.
+pub fn finish(c: std::process::Child) -> (Option<i32>, String) {
+    let out = c.wait_with_output().expect("karat finishes");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

@@ -2,34 +2,20 @@
 //! every key exactly once and the accounting balanced; a live lease held by someone else stops
 //! a writer with exit code 2 naming the holder; an expired one (a holder killed) is taken over.
 
-use std::process::{Child, Command};
+use std::process::Child;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::util::{Scratch, scalar, sql};
+use crate::util::{self, Scratch, scalar, spawn_karat, sql};
 
 fn karat(dir: &std::path::Path, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_karat"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KARAT_CONFIG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("karat starts")
+    spawn_karat(dir, args, &[])
 }
 
 fn finish(c: Child) -> (i32, String) {
-    let out = c.wait_with_output().expect("karat finishes");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let (code, out) = util::finish(c);
+    (code.unwrap_or(-1), out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,24 @@
+//! Fault points after each durable step of a run, for the crash tests. Built with the
+//! `failpoints` feature, `FAILPOINTS="silver.rows=return"` aborts the process right after that
+//! step, as `kill -9` would (no unwinding, no lease given back); `FAILPOINTS="ledger.steps=1*off->return"`
+//! aborts at its second pass. Without the feature they compile to nothing.
+
+/// Every fault point, in the order a run passes them.
+pub const POINTS: &[&str] = &[
+    "bronze.object",
+    "bronze.manifest",
+    "silver.superseded",
+    "silver.rows",
+    "silver.dead_letters",
+    "ledger.drift",
+    "gold.table",
+    "ledger.steps",
+    "ledger.silver_batches",
+    "ledger.runs",
+];
+
+/// Marks that `step` is durable: with the step's fault point on, the process ends here.
+pub fn after(step: &str) {
+    debug_assert!(POINTS.contains(&step), "unknown fault point {step}");
+    fail::fail_point!(step, |_| std::process::abort());
+}
