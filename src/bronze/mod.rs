@@ -26,7 +26,7 @@ pub use manifest::Manifest;
 use stamp::{BatchWriter, Stamp};
 
 /// A source unit that could not become a batch.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BatchFailure {
     pub origin: String,
     pub error: String,
@@ -49,8 +49,9 @@ pub struct IngestReport {
     pub new_batches: Vec<Manifest>,
     /// Units whose bytes were already in bronze.
     pub skipped: usize,
-    /// Units that failed before and have not changed since (not retried; replace the file).
-    pub quarantined: usize,
+    /// Units that failed before and have not changed since (not retried; replace the file),
+    /// with the failure recorded then.
+    pub quarantined: Vec<BatchFailure>,
     pub failed: Vec<BatchFailure>,
     pub drift: Vec<DriftEvent>,
 }
@@ -115,7 +116,11 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                         .exists(&layout::bronze_quarantine(&name, &batch_id))
                         .await
                     {
-                        Ok(true) => return Unit::Quarantined,
+                        Ok(true) => {
+                            return Unit::Quarantined(
+                                quarantined(&lake, &name, &batch_id, origin).await,
+                            );
+                        }
                         Ok(false) => {}
                         Err(e) => {
                             return Unit::Failed(BatchFailure {
@@ -192,7 +197,7 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                         report.new_batches.push(m)
                     }
                     Unit::Skipped => report.skipped += 1,
-                    Unit::Quarantined => report.quarantined += 1,
+                    Unit::Quarantined(f) => report.quarantined.push(f),
                     Unit::Failed(f) => {
                         events.note(format!(
                             "bronze {}: batch failed: {}: {}",
@@ -292,7 +297,7 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
             report.new_batches.len(),
             report.skipped,
             report.failed.len(),
-            report.quarantined
+            report.quarantined.len()
         ),
     });
     Ok(report)
@@ -301,8 +306,27 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
 enum Unit {
     New(Manifest),
     Skipped,
-    Quarantined,
+    Quarantined(BatchFailure),
     Failed(BatchFailure),
+}
+
+/// A quarantined unit at `origin`, with the failure its marker recorded.
+async fn quarantined(lake: &Lake, source: &str, batch_id: &str, origin: String) -> BatchFailure {
+    let marker = lake
+        .get_opt(&layout::bronze_quarantine(source, batch_id))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice::<BatchFailure>(&b).ok());
+    BatchFailure {
+        origin,
+        error: format!(
+            "unchanged since it failed (batch {batch_id}): {}",
+            marker
+                .map(|m| m.error)
+                .unwrap_or_else(|| "see its quarantine marker".into())
+        ),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -14,6 +14,7 @@ use crate::events::Events;
 use crate::gold::{self, GoldPlan, Scope, WHOLE_TABLE};
 use crate::lake::Lake;
 use crate::lake::lease::Lease;
+use crate::ledger::status::latest_partition_states;
 use crate::ledger::{BatchRecord, DriftRecord, Ledger, RunRecord, StepRecord};
 use crate::silver::{self, PartitionOutcome, PartitionStatus, accounting};
 
@@ -346,7 +347,7 @@ impl<'a> Execution<'a> {
             .source(source)
             .ok_or_else(|| KaratError::Usage(format!("unknown source {source}")))?;
         let t0 = now();
-        let r = match bronze::ingest(self.lake, src, self.events).await {
+        let mut r = match bronze::ingest(self.lake, src, self.events).await {
             Ok(r) => r,
             Err(e) => {
                 self.report.errors.push(TableError {
@@ -383,6 +384,7 @@ impl<'a> Execution<'a> {
             let step = self.unit_step(Zone::Bronze, source, unit, &t0);
             self.steps.push(step);
         }
+        self.still_quarantined(source, &mut r, &t0).await?;
         for d in &r.drift {
             self.drift.push(DriftRecord {
                 source: d.source.clone(),
@@ -396,6 +398,41 @@ impl<'a> Execution<'a> {
             });
         }
         self.report.bronze.push(r);
+        Ok(())
+    }
+
+    /// A unit quarantined earlier (the same bytes failed) stays a failure of every run until
+    /// its bytes change or someone acknowledges it (`karat ack`). Its failure is recorded once:
+    /// a step is added only when the ledger's latest word on that unit is not already it.
+    async fn still_quarantined(
+        &mut self,
+        source: &str,
+        r: &mut bronze::IngestReport,
+        t0: &str,
+    ) -> KaratResult<()> {
+        if r.quarantined.is_empty() {
+            return Ok(());
+        }
+        let latest = latest_partition_states(&self.ledger.steps().await?);
+        for q in &r.quarantined {
+            let key = (Zone::Bronze, source.to_string(), q.origin.clone());
+            match latest.get(&key) {
+                Some(s) if s.trigger == "ack" => continue,
+                Some(s) if !s.status.promoted() => {}
+                _ => {
+                    let unit = Unit {
+                        name: q.origin.clone(),
+                        status: PartitionStatus::Failed,
+                        rows: 0,
+                        message: q.error.clone(),
+                        fingerprint: None,
+                    };
+                    let step = self.unit_step(Zone::Bronze, source, unit, t0);
+                    self.steps.push(step);
+                }
+            }
+            r.failed.push(q.clone());
+        }
         Ok(())
     }
 

@@ -189,3 +189,50 @@ fn a_fixed_bronze_file_clears_and_a_removed_one_is_acknowledged() {
     let (code, out, _) = karat(s.path(), &["status"]);
     assert_eq!(code, 0, "acknowledged: {out}");
 }
+
+#[test]
+fn a_quarantined_file_fails_every_run_until_its_bytes_change_or_it_is_acknowledged() {
+    let s = Scratch::new();
+    assert_eq!(karat(s.path(), &["init"]).0, 0);
+    let c = s.join("data/orders/c.ndjson.gz");
+    std::fs::write(&c, [0x1f, 0x8b, 0x08, 0x00, 0x03]).unwrap();
+    let (code, out, err) = karat(s.path(), &["run"]);
+    assert_eq!(code, 1, "{out}{err}");
+    // unchanged: not retried, but still a failure of the run, recorded once in the ledger
+    let (code, out, err) = karat(s.path(), &["run"]);
+    assert_eq!(code, 1, "a quarantined file is still failed\n{out}{err}");
+    assert!(out.contains("unchanged since it failed"), "{out}");
+    let (code, out, _) = karat(s.path(), &["status"]);
+    assert_eq!(code, 1, "{out}");
+    let unit = c.to_string_lossy().to_string();
+    let (code, out, err) = karat(
+        s.path(),
+        &[
+            "ack",
+            "bronze",
+            "orders",
+            &unit,
+            "--reason",
+            "known bad export",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = karat(s.path(), &["run"]);
+    assert_eq!(
+        code, 0,
+        "acknowledged, the unchanged file no longer fails runs\n{out}{err}"
+    );
+    assert_eq!(karat(s.path(), &["status"]).0, 0);
+    let lake = s.join("lake");
+    let failed = crate::util::scalar(&tokio::runtime::Runtime::new().unwrap().block_on(
+        crate::util::sql(
+            &lake,
+            "_karat/steps",
+            "SELECT CAST(COUNT(*) AS VARCHAR) FROM t WHERE zone = 'bronze' AND status = 'failed'",
+        ),
+    ));
+    assert_eq!(
+        failed, "1",
+        "the failure is recorded once, not once per run"
+    );
+}
