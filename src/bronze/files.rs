@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::config::FileFormat;
+use crate::config::{FileFormat, UnitLimits};
 use crate::error::{KaratError, KaratResult};
 
 use super::stamp::BatchWriter;
@@ -48,21 +48,40 @@ pub fn format_of(path: &Path, explicit: Option<FileFormat>) -> FileFormat {
 }
 
 /// Uncompresses gzip bytes (detected by their magic number) or passes plain bytes through.
-pub fn decompress(bytes: &[u8]) -> Result<Vec<u8>, String> {
+pub fn decompress(bytes: &[u8], limits: UnitLimits) -> Result<Vec<u8>, String> {
+    let max = limits.max_unit_bytes;
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(bytes.len() * 5);
+        let mut out = Vec::with_capacity((bytes.len() * 5).min(max as usize));
         flate2::read::MultiGzDecoder::new(bytes)
+            .take(max + 1)
             .read_to_end(&mut out)
             .map_err(|e| format!("corrupt gzip data: {e}"))?;
+        if out.len() as u64 > max {
+            return Err(format!(
+                "decompresses to more than max_unit_bytes = {max} bytes (a gzip bomb, or raise the limit)"
+            ));
+        }
         Ok(out)
     } else {
         Ok(bytes.to_vec())
     }
 }
 
+/// A unit's size before reading it: over the limit, it fails without being read.
+pub fn check_size(len: u64, limits: UnitLimits) -> Result<(), String> {
+    if len > limits.max_unit_bytes {
+        return Err(format!(
+            "{len} bytes, over max_unit_bytes = {} (not read; raise the limit or split the file)",
+            limits.max_unit_bytes
+        ));
+    }
+    Ok(())
+}
+
 /// Feeds a decoded file into a batch writer.
 pub fn stamp_file(
     text: &[u8],
+    limits: UnitLimits,
     format: FileFormat,
     writer: &mut BatchWriter,
     path: &Path,
@@ -72,6 +91,15 @@ pub fn stamp_file(
     match format {
         FileFormat::Ndjson => {
             for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+                if line.len() as u64 > limits.max_line_bytes {
+                    return Err(format!(
+                        "{} line {}: {} bytes, over max_line_bytes = {}",
+                        path.display(),
+                        i + 1,
+                        line.len(),
+                        limits.max_line_bytes
+                    ));
+                }
                 let line = match std::str::from_utf8(line) {
                     Ok(s) => std::borrow::Cow::Borrowed(s),
                     Err(_) => String::from_utf8_lossy(line),

@@ -46,7 +46,7 @@ pub fn substitute_env(value: &str, source: &str, header: &str) -> KaratResult<St
 }
 
 /// Fetches every page of the source.
-pub async fn fetch_all(spec: &HttpSpec, source: &str) -> KaratResult<Vec<Page>> {
+pub async fn fetch_all(spec: &HttpSpec, source: &str, max_bytes: u64) -> KaratResult<Vec<Page>> {
     let client = reqwest::Client::builder()
         .timeout(spec.timeout)
         .user_agent(concat!("karat/", env!("CARGO_PKG_VERSION")))
@@ -100,7 +100,7 @@ pub async fn fetch_all(spec: &HttpSpec, source: &str) -> KaratResult<Vec<Page>> 
         } else {
             &none
         };
-        let body = get_with_retries(&client, &url, headers, spec, source).await?;
+        let body = get_with_retries(&client, &url, headers, spec, source, max_bytes).await?;
         let value: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| err(source, format!("{url}: response is not JSON: {e}")))?;
         let records = extract_records(&value, spec.records.as_deref())
@@ -166,6 +166,7 @@ async fn get_with_retries(
     headers: &reqwest::header::HeaderMap,
     spec: &HttpSpec,
     source: &str,
+    max_bytes: u64,
 ) -> KaratResult<bytes::Bytes> {
     let mut attempt = 0u32;
     loop {
@@ -176,10 +177,9 @@ async fn get_with_retries(
             .await;
         let retry_reason = match result {
             Ok(resp) if resp.status().is_success() => {
-                return resp
-                    .bytes()
+                return read_capped(resp, max_bytes)
                     .await
-                    .map_err(|e| err(source, format!("{url}: reading body: {e}")));
+                    .map_err(|e| err(source, format!("{url}: {e}")));
             }
             Ok(resp) => {
                 let status = resp.status();
@@ -213,6 +213,29 @@ async fn get_with_retries(
 }
 
 /// Exponential backoff with full jitter: 100ms·2^n plus up to the same again, capped at 10s.
+/// A response body, streamed, refused once it passes `max` bytes (before holding more).
+async fn read_capped(mut resp: reqwest::Response, max: u64) -> Result<bytes::Bytes, String> {
+    if let Some(len) = resp.content_length().filter(|n| *n > max) {
+        return Err(format!(
+            "body of {len} bytes, over max_unit_bytes = {max} (not read)"
+        ));
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading body: {e}"))?
+    {
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(format!(
+                "body over max_unit_bytes = {max} (stopped reading)"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 pub fn backoff(attempt: u32) -> Duration {
     let base = 100u64.saturating_mul(1 << attempt.min(7)).min(10_000);
     let jitter = rand::rng().random_range(0..=base);

@@ -95,9 +95,17 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                 let claimed = claimed.clone();
                 let name = source.name.clone();
                 let format = *format;
+                let limits = source.limits;
                 let at = base + ChronoDuration::microseconds(i as i64);
                 async move {
                     let origin = path.to_string_lossy().into_owned();
+                    let size = tokio::fs::metadata(&path)
+                        .await
+                        .map(|m| m.len())
+                        .unwrap_or(0);
+                    if let Err(error) = files::check_size(size, limits) {
+                        return Unit::Failed(BatchFailure { origin, error });
+                    }
                     let bytes = match tokio::fs::read(&path).await {
                         Ok(b) => b,
                         Err(e) => {
@@ -137,10 +145,10 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                     };
                     let task_path = path.clone();
                     let built = tokio::task::spawn_blocking(move || {
-                        let text = files::decompress(&bytes)?;
+                        let text = files::decompress(&bytes, limits)?;
                         let mut w = BatchWriter::new(&stamp, text.len());
                         let fmt = files::format_of(&task_path, format);
-                        files::stamp_file(&text, fmt, &mut w, &task_path)?;
+                        files::stamp_file(&text, limits, fmt, &mut w, &task_path)?;
                         Ok::<_, String>((w.finish(), bytes.len() as u64))
                     })
                     .await;
@@ -214,7 +222,7 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                 name: source.name.clone(),
                 total: None,
             });
-            match http::fetch_all(spec, &source.name).await {
+            match http::fetch_all(spec, &source.name, source.limits.max_unit_bytes).await {
                 Err(e) => report.failed.push(BatchFailure {
                     origin: spec.url.clone(),
                     error: e.to_string(),

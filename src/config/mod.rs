@@ -42,8 +42,28 @@ pub struct Config {
 pub struct Source {
     pub name: String,
     pub spec: SourceSpec,
+    pub limits: UnitLimits,
     pub owner: Option<String>,
     pub description: Option<String>,
+}
+
+/// How big one unit of a source may be, so that no file, body or line can exhaust memory: an
+/// oversized unit fails its own batch (recorded, quarantined) and the others land.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnitLimits {
+    /// Bytes of a unit after decompression (default 2 GiB).
+    pub max_unit_bytes: u64,
+    /// Bytes of one NDJSON line (default 64 MiB).
+    pub max_line_bytes: u64,
+}
+
+impl Default for UnitLimits {
+    fn default() -> UnitLimits {
+        UnitLimits {
+            max_unit_bytes: 2 << 30,
+            max_line_bytes: 64 << 20,
+        }
+    }
 }
 
 /// What a source reads.
@@ -423,9 +443,14 @@ impl Config {
                 })
             }
         };
+        let defaults = UnitLimits::default();
         Ok(Source {
             name,
             spec,
+            limits: UnitLimits {
+                max_unit_bytes: s.max_unit_bytes.unwrap_or(defaults.max_unit_bytes),
+                max_line_bytes: s.max_line_bytes.unwrap_or(defaults.max_line_bytes),
+            },
             owner: s.owner.clone(),
             description: s.description.clone(),
         })

@@ -121,6 +121,10 @@ pub struct SourceConfig {
     pub timeout: Option<Spanned<String>>,
     /// http: retries after the first attempt for 429, 5xx and connection errors. Default 3.
     pub retries: Option<u32>,
+    /// Largest unit (file or HTTP body, after gunzip) in bytes; a larger one fails its batch.
+    pub max_unit_bytes: Option<u64>,
+    /// Longest NDJSON line in bytes; a longer one fails its batch, naming the line.
+    pub max_line_bytes: Option<u64>,
     pub owner: Option<String>,
     pub description: Option<String>,
 }

@@ -113,3 +113,67 @@ async fn records_cannot_forge_karats_own_fields() {
     let v = karat::pipeline::verify(&plan, &lake).await.unwrap();
     assert!(v.ok(), "{}", v.lines().join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_bomb_and_a_huge_line_fail_their_own_batches_and_the_rest_lands() {
+    use std::io::Write;
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.join("data")).unwrap();
+    std::fs::write(
+        s.join("karat.toml"),
+        r#"[lake]
+url = "lake"
+[[source]]
+name = "scores"
+kind = "files"
+path = "data/*"
+max_unit_bytes = 1000000
+max_line_bytes = 4096
+[[table]]
+name = "scores"
+zone = "silver"
+from = "scores"
+key = ["id"]
+[table.columns]
+id = { type = "string", nullable = false }
+score = { type = "float64" }
+"#,
+    )
+    .unwrap();
+    // 100 MB of zeros in about 100 kB of gzip
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..100 {
+        gz.write_all(&zeros).unwrap();
+    }
+    std::fs::write(s.join("data/bomb.ndjson.gz"), gz.finish().unwrap()).unwrap();
+    let long = format!("{{\"id\":\"x\",\"pad\":\"{}\"}}\n", "a".repeat(10_000));
+    std::fs::write(s.join("data/long.ndjson"), long).unwrap();
+    std::fs::write(s.join("data/big.ndjson"), vec![b' '; 2_000_000]).unwrap();
+    std::fs::write(s.join("data/good.ndjson"), "{\"id\":\"a\",\"score\":1}\n").unwrap();
+    let (plan, lake) = open(&s.join("karat.toml")).await;
+    let r = run(&plan, &lake).await;
+    let failed: Vec<String> = r.bronze[0]
+        .failed
+        .iter()
+        .map(|f| format!("{}: {}", f.origin, f.error))
+        .collect();
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    let has = |file: &str, what: &str| failed.iter().any(|f| f.contains(file) && f.contains(what));
+    assert!(has("bomb.ndjson.gz", "max_unit_bytes"), "{failed:?}");
+    assert!(has("long.ndjson", "line 1: 10"), "{failed:?}");
+    assert!(
+        has("big.ndjson", "2000000 bytes, over max_unit_bytes"),
+        "{failed:?}"
+    );
+    assert_eq!(r.exit_code(), 1);
+    let silver = counts(
+        &sql(
+            &s.join("lake"),
+            "silver/scores",
+            "SELECT id, COUNT(*) FROM t GROUP BY id",
+        )
+        .await,
+    );
+    assert_eq!(silver.get("a"), Some(&1), "the good file lands: {silver:?}");
+}
