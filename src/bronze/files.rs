@@ -100,53 +100,89 @@ pub fn stamp_file(
                         limits.max_line_bytes
                     ));
                 }
-                let line = match std::str::from_utf8(line) {
-                    Ok(s) => std::borrow::Cow::Borrowed(s),
-                    Err(_) => String::from_utf8_lossy(line),
-                };
-                writer.push_line(i as u64 + 1, &line);
-            }
-            Ok(())
-        }
-        FileFormat::Csv => {
-            let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(text);
-            let headers = rdr
-                .headers()
-                .map_err(|e| format!("{}: CSV header: {e}", path.display()))?
-                .clone();
-            for (i, rec) in rdr.records().enumerate() {
-                // line 1 is the header
-                let line_no = i as u64 + 2;
-                match rec {
-                    Ok(rec) => {
-                        let mut map = serde_json::Map::new();
-                        for (h, v) in headers.iter().zip(rec.iter()) {
-                            let v = if v.is_empty() {
-                                serde_json::Value::Null
-                            } else {
-                                serde_json::Value::String(v.to_string())
-                            };
-                            map.insert(h.to_string(), v);
-                        }
-                        if rec.len() != headers.len() {
-                            // keep it whole: silver dead-letters it with this reason
-                            writer.push_line(
-                                line_no,
-                                &format!(
-                                    "CSV row has {} fields, header has {}: {}",
-                                    rec.len(),
-                                    headers.len(),
-                                    rec.iter().collect::<Vec<_>>().join(",")
-                                ),
-                            );
-                        } else {
-                            writer.push_value(line_no, &serde_json::Value::Object(map));
-                        }
-                    }
-                    Err(e) => writer.push_line(line_no, &format!("unreadable CSV row: {e}")),
+                match std::str::from_utf8(line) {
+                    Ok(s) => writer.push_line(i as u64 + 1, s),
+                    Err(e) => writer.push_invalid(
+                        i as u64 + 1,
+                        line.strip_suffix(b"\r").unwrap_or(line),
+                        &format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                    ),
                 }
             }
             Ok(())
         }
+        FileFormat::Csv => stamp_csv(text, writer, path),
     }
+}
+
+/// CSV rows become records named by the header. A row that is not one (wrong field count,
+/// not UTF-8, unreadable) keeps its exact text; line numbers are where each row starts, quoted
+/// newlines included.
+fn stamp_csv(text: &[u8], writer: &mut BatchWriter, path: &Path) -> Result<(), String> {
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(text);
+    let headers = rdr
+        .headers()
+        .map_err(|e| format!("{}: CSV header: {e}", path.display()))?
+        .clone();
+    let mut rec = csv::ByteRecord::new();
+    let mut start = rdr.position().clone();
+    loop {
+        let read = rdr.read_byte_record(&mut rec);
+        let end = rdr.position().byte() as usize;
+        let raw = row_text(text, start.byte() as usize, end);
+        match read {
+            Ok(false) => break,
+            Ok(true) => {
+                let at = rec.position().cloned().unwrap_or_else(|| start.clone());
+                let line_no = at.line();
+                let raw = row_text(text, at.byte() as usize, end);
+                csv_row(writer, &headers, &rec, line_no, raw);
+            }
+            Err(e) => {
+                writer.push_invalid(start.line(), raw, &format!("unreadable CSV row: {e}"));
+                if end <= start.byte() as usize {
+                    break;
+                }
+            }
+        }
+        start = rdr.position().clone();
+    }
+    Ok(())
+}
+
+/// The bytes of one CSV row, without its line ending.
+fn row_text(text: &[u8], start: usize, end: usize) -> &[u8] {
+    let row = &text[start.min(text.len())..end.min(text.len())];
+    let row = row.strip_suffix(b"\n").unwrap_or(row);
+    row.strip_suffix(b"\r").unwrap_or(row)
+}
+
+fn csv_row(
+    writer: &mut BatchWriter,
+    headers: &csv::StringRecord,
+    rec: &csv::ByteRecord,
+    line_no: u64,
+    raw: &[u8],
+) {
+    if rec.len() != headers.len() {
+        let reason = format!(
+            "CSV row has {} fields, header has {}",
+            rec.len(),
+            headers.len()
+        );
+        return writer.push_invalid(line_no, raw, &reason);
+    }
+    let mut map = serde_json::Map::new();
+    for (h, v) in headers.iter().zip(rec.iter()) {
+        let Ok(v) = std::str::from_utf8(v) else {
+            return writer.push_invalid(line_no, raw, &format!("invalid UTF-8 in field {h}"));
+        };
+        let v = if v.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::Value::String(v.to_string())
+        };
+        map.insert(h.to_string(), v);
+    }
+    writer.push_value(line_no, &serde_json::Value::Object(map));
 }

@@ -30,6 +30,9 @@ pub const STAMPS: [&str; 7] = [
     "_error",
 ];
 
+/// Prefix of a `_raw` value holding bytes that are not UTF-8, base64-encoded.
+pub const RAW_BASE64: &str = "base64:";
+
 /// True for a source field named like karat's own: it is renamed on landing (kept under
 /// [`SOURCE_FIELDS`]).
 pub fn reserved(field: &str) -> bool {
@@ -147,20 +150,40 @@ impl BatchWriter {
                 }
                 self.stamp_map(line_no, map);
             }
-            Parsed::Invalid(reason) => {
-                self.invalid += 1;
-                self.line.push_str(&self.prefix.clone());
-                self.line.push_str(&line_no.to_string());
-                self.line.push_str(",\"_raw\":");
-                self.line
-                    .push_str(&serde_json::to_string(text).expect("string serialises"));
-                self.line.push_str(",\"_error\":");
-                self.line
-                    .push_str(&serde_json::to_string(&reason).expect("string serialises"));
-                self.line.push('}');
-                self.emit();
-            }
+            Parsed::Invalid(reason) => self.stamp_invalid(line_no, text.as_bytes(), &reason),
         }
+    }
+
+    /// Adds a record that is not one: its bytes kept exactly under `_raw` (as text, or as
+    /// `base64:…` when they are not UTF-8) with why under `_error`; silver dead-letters it.
+    pub fn push_invalid(&mut self, line_no: u64, raw: &[u8], reason: &str) {
+        self.records += 1;
+        self.stamp_invalid(line_no, raw, reason);
+    }
+
+    fn stamp_invalid(&mut self, line_no: u64, raw: &[u8], reason: &str) {
+        use base64::Engine;
+        self.invalid += 1;
+        let (raw, reason) = match std::str::from_utf8(raw) {
+            Ok(text) => (text.to_string(), reason.to_string()),
+            Err(_) => (
+                format!(
+                    "{RAW_BASE64}{}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                ),
+                format!("{reason} (raw bytes kept as base64)"),
+            ),
+        };
+        self.line.push_str(&self.prefix.clone());
+        self.line.push_str(&line_no.to_string());
+        self.line.push_str(",\"_raw\":");
+        self.line
+            .push_str(&serde_json::to_string(&raw).expect("string serialises"));
+        self.line.push_str(",\"_error\":");
+        self.line
+            .push_str(&serde_json::to_string(&reason).expect("string serialises"));
+        self.line.push('}');
+        self.emit();
     }
 
     /// Adds one record that arrived already parsed (CSV rows, HTTP API records).

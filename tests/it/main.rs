@@ -2,6 +2,7 @@
 
 mod cli;
 mod config_errors;
+mod corpus;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod demo;
