@@ -16,7 +16,7 @@ use url::Url;
 
 use crate::error::{KaratError, KaratResult};
 use model::{ColumnConfig, ConfigFile, SourceConfig, TableConfig};
-pub use model::{FileFormat, Normalizer, OnFail, PaginationKind, SourceKind, Zone};
+pub use model::{FileFormat, Mask, Normalizer, OnFail, PaginationKind, SourceKind, Zone};
 pub use types::ColumnType;
 
 /// Name of the pseudo column that partitions a silver table by the day its rows were ingested.
@@ -147,6 +147,7 @@ pub struct Column {
     pub one_of: Option<Vec<Literal>>,
     pub regex: Option<String>,
     pub max_length: Option<u32>,
+    pub mask: Option<Mask>,
 }
 
 /// A literal from the config, kept both as SQL and as the user wrote it.
@@ -576,10 +577,16 @@ impl Config {
             None => Vec::new(),
             Some(k) => {
                 for kc in k.get_ref() {
-                    if !columns.iter().any(|c| &c.name == kc) {
+                    let Some(col) = columns.iter().find(|c| &c.name == kc) else {
                         return Err(self.error_at(
                             &k.span(),
                             format!("key column \"{kc}\" is not a column of \"{name}\""),
+                        ));
+                    };
+                    if col.mask.is_some_and(|m| m != Mask::Sha256) {
+                        return Err(self.error_at(
+                            &k.span(),
+                            format!("key column \"{kc}\" of \"{name}\": only mask = \"sha256\" keeps keys apart"),
                         ));
                     }
                 }
@@ -662,6 +669,12 @@ impl Config {
                 format!("{table}.{name}: normalize applies to string columns, this one is {ty}"),
             ));
         }
+        if c.mask.is_some() && ty != ColumnType::String {
+            return Err(self.error_at(
+                &c.ty.span(),
+                format!("{table}.{name}: mask applies to string columns, this one is {ty}"),
+            ));
+        }
         if (c.regex.is_some() || c.max_length.is_some()) && ty != ColumnType::String {
             return Err(self.error_at(
                 &c.ty.span(),
@@ -693,6 +706,7 @@ impl Config {
                 .transpose()?,
             regex: c.regex.as_ref().map(|r| r.get_ref().clone()),
             max_length: c.max_length,
+            mask: c.mask,
         })
     }
 

@@ -186,6 +186,18 @@ pub enum Normalizer {
     Lower,
 }
 
+/// How a sensitive string column is masked past bronze.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mask {
+    /// The hex sha256 of the value: joins and dedup still work, the value is gone.
+    Sha256,
+    /// `[redacted]`.
+    Redact,
+    /// Every character but the last four replaced by `*`.
+    Last4,
+}
+
 /// `[[table]]` (silver or gold).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,6 +246,8 @@ pub struct ColumnConfig {
     pub one_of: Option<Vec<toml::Value>>,
     pub regex: Option<Spanned<String>>,
     pub max_length: Option<u32>,
+    /// Mask the value in silver, dead letters and exports (string columns).
+    pub mask: Option<Mask>,
     /// The field's name in the source record, when it differs from the column name.
     pub source_field: Option<String>,
 }

@@ -16,6 +16,7 @@ pub mod contract;
 pub mod decode;
 pub mod gate;
 pub mod incremental;
+pub mod mask;
 pub mod merge;
 pub mod store;
 pub mod validate;

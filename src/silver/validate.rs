@@ -247,7 +247,10 @@ pub fn validate(
         for (r, rs) in reasons.iter_mut().enumerate() {
             if res.is_valid(r) && !res.value(r) && !invalid_json(r) {
                 let v = if raw.is_valid(r) {
-                    show(raw.value(r))
+                    match col.mask {
+                        Some(m) => show(&super::mask::apply(m, raw.value(r))),
+                        None => show(raw.value(r)),
+                    }
                 } else {
                     "null".into()
                 };
@@ -312,7 +315,8 @@ pub fn validate(
         }
     }
 
-    // 6. split
+    // 6. mask what the rules have judged, then split
+    let typed = masked(contract, typed)?;
     let accepted: BooleanArray = reasons.iter().map(|r| Some(r.is_empty())).collect();
     let silver = filter_record_batch(&typed, &accepted)
         .map_err(|e| KaratError::arrow(ctx("filtering rows"), e))?;
@@ -320,7 +324,7 @@ pub fn validate(
         .map_err(|e| KaratError::arrow(ctx("filtering rows"), e))?
         .as_string::<i32>()
         .clone();
-    let dead = dead_letters(chunk, &reasons, &partitions, &ingested_at, run_id)?;
+    let dead = dead_letters(contract, chunk, &reasons, &partitions, &ingested_at, run_id)?;
     Ok(Validated {
         silver,
         silver_partitions,
@@ -331,7 +335,23 @@ pub fn validate(
     })
 }
 
+/// Typed rows with the masked columns masked.
+fn masked(contract: &Contract, typed: RecordBatch) -> KaratResult<RecordBatch> {
+    if !super::mask::any(contract) {
+        return Ok(typed);
+    }
+    let mut cols = typed.columns().to_vec();
+    for (i, c) in contract.spec.columns.iter().enumerate() {
+        if let Some(m) = c.mask {
+            cols[i] = super::mask::column(m, &cols[i]);
+        }
+    }
+    RecordBatch::try_new(typed.schema(), cols)
+        .map_err(|e| KaratError::arrow(format!("table {}: masking", contract.table), e))
+}
+
 fn dead_letters(
+    contract: &Contract,
     chunk: &RecordBatch,
     reasons: &[Vec<(String, String)>],
     partitions: &StringArray,
@@ -339,6 +359,7 @@ fn dead_letters(
     run_id: &str,
 ) -> KaratResult<RecordBatch> {
     let dead_count = reasons.iter().filter(|r| !r.is_empty()).count();
+    let masks = super::mask::any(contract);
     let s = |name: &str| {
         chunk
             .column_by_name(name)
@@ -384,7 +405,13 @@ fn dead_letters(
                 None
             }
         };
-        b_raw.append_option(opt(&raw));
+        b_raw.append_option(opt(&raw).map(|r| {
+            if masks {
+                super::mask::raw(contract, &r)
+            } else {
+                r
+            }
+        }));
         b_batch.append_option(opt(&batch));
         b_source.append_option(opt(&source));
         b_file.append_option(opt(&file));

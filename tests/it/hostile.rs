@@ -177,3 +177,90 @@ score = { type = "float64" }
     );
     assert_eq!(silver.get("a"), Some(&1), "the good file lands: {silver:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masked_columns_never_leave_bronze() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.join("data")).unwrap();
+    std::fs::write(
+        s.join("karat.toml"),
+        r#"[lake]
+url = "lake"
+[[source]]
+name = "payments"
+kind = "files"
+path = "data/*.ndjson"
+[[table]]
+name = "payments"
+zone = "silver"
+from = "payments"
+key = ["email"]
+max_reject_rate = 1.0
+[table.columns]
+email = { type = "string", nullable = false, mask = "sha256" }
+card = { type = "string", regex = "^[0-9]{16}$", mask = "last4" }
+holder = { type = "string", mask = "redact" }
+amount = { type = "float64", min = 0 }
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        s.join("data/p.ndjson"),
+        concat!(
+            "{\"email\":\"ann@example.com\",\"card\":\"4111111111111111\",\"holder\":\"Ann Lee\",\"amount\":5}\n",
+            "{\"email\":\"bob@example.com\",\"card\":\"4222-2222-2222-2222\",\"holder\":\"Bob Roe\",\"amount\":5}\n",
+            "{\"email\":\"cy@example.com\",\"card\":\"4333333333333333\",\"holder\":\"Cy\",\"amount\":-1}\n",
+            "{\"email\":\"dee@example.com\",\"card\":\"4444444444444444\n",
+        ),
+    )
+    .unwrap();
+    let (plan, lake) = open(&s.join("karat.toml")).await;
+    let r = run(&plan, &lake).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let lake_dir = s.join("lake");
+    let silver = crate::util::scalar(
+        &sql(
+            &lake_dir,
+            "silver/payments",
+            "SELECT email || ' ' || card || ' ' || holder FROM t",
+        )
+        .await,
+    );
+    let email = karat::silver::mask::apply(karat::config::Mask::Sha256, "ann@example.com");
+    assert_eq!(silver, format!("{email} ************1111 [redacted]"));
+    let dead = crate::util::pretty(
+        &sql(
+            &lake_dir,
+            "dead_letters/payments",
+            "SELECT array_to_string(reasons, ' | ') AS reasons, raw FROM t ORDER BY line",
+        )
+        .await,
+    );
+    for secret in [
+        "4222",
+        "4333333333333333",
+        "Bob Roe",
+        "bob@example.com",
+        "dee@",
+        "4444",
+    ] {
+        assert!(
+            !dead.contains(secret),
+            "{secret} leaked into dead letters:\n{dead}"
+        );
+    }
+    assert!(
+        dead.contains("***************2222"),
+        "the masked value explains the rule: {dead}"
+    );
+    assert!(dead.contains("[withheld: not a JSON object"), "{dead}");
+    assert!(dead.contains("is below min 0"), "{dead}");
+    // bronze keeps the original, raw and immutable
+    let manifests = karat::bronze::manifest::list(&lake, "payments")
+        .await
+        .unwrap();
+    let gz = lake.get(&manifests[0].object).await.unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
+    assert!(text.contains("4222-2222-2222-2222"), "{text}");
+}
