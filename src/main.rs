@@ -44,7 +44,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Open the dashboard (the default when no command is given).
-    Ui,
+    Ui {
+        /// Hide every key that writes to the lake (run, replay) and never run the schedule.
+        #[arg(long)]
+        read_only: bool,
+    },
     /// Write the current state of a dashboard view as an SVG image.
     Snapshot {
         /// overview, partitions, dead-letters, lineage, schema, runs
@@ -244,35 +248,42 @@ fn clock(cli_now: &Option<String>) -> anyhow::Result<Option<chrono::DateTime<chr
     }
 }
 
-async fn dashboard(
-    config: PathBuf,
-    plan: Plan,
-    lake: Lake,
-    theme: &str,
-    now: &Option<String>,
-) -> anyhow::Result<u8> {
+/// How the dashboard is opened.
+struct Ui<'a> {
+    theme: &'a str,
+    now: &'a Option<String>,
+    read_only: bool,
+}
+
+async fn dashboard(config: PathBuf, plan: Plan, lake: Lake, ui: Ui<'_>) -> anyhow::Result<u8> {
     if !std::io::stdout().is_terminal() {
         return Err(KaratError::Usage(
             "the dashboard needs a terminal; use `karat status` or `karat run` headless".into(),
         )
         .into());
     }
-    let theme = karat::tui::theme::Theme::load(theme)?;
+    let theme = karat::tui::theme::Theme::load(ui.theme)?;
     let opts = karat::tui::DashboardOptions {
         config_path: config,
         theme,
-        clock: clock(now)?,
+        clock: clock(ui.now)?,
+        read_only: ui.read_only,
     };
     karat::tui::run(plan, lake, opts).await?;
     Ok(0)
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
-    let command = cli.command.unwrap_or(Command::Ui);
+    let command = cli.command.unwrap_or(Command::Ui { read_only: false });
     match command {
-        Command::Ui => {
+        Command::Ui { read_only } => {
             let (plan, lake) = load(&cli.config, cli.wait).await?;
-            dashboard(config_path(&cli.config), plan, lake, &cli.theme, &cli.now).await
+            let ui = Ui {
+                theme: &cli.theme,
+                now: &cli.now,
+                read_only,
+            };
+            dashboard(config_path(&cli.config), plan, lake, ui).await
         }
         Command::Snapshot {
             view,
@@ -459,7 +470,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let config = dir.join("karat.toml");
             let plan = Plan::load(&config).await?;
             let lake = Lake::open(&plan.config.lake_url)?;
-            dashboard(config, plan, lake, &cli.theme, &cli.now).await
+            let ui = Ui {
+                theme: &cli.theme,
+                now: &cli.now,
+                read_only: false,
+            };
+            dashboard(config, plan, lake, ui).await
         }
         Command::Bench {
             daily: Some(n),

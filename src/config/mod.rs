@@ -33,6 +33,8 @@ pub struct Config {
     pub project: String,
     pub lake_url: Url,
     pub schedule_every: Option<Duration>,
+    /// `[ui] read_only`.
+    pub ui_read_only: bool,
     pub sources: Vec<Source>,
     pub tables: Vec<Table>,
 }
@@ -265,6 +267,7 @@ impl Config {
             project: String::new(),
             lake_url: Url::parse("file:///").expect("static url"),
             schedule_every: None,
+            ui_read_only: false,
             sources: Vec::new(),
             tables: Vec::new(),
         };
@@ -316,6 +319,7 @@ impl Config {
         if let Some(s) = &parsed.schedule {
             self.schedule_every = Some(self.duration(&s.every)?);
         }
+        self.ui_read_only = parsed.ui.read_only;
         if !(0.0..=1.0).contains(&parsed.defaults.max_reject_rate) {
             return Err(self.error_at(
                 &(0..0),

@@ -15,6 +15,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub defaults: DefaultsConfig,
     pub schedule: Option<ScheduleConfig>,
+    #[serde(default)]
+    pub ui: UiConfig,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
     #[serde(default, rename = "table")]
@@ -63,6 +65,15 @@ fn default_reject_rate() -> f64 {
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     pub every: Spanned<String>,
+}
+
+/// `[ui]`: how the dashboard behaves.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// Hide every key that writes to the lake (run, replay) and never run the schedule.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// `kind` of a source.

@@ -106,6 +106,13 @@ pub enum Action {
     Cancel,
 }
 
+impl Action {
+    /// True for actions that write to the lake (hidden and refused in a read-only dashboard).
+    pub fn writes(self) -> bool {
+        matches!(self, Action::RunNow | Action::Replay | Action::ReplayFailed)
+    }
+}
+
 /// Work the dashboard asks of the engine worker.
 #[derive(Debug, Clone)]
 pub enum Request {

@@ -271,10 +271,12 @@ pub fn spawn(
     lake: Lake,
     config_path: PathBuf,
     clock: Option<DateTime<Utc>>,
+    read_only: bool,
 ) -> (UnboundedSender<Request>, UnboundedReceiver<Update>) {
     let (req_tx, mut req_rx) = unbounded_channel::<Request>();
     let (tx, rx) = unbounded_channel::<Update>();
-    let schedule = plan.config.schedule_every;
+    // a read-only dashboard never writes, so it never runs the schedule either
+    let schedule = plan.config.schedule_every.filter(|_| !read_only);
     let shared = Arc::new(Mutex::new(Shared {
         config_mtime: mtime(&config_path),
         plan,
@@ -308,6 +310,12 @@ pub fn spawn(
                 }
                 _ = async { match &mut sched { Some(i) => { i.tick().await; } None => std::future::pending::<()>().await } } => Request::Run(Trigger::Schedule),
             };
+            if read_only && matches!(req, Request::Run(_) | Request::Replay(_)) {
+                let _ = tx.send(Update::Error(
+                    "read-only dashboard: nothing is written".into(),
+                ));
+                continue;
+            }
             let shared = shared.clone();
             let tx = tx.clone();
             let jobs = jobs.clone();

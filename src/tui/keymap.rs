@@ -184,10 +184,18 @@ pub fn key_name(k: &KeyEvent) -> String {
     if ctrl { format!("ctrl-{base}") } else { base }
 }
 
+/// The bindings valid in a dashboard: all, or in a read-only one those that do not write.
+pub fn active(read_only: bool) -> Vec<Binding> {
+    bindings()
+        .into_iter()
+        .filter(|bd| !(read_only && bd.action.writes()))
+        .collect()
+}
+
 /// The action bound to a key in a view, view bindings first.
-pub fn lookup(view: View, k: &KeyEvent) -> Option<Action> {
+pub fn lookup(view: View, k: &KeyEvent, read_only: bool) -> Option<Action> {
     let name = key_name(k);
-    let all = bindings();
+    let all = active(read_only);
     all.iter()
         .find(|bd| bd.key == name && bd.scope == Scope::In(view))
         .or_else(|| {
@@ -198,15 +206,15 @@ pub fn lookup(view: View, k: &KeyEvent) -> Option<Action> {
 }
 
 /// Bottom-bar entries valid in a view: (key, help).
-pub fn bar(view: View) -> Vec<(&'static str, &'static str)> {
-    let mut out: Vec<(&str, &str)> = bindings()
+pub fn bar(view: View, read_only: bool) -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = active(read_only)
         .into_iter()
         .filter(|bd| bd.bar && bd.scope == Scope::In(view))
         .map(|bd| (bd.key, short(bd.help)))
         .collect();
     out.push(("1-6", "views"));
     out.extend(
-        bindings()
+        active(read_only)
             .into_iter()
             .filter(|bd| bd.bar && bd.scope == Scope::Global)
             .map(|bd| (bd.key, short(bd.help))),
@@ -219,8 +227,8 @@ fn short(help: &'static str) -> &'static str {
 }
 
 /// Help lines for a view: its own keys, then the global ones.
-pub fn help_lines(view: View) -> Vec<(String, &'static str)> {
-    let all = bindings();
+pub fn help_lines(view: View, read_only: bool) -> Vec<(String, &'static str)> {
+    let all = active(read_only);
     let mut out = Vec::new();
     for scope in [Scope::In(view), Scope::Global] {
         for bd in all.iter().filter(|bd| bd.scope == scope) {
@@ -237,13 +245,13 @@ mod tests {
     #[test]
     fn view_keys_win_over_global_ones_and_help_lists_every_binding() {
         let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
-        assert_eq!(lookup(View::Partitions, &enter), Some(Action::Open));
+        assert_eq!(lookup(View::Partitions, &enter, false), Some(Action::Open));
         let r = KeyEvent::new(KeyCode::Char('r'), KeyModifiers::NONE);
-        assert_eq!(lookup(View::Partitions, &r), Some(Action::Replay));
-        assert_eq!(lookup(View::Overview, &r), None);
+        assert_eq!(lookup(View::Partitions, &r, false), Some(Action::Replay));
+        assert_eq!(lookup(View::Overview, &r, false), None);
         let c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
-        assert_eq!(lookup(View::Runs, &c), Some(Action::Quit));
-        let help = help_lines(View::Partitions);
+        assert_eq!(lookup(View::Runs, &c, false), Some(Action::Quit));
+        let help = help_lines(View::Partitions, false);
         assert!(help.iter().any(|(k, h)| k == "r" && h.contains("replay")));
         assert_eq!(
             help.len(),
@@ -252,5 +260,27 @@ mod tests {
                 .filter(|b| b.scope == Scope::Global || b.scope == Scope::In(View::Partitions))
                 .count()
         );
+    }
+
+    #[test]
+    fn a_read_only_dashboard_has_no_writing_key() {
+        let r = KeyEvent::new(KeyCode::Char('r'), KeyModifiers::NONE);
+        assert_eq!(lookup(View::Partitions, &r, true), None);
+        let ctrl_r = KeyEvent::new(KeyCode::Char('r'), KeyModifiers::CONTROL);
+        assert_eq!(lookup(View::Overview, &ctrl_r, true), None);
+        for view in [View::Overview, View::Partitions] {
+            let help = help_lines(view, true);
+            assert!(
+                !help
+                    .iter()
+                    .any(|(k, _)| k == "r" || k == "R" || k == "ctrl-r")
+            );
+            assert!(
+                !bar(view, true)
+                    .iter()
+                    .any(|(k, _)| *k == "r" || *k == "R" || *k == "ctrl-r")
+            );
+        }
+        assert!(bar(View::Partitions, false).iter().any(|(k, _)| *k == "r"));
     }
 }

@@ -31,6 +31,8 @@ pub struct DashboardOptions {
     pub theme: Theme,
     /// A fixed clock (tests); `None` is the wall clock.
     pub clock: Option<DateTime<Utc>>,
+    /// Hide and refuse everything that writes to the lake; never run the schedule.
+    pub read_only: bool,
 }
 
 /// Maps a key press to an action in the current mode; text modes consume printable keys.
@@ -76,7 +78,7 @@ pub fn on_key(app: &mut App, key: event::KeyEvent) {
             }
         }
         Mode::Normal => {
-            if let Some(a) = keymap::lookup(app.view, &key) {
+            if let Some(a) = keymap::lookup(app.view, &key, app.read_only) {
                 app.handle(a);
             }
         }
@@ -85,12 +87,15 @@ pub fn on_key(app: &mut App, key: event::KeyEvent) {
 
 /// Opens the dashboard on a terminal until the user quits.
 pub async fn run(plan: Plan, lake: Lake, opts: DashboardOptions) -> KaratResult<()> {
-    let (req_tx, mut updates) = engine::spawn(plan, lake, opts.config_path.clone(), opts.clock);
+    let read_only = opts.read_only || plan.config.ui_read_only;
+    let (req_tx, mut updates) =
+        engine::spawn(plan, lake, opts.config_path.clone(), opts.clock, read_only);
     let mut app = App::new(
         opts.theme,
         opts.clock.unwrap_or_else(Utc::now),
         opts.clock.is_some(),
     );
+    app.read_only = read_only;
     // terminal events come from a blocking reader thread
     let (key_tx, mut keys) = unbounded_channel::<TermEvent>();
     std::thread::spawn(move || {

@@ -54,6 +54,9 @@ pub fn draw(f: &mut Frame, app: &App) {
             Style::default().fg(t.running),
         ));
     }
+    if app.read_only {
+        spans.push(Span::styled("  read-only", Style::default().fg(t.running)));
+    }
     if let Some(lease) = app.snapshot.as_ref().and_then(|s| s.lease.as_ref()) {
         spans.push(Span::styled(
             format!("  ✎ lake written by {}", clean(&lease.describe())),
@@ -103,7 +106,7 @@ pub fn draw(f: &mut Frame, app: &App) {
         ),
         _ => {
             let mut spans = Vec::new();
-            for (k, h) in keymap::bar(app.view) {
+            for (k, h) in keymap::bar(app.view, app.read_only) {
                 spans.push(Span::styled(format!(" {k}"), t.style("key")));
                 spans.push(Span::styled(format!(" {h} "), Style::default().fg(t.muted)));
             }
@@ -130,7 +133,7 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
 
 fn help(f: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
-    let lines: Vec<Line> = keymap::help_lines(app.view)
+    let lines: Vec<Line> = keymap::help_lines(app.view, app.read_only)
         .into_iter()
         .map(|(k, h)| {
             Line::from(vec![

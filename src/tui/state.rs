@@ -144,6 +144,8 @@ pub struct DeadState {
 
 /// The whole dashboard state.
 pub struct App {
+    /// No key writes to the lake (`karat ui --read-only`, `[ui] read_only`).
+    pub read_only: bool,
     pub view: View,
     pub theme: Theme,
     pub snapshot: Option<Snapshot>,
@@ -186,6 +188,7 @@ fn zone_rank(z: Zone) -> u8 {
 impl App {
     pub fn new(theme: Theme, now: DateTime<Utc>, fixed_clock: bool) -> App {
         App {
+            read_only: false,
             view: View::Overview,
             theme,
             snapshot: None,
@@ -514,6 +517,14 @@ impl App {
     pub fn handle(&mut self, a: Action) {
         if !matches!(a, Action::Up | Action::Down | Action::Left | Action::Right) {
             self.message = None;
+        }
+        if self.read_only && a.writes() {
+            self.message = Some((
+                "read-only dashboard: runs and replays are off ([ui] read_only / --read-only)"
+                    .into(),
+                true,
+            ));
+            return;
         }
         match (&self.mode, a) {
             (Mode::Help, _) => self.mode = Mode::Normal,

@@ -224,3 +224,54 @@ async fn control_characters_in_data_are_shown_escaped() {
     );
     assert!(text.contains("\\u{1b}[2J"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_dashboard_shows_and_runs_nothing_that_writes() {
+    use karat::tui::action::{Action, Request};
+    let f = fixture().await;
+    let mut app = karat::tui::headless_state(
+        &f.plan,
+        &f.lake,
+        Theme::default_dark(),
+        View::Partitions,
+        f.now,
+    )
+    .await
+    .unwrap();
+    app.read_only = true;
+    let text = screen(&app, 160, 36);
+    assert!(text.contains("read-only"), "{text}");
+    assert!(!text.contains("r replay"), "{text}");
+    for a in [Action::Replay, Action::ReplayFailed, Action::RunNow] {
+        app.handle(a);
+        assert!(
+            matches!(app.mode, karat::tui::state::Mode::Normal),
+            "{a:?} asks nothing"
+        );
+    }
+    app.handle(Action::Prompt);
+    for c in "run".chars() {
+        karat::tui::on_key(
+            &mut app,
+            ratatui::crossterm::event::KeyEvent::new(
+                ratatui::crossterm::event::KeyCode::Char(c),
+                ratatui::crossterm::event::KeyModifiers::NONE,
+            ),
+        );
+    }
+    karat::tui::on_key(
+        &mut app,
+        ratatui::crossterm::event::KeyEvent::new(
+            ratatui::crossterm::event::KeyCode::Enter,
+            ratatui::crossterm::event::KeyModifiers::NONE,
+        ),
+    );
+    let reqs = app.take_requests();
+    assert!(
+        !reqs
+            .iter()
+            .any(|r| matches!(r, Request::Run(_) | Request::Replay(_))),
+        "{reqs:?}"
+    );
+    assert!(screen(&app, 160, 36).contains("read-only dashboard"));
+}
