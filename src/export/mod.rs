@@ -37,15 +37,20 @@ pub struct DeadLetterQuery {
 }
 
 impl DeadLetterQuery {
-    /// A page of rows for the dashboard's filter: `rule:<id>` selects one rule exactly, any other
-    /// text is a reason substring.
-    pub fn page(filter: Option<String>, offset: usize, limit: usize) -> DeadLetterQuery {
+    /// A page of rows of a partition (or all) for the dashboard's filter: `rule:<id>` selects
+    /// one rule exactly, any other text is a reason substring.
+    pub fn page(
+        partition: Option<String>,
+        filter: Option<String>,
+        offset: usize,
+        limit: usize,
+    ) -> DeadLetterQuery {
         let (rule, reason) = match filter {
             Some(f) if f.starts_with("rule:") => (Some(f["rule:".len()..].to_string()), None),
             other => (None, other),
         };
         DeadLetterQuery {
-            partition: None,
+            partition,
             reason,
             rule,
             limit: Some(limit),

@@ -165,7 +165,7 @@ impl Store {
             return Ok(BTreeSet::new());
         };
         let q = format!(
-            "SELECT DISTINCT CAST(s.{} AS VARCHAR) FROM s JOIN (SELECT DISTINCT * FROM k) k ON {on}",
+            "SELECT DISTINCT CAST(s.{} AS VARCHAR) FROM (SELECT DISTINCT * FROM k) k JOIN s ON {on}",
             self.pcol(),
         );
         Ok(strings(&self.query(&q, "key lookup").await?))
@@ -183,7 +183,7 @@ impl Store {
             .map(|f| format!("s.{}", ident(f.name())))
             .collect();
         let q = format!(
-            "SELECT {}, CAST(s.{} AS VARCHAR) AS {LABEL} FROM s JOIN (SELECT DISTINCT * FROM k) k ON {on}",
+            "SELECT {}, CAST(s.{} AS VARCHAR) AS {LABEL} FROM (SELECT DISTINCT * FROM k) k JOIN s ON {on}",
             cols.join(", "),
             self.pcol(),
         );
@@ -200,7 +200,7 @@ impl Store {
             return Ok(Vec::new());
         };
         let q = format!(
-            "SELECT s.* FROM s JOIN (SELECT DISTINCT * FROM r) r ON {on} WHERE s.{} IN ({})",
+            "SELECT s.* FROM (SELECT DISTINCT * FROM r) r JOIN s ON {on} WHERE s.{} IN ({})",
             self.pcol(),
             date_list(partitions)
         );
@@ -211,7 +211,8 @@ impl Store {
     }
 
     /// Registers the key columns of `rows` as table `name`; returns the join condition with
-    /// `s`, or None when there is nothing to look up.
+    /// `s`, or None when there is nothing to look up. Queries put the keys first: the hash
+    /// join builds its table from its first input, and the keys are the few.
     fn register_keys(&self, name: &str, rows: &[RecordBatch]) -> KaratResult<Option<String>> {
         let c = &self.contract;
         if !self.has_silver || c.key_indexes.is_empty() || rows.iter().all(|b| b.num_rows() == 0) {

@@ -122,11 +122,15 @@ pub enum Request {
     Run(crate::pipeline::Trigger),
     /// Replay partitions.
     Replay(ReplayTarget),
-    /// Dead-letter reasons of a table.
-    Reasons { table: String },
-    /// One page of dead letters.
+    /// Dead-letter reasons of a table (of one partition).
+    Reasons {
+        table: String,
+        partition: Option<String>,
+    },
+    /// One page of dead letters (of one partition).
     DeadLetters {
         table: String,
+        partition: Option<String>,
         filter: Option<String>,
         offset: usize,
         limit: usize,

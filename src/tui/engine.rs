@@ -198,29 +198,34 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
 /// The worker and [`super::headless_state`] both answer through here.
 pub async fn serve_read(lake: &Lake, req: Request) -> Option<KaratResult<Update>> {
     match req {
-        Request::Reasons { table } => Some(
-            export::reason_counts(lake, &table, None)
+        Request::Reasons { table, partition } => Some(
+            export::reason_counts(lake, &table, partition.as_deref())
                 .await
                 .map(|counts| Update::Reasons { table, counts }),
         ),
         Request::DeadLetters {
             table,
+            partition,
             filter,
             offset,
             limit,
             generation,
         } => Some(
-            export::dead_letters(lake, &table, &DeadLetterQuery::page(filter, offset, limit))
-                .await
-                .map(|rows| {
-                    let done = rows.len() < limit;
-                    Update::DeadLetters {
-                        generation,
-                        offset,
-                        rows,
-                        done,
-                    }
-                }),
+            export::dead_letters(
+                lake,
+                &table,
+                &DeadLetterQuery::page(partition, filter, offset, limit),
+            )
+            .await
+            .map(|rows| {
+                let done = rows.len() < limit;
+                Update::DeadLetters {
+                    generation,
+                    offset,
+                    rows,
+                    done,
+                }
+            }),
         ),
         _ => None,
     }

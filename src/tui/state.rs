@@ -138,6 +138,10 @@ pub struct DeadState {
     pub rows_done: bool,
     pub row_sel: usize,
     pub generation: u64,
+    /// The partition the view is scoped to (entered from a partition cell).
+    pub partition: Option<String>,
+    /// Which rows are loaded, in words (`of 2026-03-28 rule currency.one_of`).
+    pub rows_label: String,
     pub filter: Option<String>,
     pub focus: DeadFocus,
 }
@@ -211,6 +215,8 @@ impl App {
                 rows_done: false,
                 row_sel: 0,
                 generation: 0,
+                partition: None,
+                rows_label: String::new(),
                 filter: None,
                 focus: DeadFocus::Reasons,
             },
@@ -573,6 +579,12 @@ impl App {
             return;
         }
         if self.view == View::DeadLetters {
+            if self.dead.focus == DeadFocus::Reasons && self.dead.partition.take().is_some() {
+                // out of the partition: the whole table's reasons again
+                self.dead.reasons.clear();
+                self.dead.reason_sel = 0;
+                self.request_reasons();
+            }
             self.dead.focus = match self.dead.focus {
                 DeadFocus::Detail => DeadFocus::Rows,
                 _ => DeadFocus::Reasons,
@@ -583,7 +595,10 @@ impl App {
     fn request_reasons(&mut self) {
         if let Some(t) = self.dead.table.clone() {
             self.dead.reasons_loading = true;
-            self.outbox.push(Request::Reasons { table: t });
+            self.outbox.push(Request::Reasons {
+                table: t,
+                partition: self.dead.partition.clone(),
+            });
         }
     }
 
@@ -604,8 +619,20 @@ impl App {
             (None, Some((rule, _))) => Some(format!("rule:{rule}")),
             _ => None,
         };
+        let what = match &filter {
+            Some(f) => match f.strip_prefix("rule:") {
+                Some(rule) => format!("rule {rule}"),
+                None => format!("matching \"{f}\""),
+            },
+            None => "every rule".to_string(),
+        };
+        self.dead.rows_label = match &self.dead.partition {
+            Some(p) => format!("of {p}, {what}"),
+            None => what,
+        };
         self.outbox.push(Request::DeadLetters {
             table,
+            partition: self.dead.partition.clone(),
             filter,
             offset: 0,
             limit: PAGE,
@@ -628,6 +655,7 @@ impl App {
         self.dead.rows_loading = true;
         self.outbox.push(Request::DeadLetters {
             table,
+            partition: self.dead.partition.clone(),
             filter,
             offset,
             limit: PAGE,
@@ -892,9 +920,13 @@ impl App {
                     Action::Open => {
                         let (_, t) = self.matrix.rows[self.cell.0].clone();
                         if self.silver_tables().contains(&t) {
+                            // the cell's dead letters: scoped to its partition, every rule
                             let p = self.matrix.cols[self.cell.1].clone();
                             self.dead.table = Some(t);
-                            self.dead.filter = Some(p);
+                            self.dead.partition = Some(p);
+                            self.dead.filter = None;
+                            self.dead.reasons.clear();
+                            self.dead.reason_sel = 0;
                             self.view = View::DeadLetters;
                             self.request_reasons();
                             self.dead.focus = DeadFocus::Rows;
@@ -1024,6 +1056,7 @@ impl App {
                 self.dead.reasons.clear();
                 self.dead.reason_sel = 0;
                 self.dead.rows.clear();
+                self.dead.partition = None;
                 self.dead.filter = None;
                 self.dead.focus = DeadFocus::Reasons;
                 self.request_reasons();

@@ -116,3 +116,53 @@ async fn every_crash_point_recovers_to_a_balanced_lake() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_replay_is_healed_by_running_it_again() {
+    let replay = ["replay", "orders", "--partition", "2026-01-02"];
+    let never = Scratch::new();
+    history(never.path());
+    let (oracle_code, out) = finish(spawn_karat(never.path(), &["run"], &[]));
+    assert!(matches!(oracle_code, Some(0 | 1)), "{out}");
+    let expected = content(&never.join("lake")).await;
+    let mut reached = 0;
+    for point in karat::lake::fault::POINTS {
+        let s = Scratch::new();
+        history(s.path());
+        let (code, out) = finish(spawn_karat(s.path(), &["run"], &[]));
+        assert_eq!(code, oracle_code, "{out}");
+        let fault = format!("{point}=return");
+        let (code, out) = finish(spawn_karat(s.path(), &replay, &[("FAILPOINTS", &fault)]));
+        if code.is_some() {
+            // a replay does not pass this point (it lands nothing in bronze, say)
+            continue;
+        }
+        reached += 1;
+        let lake = s.join("lake");
+        assert_eq!(
+            keys_twice(&lake).await,
+            "0",
+            "{point}: a reader saw a key twice\n{out}"
+        );
+        let (code, out) = finish(spawn_karat(s.path(), &replay, &[]));
+        assert!(
+            matches!(code, Some(0 | 1)),
+            "{point}: the replay again:\n{out}"
+        );
+        let (code, out) = finish(spawn_karat(s.path(), &["verify"], &[]));
+        assert_eq!(
+            code,
+            Some(0),
+            "{point}: verify after the second replay:\n{out}"
+        );
+        assert_eq!(
+            content(&lake).await,
+            expected,
+            "{point}: the healed lake differs from one whose replay never crashed"
+        );
+    }
+    assert!(
+        reached >= 5,
+        "a replay passes the silver, gold and ledger points"
+    );
+}

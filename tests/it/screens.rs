@@ -275,3 +275,50 @@ async fn a_read_only_dashboard_shows_and_runs_nothing_that_writes() {
     );
     assert!(screen(&app, 160, 36).contains("read-only dashboard"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enter_on_a_failed_cell_shows_that_partitions_dead_letters() {
+    use karat::tui::action::Action;
+    let f = fixture().await;
+    let mut app = karat::tui::headless_state(
+        &f.plan,
+        &f.lake,
+        Theme::default_dark(),
+        View::Partitions,
+        f.now,
+    )
+    .await
+    .unwrap();
+    app.handle(Action::Open);
+    for _ in 0..2 {
+        for r in app.take_requests() {
+            if let Some(u) = karat::tui::engine::serve_read(&f.lake, r).await {
+                app.apply(u.unwrap());
+            }
+        }
+    }
+    let text = screen(&app, 120, 36);
+    assert!(!app.dead.rows.is_empty(), "the failed cell's rows:\n{text}");
+    assert!(
+        app.dead
+            .rows
+            .iter()
+            .all(|r| r.partition == karat::demo::BAD_DAY),
+        "only that partition's rows"
+    );
+    assert!(
+        text.contains(&format!("rows of {}, every rule", karat::demo::BAD_DAY)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "orders {}: dead letters by rule",
+            karat::demo::BAD_DAY
+        )),
+        "{text}"
+    );
+    // esc twice: back to the reasons, then out of the partition to the whole table
+    app.handle(Action::Back);
+    app.handle(Action::Back);
+    assert_eq!(app.dead.partition, None);
+}

@@ -48,10 +48,14 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             row
         })
         .collect();
+    let scope = match &d.partition {
+        Some(p) => format!(" {}", clean(p)),
+        None => String::new(),
+    };
     let title = if d.reasons_loading && d.reasons.is_empty() {
-        format!(" {table}: loading reasons… ")
+        format!(" {table}{scope}: loading reasons… ")
     } else {
-        format!(" {table}: dead letters by rule ({total} rule hits) ")
+        format!(" {table}{scope}: dead letters by rule ({total} rule hits) ")
     };
     let empty = d.reasons.is_empty() && !d.reasons_loading;
     if empty {
@@ -110,11 +114,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
                 row
             })
             .collect();
-        let which = match (&d.filter, d.reasons.get(d.reason_sel)) {
-            (Some(f), _) => format!("matching \"{}\"", clean(f)),
-            (None, Some((rule, _))) => format!("rule {}", clean(rule)),
-            _ => String::new(),
-        };
+        let which = clean(&d.rows_label);
         let state = if d.rows_loading {
             " loading…"
         } else if d.rows_done {
