@@ -211,3 +211,39 @@ headers = {{ Authorization = "Bearer s3cret", X-Api-Key = "k3y" }}
     let records: u64 = r.bronze[0].new_batches.iter().map(|m| m.records).sum();
     assert_eq!(records, 2, "both pages landed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_max_unit_bytes_is_refused_unread() {
+    let big = format!(r#"{{"data":[{{"id":1,"pad":"{}"}}]}}"#, "x".repeat(50_000));
+    let (port, _) = serve_page("127.0.0.1", big).await;
+    let s = Scratch::new();
+    std::fs::write(
+        s.join("karat.toml"),
+        format!(
+            r#"
+[lake]
+url = "lake"
+[[source]]
+name = "api"
+kind = "http"
+url = "http://127.0.0.1:{port}/items"
+retries = 0
+max_unit_bytes = 10000
+"#
+        ),
+    )
+    .unwrap();
+    let (plan, lake) = open(&s.join("karat.toml")).await;
+    let r = run(&plan, &lake).await;
+    let said = format!(
+        "{:?} {:?}",
+        r.errors,
+        r.bronze.iter().map(|b| &b.failed).collect::<Vec<_>>()
+    );
+    assert!(said.contains("over max_unit_bytes = 10000"), "{said}");
+    assert_eq!(r.exit_code(), 1);
+    assert!(
+        r.bronze.iter().all(|b| b.new_batches.is_empty()),
+        "nothing landed"
+    );
+}

@@ -42,6 +42,19 @@ async fn fixture() -> &'static Fixture {
         .await
 }
 
+/// The dashboard on the Partitions view of the fixture, its cursor on the failed cell.
+async fn partitions_app(f: &Fixture) -> karat::tui::state::App {
+    karat::tui::headless_state(
+        &f.plan,
+        &f.lake,
+        Theme::default_dark(),
+        View::Partitions,
+        f.now,
+    )
+    .await
+    .unwrap()
+}
+
 fn screen(app: &karat::tui::state::App, w: u16, h: u16) -> String {
     let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
     term.draw(|f| karat::tui::render::draw(f, app)).unwrap();
@@ -157,15 +170,7 @@ async fn every_view_fits_80x24_and_help_lists_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_failed_partition_is_under_the_cursor_and_replay_asks_first() {
     let f = fixture().await;
-    let mut app = karat::tui::headless_state(
-        &f.plan,
-        &f.lake,
-        Theme::default_dark(),
-        View::Partitions,
-        f.now,
-    )
-    .await
-    .unwrap();
+    let mut app = partitions_app(f).await;
     let text = screen(&app, 120, 36);
     assert!(
         text.contains(&format!("silver orders {}  ✗ failed", karat::demo::BAD_DAY)),
@@ -229,15 +234,7 @@ async fn control_characters_in_data_are_shown_escaped() {
 async fn a_read_only_dashboard_shows_and_runs_nothing_that_writes() {
     use karat::tui::action::{Action, Request};
     let f = fixture().await;
-    let mut app = karat::tui::headless_state(
-        &f.plan,
-        &f.lake,
-        Theme::default_dark(),
-        View::Partitions,
-        f.now,
-    )
-    .await
-    .unwrap();
+    let mut app = partitions_app(f).await;
     app.read_only = true;
     let text = screen(&app, 160, 36);
     assert!(text.contains("read-only"), "{text}");
@@ -280,15 +277,7 @@ async fn a_read_only_dashboard_shows_and_runs_nothing_that_writes() {
 async fn enter_on_a_failed_cell_shows_that_partitions_dead_letters() {
     use karat::tui::action::Action;
     let f = fixture().await;
-    let mut app = karat::tui::headless_state(
-        &f.plan,
-        &f.lake,
-        Theme::default_dark(),
-        View::Partitions,
-        f.now,
-    )
-    .await
-    .unwrap();
+    let mut app = partitions_app(f).await;
     app.handle(Action::Open);
     for _ in 0..2 {
         for r in app.take_requests() {
