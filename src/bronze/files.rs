@@ -1,7 +1,7 @@
 //! `kind = "files"` sources: a glob of NDJSON, gzip NDJSON or CSV files. Decoding is per file,
 //! so a corrupt file fails only its own batch.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use crate::config::{FileFormat, UnitLimits};
@@ -78,40 +78,101 @@ pub fn check_size(len: u64, limits: UnitLimits) -> Result<(), String> {
     Ok(())
 }
 
-/// Feeds a decoded file into a batch writer.
-pub fn stamp_file(
-    text: &[u8],
+/// Feeds a unit (gzip or plain bytes) into a batch writer. NDJSON is gunzipped and split into
+/// lines as it streams, so memory holds one line, not the decompressed unit; CSV (whose failed
+/// rows keep their exact text) is decompressed whole, within `max_unit_bytes`.
+pub fn stamp_unit(
+    bytes: &[u8],
     limits: UnitLimits,
     format: FileFormat,
     writer: &mut BatchWriter,
     path: &Path,
 ) -> Result<(), String> {
-    // a UTF-8 byte order mark is an encoding artifact, not part of the first record
-    let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
     match format {
-        FileFormat::Ndjson => {
-            for (i, line) in text.split(|b| *b == b'\n').enumerate() {
-                if line.len() as u64 > limits.max_line_bytes {
-                    return Err(format!(
-                        "{} line {}: {} bytes, over max_line_bytes = {}",
-                        path.display(),
-                        i + 1,
-                        line.len(),
-                        limits.max_line_bytes
-                    ));
-                }
-                match std::str::from_utf8(line) {
-                    Ok(s) => writer.push_line(i as u64 + 1, s),
-                    Err(e) => writer.push_invalid(
-                        i as u64 + 1,
-                        line.strip_suffix(b"\r").unwrap_or(line),
-                        &format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-                    ),
-                }
-            }
-            Ok(())
+        FileFormat::Ndjson => stamp_ndjson(bytes, limits, writer, path),
+        FileFormat::Csv => {
+            let text = decompress(bytes, limits)?;
+            // a UTF-8 byte order mark is an encoding artifact, not part of the first record
+            let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&text);
+            stamp_csv(text, writer, path)
         }
-        FileFormat::Csv => stamp_csv(text, writer, path),
+    }
+}
+
+/// NDJSON lines, streamed out of the (gzip) unit one at a time.
+fn stamp_ndjson(
+    bytes: &[u8],
+    limits: UnitLimits,
+    writer: &mut BatchWriter,
+    path: &Path,
+) -> Result<(), String> {
+    let gz = bytes.starts_with(&[0x1f, 0x8b]);
+    let inner: Box<dyn Read + '_> = if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(bytes))
+    } else {
+        Box::new(bytes)
+    };
+    let max = limits.max_unit_bytes;
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, inner.take(max + 1));
+    let mut line = Vec::new();
+    let mut total = 0u64;
+    let mut line_no = 0u64;
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(limits.max_line_bytes + 2)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| {
+                if gz {
+                    format!("corrupt gzip data: {e}")
+                } else {
+                    format!("{}: {e}", path.display())
+                }
+            })?;
+        total += n as u64;
+        if total > max {
+            return Err(format!(
+                "decompresses to more than max_unit_bytes = {max} bytes (a gzip bomb, or raise the limit)"
+            ));
+        }
+        line_no += 1;
+        let ended = line.last() == Some(&b'\n');
+        let mut text: &[u8] = line.strip_suffix(b"\n").unwrap_or(&line);
+        if line_no == 1 {
+            // a UTF-8 byte order mark is an encoding artifact, not part of the first record
+            text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+        }
+        if text.len() as u64 > limits.max_line_bytes {
+            // measure the rest of the line without holding it
+            let rest = if ended {
+                0
+            } else {
+                reader.skip_until(b'\n').unwrap_or(0)
+            };
+            total += rest as u64;
+            if total > max {
+                return Err(format!(
+                    "decompresses to more than max_unit_bytes = {max} bytes (a gzip bomb, or raise the limit)"
+                ));
+            }
+            let len = text.len() + rest - usize::from(rest > 0);
+            return Err(format!(
+                "{} line {line_no}: {len} bytes, over max_line_bytes = {}",
+                path.display(),
+                limits.max_line_bytes
+            ));
+        }
+        match std::str::from_utf8(text) {
+            Ok(s) => writer.push_line(line_no, s),
+            Err(e) => writer.push_invalid(
+                line_no,
+                text.strip_suffix(b"\r").unwrap_or(text),
+                &format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+            ),
+        }
+        if !ended {
+            return Ok(());
+        }
     }
 }
 

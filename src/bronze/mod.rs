@@ -145,10 +145,9 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                     };
                     let task_path = path.clone();
                     let built = tokio::task::spawn_blocking(move || {
-                        let text = files::decompress(&bytes, limits)?;
-                        let mut w = BatchWriter::new(&stamp, text.len());
+                        let mut w = BatchWriter::new(&stamp, bytes.len() * 4);
                         let fmt = files::format_of(&task_path, format);
-                        files::stamp_file(&text, limits, fmt, &mut w, &task_path)?;
+                        files::stamp_unit(&bytes, limits, fmt, &mut w, &task_path)?;
                         Ok::<_, String>((w.finish(), bytes.len() as u64))
                     })
                     .await;
