@@ -16,6 +16,10 @@ use crate::error::{KaratError, KaratResult};
 /// Where the lease lives.
 pub const LEASE: &str = "_karat/lease";
 
+/// Takeover markers, one per dead lease (by its id): only the process that creates it may
+/// clear that lease, so two processes that both saw it expire never both clear it.
+pub const TAKEN: &str = "_karat/lease.taken";
+
 /// How long a lease lives without a heartbeat.
 pub const TTL: Duration = Duration::from_secs(60);
 
@@ -93,8 +97,16 @@ impl Lease {
             }
             match current(lake).await? {
                 Some(held) if held.expired(Utc::now()) || held.holder_died_here() => {
-                    // its holder died: clear it, then race for it like everyone else
-                    lake.delete(LEASE).await?;
+                    // its holder died: one of those who saw it clears it (whoever creates its
+                    // takeover marker, put-if-absent), then everyone races for it again
+                    let marker = format!("{TAKEN}/{}", held.id);
+                    if lake.put_if_absent(&marker, to_bytes(&info)).await?
+                        && current(lake).await?.is_some_and(|h| h.id == held.id)
+                    {
+                        lake.delete(LEASE).await?;
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
                 }
                 Some(held) if started.elapsed() >= wait => {
                     return Err(KaratError::Usage(format!(

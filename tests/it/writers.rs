@@ -104,6 +104,41 @@ fn a_live_lease_stops_a_writer_and_an_expired_one_is_taken_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_writers_taking_over_one_dead_lease_still_write_one_at_a_time() {
+    let s = Scratch::new();
+    karat::bench::generate(s.path(), 20_000, 4).unwrap();
+    let lake_dir = s.join("lake");
+    std::fs::create_dir_all(lake_dir.join("_karat")).unwrap();
+    std::fs::write(
+        lake_dir.join("_karat/lease"),
+        r#"{"id":"dead","host":"other-host","pid":4242,"command":"karat run","acquired_at":"2020-01-01T00:00:00.000Z","expires_at":"2020-01-01T00:01:00.000Z"}"#,
+    )
+    .unwrap();
+    let runs: Vec<Child> = (0..3)
+        .map(|_| karat(s.path(), &["run", "--wait", "5m"]))
+        .collect();
+    for (i, child) in runs.into_iter().enumerate() {
+        let (code, out) = finish(child);
+        assert!(code == 0 || code == 1, "run {i}: exit {code}\n{out}");
+    }
+    let (code, out) = finish(karat(s.path(), &["verify"]));
+    assert_eq!(code, 0, "{out}");
+    let dup = scalar(
+        &sql(
+            &lake_dir,
+            "silver/orders",
+            "SELECT CAST(COUNT(*) - COUNT(DISTINCT order_id) AS VARCHAR) FROM t",
+        )
+        .await,
+    );
+    assert_eq!(dup, "0", "a key twice");
+    let markers = std::fs::read_dir(lake_dir.join("_karat/lease.taken"))
+        .unwrap()
+        .count();
+    assert_eq!(markers, 1, "one process cleared the dead lease");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_who_holds_the_lease() {
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
