@@ -384,7 +384,7 @@ impl<'a> Execution<'a> {
             let step = self.unit_step(Zone::Bronze, source, unit, &t0);
             self.steps.push(step);
         }
-        self.still_quarantined(source, &mut r, &t0).await?;
+        self.still_quarantined(source, &mut r).await?;
         for d in &r.drift {
             self.drift.push(DriftRecord {
                 source: d.source.clone(),
@@ -402,13 +402,12 @@ impl<'a> Execution<'a> {
     }
 
     /// A unit quarantined earlier (the same bytes failed) stays a failure of every run until
-    /// its bytes change or someone acknowledges it (`karat ack`). Its failure is recorded once:
-    /// a step is added only when the ledger's latest word on that unit is not already it.
+    /// its bytes change or someone acknowledges it (`karat ack`). Its failure is in the ledger
+    /// already (the step that quarantined it), so nothing is recorded again; the run counts it.
     async fn still_quarantined(
         &mut self,
         source: &str,
         r: &mut bronze::IngestReport,
-        t0: &str,
     ) -> KaratResult<()> {
         if r.quarantined.is_empty() {
             return Ok(());
@@ -416,22 +415,9 @@ impl<'a> Execution<'a> {
         let latest = latest_partition_states(&self.ledger.steps().await?);
         for q in &r.quarantined {
             let key = (Zone::Bronze, source.to_string(), q.origin.clone());
-            match latest.get(&key) {
-                Some(s) if s.trigger == "ack" => continue,
-                Some(s) if !s.status.promoted() => {}
-                _ => {
-                    let unit = Unit {
-                        name: q.origin.clone(),
-                        status: PartitionStatus::Failed,
-                        rows: 0,
-                        message: q.error.clone(),
-                        fingerprint: None,
-                    };
-                    let step = self.unit_step(Zone::Bronze, source, unit, t0);
-                    self.steps.push(step);
-                }
+            if !latest.get(&key).is_some_and(|s| s.trigger == "ack") {
+                r.failed.push(q.clone());
             }
-            r.failed.push(q.clone());
         }
         Ok(())
     }
