@@ -415,7 +415,7 @@ impl<'a> Execution<'a> {
         let latest = latest_partition_states(&self.ledger.steps().await?);
         for q in &r.quarantined {
             let key = (Zone::Bronze, source.to_string(), q.origin.clone());
-            if !latest.get(&key).is_some_and(|s| s.trigger == "ack") {
+            if latest.get(&key).is_none_or(|s| s.trigger != "ack") {
                 r.failed.push(q.clone());
             }
         }
