@@ -19,6 +19,11 @@ fn karat(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `karat ack bronze orders UNIT --reason REASON`.
+fn ack(dir: &std::path::Path, unit: &str, reason: &str) -> (i32, String, String) {
+    karat(dir, &["ack", "bronze", "orders", unit, "--reason", reason])
+}
+
 #[test]
 fn init_then_run_then_a_failing_partition() {
     let s = Scratch::new();
@@ -170,17 +175,7 @@ fn a_fixed_bronze_file_clears_and_a_removed_one_is_acknowledged() {
         err.contains("b.ndjson.gz"),
         "the error lists what is failed: {err}"
     );
-    let (code, out, err) = karat(
-        s.path(),
-        &[
-            "ack",
-            "bronze",
-            "orders",
-            &unit,
-            "--reason",
-            "sender will re-send it",
-        ],
-    );
+    let (code, out, err) = ack(s.path(), &unit, "sender will re-send it");
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("acknowledged by") && out.contains("re-send"),
@@ -205,17 +200,7 @@ fn a_quarantined_file_fails_every_run_until_its_bytes_change_or_it_is_acknowledg
     let (code, out, _) = karat(s.path(), &["status"]);
     assert_eq!(code, 1, "{out}");
     let unit = c.to_string_lossy().to_string();
-    let (code, out, err) = karat(
-        s.path(),
-        &[
-            "ack",
-            "bronze",
-            "orders",
-            &unit,
-            "--reason",
-            "known bad export",
-        ],
-    );
+    let (code, out, err) = ack(s.path(), &unit, "known bad export");
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = karat(s.path(), &["run"]);
     assert_eq!(

@@ -1,14 +1,29 @@
 //! Hostile and odd input lands somewhere explainable: a byte order mark does not cost the first
 //! record, and "NaN" / "inf" never pass a float column's rules.
 
+use karat::lake::Lake;
+use karat::pipeline::RunReport;
+
 use crate::util::{Scratch, counts, open, run, sql};
+
+/// A scratch project with this `karat.toml` and an empty `data/`.
+fn project(config: &str) -> Scratch {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.join("data")).unwrap();
+    std::fs::write(s.join("karat.toml"), config).unwrap();
+    s
+}
+
+/// Runs the project once.
+async fn run_project(s: &Scratch) -> (Lake, RunReport) {
+    let (plan, lake) = open(&s.join("karat.toml")).await;
+    let r = run(&plan, &lake).await;
+    (lake, r)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bom_and_non_finite_numbers() {
-    let s = Scratch::new();
-    std::fs::create_dir_all(s.join("data")).unwrap();
-    std::fs::write(
-        s.join("karat.toml"),
+    let s = project(
         r#"[lake]
 url = "lake"
 [[source]]
@@ -25,15 +40,13 @@ max_reject_rate = 1.0
 id = { type = "string", nullable = false }
 score = { type = "float64", min = 0 }
 "#,
-    )
-    .unwrap();
+    );
     let mut body = "\u{feff}".as_bytes().to_vec();
     body.extend_from_slice(
         b"{\"id\":\"a\",\"score\":1.5}\n{\"id\":\"b\",\"score\":\"NaN\"}\n{\"id\":\"c\",\"score\":\"inf\"}\n{\"id\":\"d\",\"score\":\"-Infinity\"}\n",
     );
     std::fs::write(s.join("data/scores.ndjson"), body).unwrap();
-    let (plan, lake) = open(&s.join("karat.toml")).await;
-    let r = run(&plan, &lake).await;
+    let (_, r) = run_project(&s).await;
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let lake_dir = s.join("lake");
     let silver = counts(
@@ -117,10 +130,7 @@ async fn records_cannot_forge_karats_own_fields() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gzip_bomb_and_a_huge_line_fail_their_own_batches_and_the_rest_lands() {
     use std::io::Write;
-    let s = Scratch::new();
-    std::fs::create_dir_all(s.join("data")).unwrap();
-    std::fs::write(
-        s.join("karat.toml"),
+    let s = project(
         r#"[lake]
 url = "lake"
 [[source]]
@@ -138,8 +148,7 @@ key = ["id"]
 id = { type = "string", nullable = false }
 score = { type = "float64" }
 "#,
-    )
-    .unwrap();
+    );
     // 100 MB of zeros in about 100 kB of gzip
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     let zeros = vec![0u8; 1 << 20];
@@ -151,8 +160,7 @@ score = { type = "float64" }
     std::fs::write(s.join("data/long.ndjson"), long).unwrap();
     std::fs::write(s.join("data/big.ndjson"), vec![b' '; 2_000_000]).unwrap();
     std::fs::write(s.join("data/good.ndjson"), "{\"id\":\"a\",\"score\":1}\n").unwrap();
-    let (plan, lake) = open(&s.join("karat.toml")).await;
-    let r = run(&plan, &lake).await;
+    let (_, r) = run_project(&s).await;
     let failed: Vec<String> = r.bronze[0]
         .failed
         .iter()
@@ -180,10 +188,7 @@ score = { type = "float64" }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn masked_columns_never_leave_bronze() {
-    let s = Scratch::new();
-    std::fs::create_dir_all(s.join("data")).unwrap();
-    std::fs::write(
-        s.join("karat.toml"),
+    let s = project(
         r#"[lake]
 url = "lake"
 [[source]]
@@ -202,8 +207,7 @@ card = { type = "string", regex = "^[0-9]{16}$", mask = "last4" }
 holder = { type = "string", mask = "redact" }
 amount = { type = "float64", min = 0 }
 "#,
-    )
-    .unwrap();
+    );
     std::fs::write(
         s.join("data/p.ndjson"),
         concat!(
@@ -214,8 +218,7 @@ amount = { type = "float64", min = 0 }
         ),
     )
     .unwrap();
-    let (plan, lake) = open(&s.join("karat.toml")).await;
-    let r = run(&plan, &lake).await;
+    let (lake, r) = run_project(&s).await;
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let lake_dir = s.join("lake");
     let silver = crate::util::scalar(
