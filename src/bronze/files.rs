@@ -47,26 +47,6 @@ pub fn format_of(path: &Path, explicit: Option<FileFormat>) -> FileFormat {
     }
 }
 
-/// Uncompresses gzip bytes (detected by their magic number) or passes plain bytes through.
-pub fn decompress(bytes: &[u8], limits: UnitLimits) -> Result<Vec<u8>, String> {
-    let max = limits.max_unit_bytes;
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity((bytes.len() * 5).min(max as usize));
-        flate2::read::MultiGzDecoder::new(bytes)
-            .take(max + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| format!("corrupt gzip data: {e}"))?;
-        if out.len() as u64 > max {
-            return Err(format!(
-                "decompresses to more than max_unit_bytes = {max} bytes (a gzip bomb, or raise the limit)"
-            ));
-        }
-        Ok(out)
-    } else {
-        Ok(bytes.to_vec())
-    }
-}
-
 /// A unit's size before reading it: over the limit, it fails without being read.
 pub fn check_size(len: u64, limits: UnitLimits) -> Result<(), String> {
     if len > limits.max_unit_bytes {
@@ -78,9 +58,8 @@ pub fn check_size(len: u64, limits: UnitLimits) -> Result<(), String> {
     Ok(())
 }
 
-/// Feeds a unit (gzip or plain bytes) into a batch writer. NDJSON is gunzipped and split into
-/// lines as it streams, so memory holds one line, not the decompressed unit; CSV (whose failed
-/// rows keep their exact text) is decompressed whole, within `max_unit_bytes`.
+/// Feeds a unit (gzip or plain bytes) into a batch writer, gunzipped and split into lines (NDJSON)
+/// or rows (CSV) as it streams: memory holds one line or row, not the decompressed unit.
 pub fn stamp_unit(
     bytes: &[u8],
     limits: UnitLimits,
@@ -91,10 +70,8 @@ pub fn stamp_unit(
     match format {
         FileFormat::Ndjson => stamp_ndjson(bytes, limits, writer, path),
         FileFormat::Csv => {
-            let text = decompress(bytes, limits)?;
-            // a UTF-8 byte order mark is an encoding artifact, not part of the first record
-            let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&text);
-            stamp_csv(text, writer, path)
+            let (input, gz) = decoded(bytes);
+            super::csv_rows::stamp_csv(input, gz, limits, writer, path)
         }
     }
 }
@@ -106,12 +83,7 @@ fn stamp_ndjson(
     writer: &mut BatchWriter,
     path: &Path,
 ) -> Result<(), String> {
-    let gz = bytes.starts_with(&[0x1f, 0x8b]);
-    let inner: Box<dyn Read + '_> = if gz {
-        Box::new(flate2::read::MultiGzDecoder::new(bytes))
-    } else {
-        Box::new(bytes)
-    };
+    let (inner, gz) = decoded(bytes);
     let max = limits.max_unit_bytes;
     let mut reader = std::io::BufReader::with_capacity(1 << 16, inner.take(max + 1));
     let mut line = Vec::new();
@@ -176,74 +148,12 @@ fn stamp_ndjson(
     }
 }
 
-/// CSV rows become records named by the header. A row that is not one (wrong field count,
-/// not UTF-8, unreadable) keeps its exact text; line numbers are where each row starts, quoted
-/// newlines included.
-fn stamp_csv(text: &[u8], writer: &mut BatchWriter, path: &Path) -> Result<(), String> {
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(text);
-    let headers = rdr
-        .headers()
-        .map_err(|e| format!("{}: CSV header: {e}", path.display()))?
-        .clone();
-    let mut rec = csv::ByteRecord::new();
-    let mut start = rdr.position().clone();
-    loop {
-        let read = rdr.read_byte_record(&mut rec);
-        let end = rdr.position().byte() as usize;
-        let raw = row_text(text, start.byte() as usize, end);
-        match read {
-            Ok(false) => break,
-            Ok(true) => {
-                let at = rec.position().cloned().unwrap_or_else(|| start.clone());
-                let line_no = at.line();
-                let raw = row_text(text, at.byte() as usize, end);
-                csv_row(writer, &headers, &rec, line_no, raw);
-            }
-            Err(e) => {
-                writer.push_invalid(start.line(), raw, &format!("unreadable CSV row: {e}"));
-                if end <= start.byte() as usize {
-                    break;
-                }
-            }
-        }
-        start = rdr.position().clone();
+/// The unit's bytes, gunzipped as they are read when they are gzip (told by the magic number),
+/// and whether they were.
+fn decoded(bytes: &[u8]) -> (Box<dyn Read + '_>, bool) {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        (Box::new(flate2::read::MultiGzDecoder::new(bytes)), true)
+    } else {
+        (Box::new(bytes), false)
     }
-    Ok(())
-}
-
-/// The bytes of one CSV row, without its line ending.
-fn row_text(text: &[u8], start: usize, end: usize) -> &[u8] {
-    let row = &text[start.min(text.len())..end.min(text.len())];
-    let row = row.strip_suffix(b"\n").unwrap_or(row);
-    row.strip_suffix(b"\r").unwrap_or(row)
-}
-
-fn csv_row(
-    writer: &mut BatchWriter,
-    headers: &csv::StringRecord,
-    rec: &csv::ByteRecord,
-    line_no: u64,
-    raw: &[u8],
-) {
-    if rec.len() != headers.len() {
-        let reason = format!(
-            "CSV row has {} fields, header has {}",
-            rec.len(),
-            headers.len()
-        );
-        return writer.push_invalid(line_no, raw, &reason);
-    }
-    let mut map = serde_json::Map::new();
-    for (h, v) in headers.iter().zip(rec.iter()) {
-        let Ok(v) = std::str::from_utf8(v) else {
-            return writer.push_invalid(line_no, raw, &format!("invalid UTF-8 in field {h}"));
-        };
-        let v = if v.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::Value::String(v.to_string())
-        };
-        map.insert(h.to_string(), v);
-    }
-    writer.push_value(line_no, &serde_json::Value::Object(map));
 }

@@ -3,6 +3,7 @@
 //! manifest with the sha256 of the original bytes. The same bytes are never ingested twice,
 //! drift is recorded instead of rejected, and a corrupt unit fails only itself.
 
+mod csv_rows;
 pub mod drift;
 pub mod files;
 pub mod http;

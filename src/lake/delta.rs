@@ -14,6 +14,30 @@ use url::Url;
 
 use crate::error::{KaratError, KaratResult};
 
+/// Lets delta-rs open Delta tables on S3, GCS and Azure (the `cloud` feature), once per process.
+/// delta-rs reads the same `AWS_*` / `GOOGLE_*` / `AZURE_*` variables as the lake's own store;
+/// on S3 its commits are conditional puts (If-None-Match), which the writer lease's probe has
+/// checked the store honours.
+#[cfg(feature = "cloud")]
+pub fn register_cloud_handlers(_root: &Url) -> KaratResult<()> {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        deltalake::aws::register_handlers(None);
+        deltalake::gcp::register_handlers(None);
+        deltalake::azure::register_handlers(None);
+    });
+    Ok(())
+}
+
+/// Without the `cloud` feature only local lakes hold Delta tables: refuse a cloud URL up front
+/// rather than land bronze and fail at the first Delta commit.
+#[cfg(not(feature = "cloud"))]
+pub fn register_cloud_handlers(root: &Url) -> KaratResult<()> {
+    Err(KaratError::Usage(format!(
+        "lake {root}: this karat was built without the `cloud` feature, so it cannot write Delta          tables there (build with `cargo build --release --features cloud`)"
+    )))
+}
+
 /// Opens the table at `url`; `None` when nothing has been written there yet.
 pub async fn open(url: &Url, label: &str) -> KaratResult<Option<DeltaTable>> {
     if let Ok(dir) = url.to_file_path()

@@ -55,6 +55,7 @@ impl Lake {
             "memory" => Arc::new(object_store::memory::InMemory::new()),
             scheme => {
                 let (store, prefix) = cloud_store(&root, scheme)?;
+                delta::register_cloud_handlers(&root)?;
                 Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
             }
         };

@@ -1,5 +1,6 @@
 //! karat's integration tests: one binary, one module per area.
 
+mod bounded;
 mod cli;
 mod config_errors;
 mod corpus;
@@ -12,6 +13,8 @@ mod ingest;
 mod pty;
 mod replay;
 mod replay_rebuild;
+#[cfg(feature = "cloud")]
+mod s3;
 mod screens;
 mod silver_v2;
 mod util;
