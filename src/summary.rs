@@ -1,19 +1,11 @@
 //! Plain-text summaries for the headless CLI: the per-table table `karat demo`, `karat run` and
 //! `karat status` print, and the lines that explain what failed and why.
 
+use crate::ledger::breaches::{self, BreachGroup};
 use crate::ledger::status::{Freshness, StatusReport};
 use crate::pipeline::RunReport;
 
-/// A duration in seconds as `45s`, `5m`, `3h`, `2d` (`never` for none).
-pub fn human_age(secs: Option<i64>) -> String {
-    match secs {
-        None => "never".into(),
-        Some(s) if s < 120 => format!("{s}s"),
-        Some(s) if s < 7200 => format!("{}m", s / 60),
-        Some(s) if s < 172_800 => format!("{}h", s / 3600),
-        Some(s) => format!("{}d", s / 86400),
-    }
-}
+pub use crate::ledger::status::human_age;
 
 fn fresh_label(f: Freshness) -> &'static str {
     match f {
@@ -51,16 +43,23 @@ pub fn status_table(s: &StatusReport) -> String {
             fresh_label(t.freshness)
         ));
     }
-    let failing: Vec<_> = s.tables.iter().filter(|t| !t.failed.is_empty()).collect();
-    if !failing.is_empty() {
-        out.push_str("\nnot promoted:\n");
-        for t in failing {
-            for f in &t.failed {
-                let why = f.messages.first().cloned().unwrap_or_default();
-                out.push_str(&format!(
+    let groups: Vec<BreachGroup> = breaches::group(s)
+        .into_iter()
+        .filter(|g| !g.members.is_empty())
+        .collect();
+    if !groups.is_empty() {
+        out.push_str("\nnot promoted, by cause (`karat status --json` lists every partition):\n");
+        for g in groups {
+            match g.members.as_slice() {
+                [one] => out.push_str(&format!(
                     "  {} {} {} [{}]: {}\n",
-                    t.zone, t.name, f.partition, f.status, why
-                ));
+                    g.zone(),
+                    g.table(),
+                    one.partition,
+                    g.kind().as_str(),
+                    one.reason
+                )),
+                _ => out.push_str(&format!("  {}\n", g.headline())),
             }
         }
     }

@@ -2,6 +2,7 @@
 //! machine pointed at the same lake sees the same runs. Writing is append-only; reading goes
 //! through DataFusion.
 
+pub mod breaches;
 pub mod records;
 pub mod status;
 

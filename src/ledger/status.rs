@@ -36,6 +36,17 @@ impl Freshness {
     }
 }
 
+/// A duration in seconds as `45s`, `5m`, `3h`, `2d` (`never` for none).
+pub fn human_age(secs: Option<i64>) -> String {
+    match secs {
+        None => "never".into(),
+        Some(s) if s < 120 => format!("{s}s"),
+        Some(s) if s < 7200 => format!("{}m", s / 60),
+        Some(s) if s < 172_800 => format!("{}h", s / 3600),
+        Some(s) => format!("{}d", s / 86400),
+    }
+}
+
 /// A partition whose latest state is not promoted.
 #[derive(Debug, Clone, Serialize)]
 pub struct FailedPartition {

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod keymap;
 pub mod render;
 pub mod sanitize;
+pub mod screens;
 pub mod state;
 pub mod theme;
 pub mod views;

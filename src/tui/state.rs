@@ -8,12 +8,14 @@ use chrono::{DateTime, Utc};
 
 use super::action::{Action, Request, View};
 use super::engine::{Snapshot, Update};
+use super::screens::overview::{Effect, OverviewScreen};
 use super::theme::Theme;
 use crate::config::Zone;
 use crate::events::Event;
 use crate::export::DeadLetter;
 use crate::gold::WHOLE_TABLE;
 use crate::ledger::StepRecord;
+use crate::ledger::breaches::BreachGroup;
 use crate::ledger::status::latest_partition_states;
 use crate::lineage::Node;
 use crate::pipeline::ReplayTarget;
@@ -88,17 +90,6 @@ pub struct Matrix {
     pub cells: BTreeMap<(usize, usize), Cell>,
 }
 
-/// A breach shown in the overview banner.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Breach {
-    /// 0 most urgent.
-    pub severity: u8,
-    pub zone: Zone,
-    pub table: String,
-    pub partition: Option<String>,
-    pub text: String,
-}
-
 /// What a replay would rewrite, shown before it runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayPlan {
@@ -154,11 +145,12 @@ pub struct App {
     pub theme: Theme,
     pub snapshot: Option<Snapshot>,
     pub matrix: Matrix,
-    pub breaches: Vec<Breach>,
+    /// Breaches grouped by cause, most urgent first.
+    pub breaches: Vec<BreachGroup>,
     pub mode: Mode,
     pub now: DateTime<Utc>,
     pub fixed_clock: bool,
-    pub overview_sel: usize,
+    pub overview: OverviewScreen,
     pub cell: (usize, usize),
     pub anchor: Option<(usize, usize)>,
     pub running: BTreeMap<(String, String), CellState>,
@@ -201,7 +193,7 @@ impl App {
             mode: Mode::Normal,
             now,
             fixed_clock,
-            overview_sel: 0,
+            overview: OverviewScreen::default(),
             cell: (0, 0),
             anchor: None,
             running: BTreeMap::new(),
@@ -401,69 +393,8 @@ impl App {
             }
         }
         self.matrix = Matrix { rows, cols, cells };
-        // breaches, most urgent first
-        let mut breaches = Vec::new();
-        for t in &s.status.tables {
-            for f in &t.failed {
-                let sev = if f.status == "failed" { 0 } else { 1 };
-                let why = f.messages.first().cloned().unwrap_or_default();
-                // bronze "partitions" are source files: show the file name, the path is in the log
-                let part = if t.zone == Zone::Bronze {
-                    f.partition
-                        .rsplit('/')
-                        .next()
-                        .unwrap_or(&f.partition)
-                        .to_string()
-                } else {
-                    f.partition.clone()
-                };
-                breaches.push(Breach {
-                    severity: sev,
-                    zone: t.zone,
-                    table: t.name.clone(),
-                    partition: Some(f.partition.clone()),
-                    text: format!("{} {} {} {}: {}", t.zone, t.name, part, f.status, why),
-                });
-            }
-            match t.freshness {
-                crate::ledger::status::Freshness::Error => breaches.push(Breach {
-                    severity: 2,
-                    zone: t.zone,
-                    table: t.name.clone(),
-                    partition: None,
-                    text: format!(
-                        "{} {} is stale: last success {} ago (error after {})",
-                        t.zone,
-                        t.name,
-                        age(t.age_seconds),
-                        secs(t.error_after_seconds)
-                    ),
-                }),
-                crate::ledger::status::Freshness::Warn => breaches.push(Breach {
-                    severity: 3,
-                    zone: t.zone,
-                    table: t.name.clone(),
-                    partition: None,
-                    text: format!(
-                        "{} {} is getting stale: last success {} ago (warn after {})",
-                        t.zone,
-                        t.name,
-                        age(t.age_seconds),
-                        secs(t.warn_after_seconds)
-                    ),
-                }),
-                _ => {}
-            }
-        }
-        breaches.sort_by(|a, b| {
-            (a.severity, zone_rank(a.zone), &a.table, &a.partition).cmp(&(
-                b.severity,
-                zone_rank(b.zone),
-                &b.table,
-                &b.partition,
-            ))
-        });
-        self.breaches = breaches;
+        self.breaches = crate::ledger::breaches::group(&s.status);
+        self.overview.clamp(&self.breaches, &s.status.tables);
         // first time: put the partitions cursor on the most urgent cell, else keep it in range
         if self.matrix.rows.is_empty() || self.matrix.cols.is_empty() {
             self.cell = (0, 0);
@@ -481,10 +412,10 @@ impl App {
         let target = self
             .breaches
             .iter()
-            .find(|b| b.partition.is_some() && b.zone != Zone::Bronze)
-            .cloned();
+            .filter(|g| g.zone() != Zone::Bronze)
+            .find_map(|g| Some((g.table().to_string(), g.newest()?.partition.clone())));
         match target {
-            Some(b) => self.jump_to(&b.table, b.partition.as_deref()),
+            Some((table, partition)) => self.jump_to(&table, Some(&partition)),
             None => {
                 if !self.matrix.cols.is_empty() {
                     self.cell = (0, self.matrix.cols.len() - 1);
@@ -777,51 +708,25 @@ impl App {
         cands.into_iter().next().unwrap_or_else(|| text.to_string())
     }
 
+    /// `n`/`N` on the partitions screen: the next table whose name contains the filter.
     fn next_match(&mut self, forward: bool) {
         let Some(f) = self.filter.clone().map(|f| f.to_lowercase()) else {
             return;
         };
-        match self.view {
-            View::Partitions => {
-                let n = self.matrix.rows.len();
-                for i in 1..=n {
-                    let r = if forward {
-                        (self.cell.0 + i) % n
-                    } else {
-                        (self.cell.0 + n * 2 - i) % n
-                    };
-                    if self.matrix.rows[r].1.to_lowercase().contains(&f) {
-                        self.cell.0 = r;
-                        return;
-                    }
-                }
+        if self.view != View::Partitions {
+            return;
+        }
+        let n = self.matrix.rows.len();
+        for i in 1..=n {
+            let r = if forward {
+                (self.cell.0 + i) % n
+            } else {
+                (self.cell.0 + n * 2 - i) % n
+            };
+            if self.matrix.rows[r].1.to_lowercase().contains(&f) {
+                self.cell.0 = r;
+                return;
             }
-            View::Overview => {
-                let names: Vec<String> = self
-                    .snapshot
-                    .as_ref()
-                    .map(|s| {
-                        s.status
-                            .tables
-                            .iter()
-                            .map(|t| t.name.to_lowercase())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let n = names.len();
-                for i in 1..=n {
-                    let r = if forward {
-                        (self.overview_sel + i) % n
-                    } else {
-                        (self.overview_sel + n * 2 - i) % n
-                    };
-                    if names[r].contains(&f) {
-                        self.overview_sel = r;
-                        return;
-                    }
-                }
-            }
-            _ => {}
         }
     }
 
@@ -829,42 +734,17 @@ impl App {
         let page = self.page.max(1);
         match self.view {
             View::Overview => {
-                let n = self.breaches.len()
-                    + self
-                        .snapshot
-                        .as_ref()
-                        .map(|s| s.status.tables.len())
-                        .unwrap_or(0);
-                match a {
-                    Action::Down => {
-                        self.overview_sel = (self.overview_sel + 1).min(n.saturating_sub(1))
-                    }
-                    Action::Up => self.overview_sel = self.overview_sel.saturating_sub(1),
-                    Action::PageDown => {
-                        self.overview_sel = (self.overview_sel + page).min(n.saturating_sub(1))
-                    }
-                    Action::PageUp => self.overview_sel = self.overview_sel.saturating_sub(page),
-                    Action::Top => self.overview_sel = 0,
-                    Action::Bottom => self.overview_sel = n.saturating_sub(1),
-                    Action::NextMatch => self.next_match(true),
-                    Action::PrevMatch => self.next_match(false),
-                    Action::Open => {
-                        if let Some(b) = self.breaches.get(self.overview_sel).cloned() {
-                            self.jump_to(&b.table, b.partition.as_deref());
-                            self.view = View::Partitions;
-                        } else if let Some(t) = self
-                            .snapshot
-                            .as_ref()
-                            .and_then(|s| {
-                                s.status.tables.get(self.overview_sel - self.breaches.len())
-                            })
-                            .cloned()
-                        {
-                            self.jump_to(&t.name, None);
-                            self.view = View::Partitions;
-                        }
-                    }
-                    _ => {}
+                let tables = self
+                    .snapshot
+                    .as_ref()
+                    .map(|s| s.status.tables.as_slice())
+                    .unwrap_or(&[]);
+                let effect =
+                    self.overview
+                        .handle(a, &self.breaches, tables, self.filter.as_deref(), page);
+                if let Effect::Open { table, partition } = effect {
+                    self.jump_to(&table, partition.as_deref());
+                    self.view = View::Partitions;
                 }
             }
             View::Partitions => {
@@ -1349,7 +1229,3 @@ impl App {
 
 /// A duration in seconds as `5m`, `3h`, `2d`.
 pub use crate::summary::human_age as age;
-
-fn secs(s: Option<u64>) -> String {
-    age(s.map(|s| s as i64))
-}

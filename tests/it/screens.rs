@@ -311,3 +311,60 @@ async fn enter_on_a_failed_cell_shows_that_partitions_dead_letters() {
     app.handle(Action::Back);
     assert_eq!(app.dead.partition, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_partitions_failing_for_one_cause_are_one_breach_line() {
+    use karat::tui::action::Action;
+    let dir = Scratch::new();
+    karat::bench::generate(dir.path(), 4_000, 40).unwrap();
+    // a contract that rejects two currencies in three: every day fails its gate the same way
+    let config = std::fs::read_to_string(dir.join("karat.toml")).unwrap();
+    let config = config.replacen(
+        r#"one_of = ["USD", "EUR", "GBP"]"#,
+        r#"one_of = ["EUR"]"#,
+        1,
+    );
+    std::fs::write(dir.join("karat.toml"), config).unwrap();
+    let (plan, lake) = crate::util::open(&dir.join("karat.toml")).await;
+    crate::util::run(&plan, &lake).await;
+    let mut app = karat::tui::headless_state(
+        &plan,
+        &lake,
+        Theme::default_dark(),
+        View::Overview,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let text = screen(&app, 120, 36);
+    let silver = app
+        .breaches
+        .iter()
+        .find(|g| g.table() == "orders")
+        .expect("a silver group");
+    assert!(silver.members.len() >= 25, "{text}");
+    let gold = app.breaches.iter().find(|g| g.table() == "daily_revenue");
+    assert!(gold.is_some_and(|g| g.members.len() >= 25), "{text}");
+    assert!(app.breaches.len() <= 3, "one line per cause:\n{text}");
+    assert!(
+        text.contains("silver orders: ") && text.contains("partitions failed — reject rate"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gold daily_revenue: ") && text.contains("partitions blocked"),
+        "{text}"
+    );
+    // enter: the partitions screen, on the newest failed day
+    let newest = silver.newest().unwrap().partition.clone();
+    app.handle(Action::Open);
+    assert_eq!(app.view, View::Partitions);
+    let (row, col) = app.cell;
+    assert_eq!(app.matrix.rows[row].1, "orders");
+    assert_eq!(app.matrix.cols[col], newest);
+    // back, expand: every failed day is listed under its group
+    app.handle(Action::Show(View::Overview));
+    app.handle(Action::Top);
+    app.handle(Action::Right);
+    let items = app.overview.items(&app.breaches, &[]).len();
+    assert_eq!(items, app.breaches.len() + app.breaches[0].members.len());
+}

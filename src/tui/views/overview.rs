@@ -1,5 +1,6 @@
-//! View 1, Overview: "what is broken right now?" A banner of breaches (failed partitions,
-//! blocked gates, stale tables), most urgent first, then every table by zone with freshness
+//! View 1, Overview: "what is broken right now?" A banner of breaches grouped by cause (failed
+//! partitions, blocked gates, stale tables), most urgent first, each group expandable into its
+//! partitions (`l` / `h`), then every table by zone with freshness
 //! against its SLO, error rate and its recent history, rows, last status and owner.
 
 use ratatui::Frame;
@@ -9,6 +10,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use super::{freshness, panel, spark, status_style};
 use crate::tui::sanitize::{clean, cut};
+use crate::tui::screens::overview::Item;
 use crate::tui::state::{App, age};
 
 pub fn render(f: &mut Frame, area: Rect, app: &App) {
@@ -20,55 +22,15 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         );
         return;
     };
-    let banner_h = if app.breaches.is_empty() {
-        3
-    } else {
-        (app.breaches.len() as u16 + 2).min(area.height / 2).max(3)
-    };
+    let items = app.overview.items(&app.breaches, &s.status.tables);
+    let breach_lines = items
+        .iter()
+        .filter(|i| !matches!(i, Item::Table(_)))
+        .count();
+    let banner_h = (breach_lines.max(1) as u16 + 2).min(area.height / 2).max(3);
     let [top, bottom] =
         Layout::vertical([Constraint::Length(banner_h), Constraint::Min(3)]).areas(area);
-    // banner
-    let mut lines = Vec::new();
-    if app.breaches.is_empty() {
-        lines.push(Line::from(Span::styled(
-            " ✓ no breaches: every partition promoted, every table within its SLO ",
-            t.style("banner_ok"),
-        )));
-    }
-    for (i, b) in app.breaches.iter().enumerate() {
-        let style = if b.severity == 0 {
-            t.style("banner_error")
-        } else {
-            t.style("banner_warn")
-        };
-        let mark = if b.severity == 0 {
-            "✗"
-        } else if b.severity == 1 {
-            "⊘"
-        } else {
-            "◐"
-        };
-        let mut line = Line::from(vec![
-            Span::styled(format!(" {mark} "), style),
-            Span::raw(" "),
-            Span::raw(cut(&clean(&b.text), area.width.saturating_sub(6) as usize)),
-        ]);
-        if app.overview_sel == i {
-            line = line.style(t.style("selected"));
-        }
-        lines.push(line);
-    }
-    let title = format!(" Breaches ({}) ", app.breaches.len());
-    let visible = banner_h.saturating_sub(2) as usize;
-    let skip = app
-        .overview_sel
-        .min(app.breaches.len())
-        .saturating_sub(visible.saturating_sub(1));
-    f.render_widget(
-        Paragraph::new(lines.into_iter().skip(skip).collect::<Vec<_>>()).block(panel(t, &title)),
-        top,
-    );
-
+    banner(f, top, app, &items[..breach_lines]);
     // tables
     let header = Row::new([
         "zone",
@@ -119,7 +81,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
                 )),
                 Cell::from(clean(ts.owner.as_deref().unwrap_or("-"))),
             ]);
-            if app.overview_sel == app.breaches.len() + i {
+            if app.overview.sel == breach_lines + i {
                 row = row.style(t.style("selected"));
             }
             row
@@ -142,5 +104,70 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             .header(header)
             .block(panel(t, " Tables ")),
         bottom,
+    );
+}
+
+/// The breach groups (expanded ones with their partitions), scrolled to the selection.
+fn banner(f: &mut Frame, area: Rect, app: &App, items: &[Item]) {
+    let t = &app.theme;
+    let width = area.width.saturating_sub(6) as usize;
+    let mut lines = Vec::new();
+    if items.is_empty() {
+        lines.push(Line::from(Span::styled(
+            " ✓ no breaches: every partition promoted, every table within its SLO ",
+            t.style("banner_ok"),
+        )));
+    }
+    for (i, item) in items.iter().enumerate() {
+        let mut line = match item {
+            Item::Group(g, open) => {
+                let style = t.style(if g.kind().is_error() {
+                    "banner_error"
+                } else {
+                    "banner_warn"
+                });
+                let fold = match (g.members.len() > 1, open) {
+                    (false, _) => " ",
+                    (true, false) => "▸",
+                    (true, true) => "▾",
+                };
+                Line::from(vec![
+                    Span::styled(format!(" {} ", g.kind().mark()), style),
+                    Span::raw(fold),
+                    Span::raw(cut(&clean(&g.headline()), width)),
+                ])
+            }
+            Item::Member(_, m) => Line::from(vec![
+                Span::raw("      "),
+                Span::raw(cut(
+                    &clean(&format!("{}: {}", m.partition, m.reason)),
+                    width,
+                )),
+            ]),
+            Item::Table(_) => continue,
+        };
+        if app.overview.sel == i {
+            line = line.style(t.style("selected"));
+        }
+        lines.push(line);
+    }
+    let partitions: usize = app.breaches.iter().map(|g| g.members.len()).sum();
+    let title = if partitions > app.breaches.len() {
+        format!(
+            " Breaches ({} groups, {partitions} partitions) ",
+            app.breaches.len()
+        )
+    } else {
+        format!(" Breaches ({}) ", app.breaches.len())
+    };
+    let visible = area.height.saturating_sub(2) as usize;
+    let skip = app
+        .overview
+        .sel
+        .min(items.len())
+        .saturating_sub(visible.saturating_sub(1));
+    f.render_widget(
+        Paragraph::new(lines.into_iter().skip(skip).collect::<Vec<_>>()).block(panel(t, &title)),
+        area,
     );
 }
