@@ -95,6 +95,10 @@ enum Command {
         from: Option<String>,
         #[arg(long, requires = "from")]
         to: Option<String>,
+        /// Print what the replay would rewrite (partitions, rows, gold downstream, Delta
+        /// versions), computed the way the replay computes it, and write nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },
@@ -345,6 +349,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             failed,
             from,
             to,
+            dry_run,
             json,
         } => {
             let (plan, lake) = load(&cli.config, cli.wait).await?;
@@ -366,6 +371,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     }
                 }
             };
+            if dry_run {
+                return dry_run_replay(&plan, &lake, &target, json).await;
+            }
             let (events, progress) = progress(json);
             let report = karat::pipeline::replay(&plan, &lake, target, &events).await;
             drop(events);
@@ -589,6 +597,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `karat replay --dry-run`: the preview, as lines or JSON; nothing is written.
+async fn dry_run_replay(
+    plan: &Plan,
+    lake: &Lake,
+    target: &ReplayTarget,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let preview = karat::pipeline::preview(plan, lake, target).await?;
+    if json {
+        json_out(&preview)?;
+    } else {
+        let lines: Vec<String> = preview.lines().iter().map(|l| karat_escape(l)).collect();
+        out(&(lines.join("\n") + "\n"));
+    }
+    Ok(0)
 }
 
 /// Shows untrusted text with control characters escaped.

@@ -3,12 +3,14 @@
 
 pub mod ack;
 pub mod plan;
+pub mod preview;
 pub mod replay;
 pub mod report;
 pub mod run;
 pub mod verify;
 
 pub use plan::Plan;
+pub use preview::{ReplayPreview, preview};
 pub use replay::{ReplayTarget, replay};
 pub use report::RunReport;
 pub use run::{RunOptions, Trigger, run};

@@ -64,10 +64,21 @@ pub async fn replay(
     target: ReplayTarget,
     events: &Events,
 ) -> KaratResult<RunReport> {
+    let wanted = resolve(plan, lake, &target).await?;
+    let work = work_of(plan, lake, wanted).await?;
+    execute(plan, lake, Trigger::Replay, &target.command(), work, events).await
+}
+
+/// The partitions a target names, per table, checked against what the lake has.
+pub(super) async fn resolve(
+    plan: &Plan,
+    lake: &Lake,
+    target: &ReplayTarget,
+) -> KaratResult<BTreeMap<String, BTreeSet<String>>> {
     let ledger = Ledger::new(lake);
     let cfg = &plan.config;
     let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    match &target {
+    match target {
         ReplayTarget::Partitions { table, partitions } => {
             let t = cfg.table_or_err(table)?;
             if partitions.is_empty() {
@@ -118,6 +129,18 @@ pub async fn replay(
             }
         }
     }
+    Ok(wanted)
+}
+
+/// The work that replays `wanted`: silver tables re-process the batches behind their
+/// partitions, gold tables recompute theirs.
+pub(super) async fn work_of(
+    plan: &Plan,
+    lake: &Lake,
+    wanted: BTreeMap<String, BTreeSet<String>>,
+) -> KaratResult<Work> {
+    let cfg = &plan.config;
+    let ledger = Ledger::new(lake);
     let mut work = Work::default();
     for (table, ps) in wanted {
         let t = cfg.table_or_err(&table)?;
@@ -152,7 +175,7 @@ pub async fn replay(
             }
         }
     }
-    execute(plan, lake, Trigger::Replay, &target.command(), work, events).await
+    Ok(work)
 }
 
 /// Partitions a table has: its silver rows and dead letters (silver), or the ledger (gold).

@@ -18,6 +18,7 @@ pub mod gate;
 pub mod incremental;
 pub mod mask;
 pub mod merge;
+pub mod preview;
 pub mod store;
 pub mod validate;
 
@@ -91,7 +92,7 @@ impl SilverReport {
 
 /// Silver rows that entered or left the table in an update (silver schema), split by whether
 /// their partition passed its gate.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Changed {
     pub promoted: Vec<RecordBatch>,
     pub failed: Vec<RecordBatch>,

@@ -122,6 +122,8 @@ pub enum Request {
     Run(crate::pipeline::Trigger),
     /// Replay partitions.
     Replay(ReplayTarget),
+    /// What replaying these would rewrite (a dry run: reads only).
+    PreviewReplay(Vec<ReplayTarget>),
     /// Dead-letter reasons of a table (of one partition).
     Reasons {
         table: String,

@@ -20,7 +20,7 @@ use crate::lake::{Lake, delta, layout};
 use crate::ledger::status::{self, StatusReport};
 use crate::ledger::{DriftRecord, Ledger, RunRecord, StepRecord};
 use crate::lineage::Lineage;
-use crate::pipeline::{Plan, RunOptions, Trigger};
+use crate::pipeline::{Plan, ReplayTarget, RunOptions, Trigger};
 use crate::schema::{self, SchemaVersion};
 
 use super::action::Request;
@@ -87,6 +87,8 @@ pub enum Update {
         rows: Vec<DeadLetter>,
         done: bool,
     },
+    /// What a replay would rewrite (or why that could not be computed).
+    ReplayPreview(Result<Vec<crate::pipeline::ReplayPreview>, String>),
     Message(String),
     Error(String),
 }
@@ -192,6 +194,18 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
         schemas,
         lease: crate::lake::lease::current(lake).await?,
     })
+}
+
+/// What replaying `targets` would rewrite, as the update the dashboard waits for.
+pub async fn preview_replay(plan: &Plan, lake: &Lake, targets: &[ReplayTarget]) -> Update {
+    let mut out = Vec::new();
+    for t in targets {
+        match crate::pipeline::preview(plan, lake, t).await {
+            Ok(p) => out.push(p),
+            Err(e) => return Update::ReplayPreview(Err(e.to_string())),
+        }
+    }
+    Update::ReplayPreview(Ok(out))
 }
 
 /// Serves the read-only requests (dead-letter reasons and pages); `None` for any other request.
@@ -416,6 +430,15 @@ async fn handle(
                 }
             }
             let _ = self_tx.send(Request::Refresh);
+        }
+        Request::PreviewReplay(targets) => {
+            // the preview uses the config the replay will use: an edited contract counts
+            let (plan, lake) = {
+                let mut s = shared.lock().await;
+                s.reload_if_changed(&tx).await;
+                (s.plan.clone(), s.lake.clone())
+            };
+            let _ = tx.send(preview_replay(&plan, &lake, &targets).await);
         }
         Request::Reasons { .. } | Request::DeadLetters { .. } => {
             let lake = shared.lock().await.lake.clone();

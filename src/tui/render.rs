@@ -160,37 +160,27 @@ fn confirm(f: &mut Frame, area: Rect, app: &App, plan: &super::state::ReplayPlan
         t.style("header"),
     ))];
     for (tb, ps) in &plan.targets {
-        lines.push(Line::from(format!("  silver/gold {tb}: {}", ps.join(", "))));
+        lines.push(Line::from(format!("  {tb}: {}", ps.join(", "))));
     }
-    if !plan.downstream.is_empty() {
-        lines.push(Line::from(Span::styled(
-            "and downstream:",
-            t.style("header"),
-        )));
-        for (tb, ps) in &plan.downstream {
-            lines.push(Line::from(format!(
-                "  gold {tb}: {}",
-                ps.iter()
-                    .map(|p| if p == "*" {
-                        "whole table".to_string()
-                    } else {
-                        p.clone()
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
+    match &plan.preview {
+        None => lines.push(Line::from(Span::styled(
+            "computing what it would rewrite (karat replay --dry-run)…",
+            t.style("border"),
+        ))),
+        Some(Err(e)) => lines.push(Line::from(Span::styled(
+            format!("cannot tell what it would rewrite: {e}"),
+            t.style("banner_error"),
+        ))),
+        Some(Ok(previews)) => {
+            lines.push(Line::from(Span::styled(
+                "which rewrites (replacing Delta versions):",
+                t.style("header"),
             )));
+            for p in previews {
+                // the first line of a preview names the command
+                lines.extend(p.lines().into_iter().skip(1).map(Line::from));
+            }
         }
-    }
-    lines.push(Line::from(Span::styled(
-        "replacing Delta versions:",
-        t.style("header"),
-    )));
-    for (tb, v) in &plan.versions {
-        lines.push(Line::from(format!(
-            "  {tb} @ {}",
-            v.map(|v| format!("v{v}"))
-                .unwrap_or_else(|| "(none yet)".into())
-        )));
     }
     lines.push(Line::from(""));
     lines.push(Line::from(vec![
@@ -199,7 +189,11 @@ fn confirm(f: &mut Frame, area: Rect, app: &App, plan: &super::state::ReplayPlan
         Span::styled(" n / esc ", t.style("tab")),
         Span::raw(" cancel"),
     ]));
-    let r = centered(area, 72, lines.len() as u16 + 2);
+    // wide enough for a preview line where the terminal allows, tall enough for its wrapping
+    let width = area.width.saturating_sub(4).clamp(40, 110);
+    let inner = usize::from(width.saturating_sub(2)).max(1);
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
+    let r = centered(area, width, rows as u16 + 2);
     f.render_widget(Clear, r);
     f.render_widget(
         Paragraph::new(lines)

@@ -18,7 +18,7 @@ use crate::ledger::StepRecord;
 use crate::ledger::breaches::BreachGroup;
 use crate::ledger::status::latest_partition_states;
 use crate::lineage::Node;
-use crate::pipeline::ReplayTarget;
+use crate::pipeline::{ReplayPreview, ReplayTarget};
 use crate::silver::PartitionStatus;
 
 /// State of one partition cell.
@@ -90,13 +90,14 @@ pub struct Matrix {
     pub cells: BTreeMap<(usize, usize), Cell>,
 }
 
-/// What a replay would rewrite, shown before it runs.
+/// A replay awaiting confirmation: what was asked, and what the pipeline computed it would
+/// rewrite (`pipeline::preview`, the same as `karat replay --dry-run`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayPlan {
+    /// (table, partitions) asked for.
     pub targets: Vec<(String, Vec<String>)>,
-    pub downstream: Vec<(String, Vec<String>)>,
-    /// (table, current Delta version) of every table rewritten.
-    pub versions: Vec<(String, Option<i64>)>,
+    /// `None` while it is being computed.
+    pub preview: Option<Result<Vec<ReplayPreview>, String>>,
 }
 
 /// Input modes.
@@ -299,6 +300,11 @@ impl App {
                     .trim()
                     .to_string();
                 self.message = Some((format!("{command}: {status}. {first}"), status == "failed"));
+            }
+            Update::ReplayPreview(preview) => {
+                if let Mode::Confirm(plan) = &mut self.mode {
+                    plan.preview = Some(preview);
+                }
             }
             Update::Reasons { table, counts } => {
                 if self.dead.table.as_deref() == Some(table.as_str()) {
@@ -1016,62 +1022,34 @@ impl App {
         out
     }
 
-    /// What replaying these targets rewrites.
-    pub fn replay_plan(&self, targets: &[(String, Vec<String>)]) -> ReplayPlan {
-        let Some(s) = &self.snapshot else {
-            return ReplayPlan {
-                targets: targets.to_vec(),
-                downstream: vec![],
-                versions: vec![],
-            };
-        };
-        let mut down: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let mut frontier: Vec<(String, BTreeSet<String>)> = targets
-            .iter()
-            .map(|(t, ps)| (t.clone(), ps.iter().cloned().collect()))
-            .collect();
-        while let Some((t, ps)) = frontier.pop() {
-            for g in s.tables.iter().filter(|g| g.inputs.contains(&t)) {
-                let gp: BTreeSet<String> = if g.incremental {
-                    ps.clone()
-                } else {
-                    [WHOLE_TABLE.to_string()].into()
-                };
-                let e = down.entry(g.name.clone()).or_default();
-                let before = e.len();
-                e.extend(gp.iter().cloned());
-                if e.len() > before {
-                    frontier.push((g.name.clone(), gp));
-                }
-            }
-        }
-        let mut versions = Vec::new();
-        let tables: Vec<String> = targets
-            .iter()
-            .map(|(t, _)| t.clone())
-            .chain(down.keys().cloned())
-            .collect();
-        for t in tables {
-            let v = s
-                .steps
-                .iter()
-                .filter(|st| st.table == t)
-                .filter_map(|st| st.delta_version)
-                .max();
-            versions.push((t, v));
-        }
+    /// Asks the engine what replaying these targets would rewrite; the confirmation shows it
+    /// when it arrives.
+    pub fn replay_plan(&mut self, targets: &[(String, Vec<String>)]) -> ReplayPlan {
+        let replays = targets.iter().map(|(t, ps)| replay_target(t, ps)).collect();
+        self.outbox.push(Request::PreviewReplay(replays));
         ReplayPlan {
             targets: targets.to_vec(),
-            downstream: down
-                .into_iter()
-                .map(|(k, v)| (k, v.into_iter().collect()))
-                .collect(),
-            versions,
+            preview: None,
         }
     }
 
     fn start_replay(&mut self, plan: ReplayPlan) {
-        for (t, ps) in plan.targets.iter().chain(plan.downstream.iter()) {
+        let downstream = plan
+            .preview
+            .iter()
+            .flatten()
+            .flatten()
+            .flat_map(|p| &p.gold)
+            .map(|g| {
+                let ps: Vec<String> = if g.whole.is_some() {
+                    vec![WHOLE_TABLE.to_string()]
+                } else {
+                    g.partitions.iter().cloned().collect()
+                };
+                (g.table.clone(), ps)
+            })
+            .collect::<Vec<_>>();
+        for (t, ps) in plan.targets.iter().chain(downstream.iter()) {
             for p in ps {
                 self.running
                     .insert((t.clone(), p.clone()), CellState::Running);
@@ -1079,10 +1057,7 @@ impl App {
         }
         self.anchor = None;
         for (t, ps) in plan.targets {
-            let target = ReplayTarget::Partitions {
-                table: t,
-                partitions: ps,
-            };
+            let target = replay_target(&t, &ps);
             self.log_action(target.command());
             self.outbox.push(Request::Replay(target));
         }
@@ -1229,3 +1204,10 @@ impl App {
 
 /// A duration in seconds as `5m`, `3h`, `2d`.
 pub use crate::summary::human_age as age;
+
+fn replay_target(table: &str, partitions: &[String]) -> ReplayTarget {
+    ReplayTarget::Partitions {
+        table: table.to_string(),
+        partitions: partitions.to_vec(),
+    }
+}

@@ -261,3 +261,114 @@ async fn replay_failed_and_range_validate_their_arguments() {
         .collect();
     assert!(ps.contains(&("orders", karat::demo::BAD_DAY)), "{ps:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_shows_what_the_replay_then_does_and_writes_nothing() {
+    let s = Scratch::new();
+    let (_, lake, _) = demo(s.path(), 120).await;
+    let day = karat::demo::BAD_DAY;
+    let cfg_path = s.join("karat.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(
+        &cfg_path,
+        cfg.replace(
+            "currency = { type = \"string\", nullable = false, one_of",
+            "currency = { type = \"string\", nullable = false, normalize = [\"trim\", \"upper\"], one_of",
+        ),
+    )
+    .unwrap();
+    let plan = Plan::load(&cfg_path).await.unwrap();
+    let target = ReplayTarget::Partitions {
+        table: "orders".into(),
+        partitions: vec![day.into()],
+    };
+    let runs_before = karat::ledger::Ledger::new(&lake)
+        .runs()
+        .await
+        .unwrap()
+        .len();
+    let preview = karat::pipeline::preview(&plan, &lake, &target)
+        .await
+        .unwrap();
+
+    // nothing written: no run recorded, every table at the version the preview names
+    assert_eq!(
+        karat::ledger::Ledger::new(&lake)
+            .runs()
+            .await
+            .unwrap()
+            .len(),
+        runs_before
+    );
+    let silver = &preview.silver[0];
+    assert_eq!(silver.table, "orders");
+    assert!(
+        silver.preview.partitions.contains(day),
+        "{:?}",
+        preview.lines()
+    );
+    assert_eq!(
+        silver.preview.records,
+        silver.preview.valid + silver.preview.dead,
+        "{:?}",
+        preview.lines()
+    );
+    let gold: Vec<(&str, bool)> = preview
+        .gold
+        .iter()
+        .map(|g| (g.table.as_str(), g.partitions.contains(day)))
+        .collect();
+    assert!(
+        gold.contains(&("daily_revenue", true)),
+        "{:?}",
+        preview.lines()
+    );
+    let by_country = preview
+        .gold
+        .iter()
+        .find(|g| g.table == "revenue_by_country");
+    assert!(
+        by_country.is_some_and(|g| g.whole.is_some()),
+        "{:?}",
+        preview.lines()
+    );
+    let text = preview.lines().join("\n");
+    assert!(
+        text.contains("silver orders: ") && text.contains("gold daily_revenue"),
+        "{text}"
+    );
+
+    // the replay then does what the preview said, replacing the versions it named
+    let r = karat::pipeline::replay(&plan, &lake, target, &Events::none())
+        .await
+        .unwrap();
+    let partitions: std::collections::BTreeSet<String> = r
+        .silver
+        .iter()
+        .filter(|s| s.table == "orders")
+        .flat_map(|s| s.partitions.iter().map(|p| p.partition.clone()))
+        .collect();
+    assert_eq!(partitions, silver.preview.partitions);
+    let batch = silver.preview.batches.first().unwrap();
+    let dead: u64 = scalar(
+        &sql(
+            &s.join("lake"),
+            "dead_letters/orders",
+            &format!("SELECT COUNT(*) FROM t WHERE batch_id = '{batch}'"),
+        )
+        .await,
+    )
+    .parse()
+    .unwrap();
+    assert_eq!(dead, silver.preview.dead, "{:?}", preview.lines());
+    let replaced: Vec<(String, Option<i64>)> = r
+        .silver
+        .iter()
+        .map(|s| (s.table.clone(), s.silver_version.map(|v| v - 1)))
+        .collect();
+    assert!(
+        replaced.contains(&("orders".to_string(), silver.delta_version)),
+        "{replaced:?} vs {:?}",
+        preview.lines()
+    );
+}

@@ -179,16 +179,28 @@ async fn the_failed_partition_is_under_the_cursor_and_replay_asks_first() {
     app.handle(karat::tui::action::Action::Replay);
     let text = screen(&app, 120, 36);
     assert!(
-        text.contains("Confirm replay")
-            && text.contains("gold daily_revenue: 2026-03-28")
-            && text.contains("revenue_by_country: whole table"),
+        text.contains("Confirm replay") && text.contains("computing what it would rewrite"),
         "{text}"
     );
+    let requests = app.take_requests();
     assert!(
-        app.take_requests()
+        requests
             .iter()
             .all(|r| !matches!(r, karat::tui::action::Request::Replay(_))),
         "nothing runs before confirmation"
+    );
+    // the engine answers with the pipeline's preview (what `karat replay --dry-run` prints)
+    for r in requests {
+        if let karat::tui::action::Request::PreviewReplay(targets) = r {
+            app.apply(karat::tui::engine::preview_replay(&f.plan, &f.lake, &targets).await);
+        }
+    }
+    let text = screen(&app, 120, 36);
+    assert!(
+        text.contains("silver orders: ")
+            && text.contains("gold daily_revenue: ")
+            && text.contains("revenue_by_country: the whole table"),
+        "{text}"
     );
     app.handle(karat::tui::action::Action::Confirm);
     let reqs = app.take_requests();
