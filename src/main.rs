@@ -446,9 +446,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 json_out(&rows)?;
             } else {
                 let counts = export::reason_counts(&lake, &table, partition.as_deref()).await?;
-                let mut text = String::from("dead letters by rule:\n");
+                let values =
+                    export::offending_values(&lake, &table, partition.as_deref(), 5).await?;
+                let mut text = String::from("dead letters by rule (offending values):\n");
                 for (r, n) in &counts {
-                    text.push_str(&format!("  {n:>8}  {r}\n"));
+                    let vs: Vec<String> = values
+                        .get(r)
+                        .into_iter()
+                        .flatten()
+                        .map(|(v, n)| format!("{} ×{n}", karat_escape(v)))
+                        .collect();
+                    text.push_str(&format!("  {n:>8}  {r}  {}\n", vs.join(", ")));
                 }
                 text.push('\n');
                 for r in &rows {

@@ -3,6 +3,8 @@
 
 pub mod svg;
 
+use std::collections::BTreeMap;
+
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use serde::Serialize;
 
@@ -169,6 +171,73 @@ pub async fn reason_counts(
     Ok(out)
 }
 
+/// The offending values of each rule, most frequent first (at most `per_rule` per rule): the
+/// value each reason quotes (`currency: unknown value "usd "` → `"usd "`), as the reason shows
+/// it (masked columns masked). Answers "which values broke the contract" in one look.
+pub async fn offending_values(
+    lake: &Lake,
+    table: &str,
+    partition: Option<&str>,
+    per_rule: usize,
+) -> KaratResult<BTreeMap<String, Vec<(String, i64)>>> {
+    let ctx = delta::session();
+    if !delta::register(&ctx, "d", &lake.url_of(&layout::dead_letters(table))).await? {
+        return Ok(BTreeMap::new());
+    }
+    let wh = partition
+        .map(|p| format!("WHERE partition = {}", quote(p)))
+        .unwrap_or_default();
+    // rules and reasons are parallel lists: unnested together they stay paired
+    let sql = format!(
+        "SELECT r, s, COUNT(*) AS n FROM (SELECT unnest(rules) AS r, unnest(reasons) AS s FROM d {wh}) \
+         GROUP BY r, s ORDER BY n DESC, r, s LIMIT 10000"
+    );
+    let batches = delta::query(&ctx, &sql, &format!("offending values of {table}")).await?;
+    let mut counts: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for b in &batches {
+        let (r, s) = (delta::utf8(b.column(0)), delta::utf8(b.column(1)));
+        let n = b
+            .column(2)
+            .as_primitive::<deltalake::arrow::datatypes::Int64Type>();
+        for i in 0..b.num_rows() {
+            if let Some(v) = quoted_value(s.value(i)) {
+                *counts
+                    .entry(r.value(i).to_string())
+                    .or_default()
+                    .entry(v)
+                    .or_default() += n.value(i);
+            }
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .map(|(rule, values)| {
+            let mut values: Vec<(String, i64)> = values.into_iter().collect();
+            values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            values.truncate(per_rule);
+            (rule, values)
+        })
+        .collect())
+}
+
+/// The value a reason quotes: its first JSON string literal, or `null`.
+pub fn quoted_value(reason: &str) -> Option<String> {
+    let at = reason.find('"');
+    let null = [": null ", "got null", "value null "]
+        .iter()
+        .filter_map(|p| reason.find(p))
+        .min();
+    match (at, null) {
+        (Some(q), n) if n.is_none_or(|n| q < n) => {
+            let mut it = serde_json::Deserializer::from_str(&reason[q..]).into_iter::<String>();
+            let v = it.next()?.ok()?;
+            Some(serde_json::Value::String(v).to_string())
+        }
+        (_, Some(_)) => Some("null".into()),
+        _ => None,
+    }
+}
+
 /// Writes dead letters as NDJSON to a local file.
 pub fn write_ndjson(path: &std::path::Path, rows: &[DeadLetter]) -> KaratResult<()> {
     use std::io::Write;
@@ -180,4 +249,31 @@ pub fn write_ndjson(path: &std::path::Path, rows: &[DeadLetter]) -> KaratResult<
         w.write_all(b"\n").map_err(|e| KaratError::io(path, e))?;
     }
     w.flush().map_err(|e| KaratError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quoted_value;
+
+    #[test]
+    fn the_offending_value_is_the_quoted_one() {
+        let v = |s: &str| quoted_value(s);
+        assert_eq!(
+            v(r#"currency: unknown value "usd " (expected one of USD, EUR, GBP)"#).as_deref(),
+            Some(r#""usd ""#)
+        );
+        assert_eq!(
+            v(r#"amount: "-42.76" is below min 0"#).as_deref(),
+            Some(r#""-42.76""#)
+        );
+        assert_eq!(
+            v(r#"quantity: expected int64, got "th\"ree""#).as_deref(),
+            Some(r#""th\"ree""#)
+        );
+        assert_eq!(
+            v("status: unknown value null (expected one of a, b)").as_deref(),
+            Some("null")
+        );
+        assert_eq!(v("expectation big failed: amount < 10"), None);
+    }
 }

@@ -79,7 +79,12 @@ pub enum Update {
     },
     Reasons {
         table: String,
+        /// The partition asked about (`None`: the whole table).
+        partition: Option<String>,
+        /// (rule, rows), most rows first.
         counts: Vec<(String, i64)>,
+        /// Per rule, its most frequent offending values.
+        values: BTreeMap<String, Vec<(String, i64)>>,
     },
     DeadLetters {
         generation: u64,
@@ -208,15 +213,26 @@ pub async fn preview_replay(plan: &Plan, lake: &Lake, targets: &[ReplayTarget]) 
     Update::ReplayPreview(Ok(out))
 }
 
+/// Values shown per rule in the dead-letters screen.
+const VALUES_PER_RULE: usize = 3;
+
+async fn reasons(lake: &Lake, table: String, partition: Option<String>) -> KaratResult<Update> {
+    let p = partition.as_deref();
+    let counts = export::reason_counts(lake, &table, p).await?;
+    let values = export::offending_values(lake, &table, p, VALUES_PER_RULE).await?;
+    Ok(Update::Reasons {
+        table,
+        partition,
+        counts,
+        values,
+    })
+}
+
 /// Serves the read-only requests (dead-letter reasons and pages); `None` for any other request.
 /// The worker and [`super::headless_state`] both answer through here.
 pub async fn serve_read(lake: &Lake, req: Request) -> Option<KaratResult<Update>> {
     match req {
-        Request::Reasons { table, partition } => Some(
-            export::reason_counts(lake, &table, partition.as_deref())
-                .await
-                .map(|counts| Update::Reasons { table, counts }),
-        ),
+        Request::Reasons { table, partition } => Some(reasons(lake, table, partition).await),
         Request::DeadLetters {
             table,
             partition,

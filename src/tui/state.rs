@@ -123,6 +123,8 @@ pub enum DeadFocus {
 pub struct DeadState {
     pub table: Option<String>,
     pub reasons: Vec<(String, i64)>,
+    /// Per rule, its most frequent offending values.
+    pub values: BTreeMap<String, Vec<(String, i64)>>,
     pub reasons_loading: bool,
     pub reason_sel: usize,
     pub rows: Vec<DeadLetter>,
@@ -201,6 +203,7 @@ impl App {
             dead: DeadState {
                 table: None,
                 reasons: Vec::new(),
+                values: BTreeMap::new(),
                 reasons_loading: false,
                 reason_sel: 0,
                 rows: Vec::new(),
@@ -306,9 +309,18 @@ impl App {
                     plan.preview = Some(preview);
                 }
             }
-            Update::Reasons { table, counts } => {
-                if self.dead.table.as_deref() == Some(table.as_str()) {
+            Update::Reasons {
+                table,
+                partition,
+                counts,
+                values,
+            } => {
+                // answers arrive in any order: only the one for what is shown now counts
+                if self.dead.table.as_deref() == Some(table.as_str())
+                    && self.dead.partition == partition
+                {
                     self.dead.reasons = counts;
+                    self.dead.values = values;
                     self.dead.reasons_loading = false;
                     self.dead.reason_sel = self
                         .dead

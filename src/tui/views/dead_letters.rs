@@ -37,6 +37,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
                 Cell::from(format!("{n:>9}")),
                 Cell::from(format!("{:>5.1}%", *n as f64 * 100.0 / total.max(1) as f64)),
                 Cell::from(clean(rule)),
+                Cell::from(clean(&values_text(d.values.get(rule)))),
             ]);
             if i == d.reason_sel {
                 row = row.style(if d.focus == DeadFocus::Reasons {
@@ -70,10 +71,13 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
                 [
                     Constraint::Length(9),
                     Constraint::Length(7),
+                    Constraint::Length(24),
                     Constraint::Min(10),
                 ],
             )
-            .header(Row::new(["rows", "share", "rule"]).style(t.style("header")))
+            .header(
+                Row::new(["rows", "share", "rule", "offending values"]).style(t.style("header")),
+            )
             .block(panel(t, &title)),
             top,
         );
@@ -188,4 +192,16 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             area,
         );
     }
+}
+
+/// A rule's offending values: `"usd " ×820, "US$" ×12`.
+fn values_text(values: Option<&Vec<(String, i64)>>) -> String {
+    values
+        .map(|vs| {
+            vs.iter()
+                .map(|(v, n)| format!("{v} ×{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
