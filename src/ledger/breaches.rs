@@ -200,6 +200,11 @@ fn staleness(t: &TableStatus) -> Option<BreachGroup> {
         Freshness::Warn => (BreachKind::GettingStale, t.warn_after_seconds, "warn"),
         _ => return None,
     };
+    if t.stale_because.is_some() {
+        // stale by data because its newest partition failed or is blocked: that partition is
+        // already a breach of its own
+        return None;
+    }
     let example = format!(
         "last success {} ago ({word} after {})",
         human_age(t.age_seconds),
@@ -284,6 +289,8 @@ mod tests {
             last_success: None,
             age_seconds: Some(60),
             freshness: Freshness::Ok,
+            newest_partition: None,
+            stale_because: None,
             warn_after_seconds: None,
             error_after_seconds: None,
             rows: 0,

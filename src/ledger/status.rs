@@ -68,6 +68,11 @@ pub struct TableStatus {
     pub last_success: Option<String>,
     pub age_seconds: Option<i64>,
     pub freshness: Freshness,
+    /// The newest partition the table has (by value), whatever its state.
+    pub newest_partition: Option<String>,
+    /// Why the data a consumer reads is stale whatever the write times say: the newest
+    /// partition failed or is blocked.
+    pub stale_because: Option<String>,
     pub warn_after_seconds: Option<u64>,
     pub error_after_seconds: Option<u64>,
     /// Rows currently held (sum of the latest promoted partitions).
@@ -147,6 +152,83 @@ fn parse(t: &str) -> Option<DateTime<Utc>> {
         .map(|d| d.with_timezone(&Utc))
 }
 
+/// Freshness by write time against the SLO.
+fn freshness_of(
+    age_seconds: Option<i64>,
+    warn_after: Option<std::time::Duration>,
+    error_after: Option<std::time::Duration>,
+) -> Freshness {
+    match (age_seconds, warn_after.is_some() || error_after.is_some()) {
+        (None, _) => Freshness::Never,
+        (Some(_), false) => Freshness::NoSlo,
+        (Some(age), true) => {
+            if error_after.is_some_and(|e| age as u64 > e.as_secs()) {
+                Freshness::Error
+            } else if warn_after.is_some_and(|w| age as u64 > w.as_secs()) {
+                Freshness::Warn
+            } else {
+                Freshness::Ok
+            }
+        }
+    }
+}
+
+/// Freshness by data: what the newest partition of a table is, and whether it is promoted.
+struct DataFreshness {
+    newest: Option<String>,
+    /// When the newest promoted partition was last promoted.
+    newest_promoted_at: Option<String>,
+    stale_because: Option<String>,
+}
+
+type Latest = BTreeMap<(Zone, String, String), StepRecord>;
+
+fn data_freshness(
+    latest: &Latest,
+    last_promoted: &Latest,
+    zone: Zone,
+    name: &str,
+) -> DataFreshness {
+    let mine = |m: &Latest| -> Vec<(String, StepRecord)> {
+        m.iter()
+            .filter(|((z, t, _), _)| *z == zone && t == name)
+            .map(|((_, _, p), s)| (p.clone(), s.clone()))
+            .collect()
+    };
+    let states = mine(latest);
+    let newest = states.last().cloned();
+    // a table-level failure (`*` beside dated partitions) stops every partition
+    let whole = states
+        .iter()
+        .find(|(p, _)| p == crate::gold::WHOLE_TABLE && states.len() > 1);
+    let stale_because = whole
+        .or(newest.as_ref())
+        .filter(|(_, s)| !s.status.promoted())
+        .map(|(p, s)| {
+            let why = s
+                .messages
+                .as_deref()
+                .and_then(|m| m.lines().next())
+                .unwrap_or_default();
+            format!("newest partition {p} {}: {why}", s.status.as_str())
+        });
+    let newest_promoted_at = states
+        .iter()
+        .rev()
+        .find(|(_, s)| s.status.promoted())
+        .and_then(|(p, _)| {
+            mine(last_promoted)
+                .into_iter()
+                .find(|(q, _)| q == p)
+                .map(|(_, s)| s.finished_at)
+        });
+    DataFreshness {
+        newest: newest.map(|(p, _)| p),
+        newest_promoted_at,
+        stale_because,
+    }
+}
+
 /// Computes the status of every source and table at `now`.
 pub fn compute(
     cfg: &Config,
@@ -182,29 +264,28 @@ pub fn compute(
             .iter()
             .filter(|s| s.zone == zone && s.table == name)
             .collect();
-        let last_success = mine
-            .iter()
-            .filter(|s| s.status.promoted())
-            .map(|s| s.finished_at.clone())
-            .max();
+        let by_data =
+            (zone != Zone::Bronze).then(|| data_freshness(&latest, &last_promoted, zone, &name));
+        let last_success = match &by_data {
+            // the consumer reads the newest complete partition: its age is the table's
+            Some(d) if d.newest_promoted_at.is_some() => d.newest_promoted_at.clone(),
+            _ => mine
+                .iter()
+                .filter(|s| s.status.promoted())
+                .map(|s| s.finished_at.clone())
+                .max(),
+        };
         let age_seconds = last_success
             .as_deref()
             .and_then(parse)
             .map(|t| (now - t).num_seconds().max(0));
         let warn_after = slo.and_then(|f| f.warn_after);
         let error_after = slo.and_then(|f| f.error_after);
-        let freshness = match (age_seconds, warn_after.is_some() || error_after.is_some()) {
-            (None, _) => Freshness::Never,
-            (Some(_), false) => Freshness::NoSlo,
-            (Some(age), true) => {
-                if error_after.is_some_and(|e| age as u64 > e.as_secs()) {
-                    Freshness::Error
-                } else if warn_after.is_some_and(|w| age as u64 > w.as_secs()) {
-                    Freshness::Warn
-                } else {
-                    Freshness::Ok
-                }
-            }
+        let stale_because = by_data.as_ref().and_then(|d| d.stale_because.clone());
+        let freshness = if stale_because.is_some() {
+            Freshness::Error
+        } else {
+            freshness_of(age_seconds, warn_after, error_after)
         };
         let mut rows = 0;
         let mut dead = 0;
@@ -259,10 +340,14 @@ pub fn compute(
             .map(|(at, rin, d)| (at, d as f64 / rin as f64))
             .collect();
         hist.sort_by(|a, b| a.0.cmp(&b.0));
-        let last_status = mine
-            .iter()
-            .max_by(|a, b| a.finished_at.cmp(&b.finished_at))
-            .map(|s| s.status.as_str().to_string());
+        // how the table's last run went: its worst step (steps of one run can share a time)
+        let last_run = mine.iter().max_by(|a, b| a.finished_at.cmp(&b.finished_at));
+        let last_status = last_run.and_then(|last| {
+            mine.iter()
+                .filter(|s| s.run_id == last.run_id)
+                .max_by_key(|s| s.status.severity())
+                .map(|s| s.status.as_str().to_string())
+        });
         tables.push(TableStatus {
             name,
             zone,
@@ -270,6 +355,8 @@ pub fn compute(
             last_success,
             age_seconds,
             freshness,
+            newest_partition: by_data.and_then(|d| d.newest),
+            stale_because,
             warn_after_seconds: warn_after.map(|d| d.as_secs()),
             error_after_seconds: error_after.map(|d| d.as_secs()),
             rows,
@@ -349,5 +436,55 @@ mod healing_tests {
         );
         let latest = latest_partition_states(&[earlier, failed]);
         assert!(latest.contains_key(&(Zone::Silver, "orders".into(), "*".into())));
+    }
+
+    #[test]
+    fn a_blocked_newest_partition_makes_the_table_stale_by_data() {
+        let mut blocked = step(
+            "daily",
+            "2026-03-28",
+            PartitionStatus::Blocked,
+            "2026-03-28T01:00:00Z",
+        );
+        blocked.messages = Some("upstream silver orders partition 2026-03-28 failed".into());
+        let steps = [
+            step(
+                "daily",
+                "2026-03-27",
+                PartitionStatus::Ok,
+                "2026-03-27T01:00:00Z",
+            ),
+            blocked,
+        ];
+        let latest = latest_partition_states(&steps);
+        let promoted = latest_partition_states(&steps[..1]);
+        let d = data_freshness(&latest, &promoted, Zone::Silver, "daily");
+        assert_eq!(d.newest.as_deref(), Some("2026-03-28"));
+        assert_eq!(
+            d.stale_because.as_deref(),
+            Some(
+                "newest partition 2026-03-28 blocked: upstream silver orders partition 2026-03-28 failed"
+            )
+        );
+        // the age is that of the newest promoted partition
+        assert_eq!(
+            d.newest_promoted_at.as_deref(),
+            Some("2026-03-27T01:00:00Z")
+        );
+        // once the newest partition is promoted the table is fresh by data again
+        let healed = step(
+            "daily",
+            "2026-03-28",
+            PartitionStatus::Ok,
+            "2026-03-28T02:00:00Z",
+        );
+        let steps = [steps[0].clone(), steps[1].clone(), healed];
+        let latest = latest_partition_states(&steps);
+        let d = data_freshness(&latest, &latest, Zone::Silver, "daily");
+        assert_eq!(d.stale_because, None);
+        assert_eq!(
+            d.newest_promoted_at.as_deref(),
+            Some("2026-03-28T02:00:00Z")
+        );
     }
 }

@@ -36,6 +36,16 @@ impl PartitionStatus {
     pub fn promoted(&self) -> bool {
         matches!(self, PartitionStatus::Ok | PartitionStatus::Warn)
     }
+
+    /// How bad, for choosing one status to stand for several: failed worst.
+    pub fn severity(&self) -> u8 {
+        match self {
+            PartitionStatus::Ok => 0,
+            PartitionStatus::Warn => 1,
+            PartitionStatus::Blocked => 2,
+            PartitionStatus::Failed => 3,
+        }
+    }
 }
 
 /// What happened to one partition of a silver (or gold) table.

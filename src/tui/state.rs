@@ -387,7 +387,10 @@ impl App {
             .status
             .tables
             .iter()
-            .filter(|t| t.freshness == crate::ledger::status::Freshness::Error)
+            // stale by write time; stale by data shows on the failed newest partition itself
+            .filter(|t| {
+                t.freshness == crate::ledger::status::Freshness::Error && t.stale_because.is_none()
+            })
             .map(|t| t.name.as_str())
             .collect();
         let mut cells = BTreeMap::new();
@@ -1205,6 +1208,9 @@ impl App {
         for (t, c) in &self.log {
             out.push((t.to_rfc3339(), "action", format!("dashboard: $ {c}"), false));
         }
+        // newest first; entries of one instant keep their recorded order, newest first too
+        // (steps recorded in the same microsecond must not swap from one read to the next)
+        out.reverse();
         out.sort_by(|a, b| b.0.cmp(&a.0));
         if let Some(f) = &self.filter {
             let f = f.to_lowercase();
