@@ -131,6 +131,20 @@ pub fn bindings() -> Vec<Binding> {
             true,
         ),
         b(
+            "n",
+            In(View::Partitions),
+            NextMatch,
+            "next failed / blocked cell (in tables matching the filter)",
+            true,
+        ),
+        b(
+            "N",
+            In(View::Partitions),
+            PrevMatch,
+            "previous failed / blocked cell",
+            false,
+        ),
+        b(
             "v",
             In(View::Partitions),
             MultiSelect,

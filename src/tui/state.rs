@@ -729,26 +729,39 @@ impl App {
         cands.into_iter().next().unwrap_or_else(|| text.to_string())
     }
 
-    /// `n`/`N` on the partitions screen: the next table whose name contains the filter.
+    /// `n`/`N` on the partitions screen: the next (previous) failed or blocked cell, row by
+    /// row, in the tables whose name contains the `/` filter when there is one.
     fn next_match(&mut self, forward: bool) {
-        let Some(f) = self.filter.clone().map(|f| f.to_lowercase()) else {
-            return;
-        };
         if self.view != View::Partitions {
             return;
         }
-        let n = self.matrix.rows.len();
-        for i in 1..=n {
-            let r = if forward {
-                (self.cell.0 + i) % n
+        let filter = self.filter.as_ref().map(|f| f.to_lowercase());
+        let (nr, nc) = (self.matrix.rows.len(), self.matrix.cols.len());
+        let n = nr * nc;
+        if n == 0 {
+            return;
+        }
+        let here = self.cell.0 * nc + self.cell.1;
+        for step in 1..=n {
+            let i = if forward {
+                (here + step) % n
             } else {
-                (self.cell.0 + n * 2 - i) % n
+                (here + n * 2 - step) % n
             };
-            if self.matrix.rows[r].1.to_lowercase().contains(&f) {
-                self.cell.0 = r;
+            let (r, c) = (i / nc, i % nc);
+            let table_ok = filter
+                .as_ref()
+                .is_none_or(|f| self.matrix.rows[r].1.to_lowercase().contains(f));
+            let broken =
+                self.matrix.cells.get(&(r, c)).is_some_and(|cell| {
+                    matches!(cell.state, CellState::Failed | CellState::Blocked)
+                });
+            if table_ok && broken {
+                self.cell = (r, c);
                 return;
             }
         }
+        self.message = Some(("no failed or blocked partition in view".into(), false));
     }
 
     fn view_action(&mut self, a: Action) {

@@ -373,6 +373,19 @@ async fn many_partitions_failing_for_one_cause_are_one_breach_line() {
     let (row, col) = app.cell;
     assert_eq!(app.matrix.rows[row].1, "orders");
     assert_eq!(app.matrix.cols[col], newest);
+    // n / N: from failed cell to failed (or blocked) cell, and back
+    let broken = |app: &karat::tui::state::App| {
+        let cell = &app.matrix.cells[&app.cell];
+        matches!(
+            cell.state,
+            karat::tui::state::CellState::Failed | karat::tui::state::CellState::Blocked
+        )
+    };
+    let start = app.cell;
+    app.handle(Action::NextMatch);
+    assert!(app.cell != start && broken(&app), "{:?}", app.cell);
+    app.handle(Action::PrevMatch);
+    assert_eq!(app.cell, start);
     // back, expand: every failed day is listed under its group
     app.handle(Action::Show(View::Overview));
     app.handle(Action::Top);
