@@ -134,11 +134,12 @@ enum Command {
         /// Only rows whose reason or rule contains this text.
         #[arg(long, short = 'r')]
         reason: Option<String>,
-        #[arg(long, short = 'n', default_value_t = 20)]
-        limit: usize,
+        /// At most this many rows (default: every matching row, read a page at a time).
+        #[arg(long, short = 'n')]
+        limit: Option<usize>,
         #[arg(long)]
         json: bool,
-        /// Write the rows as NDJSON to this file.
+        /// Write every matching row (or --limit of them) as NDJSON to this file, streamed.
         #[arg(long)]
         export: Option<PathBuf>,
     },
@@ -431,48 +432,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 .into());
             }
             let q = DeadLetterQuery {
-                partition: partition.clone(),
+                partition,
                 reason,
                 rule: None,
-                limit: Some(limit),
+                limit,
                 offset: 0,
             };
-            let rows = export::dead_letters(&lake, &table, &q).await?;
-            if let Some(path) = to_file {
-                export::write_ndjson(&path, &rows)?;
-                eprintln!("wrote {} row(s) to {}", rows.len(), path.display());
-            }
-            if json {
-                json_out(&rows)?;
-            } else {
-                let counts = export::reason_counts(&lake, &table, partition.as_deref()).await?;
-                let values =
-                    export::offending_values(&lake, &table, partition.as_deref(), 5).await?;
-                let mut text = String::from("dead letters by rule (offending values):\n");
-                for (r, n) in &counts {
-                    let vs: Vec<String> = values
-                        .get(r)
-                        .into_iter()
-                        .flatten()
-                        .map(|(v, n)| format!("{} ×{n}", karat_escape(v)))
-                        .collect();
-                    text.push_str(&format!("  {n:>8}  {r}  {}\n", vs.join(", ")));
-                }
-                text.push('\n');
-                for r in &rows {
-                    text.push_str(&format!(
-                        "{} {}:{} [{}]\n    {}\n    raw: {}\n",
-                        r.partition,
-                        r.file,
-                        r.line,
-                        r.batch_id,
-                        r.reasons.join("; "),
-                        karat_escape(&r.raw)
-                    ));
-                }
-                out(&text);
-            }
-            Ok(0)
+            show_dead_letters(&lake, &table, q, json, to_file).await
         }
         Command::Demo {
             dir,
@@ -605,6 +571,85 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `karat dead-letters`: the rows matching `q` written to a file (streamed), as JSON, or as
+/// text after the counts by rule and offending value; never silently capped.
+async fn show_dead_letters(
+    lake: &Lake,
+    table: &str,
+    q: DeadLetterQuery,
+    json: bool,
+    to_file: Option<PathBuf>,
+) -> anyhow::Result<u8> {
+    if let Some(path) = to_file {
+        let n = match q.limit {
+            None => export::export_all(lake, table, &q, &path).await?,
+            Some(_) => {
+                let rows = export::dead_letters(lake, table, &q).await?;
+                export::write_ndjson(&path, &rows)?;
+                rows.len() as u64
+            }
+        };
+        eprintln!("wrote {n} row(s) to {}", path.display());
+        return Ok(0);
+    }
+    if json {
+        json_out(&export::dead_letters(lake, table, &q).await?)?;
+        return Ok(0);
+    }
+    out(&rule_lines(lake, table, q.partition.as_deref()).await?);
+    // rows a page at a time, each printed as it arrives
+    let mut page = DeadLetterQuery {
+        limit: Some(q.limit.unwrap_or(DEAD_LETTER_PAGE).min(DEAD_LETTER_PAGE)),
+        ..q.clone()
+    };
+    let mut shown = 0usize;
+    loop {
+        let rows = export::dead_letters(lake, table, &page).await?;
+        let mut text = String::new();
+        for r in &rows {
+            text.push_str(&format!(
+                "{} {}:{} [{}]\n    {}\n    raw: {}\n",
+                r.partition,
+                r.file,
+                r.line,
+                r.batch_id,
+                karat_escape(&r.reasons.join("; ")),
+                karat_escape(&r.raw)
+            ));
+        }
+        out(&text);
+        shown += rows.len();
+        page.offset += rows.len();
+        let wanted = q.limit.unwrap_or(usize::MAX);
+        if rows.len() < page.limit.unwrap_or(0) || shown >= wanted {
+            break;
+        }
+        page.limit = Some((wanted - shown).min(DEAD_LETTER_PAGE));
+    }
+    Ok(0)
+}
+
+/// Rows printed per page by `karat dead-letters`.
+const DEAD_LETTER_PAGE: usize = 1_000;
+
+/// The counts by rule, with each rule's most frequent offending values.
+async fn rule_lines(lake: &Lake, table: &str, partition: Option<&str>) -> anyhow::Result<String> {
+    let counts = export::reason_counts(lake, table, partition).await?;
+    let values = export::offending_values(lake, table, partition, 5).await?;
+    let mut text = String::from("dead letters by rule (offending values):\n");
+    for (r, n) in &counts {
+        let vs: Vec<String> = values
+            .get(r)
+            .into_iter()
+            .flatten()
+            .map(|(v, n)| format!("{} ×{n}", karat_escape(v)))
+            .collect();
+        text.push_str(&format!("  {n:>8}  {r}  {}\n", vs.join(", ")));
+    }
+    text.push('\n');
+    Ok(text)
 }
 
 /// `karat replay --dry-run`: the preview, as lines or JSON; nothing is written.

@@ -96,7 +96,7 @@ pub async fn dead_letters(
     let limit = q.limit.map(|l| format!("LIMIT {l}")).unwrap_or_default();
     let sql = format!(
         "SELECT partition, run_id, rules, reasons, raw, batch_id, source, file, line, CAST(ingested_at AS VARCHAR) AS ingested_at \
-         FROM d {wh} ORDER BY partition, file, line {limit} OFFSET {}",
+         FROM d {wh} ORDER BY partition, file, line, batch_id {limit} OFFSET {}",
         q.offset
     );
     let batches = delta::query(&ctx, &sql, &format!("dead letters of {table}")).await?;
@@ -238,16 +238,57 @@ pub fn quoted_value(reason: &str) -> Option<String> {
     }
 }
 
+/// Rows read per page when streaming every matching dead letter.
+const EXPORT_PAGE: usize = 10_000;
+
+/// Writes every dead letter matching `q` (its limit and offset ignored) as NDJSON to a local
+/// file, a page at a time: memory holds one page, never the whole table. Returns the rows
+/// written.
+pub async fn export_all(
+    lake: &Lake,
+    table: &str,
+    q: &DeadLetterQuery,
+    path: &std::path::Path,
+) -> KaratResult<u64> {
+    use std::io::Write;
+    let f = std::fs::File::create(path).map_err(|e| KaratError::io(path, e))?;
+    let mut w = std::io::BufWriter::new(f);
+    let mut page = DeadLetterQuery {
+        limit: Some(EXPORT_PAGE),
+        offset: 0,
+        ..q.clone()
+    };
+    loop {
+        let rows = dead_letters(lake, table, &page).await?;
+        write_rows(&mut w, &rows, path)?;
+        page.offset += rows.len();
+        if rows.len() < EXPORT_PAGE {
+            break;
+        }
+    }
+    w.flush().map_err(|e| KaratError::io(path, e))?;
+    Ok(page.offset as u64)
+}
+
+fn write_rows(
+    w: &mut impl std::io::Write,
+    rows: &[DeadLetter],
+    path: &std::path::Path,
+) -> KaratResult<()> {
+    for r in rows {
+        serde_json::to_writer(&mut *w, r)
+            .map_err(|e| KaratError::Other(format!("{}: {e}", path.display())))?;
+        w.write_all(b"\n").map_err(|e| KaratError::io(path, e))?;
+    }
+    Ok(())
+}
+
 /// Writes dead letters as NDJSON to a local file.
 pub fn write_ndjson(path: &std::path::Path, rows: &[DeadLetter]) -> KaratResult<()> {
     use std::io::Write;
     let f = std::fs::File::create(path).map_err(|e| KaratError::io(path, e))?;
     let mut w = std::io::BufWriter::new(f);
-    for r in rows {
-        serde_json::to_writer(&mut w, r)
-            .map_err(|e| KaratError::Other(format!("{}: {e}", path.display())))?;
-        w.write_all(b"\n").map_err(|e| KaratError::io(path, e))?;
-    }
+    write_rows(&mut w, rows, path)?;
     w.flush().map_err(|e| KaratError::io(path, e))
 }
 

@@ -138,10 +138,12 @@ pub enum Request {
         limit: usize,
         generation: u64,
     },
-    /// Write rows to an NDJSON file.
+    /// Write every dead letter the rows pane selects (not only the loaded page) to an NDJSON
+    /// file, streamed.
     Export {
         table: String,
-        rows: Vec<crate::export::DeadLetter>,
+        partition: Option<String>,
+        filter: Option<String>,
     },
     /// Write text to a file (snapshots).
     WriteFile {

@@ -213,6 +213,21 @@ pub async fn preview_replay(plan: &Plan, lake: &Lake, targets: &[ReplayTarget]) 
     Update::ReplayPreview(Ok(out))
 }
 
+/// Writes every dead letter the dashboard's rows pane selects to `name`, streamed.
+pub async fn export_rows(
+    lake: &Lake,
+    table: &str,
+    partition: Option<String>,
+    filter: Option<String>,
+    name: &str,
+) -> Update {
+    let q = DeadLetterQuery::page(partition, filter, 0, 0);
+    match export::export_all(lake, table, &q, std::path::Path::new(name)).await {
+        Ok(n) => Update::Message(format!("exported {n} row(s) to {name}")),
+        Err(e) => Update::Error(e.to_string()),
+    }
+}
+
 /// Values shown per rule in the dead-letters screen.
 const VALUES_PER_RULE: usize = 3;
 
@@ -462,20 +477,17 @@ async fn handle(
                 let _ = tx.send(result.unwrap_or_else(|e| Update::Error(e.to_string())));
             }
         }
-        Request::Export { table, rows } => {
+        Request::Export {
+            table,
+            partition,
+            filter,
+        } => {
             let name = format!(
                 "karat-dead-letters-{table}-{}.ndjson",
                 Utc::now().format("%Y%m%dT%H%M%S")
             );
-            let path = PathBuf::from(&name);
-            match export::write_ndjson(&path, &rows) {
-                Ok(()) => {
-                    let _ = tx.send(Update::Message(format!("exported {} row(s) to {name}   (karat dead-letters {table} --export {name})", rows.len())));
-                }
-                Err(e) => {
-                    let _ = tx.send(Update::Error(e.to_string()));
-                }
-            }
+            let lake = shared.lock().await.lake.clone();
+            let _ = tx.send(export_rows(&lake, &table, partition, filter, &name).await);
         }
         Request::WriteFile { path, contents } => match std::fs::write(&path, contents) {
             Ok(()) => {

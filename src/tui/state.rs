@@ -592,17 +592,23 @@ impl App {
         });
     }
 
+    /// What the rows pane shows: the `/` filter, else the selected rule (`rule:<id>`).
+    fn rows_filter(&self) -> Option<String> {
+        let d = &self.dead;
+        match (&d.filter, d.reasons.get(d.reason_sel)) {
+            (Some(f), _) => Some(f.clone()),
+            (None, Some((rule, _))) => Some(format!("rule:{rule}")),
+            _ => None,
+        }
+    }
+
     fn more_rows_if_needed(&mut self) {
         let d = &self.dead;
         if d.rows_done || d.rows_loading || d.row_sel + self.page * 2 < d.rows.len() {
             return;
         }
         let Some(table) = d.table.clone() else { return };
-        let filter = match (&d.filter, d.reasons.get(d.reason_sel)) {
-            (Some(f), _) => Some(f.clone()),
-            (None, Some((rule, _))) => Some(format!("rule:{rule}")),
-            _ => None,
-        };
+        let filter = self.rows_filter();
         let (offset, generation) = (d.rows.len(), d.generation);
         self.dead.rows_loading = true;
         self.outbox.push(Request::DeadLetters {
@@ -1017,10 +1023,19 @@ impl App {
                             true,
                         ));
                     } else {
-                        self.log_action(format!("karat dead-letters {t} --export FILE"));
+                        let (partition, filter) = (self.dead.partition.clone(), self.rows_filter());
+                        let mut command = format!("karat dead-letters {t}");
+                        if let Some(p) = &partition {
+                            command.push_str(&format!(" --partition {p}"));
+                        }
+                        if let Some(f) = filter.as_ref().filter(|f| !f.starts_with("rule:")) {
+                            command.push_str(&format!(" --reason {f:?}"));
+                        }
+                        self.log_action(format!("{command} --export FILE"));
                         self.outbox.push(Request::Export {
                             table: t,
-                            rows: self.dead.rows.clone(),
+                            partition,
+                            filter,
                         });
                     }
                 }

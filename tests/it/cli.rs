@@ -221,3 +221,67 @@ fn a_quarantined_file_fails_every_run_until_its_bytes_change_or_it_is_acknowledg
         "the failure is recorded once, not once per run"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_never_silently_capped() {
+    let s = Scratch::new();
+    karat::bench::generate(s.path(), 3_000, 3).unwrap();
+    // two currencies in three become dead letters: about 2,000 rows
+    let cfg = std::fs::read_to_string(s.join("karat.toml")).unwrap();
+    let cfg = cfg.replacen(
+        r#"one_of = ["USD", "EUR", "GBP"]"#,
+        r#"one_of = ["EUR"]"#,
+        1,
+    );
+    std::fs::write(s.join("karat.toml"), cfg).unwrap();
+    karat(s.path(), &["run"]);
+    let total: u64 = crate::util::scalar(
+        &crate::util::sql(
+            &s.join("lake"),
+            "dead_letters/orders",
+            "SELECT COUNT(*) FROM t",
+        )
+        .await,
+    )
+    .parse()
+    .unwrap();
+    assert!(total > 1_500, "{total}");
+    let printed = |out: &str| out.lines().filter(|l| l.starts_with("    raw: ")).count() as u64;
+
+    // no --limit: every row, printed a page at a time
+    let (code, out, err) = karat(s.path(), &["dead-letters", "orders"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(printed(&out), total);
+    assert!(
+        out.contains(r#"currency.one_of  "USD" ×"#),
+        "{}",
+        &out[..400]
+    );
+    // --limit: exactly that many
+    let (_, out, _) = karat(s.path(), &["dead-letters", "orders", "--limit", "5"]);
+    assert_eq!(printed(&out), 5);
+    // --export: every row, streamed to the file
+    let (code, _, err) = karat(
+        s.path(),
+        &["dead-letters", "orders", "--export", "all.ndjson"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let file = std::fs::read_to_string(s.join("all.ndjson")).unwrap();
+    assert_eq!(file.lines().count() as u64, total, "{err}");
+
+    // the dashboard's export writes every row of the selected rule, not the loaded page
+    let (plan, lake) = crate::util::open(&s.join("karat.toml")).await;
+    let name = s.join("dash.ndjson");
+    let u = karat::tui::engine::export_rows(
+        &lake,
+        "orders",
+        None,
+        Some("rule:currency.one_of".into()),
+        name.to_str().unwrap(),
+    )
+    .await;
+    assert!(matches!(u, karat::tui::engine::Update::Message(_)), "{u:?}");
+    let rows = std::fs::read_to_string(&name).unwrap().lines().count() as u64;
+    assert!(rows > 1_000 && rows <= total, "{rows} of {total}");
+    drop(plan);
+}
