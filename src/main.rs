@@ -114,6 +114,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Undo a replay made with a wrong fix: restore the Delta tables it rewrote to their
+    /// versions before it (refused when a later run has written them since).
+    Restore {
+        /// The replay's run id (`karat status --json`, the Runs screen).
+        #[arg(long = "run")]
+        run_id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Acknowledge a failure no run will clear (e.g. a bronze file that failed and was
     /// removed): it then counts as resolved, with who and why kept in the ledger.
     Ack {
@@ -401,6 +410,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
             let step = karat::pipeline::ack::ack(&lake, zone, &table, &unit, &reason, &by).await?;
             out(&format!("{}\n", step.messages.unwrap_or_default()));
+            Ok(0)
+        }
+        Command::Restore { run_id, json } => {
+            let (plan, lake) = load(&cli.config, cli.wait).await?;
+            let r = karat::pipeline::restore(&plan, &lake, &run_id).await?;
+            if json {
+                json_out(&r)?;
+            } else {
+                let mut text = format!("restored the tables replay {} rewrote:\n", r.restored_run);
+                for (table, from, to) in &r.tables {
+                    text.push_str(&format!("  {table}: version {from} → as of version {to}\n"));
+                }
+                text.push_str(&format!(
+                    "{} partition(s) back to their state before it (run {})\n",
+                    r.partitions, r.run_id
+                ));
+                out(&text);
+            }
             Ok(0)
         }
         Command::Verify { json } => {

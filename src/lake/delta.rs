@@ -56,6 +56,20 @@ pub async fn open(url: &Url, label: &str) -> KaratResult<Option<DeltaTable>> {
     })
 }
 
+/// Restores the table at `url` to `version` (Delta RESTORE: a new commit whose files are those
+/// of `version`); returns the new version.
+pub async fn restore(url: &Url, label: &str, version: i64) -> KaratResult<i64> {
+    let table = DeltaTable::try_from_url(url.clone())
+        .await
+        .map_err(|e| KaratError::delta(label, e))?;
+    let (table, _) = table
+        .restore()
+        .with_version_to_restore(version.max(0) as u64)
+        .await
+        .map_err(|e| KaratError::delta(label, e))?;
+    Ok(table.version().unwrap_or(0) as i64)
+}
+
 /// How a write replaces existing data.
 #[derive(Debug, Clone)]
 pub enum Replace {

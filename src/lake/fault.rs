@@ -14,6 +14,7 @@ pub const POINTS: &[&str] = &[
     "gold.table",
     "ledger.steps",
     "ledger.silver_batches",
+    "ledger.versions",
     "ledger.runs",
 ];
 

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{KaratError, KaratResult};
 use crate::lake::delta::{self, Replace};
 use crate::lake::{Lake, layout};
-pub use records::{BatchRecord, DriftRecord, RunRecord, StepRecord};
+pub use records::{BatchRecord, DriftRecord, RunRecord, StepRecord, VersionRecord};
 
 /// Access to the ledger tables of a lake.
 #[derive(Debug, Clone)]
@@ -126,6 +126,32 @@ impl Ledger {
     pub async fn append_batches(&self, rows: &[BatchRecord]) -> KaratResult<()> {
         self.append("silver_batches", rows, records::batches_schema())
             .await
+    }
+
+    pub async fn append_versions(&self, rows: &[VersionRecord]) -> KaratResult<()> {
+        self.append("versions", rows, records::versions_schema())
+            .await
+    }
+
+    /// Every processing record of a silver table's batches, oldest first (a batch is
+    /// re-recorded each time a replay re-processes it).
+    pub async fn batch_history(&self, table: &str) -> KaratResult<Vec<BatchRecord>> {
+        let t = table.replace('\'', "''");
+        let mut rows: Vec<BatchRecord> = self
+            .read("silver_batches", &format!("WHERE \"table\" = '{t}'"))
+            .await?;
+        rows.sort_by(|a, b| a.processed_at.cmp(&b.processed_at));
+        Ok(rows)
+    }
+
+    /// The table versions a run recorded.
+    pub async fn versions(&self, run_id: &str) -> KaratResult<Vec<VersionRecord>> {
+        let id = run_id.replace('\'', "''");
+        self.read(
+            "versions",
+            &format!("WHERE run_id = '{id}' ORDER BY \"table\""),
+        )
+        .await
     }
 
     pub async fn append_drift(&self, rows: &[DriftRecord]) -> KaratResult<()> {

@@ -66,6 +66,17 @@ pub struct BatchRecord {
     pub processed_at: String,
 }
 
+/// The Delta version of one of the lake's tables before and after a run: what `karat restore`
+/// returns to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub run_id: String,
+    /// The table's folder in the lake (`silver/orders`, `dead_letters/orders`, …).
+    pub table: String,
+    pub before: Option<i64>,
+    pub after: Option<i64>,
+}
+
 /// A schema change between consecutive bronze batches of a source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DriftRecord {
@@ -133,6 +144,15 @@ pub fn batches_schema() -> SchemaRef {
         s("contract", true),
         s("run_id", true),
         ts("processed_at"),
+    ]))
+}
+
+pub fn versions_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        s("run_id", true),
+        s("table", true),
+        i("before", true),
+        i("after", true),
     ]))
 }
 

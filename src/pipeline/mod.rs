@@ -6,6 +6,7 @@ pub mod plan;
 pub mod preview;
 pub mod replay;
 pub mod report;
+pub mod restore;
 pub mod run;
 pub mod verify;
 
@@ -13,5 +14,6 @@ pub use plan::Plan;
 pub use preview::{ReplayPreview, preview};
 pub use replay::{ReplayTarget, replay};
 pub use report::RunReport;
+pub use restore::{RestoreReport, restore};
 pub use run::{RunOptions, Trigger, run};
 pub use verify::{Verification, verify};

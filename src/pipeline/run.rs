@@ -216,6 +216,7 @@ async fn execute_holding(
     work: Work,
     events: &Events,
 ) -> KaratResult<RunReport> {
+    let versions_before = super::restore::table_versions(plan, lake).await?;
     let mut x = Execution::new(plan, lake, trigger, command, events);
     for source in &work.sources {
         x.bronze(source).await?;
@@ -226,7 +227,7 @@ async fn execute_holding(
     for g in &plan.gold {
         x.gold(g, work.gold_forced.get(&g.name)).await?;
     }
-    x.record().await
+    x.record(&versions_before).await
 }
 
 impl<'a> Execution<'a> {
@@ -633,8 +634,12 @@ impl<'a> Execution<'a> {
         Ok((Scope::Partitions(ps), blocked, None))
     }
 
-    /// Writes the ledger: drift, steps, processed batches, then the run.
-    async fn record(mut self) -> KaratResult<RunReport> {
+    /// Writes the ledger: drift, steps, processed batches, the tables' versions before and
+    /// after (what `karat restore` returns to), then the run.
+    async fn record(
+        mut self,
+        versions_before: &BTreeMap<String, Option<i64>>,
+    ) -> KaratResult<RunReport> {
         let report = &mut self.report;
         report.finished_at = now();
         report.compute_status();
@@ -643,6 +648,9 @@ impl<'a> Execution<'a> {
         self.ledger.append_drift(&self.drift).await?;
         self.ledger.append_steps(&self.steps).await?;
         self.ledger.append_batches(&self.processed).await?;
+        let after = super::restore::table_versions(self.plan, self.lake).await?;
+        let versions = super::restore::version_records(&report.run_id, versions_before, &after);
+        self.ledger.append_versions(&versions).await?;
         let silver = report.silver.iter().flat_map(|s| s.partitions.iter());
         let rows_in: u64 = silver.clone().map(|p| p.rows_in).sum();
         let dead: u64 = silver.map(|p| p.dead).sum();

@@ -372,3 +372,78 @@ async fn a_dry_run_shows_what_the_replay_then_does_and_writes_nothing() {
         preview.lines()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_with_a_wrong_fix_is_undone_by_restore() {
+    let s = Scratch::new();
+    let (_, lake, _) = demo(s.path(), 120).await;
+    let lake_dir = s.join("lake");
+    let day = karat::demo::BAD_DAY;
+    let before = snapshot(&lake_dir, day).await;
+    let state = |steps: &[karat::ledger::StepRecord], zone: Zone, table: &str| {
+        let latest = karat::ledger::status::latest_partition_states(steps);
+        let s = &latest[&(zone, table.to_string(), day.to_string())];
+        (s.status.as_str().to_string(), s.trigger.clone())
+    };
+
+    // the wrong fix: let the gate pass instead of fixing the contract
+    let cfg_path = s.join("karat.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    let wrong = cfg.replace("max_reject_rate = 0.05", "max_reject_rate = 0.9");
+    assert_ne!(cfg, wrong);
+    std::fs::write(&cfg_path, wrong).unwrap();
+    let plan = Plan::load(&cfg_path).await.unwrap();
+    let target = ReplayTarget::Partitions {
+        table: "orders".into(),
+        partitions: vec![day.into()],
+    };
+    let replay = karat::pipeline::replay(&plan, &lake, target.clone(), &Events::none())
+        .await
+        .unwrap();
+    let after_replay = snapshot(&lake_dir, day).await;
+    assert_ne!(after_replay.2, before.2, "gold got the bad day");
+
+    // undo it
+    let r = karat::pipeline::restore(&plan, &lake, &replay.run_id)
+        .await
+        .unwrap();
+    assert!(!r.tables.is_empty() && r.partitions > 0, "{r:?}");
+    assert_eq!(
+        snapshot(&lake_dir, day).await,
+        before,
+        "silver, dead letters, gold as before"
+    );
+    let steps = karat::ledger::Ledger::new(&lake).steps().await.unwrap();
+    assert_eq!(
+        state(&steps, Zone::Silver, "orders"),
+        ("failed".into(), "restore".into())
+    );
+    assert_eq!(
+        state(&steps, Zone::Gold, "daily_revenue"),
+        ("blocked".into(), "restore".into())
+    );
+    let v = karat::pipeline::verify(&plan, &lake).await.unwrap();
+    assert!(v.ok(), "{:?}", v.lines());
+
+    // refused: a run that is no replay, a replay already undone, a replay written over since
+    let runs = karat::ledger::Ledger::new(&lake).runs().await.unwrap();
+    let not_replay = runs.iter().find(|r| r.trigger == "cli").unwrap();
+    let err = karat::pipeline::restore(&plan, &lake, &not_replay.run_id)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("restore undoes replays"), "{err}");
+    let err = karat::pipeline::restore(&plan, &lake, &replay.run_id)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("a later run wrote it"), "{err}");
+    let first = karat::pipeline::replay(&plan, &lake, target.clone(), &Events::none())
+        .await
+        .unwrap();
+    karat::pipeline::replay(&plan, &lake, target, &Events::none())
+        .await
+        .unwrap();
+    let err = karat::pipeline::restore(&plan, &lake, &first.run_id)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("a later run wrote it"), "{err}");
+}
