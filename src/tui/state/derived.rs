@@ -1,0 +1,146 @@
+//! What the lineage, schema and runs screens show, derived from the lake snapshot.
+
+use super::*;
+
+impl App {
+    /// Lines of the lineage tree of the focused node: (depth marker text, node).
+    pub fn lineage_lines(&self) -> Vec<(String, Node)> {
+        let (Some(s), Some(f)) = (&self.snapshot, &self.lineage_focus) else {
+            return vec![];
+        };
+        let mut out = vec![(String::new(), f.clone())];
+        fn up(l: &crate::lineage::Lineage, n: &Node, depth: usize, out: &mut Vec<(String, Node)>) {
+            for u in l.upstream(n) {
+                out.push((format!("{}↑ ", "  ".repeat(depth)), u.clone()));
+                up(l, u, depth + 1, out);
+            }
+        }
+        fn down(
+            l: &crate::lineage::Lineage,
+            n: &Node,
+            depth: usize,
+            out: &mut Vec<(String, Node)>,
+        ) {
+            for d in l.downstream(n) {
+                out.push((format!("{}↓ ", "  ".repeat(depth)), d.clone()));
+                down(l, d, depth + 1, out);
+            }
+        }
+        up(&s.lineage, f, 1, &mut out);
+        down(&s.lineage, f, 1, &mut out);
+        out
+    }
+
+    /// Index of the newest version of the selected source whose schema changed (else the newest).
+    pub(super) fn latest_schema_change(&self) -> usize {
+        let v = self.schema_versions();
+        v.iter()
+            .rposition(|x| !x.diff.is_empty())
+            .unwrap_or(v.len().saturating_sub(1))
+    }
+
+    /// Schema versions of the selected source.
+    pub fn schema_versions(&self) -> Vec<crate::schema::SchemaVersion> {
+        let Some(s) = &self.snapshot else {
+            return vec![];
+        };
+        s.sources
+            .get(self.schema_source)
+            .and_then(|src| s.schemas.get(src))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The run/event log: (time, kind, text, is_problem), newest first, filtered.
+    pub fn timeline(&self) -> Vec<(String, &'static str, String, bool)> {
+        let Some(s) = &self.snapshot else {
+            return vec![];
+        };
+        let mut out: Vec<(String, &'static str, String, bool)> = Vec::new();
+        for r in &s.runs {
+            out.push((
+                r.started_at.clone(),
+                "run",
+                format!(
+                    "{} [{}] rows {} dead {} failed {}   $ {}",
+                    r.status, r.trigger, r.rows_in, r.dead, r.partitions_failed, r.command
+                ),
+                r.status == "failed",
+            ));
+        }
+        for st in &s.steps {
+            if st.zone == Zone::Bronze && st.status == PartitionStatus::Failed {
+                out.push((
+                    st.finished_at.clone(),
+                    "batch",
+                    format!(
+                        "bronze {} batch failed: {}: {}",
+                        st.table,
+                        st.partition,
+                        st.messages.clone().unwrap_or_default()
+                    ),
+                    true,
+                ));
+            } else if st.zone != Zone::Bronze && !st.status.promoted() {
+                out.push((
+                    st.finished_at.clone(),
+                    "gate",
+                    format!(
+                        "{} {} {} {}: {}",
+                        st.zone,
+                        st.table,
+                        st.partition,
+                        st.status.as_str(),
+                        st.messages
+                            .clone()
+                            .unwrap_or_default()
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                    ),
+                    true,
+                ));
+            } else if st.zone == Zone::Silver && st.rows_in > 0 && st.dead * 100 >= st.rows_in * 3 {
+                out.push((
+                    st.finished_at.clone(),
+                    "spike",
+                    format!(
+                        "dead-letter spike: silver {} {}: {} of {} rows",
+                        st.table, st.partition, st.dead, st.rows_in
+                    ),
+                    false,
+                ));
+            }
+        }
+        for d in &s.drift {
+            let diff = crate::bronze::SchemaDiff {
+                added: serde_json::from_str(&d.added).unwrap_or_default(),
+                removed: serde_json::from_str(&d.removed).unwrap_or_default(),
+                changed: serde_json::from_str(&d.changed).unwrap_or_default(),
+            };
+            out.push((
+                d.ingested_at.clone(),
+                "drift",
+                format!(
+                    "schema drift in {} ({}): {}",
+                    d.source,
+                    d.batch_id,
+                    diff.summary()
+                ),
+                false,
+            ));
+        }
+        for (t, c) in &self.log {
+            out.push((t.to_rfc3339(), "action", format!("dashboard: $ {c}"), false));
+        }
+        // newest first; entries of one instant keep their recorded order, newest first too
+        // (steps recorded in the same microsecond must not swap from one read to the next)
+        out.reverse();
+        out.sort_by(|a, b| b.0.cmp(&a.0));
+        if let Some(f) = &self.filter {
+            let f = f.to_lowercase();
+            out.retain(|e| e.2.to_lowercase().contains(&f) || e.1.contains(&f));
+        }
+        out
+    }
+}
