@@ -102,6 +102,8 @@ pub enum Action {
     NextTable,
     PrevTable,
     Refresh,
+    /// Undo the selected replay (restore the tables it rewrote).
+    Restore,
     Confirm,
     Cancel,
 }
@@ -109,7 +111,10 @@ pub enum Action {
 impl Action {
     /// True for actions that write to the lake (hidden and refused in a read-only dashboard).
     pub fn writes(self) -> bool {
-        matches!(self, Action::RunNow | Action::Replay | Action::ReplayFailed)
+        matches!(
+            self,
+            Action::RunNow | Action::Replay | Action::ReplayFailed | Action::Restore
+        )
     }
 }
 
@@ -122,6 +127,8 @@ pub enum Request {
     Run(crate::pipeline::Trigger),
     /// Replay partitions.
     Replay(ReplayTarget),
+    /// Restore the tables a replay rewrote to their versions before it.
+    Restore(String),
     /// What replaying these would rewrite (a dry run: reads only).
     PreviewReplay(Vec<ReplayTarget>),
     /// Dead-letter reasons of a table (of one partition).

@@ -360,7 +360,12 @@ pub fn spawn(
                 }
                 _ = async { match &mut sched { Some(i) => { i.tick().await; } None => std::future::pending::<()>().await } } => Request::Run(Trigger::Schedule),
             };
-            if read_only && matches!(req, Request::Run(_) | Request::Replay(_)) {
+            if read_only
+                && matches!(
+                    req,
+                    Request::Run(_) | Request::Replay(_) | Request::Restore(_)
+                )
+            {
                 let _ = tx.send(Update::Error(
                     "read-only dashboard: nothing is written".into(),
                 ));
@@ -460,6 +465,35 @@ async fn handle(
                     });
                 }
             }
+            let _ = self_tx.send(Request::Refresh);
+        }
+        Request::Restore(run_id) => {
+            let _guard = jobs.lock().await;
+            let (plan, lake) = {
+                let mut s = shared.lock().await;
+                s.reload_if_changed(&tx).await;
+                (s.plan.clone(), s.lake.clone())
+            };
+            let command = format!("karat restore --run {run_id}");
+            let _ = tx.send(Update::JobStarted {
+                command: command.clone(),
+            });
+            let (status, summary) = match crate::pipeline::restore(&plan, &lake, &run_id).await {
+                Ok(r) => (
+                    "ok".to_string(),
+                    format!(
+                        "{} table(s) restored, {} partition(s) back to before the replay",
+                        r.tables.len(),
+                        r.partitions
+                    ),
+                ),
+                Err(e) => ("failed".to_string(), e.to_string()),
+            };
+            let _ = tx.send(Update::JobFinished {
+                command,
+                status,
+                summary,
+            });
             let _ = self_tx.send(Request::Refresh);
         }
         Request::PreviewReplay(targets) => {

@@ -196,6 +196,13 @@ pub fn bindings() -> Vec<Binding> {
             "pick a version for the diff",
             true,
         ),
+        b(
+            "u",
+            In(View::Runs),
+            Restore,
+            "undo the selected replay (restore the tables it rewrote)",
+            true,
+        ),
         b("]", In(View::Schema), NextTable, "next source", true),
         b("[", In(View::Schema), PrevTable, "previous source", false),
     ]

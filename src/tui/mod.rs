@@ -66,7 +66,7 @@ pub fn on_key(app: &mut App, key: event::KeyEvent) {
                 _ => {}
             }
         }
-        Mode::Confirm(_) => match key.code {
+        Mode::Confirm(_) | Mode::ConfirmRestore(_) => match key.code {
             KeyCode::Char('y') | KeyCode::Enter => app.handle(Action::Confirm),
             _ if ctrl_c => app.quit = true,
             _ => app.handle(Action::Cancel),

@@ -116,6 +116,7 @@ pub fn draw(f: &mut Frame, app: &App) {
     match &app.mode {
         Mode::Help => help(f, main, app),
         Mode::Confirm(plan) => confirm(f, main, app, plan),
+        Mode::ConfirmRestore(run_id) => confirm_restore(f, main, app, run_id),
         _ => {}
     }
 }
@@ -149,6 +150,33 @@ fn help(f: &mut Frame, area: Rect, app: &App) {
             t,
             &format!(" Keys: {} (any key closes) ", app.view.title()),
         )),
+        r,
+    );
+}
+
+fn confirm_restore(f: &mut Frame, area: Rect, app: &App, run_id: &str) {
+    let t = &app.theme;
+    let lines = vec![
+        Line::from(Span::styled(
+            format!("Undo replay {run_id}?"),
+            t.style("header"),
+        )),
+        Line::from("Its silver, dead-letter, superseded and gold tables go back to their"),
+        Line::from("Delta versions before it (refused if a later run wrote them since)."),
+        Line::from(""),
+        Line::from(vec![
+            Span::styled(" y / enter ", t.style("tab_active")),
+            Span::raw(" restore    "),
+            Span::styled(" n / esc ", t.style("tab")),
+            Span::raw(" cancel"),
+        ]),
+    ];
+    let r = centered(area, 76, lines.len() as u16 + 2);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines)
+            .style(t.base())
+            .block(views::panel(t, " Confirm restore ")),
         r,
     );
 }

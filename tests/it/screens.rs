@@ -393,3 +393,58 @@ async fn many_partitions_failing_for_one_cause_are_one_breach_line() {
     let items = app.overview.items(&app.breaches, &[]).len();
     assert_eq!(items, app.breaches.len() + app.breaches[0].members.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn u_on_a_replay_in_runs_asks_then_requests_its_restore() {
+    use karat::tui::action::{Action, Request};
+    let dir = Scratch::new();
+    let (plan, lake, _) = demo(dir.path(), 60).await;
+    let target = karat::pipeline::ReplayTarget::Partitions {
+        table: "orders".into(),
+        partitions: vec![karat::demo::BAD_DAY.into()],
+    };
+    let replay = karat::pipeline::replay(&plan, &lake, target, &karat::events::Events::none())
+        .await
+        .unwrap();
+    let mut app =
+        karat::tui::headless_state(&plan, &lake, Theme::default_dark(), View::Runs, Utc::now())
+            .await
+            .unwrap();
+    // on a line that is no replay, u explains itself
+    let timeline = app.timeline();
+    let other = timeline
+        .iter()
+        .position(|e| e.replay_run.is_none())
+        .unwrap();
+    app.runs_sel = other;
+    app.handle(Action::Restore);
+    assert!(
+        app.message
+            .as_ref()
+            .is_some_and(|m| m.0.contains("select a replay"))
+    );
+    // on the replay: a confirmation, then the request
+    let at = timeline
+        .iter()
+        .position(|e| e.replay_run.as_deref() == Some(replay.run_id.as_str()))
+        .expect("the replay is listed");
+    app.runs_sel = at;
+    app.handle(Action::Restore);
+    let text = screen(&app, 120, 36);
+    assert!(
+        text.contains("Confirm restore") && text.contains(&replay.run_id),
+        "{text}"
+    );
+    assert!(
+        app.take_requests()
+            .iter()
+            .all(|r| !matches!(r, Request::Restore(_)))
+    );
+    app.handle(Action::Confirm);
+    let reqs = app.take_requests();
+    assert!(
+        reqs.iter()
+            .any(|r| matches!(r, Request::Restore(id) if *id == replay.run_id)),
+        "{reqs:?}"
+    );
+}

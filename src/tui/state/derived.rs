@@ -2,6 +2,18 @@
 
 use super::*;
 
+/// One line of the Runs screen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineEntry {
+    pub at: String,
+    /// run, gate, batch, spike, drift, action.
+    pub kind: &'static str,
+    pub text: String,
+    pub problem: bool,
+    /// The run id, when the line is a replay run (which `u` can undo).
+    pub replay_run: Option<String>,
+}
+
 impl App {
     /// Lines of the lineage tree of the focused node: (depth marker text, node).
     pub fn lineage_lines(&self) -> Vec<(String, Node)> {
@@ -52,21 +64,22 @@ impl App {
     }
 
     /// The run/event log: (time, kind, text, is_problem), newest first, filtered.
-    pub fn timeline(&self) -> Vec<(String, &'static str, String, bool)> {
+    pub fn timeline(&self) -> Vec<TimelineEntry> {
         let Some(s) = &self.snapshot else {
             return vec![];
         };
         let mut out: Vec<(String, &'static str, String, bool)> = Vec::new();
+        // a replay's line carries its run id (for `u`), matched by its place in the list
+        let mut replays: Vec<(usize, String)> = Vec::new();
         for r in &s.runs {
-            out.push((
-                r.started_at.clone(),
-                "run",
-                format!(
-                    "{} [{}] rows {} dead {} failed {}   $ {}",
-                    r.status, r.trigger, r.rows_in, r.dead, r.partitions_failed, r.command
-                ),
-                r.status == "failed",
-            ));
+            let text = format!(
+                "{} [{}] rows {} dead {} failed {}   $ {}",
+                r.status, r.trigger, r.rows_in, r.dead, r.partitions_failed, r.command
+            );
+            if r.trigger == "replay" {
+                replays.push((out.len(), r.run_id.clone()));
+            }
+            out.push((r.started_at.clone(), "run", text, r.status == "failed"));
         }
         for st in &s.steps {
             if st.zone == Zone::Bronze && st.status == PartitionStatus::Failed {
@@ -133,13 +146,27 @@ impl App {
         for (t, c) in &self.log {
             out.push((t.to_rfc3339(), "action", format!("dashboard: $ {c}"), false));
         }
+        let mut out: Vec<TimelineEntry> = out
+            .into_iter()
+            .enumerate()
+            .map(|(i, (at, kind, text, problem))| TimelineEntry {
+                replay_run: replays
+                    .iter()
+                    .find(|(at_index, _)| *at_index == i)
+                    .map(|(_, id)| id.clone()),
+                at,
+                kind,
+                text,
+                problem,
+            })
+            .collect();
         // newest first; entries of one instant keep their recorded order, newest first too
         // (steps recorded in the same microsecond must not swap from one read to the next)
         out.reverse();
-        out.sort_by(|a, b| b.0.cmp(&a.0));
+        out.sort_by(|a, b| b.at.cmp(&a.at));
         if let Some(f) = &self.filter {
             let f = f.to_lowercase();
-            out.retain(|e| e.2.to_lowercase().contains(&f) || e.1.contains(&f));
+            out.retain(|e| e.text.to_lowercase().contains(&f) || e.kind.contains(&f));
         }
         out
     }

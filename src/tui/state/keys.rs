@@ -26,6 +26,16 @@ impl App {
                 self.mode = Mode::Normal;
                 self.message = Some(("replay cancelled".into(), false));
             }
+            (Mode::ConfirmRestore(run_id), Action::Confirm) => {
+                let run_id = run_id.clone();
+                self.mode = Mode::Normal;
+                self.log_action(format!("karat restore --run {run_id}"));
+                self.outbox.push(Request::Restore(run_id));
+            }
+            (Mode::ConfirmRestore(_), _) => {
+                self.mode = Mode::Normal;
+                self.message = Some(("restore cancelled".into(), false));
+            }
             (_, Action::Quit) => self.quit = true,
             (_, Action::Help) => self.mode = Mode::Help,
             (_, Action::Show(v)) => self.show(v),
@@ -223,6 +233,15 @@ impl App {
                     Action::PageUp => self.runs_sel = self.runs_sel.saturating_sub(page),
                     Action::Top => self.runs_sel = 0,
                     Action::Bottom => self.runs_sel = n.saturating_sub(1),
+                    Action::Restore => {
+                        let selected = self.timeline().into_iter().nth(self.runs_sel);
+                        match selected.and_then(|e| e.replay_run) {
+                            Some(id) => self.mode = Mode::ConfirmRestore(id),
+                            None => {
+                                self.message = Some(("select a replay run to undo it".into(), true))
+                            }
+                        }
+                    }
                     _ => {}
                 }
             }

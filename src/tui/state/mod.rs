@@ -29,6 +29,7 @@ mod prompt;
 mod replay;
 
 pub use dead::{DeadFocus, DeadState};
+pub use derived::TimelineEntry;
 pub use matrix::{Cell, CellState, Matrix};
 pub use replay::ReplayPlan;
 
@@ -39,6 +40,8 @@ pub enum Mode {
     Filter(String),
     Prompt(String),
     Confirm(ReplayPlan),
+    /// Undo this replay run?
+    ConfirmRestore(String),
     Help,
 }
 

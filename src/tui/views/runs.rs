@@ -26,7 +26,8 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         .enumerate()
         .skip(skip)
         .take(visible)
-        .map(|(i, (at, kind, text, bad))| {
+        .map(|(i, e)| {
+            let (at, kind, text, bad) = (&e.at, &e.kind, &e.text, &e.problem);
             let color = if *bad {
                 t.error
             } else if *kind == "drift" || *kind == "spike" {
