@@ -181,6 +181,9 @@ enum Command {
         /// Lines per day of the daily bench.
         #[arg(long, default_value_t = 500_000)]
         per_day: usize,
+        /// Instead: the dashboard's render benchmark (5 tables x 1,000 partitions, ms/frame).
+        #[arg(long)]
+        render: bool,
         #[arg(long)]
         json: bool,
     },
@@ -485,6 +488,35 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 read_only: false,
             };
             dashboard(config, plan, lake, ui).await
+        }
+        Command::Bench {
+            render: true,
+            dir,
+            json,
+            ..
+        } => {
+            let d = match dir {
+                Some(d) => d.join("bench-render"),
+                None => tempdir()?,
+            };
+            std::fs::create_dir_all(&d)?;
+            let r = karat::tui::bench::run(&d, 200).await?;
+            if json {
+                json_out(&r)?;
+            } else {
+                let mut text = format!(
+                    "render: {} tables x {} partitions; model built in {:.1} ms\n",
+                    r.tables, r.partitions, r.model_ms
+                );
+                for fr in &r.frames {
+                    text.push_str(&format!(
+                        "  {:<20} {:>7.2} ms/frame\n",
+                        fr.screen, fr.ms_per_frame
+                    ));
+                }
+                out(&text);
+            }
+            Ok(0)
         }
         Command::Bench {
             daily: Some(n),

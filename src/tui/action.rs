@@ -104,6 +104,8 @@ pub enum Action {
     Refresh,
     /// Undo the selected replay (restore the tables it rewrote).
     Restore,
+    /// Partitions: the dense view (every partition, one character each) or the grid.
+    ToggleDense,
     Confirm,
     Cancel,
 }

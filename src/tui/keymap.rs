@@ -135,7 +135,7 @@ pub fn bindings() -> Vec<Binding> {
             In(View::Partitions),
             NextMatch,
             "next failed / blocked cell (in tables matching the filter)",
-            true,
+            false,
         ),
         b(
             "N",
@@ -143,6 +143,13 @@ pub fn bindings() -> Vec<Binding> {
             PrevMatch,
             "previous failed / blocked cell",
             false,
+        ),
+        b(
+            "z",
+            In(View::Partitions),
+            ToggleDense,
+            "dense view: every partition, one character each, shaded by reject rate",
+            true,
         ),
         b(
             "v",

@@ -3,6 +3,7 @@
 //! worker change the state, and the state is rendered; the render path never does I/O.
 
 pub mod action;
+pub mod bench;
 pub mod engine;
 pub mod keymap;
 pub mod render;

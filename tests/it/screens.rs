@@ -98,10 +98,18 @@ fn regex_escape(s: &str) -> String {
 }
 
 async fn snap(view: View, name: &str) {
+    snap_after(view, &[], name).await;
+}
+
+/// The snapshot of `view` after `keys`.
+async fn snap_after(view: View, keys: &[karat::tui::action::Action], name: &str) {
     let f = fixture().await;
-    let app = karat::tui::headless_state(&f.plan, &f.lake, Theme::default_dark(), view, f.now)
+    let mut app = karat::tui::headless_state(&f.plan, &f.lake, Theme::default_dark(), view, f.now)
         .await
         .unwrap();
+    for k in keys {
+        app.handle(*k);
+    }
     let text = screen(&app, 120, 36);
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path("snapshots");
@@ -122,6 +130,12 @@ async fn overview_screen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_screen() {
     snap(View::Partitions, "partitions").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_dense_screen() {
+    use karat::tui::action::Action;
+    snap_after(View::Partitions, &[Action::ToggleDense], "partitions_dense").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,6 +395,14 @@ async fn many_partitions_failing_for_one_cause_are_one_breach_line() {
             karat::tui::state::CellState::Failed | karat::tui::state::CellState::Blocked
         )
     };
+    // z: the dense view shows every partition with the failed ones counted
+    app.handle(Action::ToggleDense);
+    let text = screen(&app, 120, 36);
+    assert!(
+        text.contains(&format!("({} partitions; ", app.matrix.cols.len()))
+            && !text.contains("; 0 failed"),
+        "{text}"
+    );
     let start = app.cell;
     app.handle(Action::NextMatch);
     assert!(app.cell != start && broken(&app), "{:?}", app.cell);

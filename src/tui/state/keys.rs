@@ -87,6 +87,7 @@ impl App {
                     Action::Bottom | Action::PageDown => self.cell.0 = nr - 1,
                     Action::NextMatch => self.next_match(true),
                     Action::PrevMatch => self.next_match(false),
+                    Action::ToggleDense => self.dense = !self.dense,
                     Action::MultiSelect => {
                         if self.anchor.is_some() {
                             self.anchor = None;

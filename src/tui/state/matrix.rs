@@ -174,10 +174,12 @@ impl App {
 
     /// The cell state shown (a replay in progress overrides the ledger).
     pub fn cell_state(&self, r: usize, c: usize) -> CellState {
-        let (_, t) = &self.matrix.rows[r];
-        let p = &self.matrix.cols[c];
-        if let Some(st) = self.running.get(&(t.clone(), p.clone())) {
-            return *st;
+        if !self.running.is_empty() {
+            let (_, t) = &self.matrix.rows[r];
+            let p = &self.matrix.cols[c];
+            if let Some(st) = self.running.get(&(t.clone(), p.clone())) {
+                return *st;
+            }
         }
         self.matrix
             .cells

@@ -60,6 +60,8 @@ pub struct App {
     pub fixed_clock: bool,
     pub overview: OverviewScreen,
     pub cell: (usize, usize),
+    /// The partitions screen shows every partition, one character each (`z`).
+    pub dense: bool,
     pub anchor: Option<(usize, usize)>,
     pub running: BTreeMap<(String, String), CellState>,
     pub dead: DeadState,
@@ -103,6 +105,7 @@ impl App {
             fixed_clock,
             overview: OverviewScreen::default(),
             cell: (0, 0),
+            dense: false,
             anchor: None,
             running: BTreeMap::new(),
             dead: DeadState {

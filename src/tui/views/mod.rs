@@ -2,6 +2,7 @@
 //! colours (always paired with a glyph or word) and panel blocks.
 
 pub mod dead_letters;
+pub mod dense;
 pub mod lineage;
 pub mod overview;
 pub mod partitions;

@@ -39,6 +39,12 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         .max()
         .unwrap_or(10)
         .min(26);
+    if app.dense {
+        super::dense::grid(f, grid_area, app, name_w);
+        f.render_widget(Paragraph::new(super::dense::legend(app)), legend_area);
+        detail(f, detail_area, app);
+        return;
+    }
     let inner_w = grid_area.width.saturating_sub(2 + name_w + 1);
     let ncols = (inner_w / CELL_W).max(1) as usize;
     // columns visible: newest right, keep the cursor in view
@@ -129,8 +135,12 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     })
     .collect();
     f.render_widget(Paragraph::new(Line::from(legend)), legend_area);
+    detail(f, detail_area, app);
+}
 
-    // detail of the selected cell
+/// The selected cell: its accounting, status, run, Delta version and reasons.
+fn detail(f: &mut Frame, detail_area: Rect, app: &App) {
+    let (t, m) = (&app.theme, &app.matrix);
     let mut d = Vec::new();
     if let (Some((z, name)), Some(p)) = (m.rows.get(app.cell.0), m.cols.get(app.cell.1)) {
         let st = app.cell_state(app.cell.0, app.cell.1);
