@@ -6,6 +6,7 @@ pub mod svg;
 use std::collections::BTreeMap;
 
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::datafusion::prelude::SessionContext;
 use serde::Serialize;
 
 use crate::error::{KaratError, KaratResult};
@@ -142,18 +143,31 @@ fn rows(b: &RecordBatch) -> Vec<DeadLetter> {
 }
 
 /// Counts of dead letters per rule for a table (optionally one partition), largest first.
+/// A session with `table`'s dead letters registered as `d`, and the `WHERE` clause that scopes
+/// them to `partition`; `None` when the table has no dead letters yet.
+async fn dead_letters_of(
+    lake: &Lake,
+    table: &str,
+    partition: Option<&str>,
+) -> KaratResult<Option<(SessionContext, String)>> {
+    let ctx = delta::session();
+    if !delta::register(&ctx, "d", &lake.url_of(&layout::dead_letters(table))).await? {
+        return Ok(None);
+    }
+    let wh = partition
+        .map(|p| format!("WHERE partition = {}", quote(p)))
+        .unwrap_or_default();
+    Ok(Some((ctx, wh)))
+}
+
 pub async fn reason_counts(
     lake: &Lake,
     table: &str,
     partition: Option<&str>,
 ) -> KaratResult<Vec<(String, i64)>> {
-    let ctx = delta::session();
-    if !delta::register(&ctx, "d", &lake.url_of(&layout::dead_letters(table))).await? {
+    let Some((ctx, wh)) = dead_letters_of(lake, table, partition).await? else {
         return Ok(Vec::new());
-    }
-    let wh = partition
-        .map(|p| format!("WHERE partition = {}", quote(p)))
-        .unwrap_or_default();
+    };
     let sql = format!(
         "SELECT r, COUNT(*) AS n FROM (SELECT unnest(rules) AS r FROM d {wh}) GROUP BY r ORDER BY n DESC, r"
     );
@@ -180,13 +194,9 @@ pub async fn offending_values(
     partition: Option<&str>,
     per_rule: usize,
 ) -> KaratResult<BTreeMap<String, Vec<(String, i64)>>> {
-    let ctx = delta::session();
-    if !delta::register(&ctx, "d", &lake.url_of(&layout::dead_letters(table))).await? {
+    let Some((ctx, wh)) = dead_letters_of(lake, table, partition).await? else {
         return Ok(BTreeMap::new());
-    }
-    let wh = partition
-        .map(|p| format!("WHERE partition = {}", quote(p)))
-        .unwrap_or_default();
+    };
     // rules and reasons are parallel lists: unnested together they stay paired
     let sql = format!(
         "SELECT r, s, COUNT(*) AS n FROM (SELECT unnest(rules) AS r, unnest(reasons) AS s FROM d {wh}) \

@@ -342,15 +342,7 @@ async fn enter_on_a_failed_cell_shows_that_partitions_dead_letters() {
 async fn many_partitions_failing_for_one_cause_are_one_breach_line() {
     use karat::tui::action::Action;
     let dir = Scratch::new();
-    karat::bench::generate(dir.path(), 4_000, 40).unwrap();
-    // a contract that rejects two currencies in three: every day fails its gate the same way
-    let config = std::fs::read_to_string(dir.join("karat.toml")).unwrap();
-    let config = config.replacen(
-        r#"one_of = ["USD", "EUR", "GBP"]"#,
-        r#"one_of = ["EUR"]"#,
-        1,
-    );
-    std::fs::write(dir.join("karat.toml"), config).unwrap();
+    crate::util::bench_rejecting_most(dir.path(), 4_000, 40);
     let (plan, lake) = crate::util::open(&dir.join("karat.toml")).await;
     crate::util::run(&plan, &lake).await;
     let mut app = karat::tui::headless_state(

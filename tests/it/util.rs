@@ -218,3 +218,17 @@ pub fn finish(c: std::process::Child) -> (Option<i32>, String) {
         ),
     )
 }
+
+/// A bench project (`karat::bench::generate`) whose contract accepts only EUR: two rows in
+/// three of every day are dead letters and every day fails its gate the same way.
+pub fn bench_rejecting_most(dir: &Path, lines: usize, days: usize) {
+    karat::bench::generate(dir, lines, days).expect("bench data");
+    let config = dir.join("karat.toml");
+    let text = std::fs::read_to_string(&config).expect("bench config");
+    let text = text.replacen(
+        r#"one_of = ["USD", "EUR", "GBP"]"#,
+        r#"one_of = ["EUR"]"#,
+        1,
+    );
+    std::fs::write(&config, text).expect("bench config");
+}
