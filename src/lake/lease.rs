@@ -152,7 +152,8 @@ fn to_bytes(info: &LeaseInfo) -> Bytes {
     Bytes::from(serde_json::to_vec_pretty(info).expect("lease serialises"))
 }
 
-fn hostname() -> String {
+/// This machine's name, as leases and the action log record it.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))

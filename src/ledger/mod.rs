@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{KaratError, KaratResult};
 use crate::lake::delta::{self, Replace};
 use crate::lake::{Lake, layout};
-pub use records::{BatchRecord, DriftRecord, RunRecord, StepRecord, VersionRecord};
+pub use records::{ActionRecord, BatchRecord, DriftRecord, RunRecord, StepRecord, VersionRecord};
 
 /// Access to the ledger tables of a lake.
 #[derive(Debug, Clone)]
@@ -152,6 +152,22 @@ impl Ledger {
             &format!("WHERE run_id = '{id}' ORDER BY \"table\""),
         )
         .await
+    }
+
+    pub async fn append_action(&self, action: &ActionRecord) -> KaratResult<()> {
+        self.append(
+            "actions",
+            std::slice::from_ref(action),
+            records::actions_schema(),
+        )
+        .await
+    }
+
+    /// Every action taken from a dashboard, oldest first.
+    pub async fn actions(&self) -> KaratResult<Vec<ActionRecord>> {
+        let mut v: Vec<ActionRecord> = self.read("actions", "").await?;
+        v.sort_by(|a, b| a.at.cmp(&b.at));
+        Ok(v)
     }
 
     pub async fn append_drift(&self, rows: &[DriftRecord]) -> KaratResult<()> {

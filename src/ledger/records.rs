@@ -77,6 +77,16 @@ pub struct VersionRecord {
     pub after: Option<i64>,
 }
 
+/// Something a person did from the dashboard, with the equivalent command line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub at: String,
+    pub user: String,
+    pub host: String,
+    /// The `karat …` command that does the same.
+    pub command: String,
+}
+
 /// A schema change between consecutive bronze batches of a source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DriftRecord {
@@ -153,6 +163,15 @@ pub fn versions_schema() -> SchemaRef {
         s("table", true),
         i("before", true),
         i("after", true),
+    ]))
+}
+
+pub fn actions_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        ts("at"),
+        s("user", true),
+        s("host", true),
+        s("command", true),
     ]))
 }
 

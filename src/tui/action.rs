@@ -131,6 +131,8 @@ pub enum Request {
     Replay(ReplayTarget),
     /// Restore the tables a replay rewrote to their versions before it.
     Restore(String),
+    /// Record in the ledger an action taken from the dashboard (its `karat …` command).
+    LogAction(String),
     /// What replaying these would rewrite (a dry run: reads only).
     PreviewReplay(Vec<ReplayTarget>),
     /// Dead-letter reasons of a table (of one partition).

@@ -18,7 +18,7 @@ use crate::events::{Event, Events};
 use crate::export::{self, DeadLetter, DeadLetterQuery};
 use crate::lake::{Lake, delta, layout};
 use crate::ledger::status::{self, StatusReport};
-use crate::ledger::{DriftRecord, Ledger, RunRecord, StepRecord};
+use crate::ledger::{ActionRecord, DriftRecord, Ledger, RunRecord, StepRecord};
 use crate::lineage::Lineage;
 use crate::pipeline::{Plan, ReplayTarget, RunOptions, Trigger};
 use crate::schema::{self, SchemaVersion};
@@ -56,6 +56,8 @@ pub struct Snapshot {
     pub schemas: BTreeMap<String, Vec<SchemaVersion>>,
     /// Who holds the lake's writer lease, if anyone.
     pub lease: Option<crate::lake::lease::LeaseInfo>,
+    /// Actions taken from dashboards on this lake (any machine), oldest first.
+    pub actions: Vec<ActionRecord>,
 }
 
 impl Snapshot {
@@ -104,6 +106,7 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
     let runs = ledger.runs().await?;
     let steps = ledger.steps().await?;
     let drift = ledger.drift().await?;
+    let actions = ledger.actions().await?;
     let status = status::compute(&plan.config, &runs, &steps, now);
     let mut schemas = BTreeMap::new();
     for s in &plan.config.sources {
@@ -198,6 +201,7 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
         sources: plan.config.sources.iter().map(|s| s.name.clone()).collect(),
         schemas,
         lease: crate::lake::lease::current(lake).await?,
+        actions,
     })
 }
 
@@ -495,6 +499,18 @@ async fn handle(
                 summary,
             });
             let _ = self_tx.send(Request::Refresh);
+        }
+        Request::LogAction(command) => {
+            let lake = shared.lock().await.lake.clone();
+            let action = ActionRecord {
+                at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+                host: crate::lake::lease::hostname(),
+                command,
+            };
+            if let Err(e) = Ledger::new(&lake).append_action(&action).await {
+                let _ = tx.send(Update::Error(format!("recording the action: {e}")));
+            }
         }
         Request::PreviewReplay(targets) => {
             // the preview uses the config the replay will use: an edited contract counts

@@ -21,6 +21,21 @@ impl Screen {
         self.parser.lock().unwrap().screen().contents()
     }
 
+    /// Waits until a line of the screen satisfies `ok`.
+    fn wait_for_line(&self, ok: impl Fn(&str) -> bool, secs: u64) -> String {
+        let start = Instant::now();
+        loop {
+            let t = self.text();
+            if t.lines().any(&ok) {
+                return t;
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                panic!("timed out waiting for a line; screen:\n{t}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn wait_for(&self, what: &str, secs: u64) -> String {
         let start = Instant::now();
         loop {
@@ -133,8 +148,11 @@ async fn replay_a_failed_partition_from_the_dashboard() {
     );
     assert!(done.contains("✓ balanced"), "{done}");
     dash.key("6");
-    dash.screen
-        .wait_for("dashboard: $ karat replay orders --partition", 10);
+    // the action is listed from the ledger, with who and where it was taken
+    dash.screen.wait_for_line(
+        |l| l.contains("@") && l.contains(": $ karat replay orders --partition"),
+        20,
+    );
     dash.quit();
 
     // from the lake itself: the partition was rewritten by a replay and balances

@@ -462,3 +462,35 @@ async fn u_on_a_replay_in_runs_asks_then_requests_its_restore() {
         "{reqs:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lineage_says_why_gold_is_stale() {
+    let f = fixture().await;
+    let mut app = karat::tui::headless_state(
+        &f.plan,
+        &f.lake,
+        Theme::default_dark(),
+        View::Lineage,
+        f.now,
+    )
+    .await
+    .unwrap();
+    app.command("table daily_revenue");
+    let why = app.why_stale();
+    let day = karat::demo::BAD_DAY;
+    assert!(
+        why[0].starts_with(&format!(
+            "⊘ gold daily_revenue: newest partition {day} blocked"
+        )),
+        "{why:?}"
+    );
+    assert!(
+        why.iter().any(
+            |l| l.contains(&format!("✗ silver orders: newest partition {day} failed"))
+                && l.ends_with("← the cause")
+        ),
+        "{why:?}"
+    );
+    let text = screen(&app, 120, 36);
+    assert!(text.contains("why it is stale"), "{text}");
+}

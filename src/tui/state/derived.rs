@@ -1,6 +1,17 @@
 //! What the lineage, schema and runs screens show, derived from the lake snapshot.
 
 use super::*;
+use crate::ledger::status::Freshness;
+
+/// A hop on the way to why a table is stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hop {
+    Fine,
+    /// Stale or blocked itself: look further up.
+    Stale,
+    /// Its newest partition failed its gate: the cause.
+    Cause,
+}
 
 /// One line of the Runs screen.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +51,63 @@ impl App {
         }
         up(&s.lineage, f, 1, &mut out);
         down(&s.lineage, f, 1, &mut out);
+        out
+    }
+
+    /// Why the focused table is stale: the chain upstream, each hop annotated, followed through
+    /// hops that are stale or blocked themselves and ending at a failed hop (the cause) or at
+    /// healthy ones. Empty when the focus is fresh.
+    pub fn why_stale(&self) -> Vec<String> {
+        let (Some(s), Some(f)) = (&self.snapshot, &self.lineage_focus) else {
+            return vec![];
+        };
+        let hop = |n: &Node| -> (Hop, String) {
+            let name = format!("{} {}", n.zone, n.name);
+            let Some(t) = s
+                .status
+                .tables
+                .iter()
+                .find(|t| t.name == n.name && t.zone == n.zone)
+            else {
+                return (Hop::Fine, format!("● {name}"));
+            };
+            let newest_failed = t
+                .failed
+                .iter()
+                .find(|p| Some(&p.partition) == t.newest_partition.as_ref())
+                .filter(|p| p.status == "failed");
+            match (&t.stale_because, newest_failed, t.freshness) {
+                (Some(why), Some(_), _) => (Hop::Cause, format!("✗ {name}: {why}  ← the cause")),
+                (Some(why), None, _) => (Hop::Stale, format!("⊘ {name}: {why}")),
+                (None, _, Freshness::Error | Freshness::Warn) => (
+                    Hop::Stale,
+                    format!("◐ {name}: last success {} ago", age(t.age_seconds)),
+                ),
+                _ if t.partitions_failed > 0 => (
+                    Hop::Fine,
+                    format!(
+                        "● {name}: fresh ({} failed unit(s) of its own)",
+                        t.partitions_failed
+                    ),
+                ),
+                _ => (Hop::Fine, format!("● {name}: fresh")),
+            }
+        };
+        let (first, line) = hop(f);
+        if first == Hop::Fine {
+            return vec![];
+        }
+        let mut out = vec![line];
+        let mut frontier = vec![(f.clone(), 1usize)];
+        while let Some((n, depth)) = frontier.pop() {
+            for u in s.lineage.upstream(&n) {
+                let (h, line) = hop(u);
+                out.push(format!("{}↑ {line}", "  ".repeat(depth)));
+                if h == Hop::Stale {
+                    frontier.push((u.clone(), depth + 1));
+                }
+            }
+        }
         out
     }
 
@@ -143,8 +211,23 @@ impl App {
                 false,
             ));
         }
+        for a in &s.actions {
+            let who = format!("{}@{}", a.user, a.host);
+            out.push((
+                a.at.clone(),
+                "action",
+                format!("dashboard {who}: $ {}", a.command),
+                false,
+            ));
+        }
+        // taken here and not yet in the ledger's snapshot
         for (t, c) in &self.log {
-            out.push((t.to_rfc3339(), "action", format!("dashboard: $ {c}"), false));
+            out.push((
+                t.to_rfc3339(),
+                "action",
+                format!("dashboard (here): $ {c}"),
+                false,
+            ));
         }
         let mut out: Vec<TimelineEntry> = out
             .into_iter()

@@ -146,7 +146,10 @@ impl App {
         std::mem::take(&mut self.outbox)
     }
 
+    /// Shows an action at once and has the engine record it in the ledger (with who and
+    /// where), so every dashboard on the lake lists it from the next snapshot on.
     fn log_action(&mut self, command: String) {
+        self.outbox.push(Request::LogAction(command.clone()));
         self.log.push((self.now, command));
     }
 
@@ -158,6 +161,9 @@ impl App {
                 if !self.fixed_clock {
                     self.now = Utc::now();
                 }
+                // actions the ledger now lists are shown from there (with who and where)
+                self.log
+                    .retain(|(_, c)| !s.actions.iter().any(|a| &a.command == c));
                 self.snapshot = Some(*s);
                 self.rebuild();
                 if self.dead.table.is_none() {

@@ -1,7 +1,8 @@
 //! View 4, Lineage: "what feeds this and what does it feed?" The focused table's upstream and
 //! downstream as a tree (sources → bronze → silver → gold), each node coloured and marked by its
-//! health; Enter moves the focus. For a gold table the SQL it is computed by is shown, which is
-//! where its columns come from.
+//! health; Enter moves the focus. A stale table shows why: the chain upstream to the failed
+//! hop, each hop annotated. For a gold table the SQL it is computed by is shown, which is where
+//! its columns come from.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -83,6 +84,14 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         tree_area,
     );
     let mut info = Vec::new();
+    let why = app.why_stale();
+    if !why.is_empty() {
+        info.push(Line::from(Span::styled(
+            "why it is stale",
+            t.style("header"),
+        )));
+        info.extend(why.iter().map(|l| Line::from(clean(l))));
+    }
     if let Some(ti) = app.snapshot.as_ref().and_then(|s| s.table(&focus.name)) {
         if let Some(src) = &ti.source {
             info.push(Line::from(format!(
