@@ -25,7 +25,7 @@ pub(super) fn stamp_csv(
 ) -> Result<(), String> {
     let window = Rc::new(RefCell::new(Window::default()));
     let mut input = BufReader::new(input.take(limits.max_unit_bytes + 1));
-    skip_bom(&mut input).map_err(|e| read_error(&e, gz, path, 1, limits))?;
+    let bom = skip_bom(&mut input).map_err(|e| read_error(&e, gz, path, 1, limits))?;
     let recorder = Recorder {
         inner: input,
         window: window.clone(),
@@ -60,7 +60,8 @@ pub(super) fn stamp_csv(
             Err(e) => return Err(csv_error(e, gz, path, start.line(), limits)),
         }
     }
-    let read = window.borrow().read_total();
+    // the byte order mark counts towards the unit's size too
+    let read = window.borrow().read_total() + bom;
     if read > limits.max_unit_bytes {
         return Err(format!(
             "decompresses to more than max_unit_bytes = {} bytes (a gzip bomb, or raise the limit)",
@@ -70,12 +71,14 @@ pub(super) fn stamp_csv(
     Ok(())
 }
 
-/// A UTF-8 byte order mark is an encoding artifact, not part of the header.
-fn skip_bom(input: &mut impl BufRead) -> std::io::Result<()> {
+/// A UTF-8 byte order mark is an encoding artifact, not part of the header: skipped, and its
+/// length returned.
+fn skip_bom(input: &mut impl BufRead) -> std::io::Result<u64> {
     if input.fill_buf()?.starts_with(b"\xEF\xBB\xBF") {
         input.consume(3);
+        return Ok(3);
     }
-    Ok(())
+    Ok(0)
 }
 
 /// The unit's bytes from the start of the row being read up to what the parser has read.

@@ -155,7 +155,7 @@ pub fn group(report: &StatusReport) -> Vec<BreachGroup> {
                 std::cmp::Reverse(b.blocks),
                 std::cmp::Reverse(b.members.len()),
             ))
-            .then_with(|| zone_rank(a.zone()).cmp(&zone_rank(b.zone())))
+            .then_with(|| a.zone().cmp(&b.zone()))
             .then_with(|| a.key.cmp(&b.key))
     });
     out
@@ -224,23 +224,43 @@ fn staleness(t: &TableStatus) -> Option<BreachGroup> {
 }
 
 /// Blocked partitions name what blocked them (`upstream silver orders partition P failed`):
-/// credit each to the failed group holding that partition.
+/// credit each to the failed group of that table holding P, else (a run names one failed
+/// partition for all it blocks) to that table's biggest failed group.
 fn count_blocked(groups: &mut [BreachGroup]) {
     let blocked: Vec<String> = groups
         .iter()
         .filter(|g| g.kind() == BreachKind::Blocked)
         .flat_map(|g| g.members.iter().map(|m| m.reason.clone()))
         .collect();
-    for g in groups.iter_mut().filter(|g| g.kind() == BreachKind::Failed) {
-        let prefix = format!("upstream {} {} partition ", g.zone(), g.table());
-        g.blocks = blocked
+    let failed: Vec<usize> = (0..groups.len())
+        .filter(|&i| groups[i].kind() == BreachKind::Failed)
+        .collect();
+    for reason in &blocked {
+        let named = |g: &BreachGroup| {
+            reason
+                .strip_prefix(&format!("upstream {} {} partition ", g.zone(), g.table()))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_string)
+        };
+        let of_table: Vec<usize> = failed
             .iter()
-            .filter(|r| {
-                r.strip_prefix(&prefix)
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .is_some_and(|p| g.members.iter().any(|m| m.partition == p))
-            })
-            .count();
+            .copied()
+            .filter(|&i| named(&groups[i]).is_some())
+            .collect();
+        let holding = of_table.iter().copied().find(|&i| {
+            let p = named(&groups[i]);
+            groups[i]
+                .members
+                .iter()
+                .any(|m| Some(&m.partition) == p.as_ref())
+        });
+        let biggest = of_table
+            .iter()
+            .copied()
+            .max_by_key(|&i| groups[i].members.len());
+        if let Some(i) = holding.or(biggest) {
+            groups[i].blocks += 1;
+        }
     }
 }
 
@@ -266,14 +286,6 @@ pub fn cause_of(reason: &str, partition: &str) -> String {
         }
     }
     out
-}
-
-fn zone_rank(z: Zone) -> u8 {
-    match z {
-        Zone::Bronze => 0,
-        Zone::Silver => 1,
-        Zone::Gold => 2,
-    }
 }
 
 #[cfg(test)]
@@ -415,6 +427,44 @@ mod tests {
                 "gold revenue is stale: last success 2h ago (error after 60m)",
             ]
         );
+    }
+
+    #[test]
+    fn blocks_naming_one_failed_partition_are_credited_to_its_table() {
+        // a run names the first failed upstream partition for every partition it blocks
+        let silver = vec![
+            failed("2026-03-27", "failed", "column currency: 12 null values"),
+            failed(
+                "2026-03-28",
+                "failed",
+                "reject rate 42.2% exceeds max_reject_rate 5.0%",
+            ),
+            failed(
+                "2026-03-29",
+                "failed",
+                "reject rate 12.0% exceeds max_reject_rate 5.0%",
+            ),
+        ];
+        let why = "upstream silver orders partition 2026-03-27 failed";
+        let gold = vec![
+            failed("2026-03-28", "blocked", why),
+            failed("2026-03-29", "blocked", why),
+            failed(
+                "2026-03-30",
+                "blocked",
+                "upstream silver other partition 2026-03-30 failed",
+            ),
+        ];
+        let groups = group(&report(vec![
+            table(Zone::Gold, "daily", gold),
+            table(Zone::Silver, "orders", silver),
+        ]));
+        let blocks: Vec<(usize, usize)> = groups
+            .iter()
+            .filter(|g| g.kind() == BreachKind::Failed)
+            .map(|g| (g.members.len(), g.blocks))
+            .collect();
+        assert_eq!(blocks, [(1, 2), (2, 0)], "{groups:#?}");
     }
 
     #[test]

@@ -197,21 +197,25 @@ fn data_freshness(
     };
     let states = mine(latest);
     let newest = states.last().cloned();
-    // a table-level failure (`*` beside dated partitions) stops every partition
+    // a silver table-level failure (`*` beside dated partitions, cleared once the table
+    // succeeds again) stops every partition; otherwise the newest partition tells
+    let unpromoted = |e: &&(String, StepRecord)| !e.1.status.promoted();
     let whole = states
         .iter()
-        .find(|(p, _)| p == crate::gold::WHOLE_TABLE && states.len() > 1);
-    let stale_because = whole
-        .or(newest.as_ref())
-        .filter(|(_, s)| !s.status.promoted())
-        .map(|(p, s)| {
-            let why = s
-                .messages
-                .as_deref()
-                .and_then(|m| m.lines().next())
-                .unwrap_or_default();
+        .filter(|(p, _)| zone == Zone::Silver && p == crate::gold::WHOLE_TABLE && states.len() > 1)
+        .find(unpromoted);
+    let stale_because = whole.or(newest.as_ref().filter(unpromoted)).map(|(p, s)| {
+        let why = s
+            .messages
+            .as_deref()
+            .and_then(|m| m.lines().next())
+            .unwrap_or_default();
+        if p == crate::gold::WHOLE_TABLE {
+            format!("the table {}: {why}", s.status.as_str())
+        } else {
             format!("newest partition {p} {}: {why}", s.status.as_str())
-        });
+        }
+    });
     let newest_promoted_at = states
         .iter()
         .rev()

@@ -98,23 +98,21 @@ async fn restore_holding(
     let started_at = now();
     let restore_id = uuid::Uuid::now_v7().to_string();
     let mut tables = Vec::new();
+    let mut versions = Vec::new();
     for (folder, after, before) in &changed {
-        delta::restore(&lake.url_of(folder), folder, *before).await?;
+        let restored = delta::restore(&lake.url_of(folder), folder, *before).await?;
         tables.push((folder.clone(), *after, *before));
+        versions.push(VersionRecord {
+            run_id: restore_id.clone(),
+            table: folder.clone(),
+            before: Some(*after),
+            after: Some(restored),
+        });
     }
     let steps = restored_steps(&ledger, &replay, &restore_id).await?;
     let batches = restored_batches(plan, &ledger, &replay, &restore_id).await?;
     ledger.append_steps(&steps).await?;
     ledger.append_batches(&batches).await?;
-    let versions: Vec<VersionRecord> = changed
-        .iter()
-        .map(|(table, after, before)| VersionRecord {
-            run_id: restore_id.clone(),
-            table: table.clone(),
-            before: Some(*after),
-            after: Some(*before),
-        })
-        .collect();
     ledger.append_versions(&versions).await?;
     ledger
         .append_run(&RunRecord {

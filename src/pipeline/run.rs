@@ -643,13 +643,15 @@ impl<'a> Execution<'a> {
         let report = &mut self.report;
         report.finished_at = now();
         report.compute_status();
+        // every data table is written by now: its versions, read before the first ledger
+        // write so that a failed read leaves no steps without their run
+        let after = super::restore::table_versions(self.plan, self.lake).await?;
+        let versions = super::restore::version_records(&report.run_id, versions_before, &after);
         // steps before the processed batches: a crash in between leaves the batches to be
         // processed again (idempotent), never a failed gate without its step
         self.ledger.append_drift(&self.drift).await?;
         self.ledger.append_steps(&self.steps).await?;
         self.ledger.append_batches(&self.processed).await?;
-        let after = super::restore::table_versions(self.plan, self.lake).await?;
-        let versions = super::restore::version_records(&report.run_id, versions_before, &after);
         self.ledger.append_versions(&versions).await?;
         let silver = report.silver.iter().flat_map(|s| s.partitions.iter());
         let rows_in: u64 = silver.clone().map(|p| p.rows_in).sum();

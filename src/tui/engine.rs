@@ -94,8 +94,12 @@ pub enum Update {
         rows: Vec<DeadLetter>,
         done: bool,
     },
-    /// What a replay would rewrite (or why that could not be computed).
-    ReplayPreview(Result<Vec<crate::pipeline::ReplayPreview>, String>),
+    /// What replaying the targets (named by their commands) would rewrite, or why that could
+    /// not be computed.
+    ReplayPreview {
+        commands: Vec<String>,
+        result: Result<Vec<crate::pipeline::ReplayPreview>, String>,
+    },
     Message(String),
     Error(String),
 }
@@ -211,10 +215,18 @@ pub async fn preview_replay(plan: &Plan, lake: &Lake, targets: &[ReplayTarget]) 
     for t in targets {
         match crate::pipeline::preview(plan, lake, t).await {
             Ok(p) => out.push(p),
-            Err(e) => return Update::ReplayPreview(Err(e.to_string())),
+            Err(e) => {
+                return Update::ReplayPreview {
+                    commands: targets.iter().map(ReplayTarget::command).collect(),
+                    result: Err(e.to_string()),
+                };
+            }
         }
     }
-    Update::ReplayPreview(Ok(out))
+    Update::ReplayPreview {
+        commands: targets.iter().map(ReplayTarget::command).collect(),
+        result: Ok(out),
+    }
 }
 
 /// Writes every dead letter the dashboard's rows pane selects to `name`, streamed.

@@ -97,17 +97,29 @@ impl App {
         if first == Hop::Fine {
             return vec![];
         }
-        let mut out = vec![line];
-        let mut frontier = vec![(f.clone(), 1usize)];
-        while let Some((n, depth)) = frontier.pop() {
-            for u in s.lineage.upstream(&n) {
+        // depth first, each hop under the one it feeds, each node once
+        fn up(
+            s: &Snapshot,
+            n: &Node,
+            depth: usize,
+            hop: &dyn Fn(&Node) -> (Hop, String),
+            seen: &mut BTreeSet<Node>,
+            out: &mut Vec<String>,
+        ) {
+            for u in s.lineage.upstream(n) {
+                if !seen.insert(u.clone()) {
+                    continue;
+                }
                 let (h, line) = hop(u);
                 out.push(format!("{}↑ {line}", "  ".repeat(depth)));
                 if h == Hop::Stale {
-                    frontier.push((u.clone(), depth + 1));
+                    up(s, u, depth + 1, hop, seen, out);
                 }
             }
         }
+        let mut out = vec![line];
+        let mut seen = BTreeSet::from([f.clone()]);
+        up(s, f, 1, &hop, &mut seen, &mut out);
         out
     }
 

@@ -149,7 +149,9 @@ impl App {
     /// Shows an action at once and has the engine record it in the ledger (with who and
     /// where), so every dashboard on the lake lists it from the next snapshot on.
     fn log_action(&mut self, command: String) {
-        self.outbox.push(Request::LogAction(command.clone()));
+        if !self.read_only {
+            self.outbox.push(Request::LogAction(command.clone()));
+        }
         self.log.push((self.now, command));
     }
 
@@ -218,9 +220,12 @@ impl App {
                     .to_string();
                 self.message = Some((format!("{command}: {status}. {first}"), status == "failed"));
             }
-            Update::ReplayPreview(preview) => {
-                if let Mode::Confirm(plan) = &mut self.mode {
-                    plan.preview = Some(preview);
+            Update::ReplayPreview { commands, result } => {
+                // answers arrive in any order: only the one for the open confirmation counts
+                if let Mode::Confirm(plan) = &mut self.mode
+                    && plan.commands() == commands
+                {
+                    plan.preview = Some(result);
                 }
             }
             Update::Reasons {

@@ -13,6 +13,16 @@ pub struct ReplayPlan {
     pub preview: Option<Result<Vec<ReplayPreview>, String>>,
 }
 
+impl ReplayPlan {
+    /// The command line of each replay this would start.
+    pub fn commands(&self) -> Vec<String> {
+        self.targets
+            .iter()
+            .map(|(t, ps)| replay_target(t, ps).command())
+            .collect()
+    }
+}
+
 impl App {
     /// Asks the engine what replaying these targets would rewrite; the confirmation shows it
     /// when it arrives.
