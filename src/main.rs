@@ -695,8 +695,8 @@ const DEAD_LETTER_PAGE: usize = 1_000;
 
 /// The counts by rule, with each rule's most frequent offending values.
 async fn rule_lines(lake: &Lake, table: &str, partition: Option<&str>) -> anyhow::Result<String> {
-    let counts = export::reason_counts(lake, table, partition).await?;
-    let values = export::offending_values(lake, table, partition, 5).await?;
+    let export::RuleSummary { counts, values } =
+        export::rule_summary(lake, table, partition, 5).await?;
     let mut text = String::from("dead letters by rule (offending values):\n");
     for (r, n) in &counts {
         let vs: Vec<String> = values

@@ -160,18 +160,39 @@ async fn dead_letters_of(
     Ok(Some((ctx, wh)))
 }
 
-pub async fn reason_counts(
+/// A table's dead letters (of one partition) summarised: rows per rule, most first, and each
+/// rule's most frequent offending values (at most `per_rule`), from one session.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleSummary {
+    pub counts: Vec<(String, i64)>,
+    pub values: BTreeMap<String, Vec<(String, i64)>>,
+}
+
+pub async fn rule_summary(
     lake: &Lake,
     table: &str,
     partition: Option<&str>,
-) -> KaratResult<Vec<(String, i64)>> {
+    per_rule: usize,
+) -> KaratResult<RuleSummary> {
     let Some((ctx, wh)) = dead_letters_of(lake, table, partition).await? else {
-        return Ok(Vec::new());
+        return Ok(RuleSummary::default());
     };
+    Ok(RuleSummary {
+        counts: reason_counts(&ctx, &wh, table).await?,
+        values: offending_values(&ctx, &wh, table, per_rule).await?,
+    })
+}
+
+/// Rows per rule, most first.
+async fn reason_counts(
+    ctx: &SessionContext,
+    wh: &str,
+    table: &str,
+) -> KaratResult<Vec<(String, i64)>> {
     let sql = format!(
         "SELECT r, COUNT(*) AS n FROM (SELECT unnest(rules) AS r FROM d {wh}) GROUP BY r ORDER BY n DESC, r"
     );
-    let batches = delta::query(&ctx, &sql, &format!("dead-letter reasons of {table}")).await?;
+    let batches = delta::query(ctx, &sql, &format!("dead-letter reasons of {table}")).await?;
     let mut out = Vec::new();
     for b in &batches {
         let r = delta::utf8(b.column(0));
@@ -188,21 +209,18 @@ pub async fn reason_counts(
 /// The offending values of each rule, most frequent first (at most `per_rule` per rule): the
 /// value each reason quotes (`currency: unknown value "usd "` → `"usd "`), as the reason shows
 /// it (masked columns masked). Answers "which values broke the contract" in one look.
-pub async fn offending_values(
-    lake: &Lake,
+async fn offending_values(
+    ctx: &SessionContext,
+    wh: &str,
     table: &str,
-    partition: Option<&str>,
     per_rule: usize,
 ) -> KaratResult<BTreeMap<String, Vec<(String, i64)>>> {
-    let Some((ctx, wh)) = dead_letters_of(lake, table, partition).await? else {
-        return Ok(BTreeMap::new());
-    };
     // rules and reasons are parallel lists: unnested together they stay paired
     let sql = format!(
         "SELECT r, s, COUNT(*) AS n FROM (SELECT unnest(rules) AS r, unnest(reasons) AS s FROM d {wh}) \
          GROUP BY r, s ORDER BY n DESC, r, s LIMIT 10000"
     );
-    let batches = delta::query(&ctx, &sql, &format!("offending values of {table}")).await?;
+    let batches = delta::query(ctx, &sql, &format!("offending values of {table}")).await?;
     let mut counts: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     for b in &batches {
         let (r, s) = (delta::utf8(b.column(0)), delta::utf8(b.column(1)));

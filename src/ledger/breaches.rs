@@ -379,9 +379,9 @@ mod tests {
         assert_eq!(groups[1].members.len(), 366);
     }
 
-    #[test]
-    fn different_causes_stay_apart_and_the_biggest_impact_comes_first() {
-        let silver = vec![
+    /// Silver orders failing three days: one for nulls, two for the reject rate.
+    fn three_failed_days() -> Vec<FailedPartition> {
+        vec![
             failed("2026-03-27", "failed", "column currency: 12 null values"),
             failed(
                 "2026-03-28",
@@ -393,7 +393,12 @@ mod tests {
                 "failed",
                 "reject rate 12.0% exceeds max_reject_rate 5.0%",
             ),
-        ];
+        ]
+    }
+
+    #[test]
+    fn different_causes_stay_apart_and_the_biggest_impact_comes_first() {
+        let silver = three_failed_days();
         let gold = vec![
             failed(
                 "2026-03-28",
@@ -432,19 +437,7 @@ mod tests {
     #[test]
     fn blocks_naming_one_failed_partition_are_credited_to_its_table() {
         // a run names the first failed upstream partition for every partition it blocks
-        let silver = vec![
-            failed("2026-03-27", "failed", "column currency: 12 null values"),
-            failed(
-                "2026-03-28",
-                "failed",
-                "reject rate 42.2% exceeds max_reject_rate 5.0%",
-            ),
-            failed(
-                "2026-03-29",
-                "failed",
-                "reject rate 12.0% exceeds max_reject_rate 5.0%",
-            ),
-        ];
+        let silver = three_failed_days();
         let why = "upstream silver orders partition 2026-03-27 failed";
         let gold = vec![
             failed("2026-03-28", "blocked", why),

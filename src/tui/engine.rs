@@ -249,8 +249,8 @@ const VALUES_PER_RULE: usize = 3;
 
 async fn reasons(lake: &Lake, table: String, partition: Option<String>) -> KaratResult<Update> {
     let p = partition.as_deref();
-    let counts = export::reason_counts(lake, &table, p).await?;
-    let values = export::offending_values(lake, &table, p, VALUES_PER_RULE).await?;
+    let export::RuleSummary { counts, values } =
+        export::rule_summary(lake, &table, p, VALUES_PER_RULE).await?;
     Ok(Update::Reasons {
         table,
         partition,
