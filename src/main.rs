@@ -114,6 +114,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The three-way schema diff of a silver table: a bronze batch's inferred schema vs the
+    /// contract vs the contract version before it, with the batch's dead letters per column.
+    Schema {
+        table: String,
+        /// The bronze batch id (default: the newest batch of the table's source).
+        #[arg(long)]
+        batch: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Undo a replay made with a wrong fix: restore the Delta tables it rewrote to their
     /// versions before it (refused when a later run has written them since).
     Restore {
@@ -443,6 +453,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 out(&(lines.join("\n") + "\n"));
             }
             Ok(if v.ok() { 0 } else { 1 })
+        }
+        Command::Schema { table, batch, json } => {
+            let (plan, lake) = load(&cli.config, cli.wait).await?;
+            let d = karat::schema::three_way_of(&plan, &lake, &table, batch.as_deref()).await?;
+            if json {
+                json_out(&d)?;
+            } else {
+                out(&(d.lines().join("\n") + "\n"));
+            }
+            Ok(0)
         }
         Command::DeadLetters {
             table,

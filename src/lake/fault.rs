@@ -13,6 +13,7 @@ pub const POINTS: &[&str] = &[
     "ledger.drift",
     "gold.table",
     "ledger.steps",
+    "ledger.contracts",
     "ledger.silver_batches",
     "ledger.versions",
     "ledger.runs",

@@ -15,7 +15,9 @@ use serde::de::DeserializeOwned;
 use crate::error::{KaratError, KaratResult};
 use crate::lake::delta::{self, Replace};
 use crate::lake::{Lake, layout};
-pub use records::{ActionRecord, BatchRecord, DriftRecord, RunRecord, StepRecord, VersionRecord};
+pub use records::{
+    ActionRecord, BatchRecord, ContractRecord, DriftRecord, RunRecord, StepRecord, VersionRecord,
+};
 
 /// Access to the ledger tables of a lake.
 #[derive(Debug, Clone)]
@@ -152,6 +154,18 @@ impl Ledger {
             &format!("WHERE run_id = '{id}' ORDER BY \"table\""),
         )
         .await
+    }
+
+    pub async fn append_contracts(&self, rows: &[ContractRecord]) -> KaratResult<()> {
+        self.append("contracts", rows, records::contracts_schema())
+            .await
+    }
+
+    /// Every recorded contract version, oldest first.
+    pub async fn contracts(&self) -> KaratResult<Vec<ContractRecord>> {
+        let mut v: Vec<ContractRecord> = self.read("contracts", "").await?;
+        v.sort_by(|a, b| a.recorded_at.cmp(&b.recorded_at));
+        Ok(v)
     }
 
     pub async fn append_action(&self, action: &ActionRecord) -> KaratResult<()> {

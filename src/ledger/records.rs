@@ -1,6 +1,7 @@
 //! The rows of the ledger tables (`_karat/runs`, `_karat/steps`, `_karat/silver_batches`,
-//! `_karat/drift`) and their Arrow schemas. Rows go to Arrow and back through arrow-json's serde
-//! bridge, so the structs below are the single definition of each table.
+//! `_karat/contracts`, `_karat/versions`, `_karat/actions`, `_karat/drift`) and their Arrow
+//! schemas. Rows go to Arrow and back through arrow-json's serde bridge, so the structs below are
+//! the single definition of each table.
 
 use std::sync::Arc;
 
@@ -75,6 +76,18 @@ pub struct VersionRecord {
     pub table: String,
     pub before: Option<i64>,
     pub after: Option<i64>,
+}
+
+/// A version of a silver table's contract, recorded by the first run that used it: the schema
+/// view diffs the current contract against the version before it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContractRecord {
+    pub table: String,
+    pub fingerprint: String,
+    /// The [`crate::schema::contract::ContractDoc`] as JSON.
+    pub doc: String,
+    pub run_id: String,
+    pub recorded_at: String,
 }
 
 /// Something a person did from the dashboard, with the equivalent command line.
@@ -163,6 +176,16 @@ pub fn versions_schema() -> SchemaRef {
         s("table", true),
         i("before", true),
         i("after", true),
+    ]))
+}
+
+pub fn contracts_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        s("table", true),
+        s("fingerprint", true),
+        s("doc", true),
+        s("run_id", true),
+        ts("recorded_at"),
     ]))
 }
 

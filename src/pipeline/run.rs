@@ -15,7 +15,8 @@ use crate::gold::{self, GoldPlan, Scope, WHOLE_TABLE};
 use crate::lake::Lake;
 use crate::lake::lease::Lease;
 use crate::ledger::status::latest_partition_states;
-use crate::ledger::{BatchRecord, DriftRecord, Ledger, RunRecord, StepRecord};
+use crate::ledger::{BatchRecord, ContractRecord, DriftRecord, Ledger, RunRecord, StepRecord};
+use crate::silver::contract_doc::ContractDoc;
 use crate::silver::{self, PartitionOutcome, PartitionStatus, accounting};
 
 use super::plan::Plan;
@@ -647,10 +648,13 @@ impl<'a> Execution<'a> {
         // write so that a failed read leaves no steps without their run
         let after = super::restore::table_versions(self.plan, self.lake).await?;
         let versions = super::restore::version_records(&report.run_id, versions_before, &after);
+        let contracts = self.new_contract_versions().await?;
+        let report = &mut self.report;
         // steps before the processed batches: a crash in between leaves the batches to be
         // processed again (idempotent), never a failed gate without its step
         self.ledger.append_drift(&self.drift).await?;
         self.ledger.append_steps(&self.steps).await?;
+        self.ledger.append_contracts(&contracts).await?;
         self.ledger.append_batches(&self.processed).await?;
         self.ledger.append_versions(&versions).await?;
         let silver = report.silver.iter().flat_map(|s| s.partitions.iter());
@@ -682,6 +686,36 @@ impl<'a> Execution<'a> {
             })
             .await?;
         Ok(self.report)
+    }
+}
+
+impl Execution<'_> {
+    /// The contracts this run used that differ from the latest version the ledger holds of
+    /// their table (a table's first run records its first version).
+    async fn new_contract_versions(&self) -> KaratResult<Vec<ContractRecord>> {
+        if self.report.silver.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut latest: BTreeMap<String, String> = BTreeMap::new();
+        for c in self.ledger.contracts().await? {
+            latest.insert(c.table, c.fingerprint);
+        }
+        let mut out = Vec::new();
+        for r in &self.report.silver {
+            let spec = &self.plan.contracts[&r.table].spec;
+            let doc = ContractDoc::of(&r.table, spec);
+            if latest.get(&r.table) == Some(&doc.fingerprint) {
+                continue;
+            }
+            out.push(ContractRecord {
+                table: r.table.clone(),
+                fingerprint: doc.fingerprint.clone(),
+                doc: serde_json::to_string(&doc).expect("a contract document serialises"),
+                run_id: self.report.run_id.clone(),
+                recorded_at: now(),
+            });
+        }
+        Ok(out)
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod accounting;
 pub mod collect;
 pub mod contract;
+pub mod contract_doc;
 pub mod decode;
 pub mod gate;
 pub mod incremental;

@@ -106,6 +106,8 @@ pub enum Action {
     Restore,
     /// Partitions: the dense view (every partition, one character each) or the grid.
     ToggleDense,
+    /// Partitions: show every partition, or only those with a cell in the next status class.
+    CycleStatusFilter,
     Confirm,
     Cancel,
 }

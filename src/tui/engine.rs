@@ -18,10 +18,11 @@ use crate::events::{Event, Events};
 use crate::export::{self, DeadLetter, DeadLetterQuery};
 use crate::lake::{Lake, delta, layout};
 use crate::ledger::status::{self, StatusReport};
-use crate::ledger::{ActionRecord, DriftRecord, Ledger, RunRecord, StepRecord};
+use crate::ledger::{ActionRecord, ContractRecord, DriftRecord, Ledger, RunRecord, StepRecord};
 use crate::lineage::Lineage;
 use crate::pipeline::{Plan, ReplayTarget, RunOptions, Trigger};
 use crate::schema::{self, SchemaVersion};
+use crate::silver::contract_doc::{ContractColumn, ContractDoc};
 
 use super::action::Request;
 
@@ -33,12 +34,47 @@ pub struct TableInfo {
     pub owner: Option<String>,
     pub source: Option<String>,
     pub partition_by: Option<String>,
-    /// (column, type, nullable, rules)
-    pub columns: Vec<(String, String, bool, String)>,
+    pub columns: Vec<ContractColumn>,
+    /// Silver: the current contract.
+    pub contract: Option<ContractDoc>,
     pub sql: Option<String>,
     /// Gold: tables it reads; recomputed per partition.
     pub inputs: Vec<String>,
     pub incremental: bool,
+}
+
+/// What the views show of one table of the plan.
+fn table_info(plan: &Plan, t: &crate::config::Table) -> TableInfo {
+    let g = plan.gold_plan(&t.name);
+    let contract = t.silver().map(|s| ContractDoc::of(&t.name, s));
+    let columns = match (&contract, g) {
+        (Some(c), _) => c.columns.clone(),
+        (None, Some(g)) => g
+            .schema
+            .fields()
+            .iter()
+            .map(|f| ContractColumn {
+                name: f.name().clone(),
+                source_field: f.name().clone(),
+                ty: f.data_type().to_string(),
+                nullable: f.is_nullable(),
+                rules: Vec::new(),
+            })
+            .collect(),
+        (None, None) => Vec::new(),
+    };
+    TableInfo {
+        name: t.name.clone(),
+        zone: t.zone,
+        owner: t.owner.clone(),
+        source: t.silver().map(|s| s.from.clone()),
+        partition_by: t.partition_column().map(str::to_string),
+        columns,
+        contract,
+        sql: t.gold().map(|g| g.sql.trim().to_string()),
+        inputs: g.map(|g| g.inputs.clone()).unwrap_or_default(),
+        incremental: g.map(|g| g.incremental).unwrap_or(true),
+    }
 }
 
 /// Everything the views show, loaded in one go.
@@ -58,6 +94,8 @@ pub struct Snapshot {
     pub lease: Option<crate::lake::lease::LeaseInfo>,
     /// Actions taken from dashboards on this lake (any machine), oldest first.
     pub actions: Vec<ActionRecord>,
+    /// Every recorded contract version, oldest first.
+    pub contracts: Vec<ContractRecord>,
 }
 
 impl Snapshot {
@@ -111,6 +149,7 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
     let steps = ledger.steps().await?;
     let drift = ledger.drift().await?;
     let actions = ledger.actions().await?;
+    let contracts = ledger.contracts().await?;
     let status = status::compute(&plan.config, &runs, &steps, now);
     let mut schemas = BTreeMap::new();
     for s in &plan.config.sources {
@@ -120,78 +159,7 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
         .config
         .tables
         .iter()
-        .map(|t| {
-            let g = plan.gold_plan(&t.name);
-            TableInfo {
-                name: t.name.clone(),
-                zone: t.zone,
-                owner: t.owner.clone(),
-                source: t.silver().map(|s| s.from.clone()),
-                partition_by: t.partition_column().map(str::to_string),
-                columns: t
-                    .silver()
-                    .map(|s| {
-                        s.columns
-                            .iter()
-                            .map(|c| {
-                                let mut rules = Vec::new();
-                                if !c.normalize.is_empty() {
-                                    rules.push(
-                                        format!("normalize {:?}", c.normalize).to_lowercase(),
-                                    );
-                                }
-                                if let Some(m) = &c.min {
-                                    rules.push(format!("min {}", m.display));
-                                }
-                                if let Some(m) = &c.max {
-                                    rules.push(format!("max {}", m.display));
-                                }
-                                if let Some(v) = &c.one_of {
-                                    rules.push(format!(
-                                        "one_of [{}]",
-                                        v.iter()
-                                            .map(|l| l.display.as_str())
-                                            .collect::<Vec<_>>()
-                                            .join(", ")
-                                    ));
-                                }
-                                if let Some(r) = &c.regex {
-                                    rules.push(format!("regex /{r}/"));
-                                }
-                                if let Some(n) = c.max_length {
-                                    rules.push(format!("max_length {n}"));
-                                }
-                                (
-                                    c.name.clone(),
-                                    c.ty.to_string(),
-                                    c.nullable,
-                                    rules.join("; "),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_else(|| {
-                        g.map(|g| {
-                            g.schema
-                                .fields()
-                                .iter()
-                                .map(|f| {
-                                    (
-                                        f.name().clone(),
-                                        f.data_type().to_string(),
-                                        f.is_nullable(),
-                                        String::new(),
-                                    )
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                    }),
-                sql: t.gold().map(|g| g.sql.trim().to_string()),
-                inputs: g.map(|g| g.inputs.clone()).unwrap_or_default(),
-                incremental: g.map(|g| g.incremental).unwrap_or(true),
-            }
-        })
+        .map(|t| table_info(plan, t))
         .collect();
     Ok(Snapshot {
         project: plan.config.project.clone(),
@@ -206,6 +174,7 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
         schemas,
         lease: crate::lake::lease::current(lake).await?,
         actions,
+        contracts,
     })
 }
 

@@ -152,6 +152,13 @@ pub fn bindings() -> Vec<Binding> {
             true,
         ),
         b(
+            "f",
+            In(View::Partitions),
+            CycleStatusFilter,
+            "status filter: all → failed / blocked → warn / rejects → stale",
+            true,
+        ),
+        b(
             "v",
             In(View::Partitions),
             MultiSelect,

@@ -494,3 +494,51 @@ async fn lineage_says_why_gold_is_stale() {
     let text = screen(&app, 120, 36);
     assert!(text.contains("why it is stale"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_filter_shows_only_partitions_in_its_class() {
+    use karat::tui::action::Action;
+    use karat::tui::state::{CellState, StatusFilter};
+    let f = fixture().await;
+    let mut app = partitions_app(f).await;
+    let all = app.matrix.cols.len();
+    // the oracle: columns with a cell in the class, from the matrix cells themselves
+    let with = |app: &karat::tui::state::App, states: &[CellState]| -> Vec<usize> {
+        (0..app.matrix.cols.len())
+            .filter(|c| {
+                app.matrix
+                    .cells
+                    .iter()
+                    .any(|((_, cc), cell)| cc == c && states.contains(&cell.state))
+            })
+            .collect()
+    };
+    app.handle(Action::CycleStatusFilter);
+    assert_eq!(app.status_filter, StatusFilter::Broken);
+    let broken = with(&app, &[CellState::Failed, CellState::Blocked]);
+    assert!(!broken.is_empty() && broken.len() < all, "{broken:?} of {all}");
+    assert_eq!(app.visible_cols(), broken);
+    assert!(broken.contains(&app.cell.1), "the cursor is on a shown partition");
+    let text = screen(&app, 160, 40);
+    assert!(
+        text.contains(&format!("{} of {all} partitions failed / blocked", broken.len())),
+        "{text}"
+    );
+    // left / right stay on shown partitions
+    for a in [Action::Left, Action::Left, Action::Right, Action::Right] {
+        app.handle(a);
+        assert!(broken.contains(&app.cell.1), "{a:?} left the filter");
+    }
+    app.handle(Action::CycleStatusFilter);
+    assert_eq!(app.status_filter, StatusFilter::Warned);
+    let warned = with(&app, &[CellState::Warn, CellState::OkRejects]);
+    assert_eq!(app.visible_cols(), warned);
+    assert!(warned.is_empty() || warned.contains(&app.cell.1));
+    app.handle(Action::ToggleDense);
+    let text = screen(&app, 160, 40);
+    assert!(text.contains("warn / rejects"), "{text}");
+    app.handle(Action::CycleStatusFilter);
+    app.handle(Action::CycleStatusFilter);
+    assert_eq!(app.status_filter, StatusFilter::All);
+    assert_eq!(app.visible_cols().len(), all);
+}

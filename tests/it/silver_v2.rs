@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use karat::events::Events;
 use karat::pipeline::{Plan, ReplayTarget};
 
+use karat::schema::three_way::{Finding, ThreeWay};
+
 use crate::util::{Scratch, counts, open, pretty, run, scalar, sql};
 
 /// `karat init` in `dir`, with the config edited by `edit`.
@@ -87,7 +89,18 @@ async fn replay_after_a_contract_fix_brings_the_row_back() {
     let partition = failed.partition.clone();
     verify_ok(&plan, &lake).await;
 
-    // the fix: the field is called orderDate in this feed
+    // the schema view explains it: the batch has orderDate, the contract reads order_date
+    let d = karat::schema::three_way_of(&plan, &lake, "orders", None)
+        .await
+        .unwrap();
+    let row = |d: &ThreeWay, field: &str| d.rows.iter().find(|r| r.field == field).cloned();
+    let missing = row(&d, "order_date").expect("the contract's field");
+    assert_eq!(missing.findings, vec![Finding::MissingInBronze], "{d:#?}");
+    assert_eq!(missing.dead_letters, 1, "o-7's dead letter cites order_date");
+    let unread = row(&d, "orderDate").expect("the batch's field");
+    assert_eq!(unread.findings, vec![Finding::NotInContract]);
+    assert_eq!(d.previous_contract, None, "one contract version so far");
+    let batch = d.batch_id.clone();
     let text = std::fs::read_to_string(&cfg).unwrap();
     let fixed = text.replace(
         "order_date = { type = \"date\", nullable = false }",
@@ -140,6 +153,27 @@ async fn replay_after_a_contract_fix_brings_the_row_back() {
     );
     assert_eq!(gold, "3", "gold 2026-03-27 counts o-1, o-2 and o-7");
     verify_ok(&plan, &lake).await;
+
+    // the same batch against the fixed contract and the version before it (from the ledger)
+    let after = karat::schema::three_way_of(&plan, &lake, "orders", Some(&batch))
+        .await
+        .unwrap();
+    let renamed = row(&after, "orderDate").expect("the column reads the batch's field");
+    assert_eq!(renamed.column.as_deref(), Some("order_date"));
+    assert!(
+        renamed.findings.contains(&Finding::SourceChanged {
+            from: "order_date".into(),
+            to: "orderDate".into()
+        }),
+        "{after:#?}"
+    );
+    assert!(!after.rows.iter().flat_map(|r| &r.findings).any(Finding::is_problem));
+    assert_eq!(renamed.dead_letters, 0, "the replay cleared the dead letter");
+    assert_eq!(after.previous_contract, Some(d.contract.clone()));
+    assert_ne!(after.contract, d.contract);
+    let unknown = karat::schema::three_way_of(&plan, &lake, "orders", Some("nope")).await;
+    let err = unknown.unwrap_err().to_string();
+    assert!(err.contains("no bronze batch nope"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

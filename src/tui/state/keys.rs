@@ -81,13 +81,14 @@ impl App {
                 match a {
                     Action::Down => self.cell.0 = (self.cell.0 + 1).min(nr - 1),
                     Action::Up => self.cell.0 = self.cell.0.saturating_sub(1),
-                    Action::Left => self.cell.1 = self.cell.1.saturating_sub(1),
-                    Action::Right => self.cell.1 = (self.cell.1 + 1).min(nc - 1),
+                    Action::Left => self.step_column(false),
+                    Action::Right => self.step_column(true),
                     Action::Top | Action::PageUp => self.cell.0 = 0,
                     Action::Bottom | Action::PageDown => self.cell.0 = nr - 1,
                     Action::NextMatch => self.next_match(true),
                     Action::PrevMatch => self.next_match(false),
                     Action::ToggleDense => self.dense = !self.dense,
+                    Action::CycleStatusFilter => self.cycle_status_filter(),
                     Action::MultiSelect => {
                         if self.anchor.is_some() {
                             self.anchor = None;
@@ -105,8 +106,9 @@ impl App {
                     }
                     Action::ReplayFailed => {
                         let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                        let shown = self.visible_cols();
                         for r in 0..nr {
-                            for c in 0..nc {
+                            for &c in &shown {
                                 if matches!(
                                     self.cell_state(r, c),
                                     CellState::Failed | CellState::Blocked

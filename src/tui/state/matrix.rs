@@ -56,6 +56,48 @@ impl CellState {
     }
 }
 
+/// The partitions screen's status filter (`f`): which partitions it shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatusFilter {
+    #[default]
+    All,
+    /// Partitions where a table failed or is gate-blocked.
+    Broken,
+    /// Partitions where a table warned or dead-lettered rows.
+    Warned,
+    /// Partitions where a table is stale.
+    Stale,
+}
+
+impl StatusFilter {
+    pub fn next(self) -> StatusFilter {
+        match self {
+            StatusFilter::All => StatusFilter::Broken,
+            StatusFilter::Broken => StatusFilter::Warned,
+            StatusFilter::Warned => StatusFilter::Stale,
+            StatusFilter::Stale => StatusFilter::All,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            StatusFilter::All => "all",
+            StatusFilter::Broken => "failed / blocked",
+            StatusFilter::Warned => "warn / rejects",
+            StatusFilter::Stale => "stale",
+        }
+    }
+
+    pub fn matches(self, state: CellState) -> bool {
+        match self {
+            StatusFilter::All => true,
+            StatusFilter::Broken => matches!(state, CellState::Failed | CellState::Blocked),
+            StatusFilter::Warned => matches!(state, CellState::Warn | CellState::OkRejects),
+            StatusFilter::Stale => state == CellState::Stale,
+        }
+    }
+}
+
 /// One cell of the partitions matrix.
 #[derive(Debug, Clone)]
 pub struct Cell {
@@ -188,7 +230,49 @@ impl App {
             .unwrap_or(CellState::Missing)
     }
 
+    /// The matrix columns the status filter lets through, oldest first: every column, or
+    /// those where some table's cell is in the filter's class.
+    pub fn visible_cols(&self) -> Vec<usize> {
+        let (nr, nc) = (self.matrix.rows.len(), self.matrix.cols.len());
+        if self.status_filter == StatusFilter::All {
+            return (0..nc).collect();
+        }
+        (0..nc)
+            .filter(|c| (0..nr).any(|r| self.status_filter.matches(self.cell_state(r, *c))))
+            .collect()
+    }
+
     // ---------------------------------------------------------------- user actions
+
+    /// `f`: the next status filter; the cursor moves onto a shown partition.
+    pub(super) fn cycle_status_filter(&mut self) {
+        self.status_filter = self.status_filter.next();
+        let visible = self.visible_cols();
+        if visible.is_empty() {
+            self.message = Some((
+                format!("no partition is {}", self.status_filter.label()),
+                false,
+            ));
+            return;
+        }
+        if !visible.contains(&self.cell.1) {
+            let after = visible.iter().find(|c| **c > self.cell.1);
+            self.cell.1 = *after.unwrap_or(visible.last().expect("not empty"));
+        }
+    }
+
+    /// Left / right on the partitions screen: the previous / next shown partition.
+    pub(super) fn step_column(&mut self, forward: bool) {
+        let visible = self.visible_cols();
+        let to = if forward {
+            visible.iter().find(|c| **c > self.cell.1)
+        } else {
+            visible.iter().rev().find(|c| **c < self.cell.1)
+        };
+        if let Some(c) = to {
+            self.cell.1 = *c;
+        }
+    }
 
     /// `n`/`N` on the partitions screen: the next (previous) failed or blocked cell, row by
     /// row, in the tables whose name contains the `/` filter when there is one.
@@ -197,6 +281,7 @@ impl App {
             return;
         }
         let filter = self.filter.as_ref().map(|f| f.to_lowercase());
+        let shown = self.visible_cols();
         let (nr, nc) = (self.matrix.rows.len(), self.matrix.cols.len());
         let n = nr * nc;
         if n == 0 {
@@ -217,7 +302,7 @@ impl App {
                 self.matrix.cells.get(&(r, c)).is_some_and(|cell| {
                     matches!(cell.state, CellState::Failed | CellState::Blocked)
                 });
-            if table_ok && broken {
+            if table_ok && broken && shown.contains(&c) {
                 self.cell = (r, c);
                 return;
             }
@@ -229,11 +314,12 @@ impl App {
     pub(super) fn selected_targets(&self) -> Vec<(String, Vec<String>)> {
         let (r0, c0) = self.anchor.unwrap_or(self.cell);
         let (r1, c1) = self.cell;
+        let shown = self.visible_cols();
         let mut out = Vec::new();
         for r in r0.min(r1)..=r0.max(r1) {
             let t = self.matrix.rows[r].1.clone();
             let ps: Vec<String> = (c0.min(c1)..=c0.max(c1))
-                .filter(|c| self.matrix.cells.contains_key(&(r, *c)))
+                .filter(|c| shown.contains(c) && self.matrix.cells.contains_key(&(r, *c)))
                 .map(|c| self.matrix.cols[c].clone())
                 .collect();
             if !ps.is_empty() {

@@ -30,7 +30,7 @@ mod replay;
 
 pub use dead::{DeadFocus, DeadState};
 pub use derived::TimelineEntry;
-pub use matrix::{Cell, CellState, Matrix};
+pub use matrix::{Cell, CellState, Matrix, StatusFilter};
 pub use replay::ReplayPlan;
 
 /// Input modes.
@@ -62,6 +62,8 @@ pub struct App {
     pub cell: (usize, usize),
     /// The partitions screen shows every partition, one character each (`z`).
     pub dense: bool,
+    /// Partitions: which partitions (columns) the matrix shows.
+    pub status_filter: StatusFilter,
     pub anchor: Option<(usize, usize)>,
     pub running: BTreeMap<(String, String), CellState>,
     pub dead: DeadState,
@@ -106,6 +108,7 @@ impl App {
             overview: OverviewScreen::default(),
             cell: (0, 0),
             dense: false,
+            status_filter: StatusFilter::All,
             anchor: None,
             running: BTreeMap::new(),
             dead: DeadState {

@@ -32,7 +32,8 @@ pub fn grid(f: &mut Frame, area: Rect, app: &App, name_w: u16) {
     let t = &app.theme;
     let m = &app.matrix;
     let per_line = area.width.saturating_sub(2 + name_w + 1 + DATE_W).max(10) as usize;
-    let total = m.cols.len();
+    let shown = app.visible_cols();
+    let total = shown.len();
     let chunks = total.div_ceil(per_line).max(1);
     let mut lines = Vec::new();
     for (r, (z, name)) in m.rows.iter().enumerate() {
@@ -48,12 +49,15 @@ pub fn grid(f: &mut Frame, area: Rect, app: &App, name_w: u16) {
                 Style::default().fg(t.fg)
             };
             let (start, end) = (k * per_line, ((k + 1) * per_line).min(total));
-            let date = m.cols.get(start).and_then(|p| p.get(5..10)).unwrap_or("");
+            let date = shown
+                .get(start)
+                .and_then(|c| m.cols[*c].get(5..10))
+                .unwrap_or("");
             let mut spans = vec![
                 Span::styled(format!("{label:<w$} ", w = name_w as usize), lstyle),
                 Span::styled(format!("{date:<6}"), Style::default().fg(t.muted)),
             ];
-            for c in start..end {
+            for &c in &shown[start..end] {
                 let st = app.cell_state(r, c);
                 let mut style = cell_style(t, st);
                 if (r, c) == app.cell {
@@ -65,10 +69,12 @@ pub fn grid(f: &mut Frame, area: Rect, app: &App, name_w: u16) {
         }
     }
     let visible = area.height.saturating_sub(2) as usize;
-    let cursor_line = app.cell.0 * chunks + app.cell.1 / per_line;
+    let cursor = shown.iter().position(|c| *c >= app.cell.1).unwrap_or(0);
+    let cursor_line = app.cell.0 * chunks + cursor / per_line;
     let skip = cursor_line.saturating_sub(visible.saturating_sub(1));
     let lines: Vec<Line> = lines.into_iter().skip(skip).take(visible).collect();
-    f.render_widget(Paragraph::new(lines).block(panel(t, &title(app))), area);
+    let title = title(app, &shown);
+    f.render_widget(Paragraph::new(lines).block(panel(t, &title)), area);
 }
 
 /// The legend of the dense view.
@@ -114,16 +120,22 @@ fn glyph(app: &App, r: usize, c: usize, st: CellState) -> &'static str {
         .map_or("▁", |(_, bar)| bar)
 }
 
-fn title(app: &App) -> String {
+fn title(app: &App, shown: &[usize]) -> String {
     let m = &app.matrix;
     let count = |want: CellState| m.cells.values().filter(|c| c.state == want).count();
-    match (m.cols.first(), m.cols.last()) {
+    match (shown.first(), shown.last()) {
         (Some(a), Some(b)) => format!(
-            " Partitions, dense: {a} … {b} ({} partitions; {} failed, {} blocked; n/N jump) ",
-            m.cols.len(),
+            " Partitions, dense: {} … {} ({}; {} failed, {} blocked; n/N jump, f filter) ",
+            m.cols[*a],
+            m.cols[*b],
+            super::partitions::count_label(app, shown.len()),
             count(CellState::Failed),
             count(CellState::Blocked)
         ),
-        _ => " Partitions, dense: no partitions yet ".into(),
+        _ if m.cols.is_empty() => " Partitions, dense: no partitions yet ".into(),
+        _ => format!(
+            " Partitions, dense: none is {} (f filter) ",
+            app.status_filter.label()
+        ),
     }
 }

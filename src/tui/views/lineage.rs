@@ -103,16 +103,13 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             info.push(Line::from(format!("owner {}", clean(o))));
         }
         info.push(Line::from(Span::styled("columns", t.style("header"))));
-        for (c, ty, nullable, rules) in &ti.columns {
-            info.push(Line::from(format!(
-                "{c}: {ty}{}{}",
-                if *nullable { "" } else { " not null" },
-                if rules.is_empty() {
-                    String::new()
-                } else {
-                    format!("  {rules}")
-                }
-            )));
+        for c in &ti.columns {
+            let rules = if c.rules.is_empty() {
+                String::new()
+            } else {
+                format!("  {}", c.rules.join("; "))
+            };
+            info.push(Line::from(format!("{}: {}{rules}", c.name, c.type_text())));
         }
         if let Some(sql) = &ti.sql {
             info.push(Line::from(Span::styled("computed by", t.style("header"))));

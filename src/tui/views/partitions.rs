@@ -11,9 +11,18 @@ use ratatui::widgets::{Paragraph, Wrap};
 use super::{cell_style, panel, status_style};
 use crate::silver::PartitionStatus;
 use crate::tui::sanitize::{clean, cut, short_time};
-use crate::tui::state::{App, CellState};
+use crate::tui::state::{App, CellState, StatusFilter};
 
 const CELL_W: u16 = 3;
+
+/// `366 partitions`, or `12 of 366 partitions failed / blocked` under a status filter.
+pub fn count_label(app: &App, shown: usize) -> String {
+    let all = app.matrix.cols.len();
+    match app.status_filter {
+        StatusFilter::All => format!("{all} partitions"),
+        f => format!("{shown} of {all} partitions {}", f.label()),
+    }
+}
 
 pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
@@ -47,17 +56,20 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     }
     let inner_w = grid_area.width.saturating_sub(2 + name_w + 1);
     let ncols = (inner_w / CELL_W).max(1) as usize;
-    // columns visible: newest right, keep the cursor in view
-    let total = m.cols.len();
+    // the columns the status filter shows; newest right, the cursor kept in view
+    let shown = app.visible_cols();
+    let total = shown.len();
+    let cursor = shown.iter().position(|c| *c >= app.cell.1).unwrap_or(total);
     let mut first = total.saturating_sub(ncols);
-    if app.cell.1 < first {
-        first = app.cell.1;
+    if cursor < first {
+        first = cursor;
     }
     let last = (first + ncols).min(total);
+    let shown = &shown[first..last];
     let mut lines = Vec::new();
     // header: month-day of each column, written vertically compact as "dd"
     let mut head = vec![Span::raw(format!("{:<w$} ", "", w = name_w as usize))];
-    for c in first..last {
+    for &c in shown {
         let label = m.cols[c].get(8..10).unwrap_or(&m.cols[c]).to_string();
         let st = if c == app.cell.1 {
             t.style("header")
@@ -88,7 +100,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             format!("{label:<w$} ", w = name_w as usize),
             lstyle,
         )];
-        for c in first..last {
+        for &c in shown {
             let st = app.cell_state(r, c);
             let mut style = cell_style(t, st);
             let in_sel =
@@ -100,15 +112,10 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         }
         lines.push(Line::from(spans));
     }
-    let range = if total == 0 {
-        "no partitions yet".to_string()
-    } else {
-        format!(
-            "{} … {} ({} partitions)",
-            m.cols[first],
-            m.cols[last.saturating_sub(1)],
-            total
-        )
+    let range = match (shown.first(), shown.last()) {
+        (Some(a), Some(b)) => format!("{} … {} ({})", m.cols[*a], m.cols[*b], count_label(app, total)),
+        _ if m.cols.is_empty() => "no partitions yet".to_string(),
+        _ => format!("none is {}", app.status_filter.label()),
     };
     f.render_widget(
         Paragraph::new(lines).block(panel(t, &format!(" Partitions: {range} "))),
