@@ -98,7 +98,7 @@ impl ThreeWay {
                 .unwrap_or_else(|| "no previous contract version".into())
         )];
         out.push(format!(
-            "  {:<24} {:<16} {:<20} {:<20} findings",
+            "  {:<24} {:<16} {:<24} {:<24} findings",
             "column ← field", "bronze", "contract", "previous"
         ));
         for r in &self.rows {
@@ -120,7 +120,7 @@ impl ThreeWay {
             }
             let side = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
             out.push(format!(
-                "{mark} {name:<24} {:<16} {:<20} {:<20} {}",
+                "{mark} {name:<24} {:<16} {:<24} {:<24} {}",
                 side(&r.bronze),
                 side(&r.contract),
                 side(&r.previous),
