@@ -1,7 +1,6 @@
 //! Getting rows out of karat: reading a silver table's dead letters with filters (for
-//! `karat dead-letters` and the dashboard), writing them as NDJSON, and screens as SVG.
-
-pub mod svg;
+//! `karat dead-letters` and the dashboard) and writing them as NDJSON. (Screens as SVG belong
+//! to the dashboard: `tui::svg`.)
 
 use std::collections::BTreeMap;
 

@@ -19,18 +19,35 @@ pub enum Finding {
     /// A bronze field no contract column reads (kept in bronze only).
     NotInContract,
     /// The column reads a bronze field of another name (`source_field`).
-    Renamed { field: String },
+    Renamed {
+        field: String,
+    },
     /// Bronze values are text (or numbers) parsed into the contract's type, value by value.
-    Cast { from: String, to: String },
+    Cast {
+        from: String,
+        to: String,
+    },
     /// Bronze values of this JSON type cannot become the contract's type.
-    Mismatch { from: String, to: String },
+    Mismatch {
+        from: String,
+        to: String,
+    },
     /// The column is new since the previous contract.
     Added,
     /// The column was in the previous contract and is gone.
     Removed,
-    TypeChanged { from: String, to: String },
-    SourceChanged { from: String, to: String },
-    RulesChanged { from: String, to: String },
+    TypeChanged {
+        from: String,
+        to: String,
+    },
+    SourceChanged {
+        from: String,
+        to: String,
+    },
+    RulesChanged {
+        from: String,
+        to: String,
+    },
 }
 
 impl Finding {
@@ -348,11 +365,17 @@ mod tests {
             ("amount.min".to_string(), 1),
         ]);
         let t = three_way("b1", &bronze, &before, None, &dead);
-        assert_eq!(row(&t, "order_date").findings, vec![Finding::MissingInBronze]);
+        assert_eq!(
+            row(&t, "order_date").findings,
+            vec![Finding::MissingInBronze]
+        );
         assert_eq!(row(&t, "order_date").dead_letters, 7);
         assert_eq!(row(&t, "orderDate").findings, vec![Finding::NotInContract]);
         assert_eq!(row(&t, "amount").dead_letters, 3);
-        assert!(matches!(row(&t, "amount").findings[0], Finding::Cast { .. }));
+        assert!(matches!(
+            row(&t, "amount").findings[0],
+            Finding::Cast { .. }
+        ));
         assert!(row(&t, "coupon").findings[0].is_problem());
 
         let mut after = before.clone();
@@ -372,7 +395,12 @@ mod tests {
             to: "orderDate".into()
         }));
         assert!(!od.findings.iter().any(Finding::is_problem));
-        assert!(row(&t, "amount").findings.iter().any(|f| matches!(f, Finding::RulesChanged { .. })));
+        assert!(
+            row(&t, "amount")
+                .findings
+                .iter()
+                .any(|f| matches!(f, Finding::RulesChanged { .. }))
+        );
         assert_eq!(row(&t, "coupon").findings, vec![Finding::Removed]);
         let paid = row(&t, "paid");
         assert!(paid.findings.contains(&Finding::Added));

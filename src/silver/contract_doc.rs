@@ -32,7 +32,11 @@ impl ContractColumn {
 
     /// `int64 not null`, `string`.
     pub fn type_text(&self) -> String {
-        format!("{}{}", self.ty, if self.nullable { "" } else { " not null" })
+        format!(
+            "{}{}",
+            self.ty,
+            if self.nullable { "" } else { " not null" }
+        )
     }
 }
 

@@ -10,6 +10,7 @@ pub mod render;
 pub mod sanitize;
 pub mod screens;
 pub mod state;
+pub mod svg;
 pub mod theme;
 pub mod views;
 
@@ -168,7 +169,7 @@ pub fn snapshot_svg(app: &App, width: u16, height: u16) -> String {
     let mut term = ratatui::Terminal::new(backend).expect("test backend");
     term.draw(|f| render::draw(f, app))
         .expect("draw to a buffer");
-    crate::export::svg::buffer_to_svg(term.backend().buffer(), &app.theme)
+    svg::buffer_to_svg(term.backend().buffer(), &app.theme)
 }
 
 /// Builds the state of a view from the lake once (for `karat snapshot` and the tests): loads the

@@ -516,12 +516,21 @@ async fn the_status_filter_shows_only_partitions_in_its_class() {
     app.handle(Action::CycleStatusFilter);
     assert_eq!(app.status_filter, StatusFilter::Broken);
     let broken = with(&app, &[CellState::Failed, CellState::Blocked]);
-    assert!(!broken.is_empty() && broken.len() < all, "{broken:?} of {all}");
+    assert!(
+        !broken.is_empty() && broken.len() < all,
+        "{broken:?} of {all}"
+    );
     assert_eq!(app.visible_cols(), broken);
-    assert!(broken.contains(&app.cell.1), "the cursor is on a shown partition");
+    assert!(
+        broken.contains(&app.cell.1),
+        "the cursor is on a shown partition"
+    );
     let text = screen(&app, 160, 40);
     assert!(
-        text.contains(&format!("{} of {all} partitions failed / blocked", broken.len())),
+        text.contains(&format!(
+            "{} of {all} partitions failed / blocked",
+            broken.len()
+        )),
         "{text}"
     );
     // left / right stay on shown partitions

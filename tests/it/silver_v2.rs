@@ -96,7 +96,10 @@ async fn replay_after_a_contract_fix_brings_the_row_back() {
     let row = |d: &ThreeWay, field: &str| d.rows.iter().find(|r| r.field == field).cloned();
     let missing = row(&d, "order_date").expect("the contract's field");
     assert_eq!(missing.findings, vec![Finding::MissingInBronze], "{d:#?}");
-    assert_eq!(missing.dead_letters, 1, "o-7's dead letter cites order_date");
+    assert_eq!(
+        missing.dead_letters, 1,
+        "o-7's dead letter cites order_date"
+    );
     let unread = row(&d, "orderDate").expect("the batch's field");
     assert_eq!(unread.findings, vec![Finding::NotInContract]);
     assert_eq!(d.previous_contract, None, "one contract version so far");
@@ -167,8 +170,17 @@ async fn replay_after_a_contract_fix_brings_the_row_back() {
         }),
         "{after:#?}"
     );
-    assert!(!after.rows.iter().flat_map(|r| &r.findings).any(Finding::is_problem));
-    assert_eq!(renamed.dead_letters, 0, "the replay cleared the dead letter");
+    assert!(
+        !after
+            .rows
+            .iter()
+            .flat_map(|r| &r.findings)
+            .any(Finding::is_problem)
+    );
+    assert_eq!(
+        renamed.dead_letters, 0,
+        "the replay cleared the dead letter"
+    );
     assert_eq!(after.previous_contract, Some(d.contract.clone()));
     assert_ne!(after.contract, d.contract);
     let unknown = karat::schema::three_way_of(&plan, &lake, "orders", Some("nope")).await;

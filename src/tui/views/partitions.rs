@@ -113,7 +113,12 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         lines.push(Line::from(spans));
     }
     let range = match (shown.first(), shown.last()) {
-        (Some(a), Some(b)) => format!("{} … {} ({})", m.cols[*a], m.cols[*b], count_label(app, total)),
+        (Some(a), Some(b)) => format!(
+            "{} … {} ({})",
+            m.cols[*a],
+            m.cols[*b],
+            count_label(app, total)
+        ),
         _ if m.cols.is_empty() => "no partitions yet".to_string(),
         _ => format!("none is {}", app.status_filter.label()),
     };

@@ -43,7 +43,11 @@ fn dead_by_rule(app: &App, table: &str) -> BTreeMap<String, i64> {
 fn dead_by_field(app: &App, source: &str) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     let Some(s) = &app.snapshot else { return out };
-    for t in s.tables.iter().filter(|t| t.source.as_deref() == Some(source)) {
+    for t in s
+        .tables
+        .iter()
+        .filter(|t| t.source.as_deref() == Some(source))
+    {
         for (c, n) in three_way::dead_by_column(&dead_by_rule(app, &t.name)) {
             *out.entry(c).or_default() += n;
         }
@@ -54,14 +58,22 @@ fn dead_by_field(app: &App, source: &str) -> BTreeMap<String, i64> {
 /// The three-way diff of every table reading the source, for the selected batch.
 fn three_way_lines(app: &App, source: &str, batch: Option<&SchemaVersion>) -> Vec<Line<'static>> {
     let t = &app.theme;
-    let Some(s) = &app.snapshot else { return vec![] };
+    let Some(s) = &app.snapshot else {
+        return vec![];
+    };
     let Some(batch) = batch else {
         return vec![Line::from("no batches yet")];
     };
     let bronze: BTreeMap<String, String> = batch.fields.iter().cloned().collect();
     let mut out = Vec::new();
-    for ti in s.tables.iter().filter(|ti| ti.source.as_deref() == Some(source)) {
-        let Some(contract) = &ti.contract else { continue };
+    for ti in s
+        .tables
+        .iter()
+        .filter(|ti| ti.source.as_deref() == Some(source))
+    {
+        let Some(contract) = &ti.contract else {
+            continue;
+        };
         let previous = three_way::previous_contract(&s.contracts, contract);
         let d = three_way::three_way(
             &batch.batch_id,
@@ -203,9 +215,15 @@ fn history_lines(app: &App, versions: &[SchemaVersion], visible: usize) -> Vec<L
 /// The contract(s) fed by the source, with their Delta versions.
 fn contract_lines(app: &App, source: &str) -> Vec<Line<'static>> {
     let t = &app.theme;
-    let Some(s) = &app.snapshot else { return vec![] };
+    let Some(s) = &app.snapshot else {
+        return vec![];
+    };
     let mut c = Vec::new();
-    for ti in s.tables.iter().filter(|ti| ti.source.as_deref() == Some(source)) {
+    for ti in s
+        .tables
+        .iter()
+        .filter(|ti| ti.source.as_deref() == Some(source))
+    {
         let mut v: Vec<i64> = s
             .steps
             .iter()
@@ -261,10 +279,16 @@ fn diff_lines(app: &App, source: &str, versions: &[SchemaVersion]) -> Vec<Line<'
     };
     let colored = |text: String, color| Line::from(Span::styled(text, Style::default().fg(color)));
     for (fld, ty) in &diff.added {
-        d.push(colored(format!("+ {}: {ty}{}", clean(fld), n(fld)), t.added));
+        d.push(colored(
+            format!("+ {}: {ty}{}", clean(fld), n(fld)),
+            t.added,
+        ));
     }
     for (fld, ty) in &diff.removed {
-        d.push(colored(format!("- {}: {ty}{}", clean(fld), n(fld)), t.removed));
+        d.push(colored(
+            format!("- {}: {ty}{}", clean(fld), n(fld)),
+            t.removed,
+        ));
     }
     for (fld, x, y) in &diff.changed {
         let line = format!("~ {}: {x} → {y}{}", clean(fld), n(fld));

@@ -4,7 +4,7 @@
 use ratatui::buffer::Buffer;
 use ratatui::style::{Color, Modifier};
 
-use crate::tui::theme::Theme;
+use super::theme::Theme;
 
 const CW: f64 = 8.4;
 const CH: f64 = 17.0;
