@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod lineage;
 pub mod pipeline;
 pub mod schema;
+pub mod serve;
 pub mod silver;
 pub mod summary;
 pub mod tui;

@@ -124,6 +124,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The headless daemon: runs the `[schedule]`, serves /metrics (Prometheus), /healthz and
+    /// /status on `[serve] listen`; SIGTERM lets the current run finish, then exits 0.
+    Serve {
+        /// Overrides `[serve] listen` (e.g. 0.0.0.0:9464).
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Undo a replay made with a wrong fix: restore the Delta tables it rewrote to their
     /// versions before it (refused when a later run has written them since).
     Restore {
@@ -453,6 +460,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 out(&(lines.join("\n") + "\n"));
             }
             Ok(if v.ok() { 0 } else { 1 })
+        }
+        Command::Serve { listen } => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .init();
+            let (plan, lake) = load(&cli.config, cli.wait).await?;
+            karat::serve::serve(plan, lake, listen).await?;
+            Ok(0)
         }
         Command::Schema { table, batch, json } => {
             let (plan, lake) = load(&cli.config, cli.wait).await?;

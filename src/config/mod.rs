@@ -33,8 +33,14 @@ pub struct Config {
     pub project: String,
     pub lake_url: Url,
     pub schedule_every: Option<Duration>,
+    /// `[schedule] retries`.
+    pub schedule_retries: u32,
     /// `[ui] read_only`.
     pub ui_read_only: bool,
+    /// `[serve] listen`.
+    pub serve_listen: String,
+    /// `[serve] refresh`.
+    pub serve_refresh: Duration,
     pub sources: Vec<Source>,
     pub tables: Vec<Table>,
 }
@@ -267,7 +273,10 @@ impl Config {
             project: String::new(),
             lake_url: Url::parse("file:///").expect("static url"),
             schedule_every: None,
+            schedule_retries: 2,
             ui_read_only: false,
+            serve_listen: "127.0.0.1:9464".into(),
+            serve_refresh: Duration::from_secs(15),
             sources: Vec::new(),
             tables: Vec::new(),
         };
@@ -318,6 +327,13 @@ impl Config {
         self.lake_url = self.resolve_lake_url(&parsed.lake.url)?;
         if let Some(s) = &parsed.schedule {
             self.schedule_every = Some(self.duration(&s.every)?);
+            self.schedule_retries = s.retries.unwrap_or(2);
+        }
+        if let Some(l) = &parsed.serve.listen {
+            self.serve_listen = l.clone();
+        }
+        if let Some(r) = &parsed.serve.refresh {
+            self.serve_refresh = self.duration(r)?;
         }
         self.ui_read_only = parsed.ui.read_only;
         if !(0.0..=1.0).contains(&parsed.defaults.max_reject_rate) {

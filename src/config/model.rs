@@ -17,6 +17,8 @@ pub struct ConfigFile {
     pub schedule: Option<ScheduleConfig>,
     #[serde(default)]
     pub ui: UiConfig,
+    #[serde(default)]
+    pub serve: ServeConfig,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
     #[serde(default, rename = "table")]
@@ -60,11 +62,25 @@ fn default_reject_rate() -> f64 {
     0.05
 }
 
-/// `[schedule]`: how often the dashboard runs the pipeline while it is open.
+/// `[schedule]`: how often `karat serve` (and the dashboard, while it is open) runs the
+/// pipeline.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     pub every: Spanned<String>,
+    /// `karat serve`: how many times a run that failed on storage is retried (backoff 1 s, 2 s,
+    /// 4 s, …). Default 2.
+    pub retries: Option<u32>,
+}
+
+/// `[serve]`: the daemon's HTTP endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address of `/metrics`, `/healthz` and `/status` (default `127.0.0.1:9464`).
+    pub listen: Option<String>,
+    /// How often the metrics are recomputed from the ledger between runs (default `15s`).
+    pub refresh: Option<Spanned<String>>,
 }
 
 /// `[ui]`: how the dashboard behaves.

@@ -16,6 +16,7 @@ mod replay_rebuild;
 #[cfg(feature = "cloud")]
 mod s3;
 mod screens;
+mod serve;
 mod silver_v2;
 mod util;
 mod writers;

@@ -5,7 +5,7 @@
 //! ignores conditional writes is refused before anything is written. Built with the `cloud`
 //! feature only; `.ci/run` installs `moto[server]` when it is missing.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::util::{self, Scratch, spawn_karat};
+use crate::util::{self, Scratch, free_port, spawn_karat};
 
 const BUCKET: &str = "karat-lake";
 
@@ -83,11 +83,6 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().expect("its address").port()
 }
 
 /// A project whose `karat.toml` keeps the lake locally and whose `karat-s3.toml` is the same

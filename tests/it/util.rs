@@ -232,3 +232,32 @@ pub fn bench_rejecting_most(dir: &Path, lines: usize, days: usize) {
     );
     std::fs::write(&config, text).expect("bench config");
 }
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    l.local_addr().expect("its address").port()
+}
+
+/// A child process killed (and reaped) when the test ends, however it ends.
+pub struct Killed(pub Option<std::process::Child>);
+
+impl Killed {
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+
+    /// Hands the process over (to wait for its exit).
+    pub fn take(&mut self) -> std::process::Child {
+        self.0.take().expect("running")
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The Prometheus metrics of a lake, computed from its ledger (so every machine serving the same
+//! lake exports the same numbers) and encoded by `prometheus-client`. Labels are per table and
+//! zone, never per partition: the cardinality stays bounded by the config, not by the data.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::config::Zone;
+use crate::lake::lease::LeaseInfo;
+use crate::ledger::breaches::BreachGroup;
+use crate::ledger::status::{StatusReport, latest_partition_states};
+use crate::ledger::{RunRecord, StepRecord};
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    zone: String,
+    table: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SloLabels {
+    zone: String,
+    table: String,
+    level: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    table: String,
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    zone: String,
+    table: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreachLabels {
+    zone: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabels {
+    trigger: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ZoneLabels {
+    zone: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HolderLabels {
+    holder: String,
+}
+
+/// What the metrics are computed from: one read of the ledger and the lease.
+pub struct MetricsInput<'a> {
+    pub status: &'a StatusReport,
+    pub breaches: &'a [BreachGroup],
+    pub runs: &'a [RunRecord],
+    pub steps: &'a [StepRecord],
+    pub lease: Option<&'a LeaseInfo>,
+}
+
+fn table(zone: Zone, name: &str) -> TableLabels {
+    TableLabels {
+        zone: zone.to_string(),
+        table: name.to_string(),
+    }
+}
+
+fn seconds_between(from: &str, to: &str) -> Option<f64> {
+    let a = DateTime::parse_from_rfc3339(from).ok()?;
+    let b = DateTime::parse_from_rfc3339(to).ok()?;
+    Some(((b - a).num_milliseconds() as f64 / 1000.0).max(0.0))
+}
+
+/// The metrics in the Prometheus text format.
+pub fn encode(input: &MetricsInput) -> String {
+    let mut registry = Registry::with_prefix("karat");
+    freshness(&mut registry, input.status);
+    row_counters(&mut registry, input.steps);
+    partition_states(&mut registry, input.steps);
+    breaches(&mut registry, input.breaches);
+    durations(&mut registry, input.runs, input.steps);
+    lease(&mut registry, input.lease);
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)
+        .expect("writing to a String cannot fail");
+    out
+}
+
+/// Per table: freshness and its SLO, rows now, last success.
+fn freshness(registry: &mut Registry, status: &StatusReport) {
+    let age = Family::<TableLabels, FloatGauge>::default();
+    let slo = Family::<SloLabels, FloatGauge>::default();
+    let rows = Family::<TableLabels, Gauge>::default();
+    let last = Family::<TableLabels, FloatGauge>::default();
+    for t in &status.tables {
+        let l = table(t.zone, &t.name);
+        if let Some(a) = t.age_seconds {
+            age.get_or_create(&l).set(a as f64);
+        }
+        for (level, v) in [("warn", t.warn_after_seconds), ("error", t.error_after_seconds)] {
+            if let Some(v) = v {
+                let l = SloLabels {
+                    zone: l.zone.clone(),
+                    table: l.table.clone(),
+                    level: level.into(),
+                };
+                slo.get_or_create(&l).set(v as f64);
+            }
+        }
+        rows.get_or_create(&l).set(t.rows);
+        let at = t.last_success.as_deref().and_then(|s| s.parse::<DateTime<Utc>>().ok());
+        if let Some(at) = at {
+            last.get_or_create(&l)
+                .set(at.timestamp_millis() as f64 / 1000.0);
+        }
+    }
+    registry.register(
+        "table_freshness_seconds",
+        "Age of the newest promoted, complete partition (stale by data counts as its age)",
+        age,
+    );
+    registry.register(
+        "table_freshness_slo_seconds",
+        "The table's freshness SLO thresholds",
+        slo,
+    );
+    registry.register("table_rows", "Rows the table holds now", rows);
+    registry.register(
+        "table_last_success_timestamp_seconds",
+        "When the table last promoted a partition",
+        last,
+    );
+}
+
+/// Rows landed / promoted / dead-lettered / superseded over the ledger's history.
+fn row_counters(registry: &mut Registry, steps: &[StepRecord]) {
+    let landed = Family::<TableLabels, Counter>::default();
+    let promoted = Family::<TableLabels, Counter>::default();
+    let dead = Family::<TableLabels, Counter>::default();
+    let superseded = Family::<TableLabels, Counter>::default();
+    let pos = |v: i64| v.max(0) as u64;
+    for s in steps {
+        let l = table(s.zone, &s.table);
+        match s.zone {
+            Zone::Bronze => {
+                landed.get_or_create(&l).inc_by(pos(s.rows_out));
+            }
+            Zone::Silver | Zone::Gold => {
+                if s.status.promoted() {
+                    promoted.get_or_create(&l).inc_by(pos(s.rows_out));
+                }
+                dead.get_or_create(&l).inc_by(pos(s.dead));
+                superseded.get_or_create(&l).inc_by(pos(s.duplicates));
+            }
+        }
+    }
+    registry.register("rows_landed", "Records landed in bronze", landed);
+    registry.register(
+        "rows_promoted",
+        "Rows written to promoted silver and gold partitions (replays count again)",
+        promoted,
+    );
+    registry.register("rows_dead_lettered", "Rows sent to dead letters", dead);
+    registry.register(
+        "rows_superseded",
+        "Rows superseded by a newer version of their key",
+        superseded,
+    );
+}
+
+/// Partitions by their latest state, and dead letters by rule, per table.
+fn partition_states(registry: &mut Registry, steps: &[StepRecord]) {
+    let states = Family::<StateLabels, Gauge>::default();
+    let by_rule = Family::<RuleLabels, Gauge>::default();
+    for ((zone, t, _), s) in latest_partition_states(steps) {
+        if zone == Zone::Bronze {
+            continue;
+        }
+        let l = StateLabels {
+            zone: zone.to_string(),
+            table: t.clone(),
+            state: s.status.as_str().to_string(),
+        };
+        states.get_or_create(&l).inc();
+        let rules: BTreeMap<String, i64> = s
+            .dead_by_rule
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+            .unwrap_or_default();
+        for (rule, n) in rules {
+            let l = RuleLabels {
+                table: t.clone(),
+                rule,
+            };
+            by_rule.get_or_create(&l).inc_by(n);
+        }
+    }
+    registry.register("partitions", "Partitions by their latest state", states);
+    registry.register(
+        "dead_letters",
+        "Dead letters per failed rule, over the partitions' latest states",
+        by_rule,
+    );
+}
+
+/// Open breaches (grouped by cause, as the dashboard shows them) by kind.
+fn breaches(registry: &mut Registry, groups: &[BreachGroup]) {
+    let family = Family::<BreachLabels, Gauge>::default();
+    for g in groups {
+        let l = BreachLabels {
+            zone: g.zone().to_string(),
+            kind: g.kind().as_str().replace(' ', "_"),
+        };
+        family.get_or_create(&l).inc();
+    }
+    registry.register(
+        "breaches",
+        "Open breach groups (one per table, step and cause)",
+        family,
+    );
+}
+
+/// Run and step durations.
+fn durations(registry: &mut Registry, runs: &[RunRecord], steps: &[StepRecord]) {
+    let buckets = || Histogram::new(exponential_buckets(0.05, 2.0, 14));
+    let run = Family::<TriggerLabels, Histogram>::new_with_constructor(buckets);
+    for r in runs {
+        if let Some(s) = seconds_between(&r.started_at, &r.finished_at) {
+            let l = TriggerLabels {
+                trigger: r.trigger.clone(),
+            };
+            run.get_or_create(&l).observe(s);
+        }
+    }
+    let step = Family::<ZoneLabels, Histogram>::new_with_constructor(buckets);
+    for s in steps {
+        if let Some(d) = seconds_between(&s.started_at, &s.finished_at) {
+            let l = ZoneLabels {
+                zone: s.zone.to_string(),
+            };
+            step.get_or_create(&l).observe(d);
+        }
+    }
+    registry.register("run_duration_seconds", "How long runs took", run);
+    registry.register(
+        "step_duration_seconds",
+        "How long steps (a batch, a table's partitions) took",
+        step,
+    );
+}
+
+/// Who holds the writer lease (1), if anyone.
+fn lease(registry: &mut Registry, lease: Option<&LeaseInfo>) {
+    let family = Family::<HolderLabels, Gauge>::default();
+    if let Some(l) = lease {
+        let holder = format!("{}@{} pid {}", l.command, l.host, l.pid);
+        family.get_or_create(&HolderLabels { holder }).set(1);
+    }
+    registry.register(
+        "lease_held",
+        "1 while a writer holds the lake's lease, labelled by who",
+        family,
+    );
+}

@@ -1,0 +1,167 @@
+//! `karat serve`: the headless daemon for a VM, a container or systemd. It runs the
+//! `[schedule]` (taking the writer lease only while a run writes), retries a run that failed on
+//! storage with exponential backoff, and serves `/metrics`, `/healthz` and `/status` on
+//! `[serve] listen`. SIGTERM (or Ctrl-c) lets the current run finish, then exits 0.
+
+pub mod http;
+pub mod metrics;
+
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinHandle;
+use tokio::time::{Interval, MissedTickBehavior};
+
+use crate::error::{KaratError, KaratResult};
+use crate::events::Events;
+use crate::lake::Lake;
+use crate::ledger::Ledger;
+use crate::ledger::status::StatusReport;
+use crate::pipeline::{Plan, RunOptions, RunReport, Trigger};
+use http::{Endpoint, SharedPages};
+
+/// Runs the daemon until SIGTERM / Ctrl-c. `listen` overrides `[serve] listen`.
+pub async fn serve(plan: Plan, lake: Lake, listen: Option<String>) -> KaratResult<()> {
+    let listen = listen.unwrap_or_else(|| plan.config.serve_listen.clone());
+    let pages = SharedPages::default();
+    let endpoint = Endpoint::start(&listen, pages.clone())?;
+    tracing::info!(
+        listen = endpoint.addr(),
+        schedule = ?plan.config.schedule_every,
+        "karat serve: /metrics, /healthz, /status"
+    );
+    refresh(&plan, &lake, &pages).await;
+    let result = schedule_loop(&plan, &lake, &pages).await;
+    endpoint.stop();
+    tracing::info!("karat serve: stopped");
+    result
+}
+
+fn ticker(every: Duration) -> Interval {
+    let mut i = tokio::time::interval(every);
+    i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    i
+}
+
+/// The next scheduled tick, or never without a schedule.
+async fn next_tick(schedule: &mut Option<Interval>) {
+    match schedule {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Runs the schedule and refreshes the pages until told to stop; a run in progress finishes.
+async fn schedule_loop(plan: &Plan, lake: &Lake, pages: &SharedPages) -> KaratResult<()> {
+    let io = |e: std::io::Error| KaratError::Other(format!("installing the SIGTERM handler: {e}"));
+    let mut term = signal(SignalKind::terminate()).map_err(io)?;
+    let mut refresh_every = ticker(plan.config.serve_refresh);
+    let mut schedule = plan.config.schedule_every.map(ticker);
+    let mut running: Option<JoinHandle<()>> = None;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = refresh_every.tick() => refresh(plan, lake, pages).await,
+            _ = next_tick(&mut schedule), if running.is_none() => {
+                let (plan, lake, pages) = (plan.clone(), lake.clone(), pages.clone());
+                running = Some(tokio::spawn(async move {
+                    scheduled_run(&plan, &lake).await;
+                    refresh(&plan, &lake, &pages).await;
+                }));
+            }
+            _ = async { running.as_mut().expect("guarded").await }, if running.is_some() => {
+                running = None;
+            }
+        }
+    }
+    if let Some(run) = running {
+        tracing::info!("stopping: letting the current run finish");
+        let _ = run.await;
+    }
+    Ok(())
+}
+
+/// Errors worth retrying: the lake's storage, not the data or the config.
+fn transient(e: &KaratError) -> bool {
+    matches!(
+        e,
+        KaratError::Storage { .. } | KaratError::Io { .. } | KaratError::Delta { .. }
+    )
+}
+
+/// One scheduled run, retried with exponential backoff on transient errors.
+async fn scheduled_run(plan: &Plan, lake: &Lake) -> Option<RunReport> {
+    let retries = plan.config.schedule_retries;
+    for attempt in 0..=retries {
+        let started = std::time::Instant::now();
+        let res = crate::pipeline::run(
+            plan,
+            lake,
+            RunOptions::new(Trigger::Schedule),
+            &Events::none(),
+        )
+        .await;
+        match res {
+            Ok(r) => {
+                tracing::info!(
+                    run_id = %r.run_id,
+                    status = %r.status,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "scheduled run finished"
+                );
+                return Some(r);
+            }
+            Err(e) if transient(&e) && attempt < retries => {
+                let wait = Duration::from_secs(1 << attempt.min(6));
+                tracing::warn!(error = %e, attempt = attempt + 1, ?wait, "run failed; retrying");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "scheduled run failed");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// Recomputes the pages from the ledger; a failure shows on `/healthz`.
+pub async fn refresh(plan: &Plan, lake: &Lake, pages: &SharedPages) {
+    let computed = compute_pages(plan, lake).await;
+    let mut p = pages.write().unwrap_or_else(|e| e.into_inner());
+    match computed {
+        Ok((metrics, status)) => {
+            p.metrics = metrics;
+            p.status = status;
+            p.error = None;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading the ledger for /metrics failed");
+            p.error = Some(format!("reading the ledger: {e}"));
+        }
+    }
+}
+
+/// The metrics text and the status document, from one read of the ledger and the lease.
+async fn compute_pages(plan: &Plan, lake: &Lake) -> KaratResult<(String, String)> {
+    let ledger = Ledger::new(lake);
+    let runs = ledger.runs().await?;
+    let steps = ledger.steps().await?;
+    let status: StatusReport =
+        crate::ledger::status::compute(&plan.config, &runs, &steps, chrono::Utc::now());
+    let breaches = crate::ledger::breaches::group(&status);
+    let lease = crate::lake::lease::current(lake).await?;
+    let text = metrics::encode(&metrics::MetricsInput {
+        status: &status,
+        breaches: &breaches,
+        runs: &runs,
+        steps: &steps,
+        lease: lease.as_ref(),
+    });
+    let json = serde_json::to_string_pretty(&status)
+        .map_err(|e| KaratError::Other(format!("encoding the status: {e}")))?;
+    Ok((text, json))
+}
