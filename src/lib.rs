@@ -6,6 +6,7 @@
 //! The modules follow the data: [`config`] → [`lake`] → [`bronze`] → [`silver`] → [`gold`] →
 //! [`pipeline`] → [`ledger`] → [`lineage`] / [`schema`] → [`tui`] → [`export`].
 
+pub mod alert;
 pub mod bench;
 pub mod bronze;
 pub mod config;

@@ -435,6 +435,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Restore { run_id, json } => {
             let (plan, lake) = load(&cli.config, cli.wait).await?;
             let r = karat::pipeline::restore(&plan, &lake, &run_id).await?;
+            send_alerts(&plan, &lake, Some(&r.run_id)).await;
             if json {
                 json_out(&r)?;
             } else {
@@ -796,6 +797,7 @@ async fn status_of(plan: &Plan, lake: &Lake) -> anyhow::Result<status::StatusRep
 }
 
 async fn finish_run(plan: &Plan, lake: &Lake, report: RunReport, json: bool) -> anyhow::Result<u8> {
+    send_alerts(plan, lake, Some(&report.run_id)).await;
     if json {
         json_out(&report)?;
     } else {
@@ -804,6 +806,25 @@ async fn finish_run(plan: &Plan, lake: &Lake, report: RunReport, json: bool) -> 
         out(&summary::status_table(&s));
     }
     Ok(report.exit_code() as u8)
+}
+
+/// Sends the `[[alert]]` notifications due after a run; a receiver that refuses them never fails
+/// the run (they are recorded and tried again next time), but it is said on stderr.
+async fn send_alerts(plan: &Plan, lake: &Lake, run_id: Option<&str>) {
+    match karat::alert::notify(plan, lake, run_id).await {
+        Ok(records) => {
+            for r in records.iter().filter(|r| !r.delivered) {
+                eprintln!(
+                    "alert {}: {} notification not delivered after {} attempt(s): {}",
+                    r.alert,
+                    r.status,
+                    r.attempts,
+                    r.error.as_deref().unwrap_or("")
+                );
+            }
+        }
+        Err(e) => eprintln!("alerts: {e}"),
+    }
 }
 
 async fn demo(dir: &Path, orders_per_day: usize) -> anyhow::Result<u8> {

@@ -27,22 +27,12 @@ fn err(source: &str, message: String) -> KaratError {
 
 /// Replaces `${VAR}` with the environment variable's value.
 pub fn substitute_env(value: &str, source: &str, header: &str) -> KaratResult<String> {
-    let re = regex::Regex::new(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}").expect("static regex");
-    let mut missing = None;
-    let out = re.replace_all(value, |c: &regex::Captures| match std::env::var(&c[1]) {
-        Ok(v) => v,
-        Err(_) => {
-            missing = Some(c[1].to_string());
-            String::new()
-        }
-    });
-    match missing {
-        Some(var) => Err(err(
+    crate::config::alert::substitute_env(value).map_err(|var| {
+        err(
             source,
             format!("header {header}: environment variable {var} is not set"),
-        )),
-        None => Ok(out.into_owned()),
-    }
+        )
+    })
 }
 
 /// Fetches every page of the source.

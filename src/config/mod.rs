@@ -4,6 +4,7 @@
 //! errors that carry the file, line and column. Gold SQL is checked against the contracts by
 //! [`crate::pipeline::plan`] right after loading, so a typo never surfaces mid-run.
 
+pub mod alert;
 pub mod example;
 pub mod model;
 pub mod types;
@@ -41,6 +42,8 @@ pub struct Config {
     pub serve_listen: String,
     /// `[serve] refresh`.
     pub serve_refresh: Duration,
+    /// `[[alert]]`s.
+    pub alerts: Vec<alert::Alert>,
     pub sources: Vec<Source>,
     pub tables: Vec<Table>,
 }
@@ -277,6 +280,7 @@ impl Config {
             ui_read_only: false,
             serve_listen: "127.0.0.1:9464".into(),
             serve_refresh: Duration::from_secs(15),
+            alerts: Vec::new(),
             sources: Vec::new(),
             tables: Vec::new(),
         };
@@ -335,6 +339,16 @@ impl Config {
         if let Some(r) = &parsed.serve.refresh {
             self.serve_refresh = self.duration(r)?;
         }
+        for a in &parsed.alerts {
+            let alert = self.resolve_alert(a)?;
+            if self.alerts.iter().any(|o| o.name == alert.name) {
+                return Err(self.error_at(
+                    &a.url.span(),
+                    format!("[[alert]] name \"{}\" is used twice", alert.name),
+                ));
+            }
+            self.alerts.push(alert);
+        }
         self.ui_read_only = parsed.ui.read_only;
         if !(0.0..=1.0).contains(&parsed.defaults.max_reject_rate) {
             return Err(self.error_at(
@@ -392,6 +406,38 @@ impl Config {
                 )
             })
         }
+    }
+
+    fn resolve_alert(&self, a: &alert::AlertConfig) -> KaratResult<alert::Alert> {
+        let url = Url::parse(a.url.get_ref())
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                self.error_at(
+                    &a.url.span(),
+                    format!(
+                        "[[alert]] {}: url \"{}\" is not an http(s) URL",
+                        a.name,
+                        a.url.get_ref()
+                    ),
+                )
+            })?;
+        let repeat = match &a.repeat {
+            Some(r) => self.duration(r)?,
+            None => Duration::from_secs(4 * 3600),
+        };
+        Ok(alert::Alert {
+            name: a.name.clone(),
+            url,
+            headers: a
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            min_severity: a.min_severity.unwrap_or(alert::Severity::Warn),
+            format: a.format,
+            repeat,
+        })
     }
 
     fn duration(&self, raw: &toml::Spanned<String>) -> KaratResult<Duration> {

@@ -19,6 +19,8 @@ pub struct ConfigFile {
     pub ui: UiConfig,
     #[serde(default)]
     pub serve: ServeConfig,
+    #[serde(default, rename = "alert")]
+    pub alerts: Vec<super::alert::AlertConfig>,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
     #[serde(default, rename = "table")]

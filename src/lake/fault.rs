@@ -21,7 +21,7 @@ pub const POINTS: &[&str] = &[
 
 /// Durable steps outside a run (the dashboard's action log): fault points too, but not ones a
 /// run passes, so not in [`POINTS`].
-pub const OUTSIDE_RUNS: &[&str] = &["ledger.actions"];
+pub const OUTSIDE_RUNS: &[&str] = &["ledger.actions", "ledger.alerts"];
 
 /// Marks that `step` is durable: with the step's fault point on, the process ends here.
 pub fn after(step: &str) {

@@ -2,11 +2,12 @@
 //! partition. Failed and blocked partitions of one table and zone whose reasons differ only in
 //! their numbers and partition values are one group (`silver flights: 366 partitions failed —
 //! reject rate …% exceeds … (2013-01-01 … 2014-01-01)`); a stale table is a group of its own.
-//! The dashboard's banner and (later) alerts share this grouping.
+//! The dashboard's banner, `karat status` and the alerts share this grouping.
 
 use std::collections::BTreeMap;
 
 use crate::config::Zone;
+use crate::config::alert::Severity;
 
 use super::status::{FailedPartition, Freshness, StatusReport, TableStatus, human_age};
 
@@ -38,6 +39,15 @@ impl BreachKind {
         matches!(self, BreachKind::Failed | BreachKind::Stale)
     }
 
+    /// Failures and stale tables are errors, blocks and getting stale warnings.
+    pub fn severity(self) -> Severity {
+        if self.is_error() {
+            Severity::Error
+        } else {
+            Severity::Warn
+        }
+    }
+
     /// The partition status it stands for (`failed`, `blocked`), or the staleness.
     pub fn as_str(self) -> &'static str {
         self.verb()
@@ -67,6 +77,19 @@ pub struct GroupKey {
     pub zone: Zone,
     pub table: String,
     pub cause: String,
+}
+
+impl GroupKey {
+    /// The key alerts correlate by: one per table, step and cause, stable across runs.
+    pub fn correlation(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.zone,
+            self.table,
+            self.kind.as_str().replace(' ', "_"),
+            self.cause
+        )
+    }
 }
 
 /// Breaches of one table and zone with one cause.

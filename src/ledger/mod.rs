@@ -16,7 +16,8 @@ use crate::error::{KaratError, KaratResult};
 use crate::lake::delta::{self, Replace};
 use crate::lake::{Lake, layout};
 pub use records::{
-    ActionRecord, BatchRecord, ContractRecord, DriftRecord, RunRecord, StepRecord, VersionRecord,
+    ActionRecord, AlertRecord, BatchRecord, ContractRecord, DriftRecord, RunRecord, StepRecord,
+    VersionRecord,
 };
 
 /// Access to the ledger tables of a lake.
@@ -168,6 +169,17 @@ impl Ledger {
     pub async fn contracts(&self) -> KaratResult<Vec<ContractRecord>> {
         let mut v: Vec<ContractRecord> = self.read("contracts", "").await?;
         v.sort_by(|a, b| a.recorded_at.cmp(&b.recorded_at));
+        Ok(v)
+    }
+
+    pub async fn append_alerts(&self, rows: &[AlertRecord]) -> KaratResult<()> {
+        self.append("alerts", rows, records::alerts_schema()).await
+    }
+
+    /// Every notification sent or attempted, oldest first.
+    pub async fn alerts(&self) -> KaratResult<Vec<AlertRecord>> {
+        let mut v: Vec<AlertRecord> = self.read("alerts", "").await?;
+        v.sort_by(|a, b| a.at.cmp(&b.at));
         Ok(v)
     }
 

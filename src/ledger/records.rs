@@ -1,7 +1,7 @@
 //! The rows of the ledger tables (`_karat/runs`, `_karat/steps`, `_karat/silver_batches`,
-//! `_karat/contracts`, `_karat/versions`, `_karat/actions`, `_karat/drift`) and their Arrow
-//! schemas. Rows go to Arrow and back through arrow-json's serde bridge, so the structs below are
-//! the single definition of each table.
+//! `_karat/contracts`, `_karat/versions`, `_karat/actions`, `_karat/alerts`, `_karat/drift`) and
+//! their Arrow schemas. Rows go to Arrow and back through arrow-json's serde bridge, so the structs
+//! below are the single definition of each table.
 
 use std::sync::Arc;
 
@@ -88,6 +88,29 @@ pub struct ContractRecord {
     pub doc: String,
     pub run_id: String,
     pub recorded_at: String,
+}
+
+/// A breach notification sent (or attempted) to an `[[alert]]` receiver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    pub at: String,
+    /// The `[[alert]]` name.
+    pub alert: String,
+    /// The breach group's correlation key (the same grouping as the dashboard's breaches).
+    pub key: String,
+    /// `firing` or `resolved`.
+    pub status: String,
+    pub severity: String,
+    pub summary: String,
+    pub zone: String,
+    pub table: String,
+    /// HTTP attempts made.
+    pub attempts: i64,
+    /// Whether the receiver accepted it (2xx).
+    pub delivered: bool,
+    pub error: Option<String>,
+    /// The run after which it was sent, if any.
+    pub run_id: Option<String>,
 }
 
 /// Something a person did from the dashboard, with the equivalent command line.
@@ -186,6 +209,23 @@ pub fn contracts_schema() -> SchemaRef {
         s("doc", true),
         s("run_id", true),
         ts("recorded_at"),
+    ]))
+}
+
+pub fn alerts_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        ts("at"),
+        s("alert", true),
+        s("key", true),
+        s("status", true),
+        s("severity", true),
+        s("summary", true),
+        s("zone", true),
+        s("table", true),
+        i("attempts", true),
+        Field::new("delivered", DataType::Boolean, true),
+        s("error", true),
+        s("run_id", true),
     ]))
 }
 

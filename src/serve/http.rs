@@ -30,7 +30,9 @@ impl Endpoint {
     /// Binds `listen` (`127.0.0.1:9464`) and serves `pages` until [`Endpoint::stop`].
     pub fn start(listen: &str, pages: SharedPages) -> KaratResult<Endpoint> {
         let server = tiny_http::Server::http(listen).map_err(|e| {
-            KaratError::Usage(format!("[serve] listen = \"{listen}\": cannot listen there: {e}"))
+            KaratError::Usage(format!(
+                "[serve] listen = \"{listen}\": cannot listen there: {e}"
+            ))
         })?;
         let addr = server
             .server_addr()

@@ -116,7 +116,10 @@ fn freshness(registry: &mut Registry, status: &StatusReport) {
         if let Some(a) = t.age_seconds {
             age.get_or_create(&l).set(a as f64);
         }
-        for (level, v) in [("warn", t.warn_after_seconds), ("error", t.error_after_seconds)] {
+        for (level, v) in [
+            ("warn", t.warn_after_seconds),
+            ("error", t.error_after_seconds),
+        ] {
             if let Some(v) = v {
                 let l = SloLabels {
                     zone: l.zone.clone(),
@@ -127,7 +130,10 @@ fn freshness(registry: &mut Registry, status: &StatusReport) {
             }
         }
         rows.get_or_create(&l).set(t.rows);
-        let at = t.last_success.as_deref().and_then(|s| s.parse::<DateTime<Utc>>().ok());
+        let at = t
+            .last_success
+            .as_deref()
+            .and_then(|s| s.parse::<DateTime<Utc>>().ok());
         if let Some(at) = at {
             last.get_or_create(&l)
                 .set(at.timestamp_millis() as f64 / 1000.0);

@@ -1,7 +1,8 @@
 //! `karat serve`: the headless daemon for a VM, a container or systemd. It runs the
 //! `[schedule]` (taking the writer lease only while a run writes), retries a run that failed on
 //! storage with exponential backoff, and serves `/metrics`, `/healthz` and `/status` on
-//! `[serve] listen`. SIGTERM (or Ctrl-c) lets the current run finish, then exits 0.
+//! `[serve] listen`, sends the `[[alert]]`s due after each run. SIGTERM (or Ctrl-c) lets the
+//! current run finish, then exits 0.
 
 pub mod http;
 pub mod metrics;
@@ -68,7 +69,8 @@ async fn schedule_loop(plan: &Plan, lake: &Lake, pages: &SharedPages) -> KaratRe
             _ = next_tick(&mut schedule), if running.is_none() => {
                 let (plan, lake, pages) = (plan.clone(), lake.clone(), pages.clone());
                 running = Some(tokio::spawn(async move {
-                    scheduled_run(&plan, &lake).await;
+                    let report = scheduled_run(&plan, &lake).await;
+                    alerts(&plan, &lake, report.as_ref().map(|r| r.run_id.as_str())).await;
                     refresh(&plan, &lake, &pages).await;
                 }));
             }
@@ -126,6 +128,27 @@ async fn scheduled_run(plan: &Plan, lake: &Lake) -> Option<RunReport> {
         }
     }
     None
+}
+
+/// Sends the alerts due after a run; undelivered ones are logged and tried again next time.
+async fn alerts(plan: &Plan, lake: &Lake, run_id: Option<&str>) {
+    match crate::alert::notify(plan, lake, run_id).await {
+        Ok(records) => {
+            for r in &records {
+                if r.delivered {
+                    tracing::info!(alert = %r.alert, status = %r.status, key = %r.key, "alert sent");
+                } else {
+                    tracing::warn!(
+                        alert = %r.alert,
+                        status = %r.status,
+                        error = r.error.as_deref().unwrap_or(""),
+                        "alert not delivered"
+                    );
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "evaluating alerts failed"),
+    }
 }
 
 /// Recomputes the pages from the ledger; a failure shows on `/healthz`.

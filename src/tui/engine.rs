@@ -18,7 +18,9 @@ use crate::events::{Event, Events};
 use crate::export::{self, DeadLetter, DeadLetterQuery};
 use crate::lake::{Lake, delta, layout};
 use crate::ledger::status::{self, StatusReport};
-use crate::ledger::{ActionRecord, ContractRecord, DriftRecord, Ledger, RunRecord, StepRecord};
+use crate::ledger::{
+    ActionRecord, AlertRecord, ContractRecord, DriftRecord, Ledger, RunRecord, StepRecord,
+};
 use crate::lineage::Lineage;
 use crate::pipeline::{Plan, ReplayTarget, RunOptions, Trigger};
 use crate::schema::{self, SchemaVersion};
@@ -96,6 +98,8 @@ pub struct Snapshot {
     pub actions: Vec<ActionRecord>,
     /// Every recorded contract version, oldest first.
     pub contracts: Vec<ContractRecord>,
+    /// Every alert notification sent or attempted, oldest first.
+    pub alerts: Vec<AlertRecord>,
 }
 
 impl Snapshot {
@@ -150,6 +154,7 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
     let drift = ledger.drift().await?;
     let actions = ledger.actions().await?;
     let contracts = ledger.contracts().await?;
+    let alerts = ledger.alerts().await?;
     let status = status::compute(&plan.config, &runs, &steps, now);
     let mut schemas = BTreeMap::new();
     for s in &plan.config.sources {
@@ -175,6 +180,7 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
         lease: crate::lake::lease::current(lake).await?,
         actions,
         contracts,
+        alerts,
     })
 }
 

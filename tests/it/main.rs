@@ -1,5 +1,6 @@
 //! karat's integration tests: one binary, one module per area.
 
+mod alerts;
 mod bounded;
 mod cli;
 mod config_errors;

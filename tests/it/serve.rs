@@ -70,7 +70,10 @@ fn start_prometheus(dir: &Path, target: u16, port: u16) -> Killed {
     .unwrap();
     let child = std::process::Command::new("prometheus")
         .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -103,7 +106,10 @@ async fn prometheus_scrapes_karat_serve_and_sigterm_stops_it() {
         .expect("orders in the status");
     assert!(silver_rows > 0, "{status:#}");
     poll(&format!("{base}/healthz"), 10, |b| b == "ok\n").await;
-    let metrics = poll(&format!("{base}/metrics"), 10, |b| b.contains("karat_rows_landed")).await;
+    let metrics = poll(&format!("{base}/metrics"), 10, |b| {
+        b.contains("karat_rows_landed")
+    })
+    .await;
     for needle in [
         "karat_table_rows{zone=\"silver\",table=\"orders\"}",
         "karat_rows_landed_total{zone=\"bronze\",table=\"orders\"}",
@@ -120,10 +126,17 @@ async fn prometheus_scrapes_karat_serve_and_sigterm_stops_it() {
     let prom_port = free_port();
     let _prom = start_prometheus(s.path(), port, prom_port);
     assert_eq!(prom_query(prom_port, "up{job=\"karat\"}").await, 1.0);
-    let rows = prom_query(prom_port, "karat_table_rows{zone=\"silver\",table=\"orders\"}").await;
+    let rows = prom_query(
+        prom_port,
+        "karat_table_rows{zone=\"silver\",table=\"orders\"}",
+    )
+    .await;
     assert_eq!(rows as i64, silver_rows);
     let landed = prom_query(prom_port, "sum(karat_rows_landed_total)").await;
-    assert!(landed >= silver_rows as f64, "landed {landed} < silver {silver_rows}");
+    assert!(
+        landed >= silver_rows as f64,
+        "landed {landed} < silver {silver_rows}"
+    );
 
     // SIGTERM: exit 0
     let killed = std::process::Command::new("kill")

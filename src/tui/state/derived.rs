@@ -223,6 +223,24 @@ impl App {
                 false,
             ));
         }
+        for a in &s.alerts {
+            let delivery = if a.delivered {
+                format!("sent to {}", a.alert)
+            } else {
+                format!(
+                    "NOT delivered to {} ({} attempts): {}",
+                    a.alert,
+                    a.attempts,
+                    a.error.as_deref().unwrap_or("")
+                )
+            };
+            out.push((
+                a.at.clone(),
+                "alert",
+                format!("{} {} {delivery}: {}", a.severity, a.status, a.summary),
+                !a.delivered,
+            ));
+        }
         for a in &s.actions {
             let who = format!("{}@{}", a.user, a.host);
             out.push((

@@ -1,0 +1,265 @@
+//! Alerts: one notification per breach *group* (the dashboard's grouping: table, step, cause),
+//! `firing` when it opens, `resolved` when it clears, sent again every `repeat` while it fires.
+//! Evaluated after every run — `karat run` from cron as much as `karat serve` — from the ledger
+//! alone; every notification, delivered or not, is recorded in `_karat/alerts` (the Runs screen
+//! lists them). A notification the receiver refused is tried again at the next evaluation.
+
+pub mod send;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::alert::Alert;
+use crate::error::KaratResult;
+use crate::lake::Lake;
+use crate::ledger::breaches::BreachGroup;
+use crate::ledger::{AlertRecord, Ledger};
+use crate::pipeline::Plan;
+
+/// Whether a notification opens or closes its breach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeStatus {
+    Firing,
+    Resolved,
+}
+
+impl NoticeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeStatus::Firing => "firing",
+            NoticeStatus::Resolved => "resolved",
+        }
+    }
+}
+
+/// One notification to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub status: NoticeStatus,
+    pub key: String,
+    pub severity: String,
+    pub summary: String,
+    pub zone: String,
+    pub table: String,
+    /// Partitions in the group (0 for a stale table or a resolution).
+    pub partitions: usize,
+    /// Sent again because it is still firing after `repeat`.
+    pub repeat: bool,
+}
+
+impl Notice {
+    fn firing(g: &BreachGroup, repeat: bool) -> Notice {
+        Notice {
+            status: NoticeStatus::Firing,
+            key: g.key.correlation(),
+            severity: g.kind().severity().as_str().into(),
+            summary: g.headline(),
+            zone: g.zone().to_string(),
+            table: g.table().to_string(),
+            partitions: g.members.len(),
+            repeat,
+        }
+    }
+
+    fn resolved(last: &AlertRecord) -> Notice {
+        Notice {
+            status: NoticeStatus::Resolved,
+            key: last.key.clone(),
+            severity: last.severity.clone(),
+            summary: format!("resolved: {}", last.summary),
+            zone: last.zone.clone(),
+            table: last.table.clone(),
+            partitions: 0,
+            repeat: false,
+        }
+    }
+}
+
+/// The last delivered notification of each breach key of `alert`.
+fn open_breaches<'a>(
+    alert: &Alert,
+    history: &'a [AlertRecord],
+) -> BTreeMap<&'a str, &'a AlertRecord> {
+    let mut last: BTreeMap<&str, &AlertRecord> = BTreeMap::new();
+    for r in history
+        .iter()
+        .filter(|r| r.alert == alert.name && r.delivered)
+    {
+        last.insert(r.key.as_str(), r);
+    }
+    last.retain(|_, r| r.status == NoticeStatus::Firing.as_str());
+    last
+}
+
+/// What `alert` must send now: a firing for every group at or above its severity that is not
+/// open (or open for longer than `repeat`), a resolution for every open key no longer breached.
+pub fn decide(
+    alert: &Alert,
+    groups: &[BreachGroup],
+    history: &[AlertRecord],
+    now: DateTime<Utc>,
+) -> Vec<Notice> {
+    let open = open_breaches(alert, history);
+    let mut out = Vec::new();
+    let wanted: Vec<&BreachGroup> = groups
+        .iter()
+        .filter(|g| g.kind().severity() >= alert.min_severity)
+        .collect();
+    for g in &wanted {
+        let key = g.key.correlation();
+        match open.get(key.as_str()) {
+            None => out.push(Notice::firing(g, false)),
+            Some(last) => {
+                let sent = last.at.parse::<DateTime<Utc>>().unwrap_or(now);
+                let due = chrono::Duration::from_std(alert.repeat).unwrap_or(chrono::Duration::MAX);
+                if now - sent >= due {
+                    out.push(Notice::firing(g, true));
+                }
+            }
+        }
+    }
+    for (key, last) in &open {
+        if !wanted.iter().any(|g| g.key.correlation() == *key) {
+            out.push(Notice::resolved(last));
+        }
+    }
+    out
+}
+
+/// Evaluates every `[[alert]]` against the lake's breaches now, sends what is due and records
+/// it. Returns the records (the caller reports undelivered ones; they never fail a run).
+pub async fn notify(
+    plan: &Plan,
+    lake: &Lake,
+    run_id: Option<&str>,
+) -> KaratResult<Vec<AlertRecord>> {
+    if plan.config.alerts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ledger = Ledger::new(lake);
+    let now = Utc::now();
+    let status = crate::ledger::status::compute(
+        &plan.config,
+        &ledger.runs().await?,
+        &ledger.steps().await?,
+        now,
+    );
+    let groups = crate::ledger::breaches::group(&status);
+    let history = ledger.alerts().await?;
+    let mut records = Vec::new();
+    for alert in &plan.config.alerts {
+        for notice in decide(alert, &groups, &history, now) {
+            let outcome = send::deliver(alert, &plan.config.project, &notice).await;
+            records.push(AlertRecord {
+                at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                alert: alert.name.clone(),
+                key: notice.key.clone(),
+                status: notice.status.as_str().into(),
+                severity: notice.severity.clone(),
+                summary: notice.summary.clone(),
+                zone: notice.zone.clone(),
+                table: notice.table.clone(),
+                attempts: outcome.attempts as i64,
+                delivered: outcome.error.is_none(),
+                error: outcome.error,
+                run_id: run_id.map(str::to_string),
+            });
+        }
+    }
+    ledger.append_alerts(&records).await?;
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Zone;
+    use crate::config::alert::{AlertFormat, Severity};
+    use crate::ledger::breaches::{BreachKind, BreachMember, GroupKey};
+
+    fn alert(min: Severity) -> Alert {
+        Alert {
+            name: "oncall".into(),
+            url: url::Url::parse("http://127.0.0.1:1/hook").unwrap(),
+            headers: vec![],
+            min_severity: min,
+            format: AlertFormat::Json,
+            repeat: std::time::Duration::from_secs(4 * 3600),
+        }
+    }
+
+    fn group(kind: BreachKind, table: &str) -> BreachGroup {
+        BreachGroup {
+            key: GroupKey {
+                kind,
+                zone: Zone::Silver,
+                table: table.into(),
+                cause: "reject rate #% exceeds #%".into(),
+            },
+            example: "reject rate 40% exceeds 5%".into(),
+            members: vec![BreachMember {
+                partition: "2026-03-28".into(),
+                reason: "reject rate 40% exceeds 5%".into(),
+            }],
+            blocks: 2,
+        }
+    }
+
+    fn sent(n: &Notice, at: DateTime<Utc>, delivered: bool) -> AlertRecord {
+        AlertRecord {
+            at: at.to_rfc3339(),
+            alert: "oncall".into(),
+            key: n.key.clone(),
+            status: n.status.as_str().into(),
+            severity: n.severity.clone(),
+            summary: n.summary.clone(),
+            zone: n.zone.clone(),
+            table: n.table.clone(),
+            attempts: 1,
+            delivered,
+            error: None,
+            run_id: None,
+        }
+    }
+
+    #[test]
+    fn a_group_fires_once_repeats_after_the_interval_and_resolves_when_gone() {
+        let a = alert(Severity::Warn);
+        let t0: DateTime<Utc> = "2026-11-23T00:00:00Z".parse().unwrap();
+        let groups = vec![group(BreachKind::Failed, "orders")];
+        let first = decide(&a, &groups, &[], t0);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].status, NoticeStatus::Firing);
+        assert_eq!(first[0].severity, "error");
+        // not delivered: tried again
+        let undelivered = vec![sent(&first[0], t0, false)];
+        assert_eq!(decide(&a, &groups, &undelivered, t0).len(), 1);
+        // delivered: quiet until the repeat is due
+        let history = vec![sent(&first[0], t0, true)];
+        let hour = chrono::Duration::hours(1);
+        assert!(decide(&a, &groups, &history, t0 + hour).is_empty());
+        let again = decide(&a, &groups, &history, t0 + hour * 4);
+        assert!(again.len() == 1 && again[0].repeat);
+        // the breach clears: one resolution, then nothing
+        let resolved = decide(&a, &[], &history, t0 + hour);
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0].status, NoticeStatus::Resolved);
+        let mut closed = history.clone();
+        closed.push(sent(&resolved[0], t0 + hour, true));
+        assert!(decide(&a, &[], &closed, t0 + hour * 2).is_empty());
+    }
+
+    #[test]
+    fn min_severity_error_skips_warnings() {
+        let groups = vec![
+            group(BreachKind::Blocked, "daily_revenue"),
+            group(BreachKind::Failed, "orders"),
+        ];
+        let t0 = Utc::now();
+        let only_errors = decide(&alert(Severity::Error), &groups, &[], t0);
+        assert_eq!(only_errors.len(), 1);
+        assert_eq!(only_errors[0].table, "orders");
+        assert_eq!(decide(&alert(Severity::Warn), &groups, &[], t0).len(), 2);
+    }
+}

@@ -1,0 +1,203 @@
+//! Alerts as a cron user gets them: plain `karat run` processes notify real HTTP receivers on
+//! loopback — one notification per breach group, `firing` once, `resolved` after the fix and
+//! the replay, `${ENV}` headers, a Slack-format receiver that fails twice before it accepts —
+//! and every notification is in the ledger and on the Runs screen.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use crate::util::{Scratch, finish, scalar, spawn_karat, sql};
+
+/// An HTTP receiver on loopback that records every request (headers and JSON body) and answers
+/// 500 to the first `fail_first` of them.
+struct Receiver {
+    server: Arc<tiny_http::Server>,
+    port: u16,
+    seen: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl Receiver {
+    fn start(fail_first: usize) -> Receiver {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let port = server.server_addr().to_ip().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (s, log) = (server.clone(), seen.clone());
+        std::thread::spawn(move || {
+            for mut req in s.incoming_requests() {
+                let mut body = String::new();
+                let _ = req.as_reader().read_to_string(&mut body);
+                let headers = req
+                    .headers()
+                    .iter()
+                    .map(|h| format!("{}: {}", h.field, h.value))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let n = {
+                    let mut l = log.lock().unwrap();
+                    l.push((headers, serde_json::from_str(&body).unwrap_or(Value::Null)));
+                    l.len()
+                };
+                let code = if n <= fail_first { 500 } else { 200 };
+                let _ = req.respond(tiny_http::Response::from_string("").with_status_code(code));
+            }
+        });
+        Receiver { server, port, seen }
+    }
+
+    fn bodies(&self) -> Vec<Value> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
+
+fn karat(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    finish(spawn_karat(dir, args, &[("KARAT_TEST_TOKEN", "s3cret")]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_partition_fires_once_per_group_and_resolves_after_the_replay() {
+    let s = Scratch::new();
+    let oncall = Receiver::start(0);
+    let chat = Receiver::start(2);
+    let cfg = karat::config::example::write_example(s.path(), false).unwrap();
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        r#"
+[[alert]]
+name = "oncall"
+url = "http://127.0.0.1:{}/hook"
+headers = {{ Authorization = "Bearer ${{KARAT_TEST_TOKEN}}" }}
+min_severity = "error"
+
+[[alert]]
+name = "chat"
+url = "http://127.0.0.1:{}/slack"
+format = "slack"
+"#,
+        oncall.port, chat.port
+    ));
+    std::fs::write(&cfg, &text).unwrap();
+
+    let (code, out) = karat(s.path(), &["run"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        oncall.bodies().is_empty() && chat.bodies().is_empty(),
+        "nothing is broken yet"
+    );
+
+    // a file whose date field has another name: its partition fails, gold is blocked
+    std::fs::write(
+        s.join("data/orders/renamed.ndjson"),
+        "{\"order_id\":\"o-7\",\"amount\":5,\"currency\":\"USD\",\"quantity\":1,\"orderDate\":\"2026-03-27\"}\n",
+    )
+    .unwrap();
+    let (code, out) = karat(s.path(), &["run"]);
+    assert_eq!(code, Some(1), "{out}");
+    let fired = oncall.bodies();
+    assert_eq!(fired.len(), 1, "one error group for oncall: {fired:#?}");
+    assert_eq!(fired[0]["status"], "firing");
+    assert_eq!(fired[0]["severity"], "error");
+    assert_eq!(fired[0]["table"], "orders");
+    assert_eq!(fired[0]["zone"], "silver");
+    let headers = oncall.seen.lock().unwrap()[0].0.clone();
+    assert!(headers.contains("Bearer s3cret"), "{headers}");
+    // chat gets the same group in Slack's format, accepted at the third attempt after two 500s
+    let chat_seen = chat.bodies();
+    let texts: Vec<&str> = chat_seen
+        .iter()
+        .filter_map(|b| b["text"].as_str())
+        .collect();
+    assert_eq!(texts.len(), 3, "{texts:#?}");
+    assert!(
+        texts
+            .iter()
+            .all(|t| t.contains("[FIRING]") && t.contains("silver orders")),
+        "{texts:#?}"
+    );
+
+    // nothing changed: nothing new is sent
+    let before = (oncall.bodies().len(), chat.bodies().len());
+    let (code, out) = karat(s.path(), &["run"]);
+    assert_eq!(code, Some(0), "a run with nothing new: {out}");
+    assert_eq!((oncall.bodies().len(), chat.bodies().len()), before);
+
+    // the fix and the replay: the breach resolves
+    let (_, status) = karat(s.path(), &["status", "--json"]);
+    let status: Value = serde_json::from_str(&status).expect("status json");
+    let partition = status["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "orders" && t["zone"] == "silver")
+        .and_then(|t| t["failed"][0]["partition"].as_str())
+        .expect("the failed partition")
+        .to_string();
+    let fixed = text.replace(
+        "order_date = { type = \"date\", nullable = false }",
+        "order_date = { type = \"date\", nullable = false, source_field = \"orderDate\" }",
+    );
+    assert_ne!(fixed, text);
+    std::fs::write(&cfg, fixed).unwrap();
+    let (code, out) = karat(s.path(), &["replay", "orders", "--partition", &partition]);
+    assert_eq!(code, Some(0), "{out}");
+    let oncall_all = oncall.bodies();
+    assert_eq!(oncall_all.len(), 2, "{oncall_all:#?}");
+    assert_eq!(oncall_all[1]["status"], "resolved");
+    assert_eq!(oncall_all[1]["key"], oncall_all[0]["key"]);
+
+    // the ledger holds every notification: chat's first one took three attempts
+    let lake = s.join("lake");
+    let attempts = scalar(
+        &sql(
+            &lake,
+            "_karat/alerts",
+            "SELECT CAST(MAX(attempts) AS VARCHAR) FROM t WHERE alert = 'chat'",
+        )
+        .await,
+    );
+    assert_eq!(attempts, "3");
+    let undelivered = scalar(
+        &sql(
+            &lake,
+            "_karat/alerts",
+            "SELECT CAST(COUNT(*) AS VARCHAR) FROM t WHERE NOT delivered",
+        )
+        .await,
+    );
+    assert_eq!(undelivered, "0");
+
+    // and the Runs screen lists them
+    let (plan, lake) = crate::util::open(&cfg).await;
+    let app = karat::tui::headless_state(
+        &plan,
+        &lake,
+        karat::tui::theme::Theme::default_dark(),
+        karat::tui::action::View::Runs,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    let alerts: Vec<_> = app
+        .timeline()
+        .into_iter()
+        .filter(|e| e.kind == "alert")
+        .collect();
+    assert!(
+        alerts
+            .iter()
+            .any(|e| e.text.contains("resolved sent to oncall")),
+        "{alerts:#?}"
+    );
+}
