@@ -131,6 +131,15 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Compact (Delta OPTIMIZE) and vacuum every table of the lake: silver, dead letters,
+    /// superseded rows, gold and the ledger. Holds the writer lease; recorded in the ledger.
+    Maintain {
+        /// Say what would be compacted and deleted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Undo a replay made with a wrong fix: restore the Delta tables it rewrote to their
     /// versions before it (refused when a later run has written them since).
     Restore {
@@ -469,6 +478,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 .init();
             let (plan, lake) = load(&cli.config, cli.wait).await?;
             karat::serve::serve(plan, lake, listen).await?;
+            Ok(0)
+        }
+        Command::Maintain { dry_run, json } => {
+            let (plan, lake) = load(&cli.config, cli.wait).await?;
+            let r = karat::pipeline::maintain(&plan, &lake, dry_run).await?;
+            if json {
+                json_out(&r)?;
+            } else {
+                out(&summary::maintenance_lines(&r));
+            }
             Ok(0)
         }
         Command::Schema { table, batch, json } => {

@@ -129,3 +129,32 @@ pub fn run_lines(r: &RunReport) -> String {
     }
     out
 }
+
+/// `karat maintain`: per table, files before → after, compacted and vacuumed.
+pub fn maintenance_lines(r: &crate::pipeline::MaintenanceReport) -> String {
+    let verb = if r.dry_run { "would" } else { "did" };
+    let mut out = format!(
+        "maintenance{} ({verb} compact / vacuum):\n{:<36} {:>7} {:>7} {:>10} {:>9}\n",
+        if r.dry_run { ", dry run" } else { "" },
+        "table",
+        "files",
+        "after",
+        "compacted",
+        "vacuumed"
+    );
+    for t in &r.tables {
+        out.push_str(&format!(
+            "{:<36} {:>7} {:>7} {:>10} {:>9}\n",
+            t.table, t.files_before, t.files_after, t.files_compacted, t.files_vacuumed
+        ));
+    }
+    let (before, after): (usize, usize) = r
+        .tables
+        .iter()
+        .fold((0, 0), |(b, a), t| (b + t.files_before, a + t.files_after));
+    out.push_str(&format!(
+        "{} table(s): {before} files → {after}\n",
+        r.tables.len()
+    ));
+    out
+}

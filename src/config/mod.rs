@@ -44,6 +44,10 @@ pub struct Config {
     pub serve_refresh: Duration,
     /// `[[alert]]`s.
     pub alerts: Vec<alert::Alert>,
+    /// `[maintenance] vacuum_after`.
+    pub vacuum_after: Duration,
+    /// `[maintenance] every` (for `karat serve`).
+    pub maintenance_every: Option<Duration>,
     pub sources: Vec<Source>,
     pub tables: Vec<Table>,
 }
@@ -281,6 +285,8 @@ impl Config {
             serve_listen: "127.0.0.1:9464".into(),
             serve_refresh: Duration::from_secs(15),
             alerts: Vec::new(),
+            vacuum_after: Duration::from_secs(7 * 86_400),
+            maintenance_every: None,
             sources: Vec::new(),
             tables: Vec::new(),
         };
@@ -338,6 +344,12 @@ impl Config {
         }
         if let Some(r) = &parsed.serve.refresh {
             self.serve_refresh = self.duration(r)?;
+        }
+        if let Some(v) = &parsed.maintenance.vacuum_after {
+            self.vacuum_after = self.duration(v)?;
+        }
+        if let Some(e) = &parsed.maintenance.every {
+            self.maintenance_every = Some(self.duration(e)?);
         }
         for a in &parsed.alerts {
             let alert = self.resolve_alert(a)?;

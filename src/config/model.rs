@@ -21,6 +21,8 @@ pub struct ConfigFile {
     pub serve: ServeConfig,
     #[serde(default, rename = "alert")]
     pub alerts: Vec<super::alert::AlertConfig>,
+    #[serde(default)]
+    pub maintenance: MaintenanceConfig,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
     #[serde(default, rename = "table")]
@@ -73,6 +75,17 @@ pub struct ScheduleConfig {
     /// `karat serve`: how many times a run that failed on storage is retried (backoff 1 s, 2 s,
     /// 4 s, …). Default 2.
     pub retries: Option<u32>,
+}
+
+/// `[maintenance]`: compaction and vacuum (`karat maintain`, and `karat serve` every `every`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    /// Files no version younger than this needs are deleted (default `7d`; a replay older than
+    /// this can no longer be restored).
+    pub vacuum_after: Option<Spanned<String>>,
+    /// `karat serve` runs maintenance this often (default: never).
+    pub every: Option<Spanned<String>>,
 }
 
 /// `[serve]`: the daemon's HTTP endpoint.

@@ -20,6 +20,18 @@ pub use records::{
     VersionRecord,
 };
 
+/// Every ledger table (`_karat/<name>`).
+pub const TABLES: &[&str] = &[
+    "runs",
+    "steps",
+    "silver_batches",
+    "contracts",
+    "versions",
+    "actions",
+    "alerts",
+    "drift",
+];
+
 /// Access to the ledger tables of a lake.
 #[derive(Debug, Clone)]
 pub struct Ledger {

@@ -2,6 +2,7 @@
 //! chosen partitions, and the report a run produces.
 
 pub mod ack;
+pub mod maintain;
 pub mod plan;
 pub mod preview;
 pub mod replay;
@@ -10,6 +11,7 @@ pub mod restore;
 pub mod run;
 pub mod verify;
 
+pub use maintain::{MaintenanceReport, maintain};
 pub use plan::Plan;
 pub use preview::{ReplayPreview, preview};
 pub use replay::{ReplayTarget, replay};

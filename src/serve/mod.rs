@@ -1,8 +1,8 @@
 //! `karat serve`: the headless daemon for a VM, a container or systemd. It runs the
 //! `[schedule]` (taking the writer lease only while a run writes), retries a run that failed on
 //! storage with exponential backoff, and serves `/metrics`, `/healthz` and `/status` on
-//! `[serve] listen`, sends the `[[alert]]`s due after each run. SIGTERM (or Ctrl-c) lets the
-//! current run finish, then exits 0.
+//! `[serve] listen`, sends the `[[alert]]`s due after each run, and runs `karat maintain` every
+//! `[maintenance] every`. SIGTERM (or Ctrl-c) lets the current run finish, then exits 0.
 
 pub mod http;
 pub mod metrics;
@@ -60,6 +60,12 @@ async fn schedule_loop(plan: &Plan, lake: &Lake, pages: &SharedPages) -> KaratRe
     let mut term = signal(SignalKind::terminate()).map_err(io)?;
     let mut refresh_every = ticker(plan.config.serve_refresh);
     let mut schedule = plan.config.schedule_every.map(ticker);
+    let mut maintenance = plan.config.maintenance_every.map(|every| {
+        // the first maintenance one period after start, not at once
+        let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        i
+    });
     let mut running: Option<JoinHandle<()>> = None;
     loop {
         tokio::select! {
@@ -71,6 +77,16 @@ async fn schedule_loop(plan: &Plan, lake: &Lake, pages: &SharedPages) -> KaratRe
                 running = Some(tokio::spawn(async move {
                     let report = scheduled_run(&plan, &lake).await;
                     alerts(&plan, &lake, report.as_ref().map(|r| r.run_id.as_str())).await;
+                    refresh(&plan, &lake, &pages).await;
+                }));
+            }
+            _ = next_tick(&mut maintenance), if running.is_none() => {
+                let (plan, lake, pages) = (plan.clone(), lake.clone(), pages.clone());
+                running = Some(tokio::spawn(async move {
+                    match crate::pipeline::maintain(&plan, &lake, false).await {
+                        Ok(r) => tracing::info!(tables = r.tables.len(), "maintenance finished"),
+                        Err(e) => tracing::error!(error = %e, "maintenance failed"),
+                    }
                     refresh(&plan, &lake, &pages).await;
                 }));
             }

@@ -11,6 +11,7 @@ mod demo;
 mod hostile;
 mod http_source;
 mod ingest;
+mod maintain;
 mod pty;
 mod replay;
 mod replay_rebuild;

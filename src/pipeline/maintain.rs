@@ -1,0 +1,204 @@
+//! `karat maintain`: keeps the lake's Delta tables cheap to read. Every run appends small files
+//! (a replace-where rewrites a partition, each ledger write adds one); maintenance compacts
+//! them with Delta OPTIMIZE and removes the files no version younger than
+//! `[maintenance] vacuum_after` needs with VACUUM — silver, dead letters, superseded rows, gold
+//! and the ledger's own tables. It holds the writer lease and is recorded in the ledger as a
+//! run with each table's versions before and after (so `karat restore` of an older replay is
+//! refused rather than half-done; restoring past the vacuum horizon is not possible).
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::config::Zone;
+use crate::error::{KaratError, KaratResult};
+use crate::lake::lease::Lease;
+use crate::lake::{Lake, delta, layout};
+use crate::ledger::{Ledger, RunRecord};
+
+use super::plan::Plan;
+
+/// What maintenance did (or, dry, would do) to one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableMaintenance {
+    /// The table's folder in the lake.
+    pub table: String,
+    pub files_before: usize,
+    pub files_after: usize,
+    /// Files OPTIMIZE merged away (dry run: files in partitions holding more than one).
+    pub files_compacted: u64,
+    /// Files VACUUM deleted (dry run: would delete).
+    pub files_vacuumed: usize,
+    pub version_before: Option<i64>,
+    pub version_after: Option<i64>,
+}
+
+/// The report of `karat maintain`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaintenanceReport {
+    pub run_id: String,
+    pub dry_run: bool,
+    pub tables: Vec<TableMaintenance>,
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Every Delta table of the lake that maintenance looks after.
+fn folders(plan: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in plan.contracts.keys() {
+        out.push(layout::table(Zone::Silver, t));
+        out.push(layout::dead_letters(t));
+        out.push(layout::superseded(t));
+    }
+    out.extend(plan.gold.iter().map(|g| layout::table(Zone::Gold, &g.name)));
+    out.extend(crate::ledger::TABLES.iter().map(|n| layout::ledger(n)));
+    out
+}
+
+/// Compacts and vacuums every table, holding the writer lease.
+pub async fn maintain(plan: &Plan, lake: &Lake, dry_run: bool) -> KaratResult<MaintenanceReport> {
+    let command = if dry_run {
+        "karat maintain --dry-run"
+    } else {
+        "karat maintain"
+    };
+    let lease = Lease::acquire(lake, command, lake.writer_wait()).await?;
+    let result = maintain_holding(plan, lake, dry_run, command).await;
+    let released = lease.release().await;
+    let report = result?;
+    released?;
+    Ok(report)
+}
+
+async fn maintain_holding(
+    plan: &Plan,
+    lake: &Lake,
+    dry_run: bool,
+    command: &str,
+) -> KaratResult<MaintenanceReport> {
+    let started_at = now();
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let mut tables = Vec::new();
+    for folder in folders(plan) {
+        if let Some(t) = maintain_table(lake, &folder, plan.config.vacuum_after, dry_run).await? {
+            tables.push(t);
+        }
+    }
+    if !dry_run {
+        record(lake, &run_id, &tables, &started_at, command).await?;
+    }
+    Ok(MaintenanceReport {
+        run_id,
+        dry_run,
+        tables,
+    })
+}
+
+/// One table: OPTIMIZE, then VACUUM; `None` when the table does not exist yet.
+async fn maintain_table(
+    lake: &Lake,
+    folder: &str,
+    vacuum_after: std::time::Duration,
+    dry_run: bool,
+) -> KaratResult<Option<TableMaintenance>> {
+    let url = lake.url_of(folder);
+    let Some(table) = delta::open(&url, folder).await? else {
+        return Ok(None);
+    };
+    let err = |e| KaratError::delta(folder, e);
+    let files_before = table.get_file_uris().map_err(err)?.count();
+    let version_before = table.version().map(|v| v as i64);
+    let retention = chrono::Duration::from_std(vacuum_after)
+        .map_err(|e| KaratError::Other(format!("[maintenance] vacuum_after: {e}")))?;
+    if dry_run {
+        let compactable = compactable_files(&table)?;
+        let (_, vacuum) = table
+            .vacuum()
+            .with_retention_period(retention)
+            .with_enforce_retention_duration(false)
+            .with_dry_run(true)
+            .await
+            .map_err(err)?;
+        return Ok(Some(TableMaintenance {
+            table: folder.to_string(),
+            files_before,
+            files_after: files_before,
+            files_compacted: compactable,
+            files_vacuumed: vacuum.files_deleted.len(),
+            version_before,
+            version_after: version_before,
+        }));
+    }
+    let (table, optimized) = table.optimize().await.map_err(err)?;
+    let (table, vacuum) = table
+        .vacuum()
+        .with_retention_period(retention)
+        .with_enforce_retention_duration(false)
+        .await
+        .map_err(err)?;
+    Ok(Some(TableMaintenance {
+        table: folder.to_string(),
+        files_before,
+        files_after: table.get_file_uris().map_err(err)?.count(),
+        files_compacted: optimized.num_files_removed,
+        files_vacuumed: vacuum.files_deleted.len(),
+        version_before,
+        version_after: table.version().map(|v| v as i64),
+    }))
+}
+
+/// Files in partitions that hold more than one (what OPTIMIZE would merge).
+fn compactable_files(table: &deltalake::DeltaTable) -> KaratResult<u64> {
+    let mut per_dir: BTreeMap<String, u64> = BTreeMap::new();
+    let uris = table
+        .get_file_uris()
+        .map_err(|e| KaratError::delta("listing files", e))?;
+    for uri in uris {
+        let dir = uri
+            .rsplit_once('/')
+            .map(|(d, _)| d.to_string())
+            .unwrap_or_default();
+        *per_dir.entry(dir).or_default() += 1;
+    }
+    Ok(per_dir.values().filter(|n| **n > 1).sum())
+}
+
+/// The maintenance run in the ledger, with the versions it made.
+async fn record(
+    lake: &Lake,
+    run_id: &str,
+    tables: &[TableMaintenance],
+    started_at: &str,
+    command: &str,
+) -> KaratResult<()> {
+    let ledger = Ledger::new(lake);
+    let versions: Vec<crate::ledger::VersionRecord> = tables
+        .iter()
+        .filter(|t| t.version_after != t.version_before && !t.table.starts_with("_karat/"))
+        .map(|t| crate::ledger::VersionRecord {
+            run_id: run_id.to_string(),
+            table: t.table.clone(),
+            before: t.version_before,
+            after: t.version_after,
+        })
+        .collect();
+    ledger.append_versions(&versions).await?;
+    ledger
+        .append_run(&RunRecord {
+            run_id: run_id.to_string(),
+            trigger: "maintain".into(),
+            status: "ok".into(),
+            started_at: started_at.to_string(),
+            finished_at: now(),
+            command: command.to_string(),
+            error: None,
+            rows_in: 0,
+            dead: 0,
+            partitions_failed: 0,
+        })
+        .await
+}
