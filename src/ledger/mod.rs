@@ -4,10 +4,11 @@
 
 pub mod breaches;
 pub mod records;
+pub mod sli;
 pub mod status;
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::datatypes::{DataType, SchemaRef};
 use deltalake::arrow::json::{ArrayWriter, ReaderBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -65,15 +66,26 @@ fn from_batches<T: DeserializeOwned>(batches: &[RecordBatch], what: &str) -> Kar
     }
     let values: Vec<serde_json::Value> = serde_json::from_slice(&bytes)
         .map_err(|e| KaratError::Other(format!("ledger {what}: {e}")))?;
+    // the timestamp columns (only those: a text column may look like a time, or a path)
+    let timestamps: Vec<String> = batches
+        .first()
+        .map(|b| {
+            b.schema()
+                .fields()
+                .iter()
+                .filter(|f| matches!(f.data_type(), DataType::Timestamp(..)))
+                .map(|f| f.name().clone())
+                .collect()
+        })
+        .unwrap_or_default();
     values
         .into_iter()
         .map(|mut v| {
-            // arrow-json writes timestamps without a trailing Z; keep them RFC 3339
+            // arrow-json writes UTC timestamps without a trailing Z; keep them RFC 3339
             if let serde_json::Value::Object(m) = &mut v {
-                for (_, x) in m.iter_mut() {
+                for (k, x) in m.iter_mut() {
                     if let serde_json::Value::String(s) = x
-                        && s.len() >= 19
-                        && s.as_bytes()[10] == b'T'
+                        && timestamps.contains(k)
                         && !s.ends_with('Z')
                         && !s.contains('+')
                     {
@@ -255,5 +267,43 @@ impl Ledger {
         let mut v: Vec<DriftRecord> = self.read("drift", "").await?;
         v.sort_by(|a, b| a.ingested_at.cmp(&b.ingested_at));
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Zone;
+    use crate::silver::PartitionStatus;
+
+    #[test]
+    fn text_that_looks_like_a_time_round_trips_unchanged() {
+        let step = StepRecord {
+            run_id: "r".into(),
+            trigger: "cli".into(),
+            zone: Zone::Bronze,
+            table: "orders".into(),
+            // the 11th character is a T, as in a time: still not a timestamp column
+            partition: "/tmp/.tmpATxyzw/data/orders-2026-03-27.ndjson.gz".into(),
+            status: PartitionStatus::Failed,
+            started_at: "2026-11-23T01:02:03.000004Z".into(),
+            finished_at: "2026-11-23T01:02:04.000005Z".into(),
+            rows_in: 1,
+            rows_out: 0,
+            dead: 0,
+            duplicates: 0,
+            messages: Some("2026-11-23T01:02:03 something".into()),
+            dead_by_rule: None,
+            schema_fingerprint: None,
+            delta_version: None,
+        };
+        let batch = to_batch(
+            std::slice::from_ref(&step),
+            records::steps_schema(),
+            "steps",
+        )
+        .unwrap();
+        let back: Vec<StepRecord> = from_batches(&[batch], "steps").unwrap();
+        assert_eq!(back, vec![step]);
     }
 }

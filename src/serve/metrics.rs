@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 use crate::config::Zone;
 use crate::lake::lease::LeaseInfo;
 use crate::ledger::breaches::BreachGroup;
+use crate::ledger::sli::Slis;
 use crate::ledger::status::{StatusReport, latest_partition_states};
 use crate::ledger::{RunRecord, StepRecord};
 
@@ -75,6 +76,7 @@ pub struct MetricsInput<'a> {
     pub runs: &'a [RunRecord],
     pub steps: &'a [StepRecord],
     pub lease: Option<&'a LeaseInfo>,
+    pub slis: &'a Slis,
 }
 
 fn table(zone: Zone, name: &str) -> TableLabels {
@@ -99,6 +101,7 @@ pub fn encode(input: &MetricsInput) -> String {
     breaches(&mut registry, input.breaches);
     durations(&mut registry, input.runs, input.steps);
     lease(&mut registry, input.lease);
+    slis(&mut registry, input.slis);
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)
         .expect("writing to a String cannot fail");
@@ -285,5 +288,73 @@ fn lease(registry: &mut Registry, lease: Option<&LeaseInfo>) {
         "lease_held",
         "1 while a writer holds the lake's lease, labelled by who",
         family,
+    );
+}
+
+/// The seed's SLIs (M1, M3–M8; M2 is `karat_table_freshness_seconds`).
+fn slis(registry: &mut Registry, slis: &Slis) {
+    let ingest = Family::<TableLabels, FloatGauge>::default();
+    let compliance = Family::<TableLabels, FloatGauge>::default();
+    let duplicates = Family::<TableLabels, FloatGauge>::default();
+    let z = Family::<TableLabels, FloatGauge>::default();
+    let dead = Family::<RuleLabels, FloatGauge>::default();
+    for t in &slis.tables {
+        let l = table(t.zone, &t.table);
+        let set = |f: &Family<TableLabels, FloatGauge>, v: Option<f64>| {
+            if let Some(v) = v {
+                f.get_or_create(&l).set(v);
+            }
+        };
+        set(&ingest, t.ingest_success);
+        set(&compliance, t.schema_compliance);
+        set(&duplicates, t.duplicate_rate);
+        set(&z, t.completeness.as_ref().map(|c| c.z));
+        for (rule, v) in &t.dead_letter_rate {
+            let l = RuleLabels {
+                table: t.table.clone(),
+                rule: rule.clone(),
+            };
+            dead.get_or_create(&l).set(*v);
+        }
+    }
+    let failures = FloatGauge::default();
+    failures.set(slis.job_failure_rate.unwrap_or(0.0));
+    let replay = FloatGauge::default();
+    replay.set(slis.replay_records_per_run.unwrap_or(0.0));
+    let window = format!(" over the last {} days", slis.window_days);
+    registry.register(
+        "sli_ingest_success_ratio",
+        format!("M1: bronze batches landed / attempted{window}"),
+        ingest,
+    );
+    registry.register(
+        "sli_schema_compliance_ratio",
+        format!("M3: valid / total records{window}"),
+        compliance,
+    );
+    registry.register(
+        "sli_duplicate_ratio",
+        format!("M4: superseded / total records{window}"),
+        duplicates,
+    );
+    registry.register(
+        "sli_job_failure_ratio",
+        format!("M5: failed runs / runs{window}"),
+        failures,
+    );
+    registry.register(
+        "sli_replay_records_per_run",
+        format!("M6: records reprocessed per replay{window}"),
+        replay,
+    );
+    registry.register(
+        "sli_completeness_zscore",
+        "M7: the newest partition's records against the trailing 14 partitions (|z| > 3: anomaly)",
+        z,
+    );
+    registry.register(
+        "sli_dead_letter_ratio",
+        format!("M8: dead letters per rule / total records{window}"),
+        dead,
     );
 }

@@ -193,7 +193,9 @@ async fn compute_pages(plan: &Plan, lake: &Lake) -> KaratResult<(String, String)
         crate::ledger::status::compute(&plan.config, &runs, &steps, chrono::Utc::now());
     let breaches = crate::ledger::breaches::group(&status);
     let lease = crate::lake::lease::current(lake).await?;
+    let slis = crate::ledger::sli::compute(&status, &runs, &steps, chrono::Utc::now());
     let text = metrics::encode(&metrics::MetricsInput {
+        slis: &slis,
         status: &status,
         breaches: &breaches,
         runs: &runs,

@@ -115,6 +115,9 @@ async fn prometheus_scrapes_karat_serve_and_sigterm_stops_it() {
         "karat_rows_landed_total{zone=\"bronze\",table=\"orders\"}",
         "karat_run_duration_seconds_bucket{",
         "karat_partitions{zone=\"silver\",table=\"orders\",state=\"ok\"}",
+        "karat_sli_schema_compliance_ratio{zone=\"silver\",table=\"orders\"}",
+        "karat_sli_ingest_success_ratio{zone=\"bronze\",table=\"orders\"} 1.0",
+        "karat_sli_job_failure_ratio ",
         "# EOF",
     ] {
         assert!(metrics.contains(needle), "{needle} missing:\n{metrics}");

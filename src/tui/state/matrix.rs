@@ -116,7 +116,7 @@ pub struct Matrix {
 }
 
 impl App {
-    /// Recomputes the derived views of the snapshot (matrix, breaches).
+    /// Recomputes the derived views of the snapshot (matrix, breaches, SLIs).
     pub(super) fn rebuild(&mut self) {
         let Some(s) = &self.snapshot else { return };
         // running cells are replaced by what the ledger now says
@@ -173,6 +173,12 @@ impl App {
         }
         self.matrix = Matrix { rows, cols, cells };
         self.breaches = crate::ledger::breaches::group(&s.status);
+        self.slis = Some(crate::ledger::sli::compute(
+            &s.status,
+            &s.runs,
+            &s.steps,
+            s.loaded_at,
+        ));
         self.overview.clamp(&self.breaches, &s.status.tables);
         // first time: put the partitions cursor on the most urgent cell, else keep it in range
         if self.matrix.rows.is_empty() || self.matrix.cols.is_empty() {

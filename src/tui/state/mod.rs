@@ -55,6 +55,8 @@ pub struct App {
     pub matrix: Matrix,
     /// Breaches grouped by cause, most urgent first.
     pub breaches: Vec<BreachGroup>,
+    /// The seed's SLIs M1–M8, computed once per snapshot.
+    pub slis: Option<crate::ledger::sli::Slis>,
     pub mode: Mode,
     pub now: DateTime<Utc>,
     pub fixed_clock: bool,
@@ -102,6 +104,7 @@ impl App {
             snapshot: None,
             matrix: Matrix::default(),
             breaches: Vec::new(),
+            slis: None,
             mode: Mode::Normal,
             now,
             fixed_clock,

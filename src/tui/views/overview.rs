@@ -28,9 +28,19 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         .filter(|i| !matches!(i, Item::Table(_)))
         .count();
     let banner_h = (breach_lines.max(1) as u16 + 2).min(area.height / 2).max(3);
-    let [top, bottom] =
-        Layout::vertical([Constraint::Length(banner_h), Constraint::Min(3)]).areas(area);
+    let sli_lines = sli_lines(app);
+    let sli_h = (sli_lines.len() as u16 + 2).min(area.height.saturating_sub(banner_h) / 3);
+    let [top, bottom, sli_area] = Layout::vertical([
+        Constraint::Length(banner_h),
+        Constraint::Min(3),
+        Constraint::Length(sli_h),
+    ])
+    .areas(area);
     banner(f, top, app, &items[..breach_lines]);
+    f.render_widget(
+        Paragraph::new(sli_lines).block(panel(t, &sli_title(app))),
+        sli_area,
+    );
     // tables
     let header = Row::new([
         "zone",
@@ -170,4 +180,85 @@ fn banner(f: &mut Frame, area: Rect, app: &App, items: &[Item]) {
         Paragraph::new(lines.into_iter().skip(skip).collect::<Vec<_>>()).block(panel(t, &title)),
         area,
     );
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.1}%", x * 100.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The SLI panel's title: the window and the lake-wide indicators (M5, M6).
+fn sli_title(app: &App) -> String {
+    let Some(s) = &app.slis else {
+        return " SLIs ".into();
+    };
+    let replays = match s.replay_records_per_run {
+        Some(per) => format!(
+            "{} records reprocessed ({per:.0} per replay)",
+            s.replay_records
+        ),
+        None => "no replays".into(),
+    };
+    format!(
+        " SLIs, last {} days: job failures {} · {replays} ",
+        s.window_days,
+        pct(s.job_failure_rate)
+    )
+}
+
+/// One line per source and silver table: M1 / M3, M4, M7, M8 (M2 is the tables' freshness).
+fn sli_lines(app: &App) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let Some(s) = &app.slis else { return vec![] };
+    let mut out = Vec::new();
+    for x in &s.tables {
+        let text = match x.zone {
+            crate::config::Zone::Bronze => {
+                format!("ingest success {}", pct(x.ingest_success))
+            }
+            crate::config::Zone::Silver => {
+                let volume = x
+                    .completeness
+                    .as_ref()
+                    .map(|c| {
+                        format!(
+                            "volume {} {} vs {:.0}±{:.0} z={:+.1}{}",
+                            c.partition,
+                            c.records,
+                            c.mean,
+                            c.stddev,
+                            c.z.clamp(-99.9, 99.9),
+                            if c.anomaly { " ANOMALY" } else { "" }
+                        )
+                    })
+                    .unwrap_or_else(|| "volume: too few partitions".into());
+                let top = x
+                    .dead_letter_rate
+                    .iter()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map(|(r, v)| format!(" · top rule {r} {:.1}%", v * 100.0))
+                    .unwrap_or_default();
+                format!(
+                    "compliance {} · duplicates {} · {volume}{top}",
+                    pct(x.schema_compliance),
+                    pct(x.duplicate_rate)
+                )
+            }
+            crate::config::Zone::Gold => continue,
+        };
+        let anomaly = x.completeness.as_ref().is_some_and(|c| c.anomaly);
+        let style = if anomaly {
+            t.style("banner_warn")
+        } else {
+            ratatui::style::Style::default()
+        };
+        out.push(Line::from(vec![
+            Span::styled(
+                format!("{:<6} {:<16} ", x.zone, cut(&x.table, 16)),
+                t.style("header"),
+            ),
+            Span::styled(clean(&text), style),
+        ]));
+    }
+    out
 }
