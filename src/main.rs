@@ -472,10 +472,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(if v.ok() { 0 } else { 1 })
         }
         Command::Serve { listen } => {
-            tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_ansi(false)
-                .init();
+            init_logs();
             let (plan, lake) = load(&cli.config, cli.wait).await?;
             karat::serve::serve(plan, lake, listen).await?;
             Ok(0)
@@ -825,6 +822,24 @@ async fn finish_run(plan: &Plan, lake: &Lake, report: RunReport, json: bool) -> 
         out(&summary::status_table(&s));
     }
     Ok(report.exit_code() as u8)
+}
+
+/// `karat serve`'s logs: karat's own at info, everything else (deltalake's kernel logs every
+/// snapshot at info) from warn up; plain lines on stderr.
+fn init_logs() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let targets = tracing_subscriber::filter::Targets::new()
+        .with_target("karat", tracing::Level::INFO)
+        .with_default(tracing::Level::WARN);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false),
+        )
+        .with(targets)
+        .init();
 }
 
 /// Sends the `[[alert]]` notifications due after a run; a receiver that refuses them never fails

@@ -3,64 +3,10 @@
 //! the replay, `${ENV}` headers, a Slack-format receiver that fails twice before it accepts —
 //! and every notification is in the ledger and on the Runs screen.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-
 use serde_json::Value;
+use std::path::Path;
 
-use crate::util::{Scratch, finish, scalar, spawn_karat, sql};
-
-/// An HTTP receiver on loopback that records every request (headers and JSON body) and answers
-/// 500 to the first `fail_first` of them.
-struct Receiver {
-    server: Arc<tiny_http::Server>,
-    port: u16,
-    seen: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-impl Receiver {
-    fn start(fail_first: usize) -> Receiver {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-        let port = server.server_addr().to_ip().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (s, log) = (server.clone(), seen.clone());
-        std::thread::spawn(move || {
-            for mut req in s.incoming_requests() {
-                let mut body = String::new();
-                let _ = req.as_reader().read_to_string(&mut body);
-                let headers = req
-                    .headers()
-                    .iter()
-                    .map(|h| format!("{}: {}", h.field, h.value))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                let n = {
-                    let mut l = log.lock().unwrap();
-                    l.push((headers, serde_json::from_str(&body).unwrap_or(Value::Null)));
-                    l.len()
-                };
-                let code = if n <= fail_first { 500 } else { 200 };
-                let _ = req.respond(tiny_http::Response::from_string("").with_status_code(code));
-            }
-        });
-        Receiver { server, port, seen }
-    }
-
-    fn bodies(&self) -> Vec<Value> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, b)| b.clone())
-            .collect()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.server.unblock();
-    }
-}
+use crate::util::{Receiver, Scratch, finish, scalar, spawn_karat, sql};
 
 fn karat(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
     finish(spawn_karat(dir, args, &[("KARAT_TEST_TOKEN", "s3cret")]))

@@ -1,21 +1,25 @@
-//! `karat serve` as an operator runs it: the daemon runs its schedule, serves /healthz, /status
-//! and /metrics, a real Prometheus (Debian's `prometheus`, installed by `.ci/run`) scrapes it on
-//! loopback and answers queries through its HTTP API with the lake's numbers, and SIGTERM stops
-//! the daemon with exit code 0.
+//! `karat serve` as an operator runs it on the demo lake: the daemon runs its schedule, serves
+//! /healthz, /status and /metrics, a real Prometheus (Debian's `prometheus`, installed by
+//! `.ci/run`) scrapes it on loopback and answers queries through its HTTP API with the lake's
+//! numbers, the demo's failed partition fires an alert and `karat replay --failed` after the fix
+//! resolves it, and SIGTERM stops the daemon with exit code 0.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{Killed, Scratch, finish, free_port, spawn_karat};
+use crate::util::{Killed, Receiver, Scratch, finish, free_port, spawn_karat};
 
-/// `karat init` plus `[serve]` on `port` and an hourly schedule (its first run starts at once).
-fn project(dir: &Path, port: u16) {
-    let cfg = karat::config::example::write_example(dir, false).expect("init");
+/// The demo lake (its last day failed) plus `[serve]` on `port`, an hourly schedule (its first
+/// run starts at once) and an alert to `hook`.
+async fn project(dir: &Path, port: u16, hook: u16) {
+    crate::util::demo(dir, 60).await;
+    let cfg = dir.join("karat.toml");
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str(&format!(
-        "\n[serve]\nlisten = \"127.0.0.1:{port}\"\nrefresh = \"1s\"\n\n[schedule]\nevery = \"1h\"\n"
+        "\n[serve]\nlisten = \"127.0.0.1:{port}\"\nrefresh = \"1s\"\n\n[schedule]\nevery = \"1h\"\n\n\
+         [[alert]]\nname = \"oncall\"\nurl = \"http://127.0.0.1:{hook}/hook\"\nmin_severity = \"error\"\n"
     ));
     std::fs::write(&cfg, text).unwrap();
 }
@@ -86,17 +90,27 @@ fn start_prometheus(dir: &Path, target: u16, port: u16) -> Killed {
 async fn prometheus_scrapes_karat_serve_and_sigterm_stops_it() {
     let s = Scratch::new();
     let port = free_port();
-    project(s.path(), port);
+    let hook = Receiver::start(0);
+    project(s.path(), port, hook.port).await;
     let mut karat = Killed(Some(spawn_karat(s.path(), &["serve"], &[])));
     let base = format!("http://127.0.0.1:{port}");
 
     // the schedule's first run lands, then the status and the metrics show it
     let status = poll(&format!("{base}/status"), 120, |b| {
-        serde_json::from_str::<Value>(b).is_ok_and(|v| !v["last_run"].is_null())
+        serde_json::from_str::<Value>(b).is_ok_and(|v| v["last_run"]["trigger"] == "schedule")
     })
     .await;
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["last_run"]["trigger"], "schedule", "{status:#}");
+    // the failed silver partition (and the failed bronze file) fired, once each
+    let firing =
+        |b: &Value| b["status"] == "firing" && b["zone"] == "silver" && b["table"] == "orders";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !hook.bodies().iter().any(firing) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let fired = hook.bodies();
+    assert_eq!(fired.iter().filter(|b| firing(b)).count(), 1, "{fired:#?}");
     let silver_rows = status["tables"]
         .as_array()
         .unwrap()
@@ -116,7 +130,7 @@ async fn prometheus_scrapes_karat_serve_and_sigterm_stops_it() {
         "karat_run_duration_seconds_bucket{",
         "karat_partitions{zone=\"silver\",table=\"orders\",state=\"ok\"}",
         "karat_sli_schema_compliance_ratio{zone=\"silver\",table=\"orders\"}",
-        "karat_sli_ingest_success_ratio{zone=\"bronze\",table=\"orders\"} 1.0",
+        "karat_sli_ingest_success_ratio{zone=\"bronze\",table=\"orders\"} 0.",
         "karat_sli_job_failure_ratio ",
         "# EOF",
     ] {
@@ -139,6 +153,30 @@ async fn prometheus_scrapes_karat_serve_and_sigterm_stops_it() {
     assert!(
         landed >= silver_rows as f64,
         "landed {landed} < silver {silver_rows}"
+    );
+
+    // the fix and `karat replay --failed`: the silver breach resolves (sent by the replay)
+    let cfg = s.join("karat.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let fixed = text.replace(
+        "currency = { type = \"string\", nullable = false,",
+        "currency = { type = \"string\", nullable = false, normalize = [\"trim\", \"upper\"],",
+    );
+    assert_ne!(fixed, text);
+    std::fs::write(&cfg, fixed).unwrap();
+    let (code, out) = finish(spawn_karat(s.path(), &["replay", "--failed"], &[]));
+    assert!(matches!(code, Some(0 | 1)), "{out}");
+    let resolved: Vec<Value> = hook
+        .bodies()
+        .into_iter()
+        .filter(|b| b["status"] == "resolved")
+        .collect();
+    assert!(
+        resolved
+            .iter()
+            .any(|b| b["zone"] == "silver" && b["table"] == "orders"),
+        "{:#?}",
+        hook.bodies()
     );
 
     // SIGTERM: exit 0

@@ -261,3 +261,58 @@ impl Drop for Killed {
         }
     }
 }
+
+/// An HTTP receiver on loopback that records every request (headers and JSON body) and answers
+/// 500 to the first `fail_first` of them.
+pub struct Receiver {
+    server: std::sync::Arc<tiny_http::Server>,
+    pub port: u16,
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+impl Receiver {
+    pub fn start(fail_first: usize) -> Receiver {
+        let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let port = server.server_addr().to_ip().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, log) = (server.clone(), seen.clone());
+        std::thread::spawn(move || {
+            for mut req in s.incoming_requests() {
+                let mut body = String::new();
+                let _ = req.as_reader().read_to_string(&mut body);
+                let headers = req
+                    .headers()
+                    .iter()
+                    .map(|h| format!("{}: {}", h.field, h.value))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let n = {
+                    let mut l = log.lock().unwrap();
+                    l.push((
+                        headers,
+                        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+                    ));
+                    l.len()
+                };
+                let code = if n <= fail_first { 500 } else { 200 };
+                let _ = req.respond(tiny_http::Response::from_string("").with_status_code(code));
+            }
+        });
+        Receiver { server, port, seen }
+    }
+
+    pub fn bodies(&self) -> Vec<serde_json::Value> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
