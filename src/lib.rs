@@ -24,5 +24,6 @@ pub mod serve;
 pub mod silver;
 pub mod summary;
 pub mod tui;
+pub mod webhook;
 
 pub use error::{KaratError, KaratResult};

@@ -814,6 +814,7 @@ async fn status_of(plan: &Plan, lake: &Lake) -> anyhow::Result<status::StatusRep
 
 async fn finish_run(plan: &Plan, lake: &Lake, report: RunReport, json: bool) -> anyhow::Result<u8> {
     send_alerts(plan, lake, Some(&report.run_id)).await;
+    send_lineage(plan, lake, &report).await;
     if json {
         json_out(&report)?;
     } else {
@@ -840,6 +841,15 @@ fn init_logs() {
         )
         .with(targets)
         .init();
+}
+
+/// Sends the run's OpenLineage events; a receiver that refuses them never fails the run.
+async fn send_lineage(plan: &Plan, lake: &Lake, report: &RunReport) {
+    match karat::lineage::openlineage::emit(plan, lake, report).await {
+        Ok((_, Some(e))) => eprintln!("openlineage: not every event was delivered: {e}"),
+        Ok(_) => {}
+        Err(e) => eprintln!("openlineage: {e}"),
+    }
 }
 
 /// Sends the `[[alert]]` notifications due after a run; a receiver that refuses them never fails

@@ -48,8 +48,19 @@ pub struct Config {
     pub vacuum_after: Duration,
     /// `[maintenance] every` (for `karat serve`).
     pub maintenance_every: Option<Duration>,
+    /// `[openlineage]`.
+    pub openlineage: Option<OpenLineage>,
     pub sources: Vec<Source>,
     pub tables: Vec<Table>,
+}
+
+/// A resolved `[openlineage]`.
+#[derive(Debug, Clone)]
+pub struct OpenLineage {
+    pub url: Url,
+    /// May hold `${VAR}`.
+    pub api_key: Option<String>,
+    pub namespace: String,
 }
 
 /// A resolved `[[source]]`.
@@ -287,6 +298,7 @@ impl Config {
             alerts: Vec::new(),
             vacuum_after: Duration::from_secs(7 * 86_400),
             maintenance_every: None,
+            openlineage: None,
             sources: Vec::new(),
             tables: Vec::new(),
         };
@@ -350,6 +362,25 @@ impl Config {
         }
         if let Some(e) = &parsed.maintenance.every {
             self.maintenance_every = Some(self.duration(e)?);
+        }
+        if let Some(o) = &parsed.openlineage {
+            let url = Url::parse(o.url.get_ref())
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| {
+                    self.error_at(
+                        &o.url.span(),
+                        format!(
+                            "[openlineage] url \"{}\" is not an http(s) URL",
+                            o.url.get_ref()
+                        ),
+                    )
+                })?;
+            self.openlineage = Some(OpenLineage {
+                url,
+                api_key: o.api_key.clone(),
+                namespace: o.namespace.clone().unwrap_or_else(|| self.project.clone()),
+            });
         }
         for a in &parsed.alerts {
             let alert = self.resolve_alert(a)?;

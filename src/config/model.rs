@@ -23,6 +23,7 @@ pub struct ConfigFile {
     pub alerts: Vec<super::alert::AlertConfig>,
     #[serde(default)]
     pub maintenance: MaintenanceConfig,
+    pub openlineage: Option<OpenLineageConfig>,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
     #[serde(default, rename = "table")]
@@ -86,6 +87,18 @@ pub struct MaintenanceConfig {
     pub vacuum_after: Option<Spanned<String>>,
     /// `karat serve` runs maintenance this often (default: never).
     pub every: Option<Spanned<String>>,
+}
+
+/// `[openlineage]`: where lineage events go (the OpenLineage HTTP transport).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenLineageConfig {
+    /// Events are POSTed to `<url>/api/v1/lineage`.
+    pub url: Spanned<String>,
+    /// Sent as `Authorization: Bearer <api_key>`; `${VAR}` is substituted when sending.
+    pub api_key: Option<String>,
+    /// The jobs' namespace (default: the project name).
+    pub namespace: Option<String>,
 }
 
 /// `[serve]`: the daemon's HTTP endpoint.

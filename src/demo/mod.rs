@@ -271,7 +271,7 @@ pub fn generate(dir: &Path, orders_per_day: usize) -> KaratResult<Vec<DemoDay>> 
         if d == 4 {
             // a corrupt file: a gzip stream cut short
             let mut enc = GzEncoder::new(Vec::new(), Compression::default());
-            enc.write_all(lines[..50].join("\n").as_bytes())
+            enc.write_all(lines[..lines.len().min(50)].join("\n").as_bytes())
                 .map_err(|e| KaratError::io(&inc, e))?;
             let bytes = enc.finish().map_err(|e| KaratError::io(&inc, e))?;
             let bad = inc.join(format!("orders-{ds}-retry.ndjson.gz"));

@@ -20,6 +20,7 @@ use crate::silver::{PartitionOutcome, PartitionStatus};
 pub use derive::{Affected, affected};
 pub use plan::{GoldPlan, check_sql};
 
+pub mod columns;
 pub mod derive;
 pub mod plan;
 

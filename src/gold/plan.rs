@@ -18,6 +18,8 @@ pub struct GoldPlan {
     /// True when the partitions a change feeds can be found by running the query over the
     /// changed rows alone (see [`derivable`]); otherwise a change recomputes the whole table.
     pub derivable: bool,
+    /// Where each output column comes from.
+    pub columns: Vec<super::columns::ColumnLineage>,
 }
 
 /// Replaces `row_count` in a check by `COUNT(*)`.

@@ -312,3 +312,44 @@ pub fn utf8_list(a: &deltalake::arrow::array::ArrayRef) -> deltalake::arrow::arr
     let c = deltalake::arrow::compute::cast(a, &target).expect("string lists cast to List<Utf8>");
     c.as_list::<i32>().clone()
 }
+
+/// Row and null counts of a table, summed from its files' Delta statistics (no data read).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TableStats {
+    pub rows: i64,
+    pub files: usize,
+    /// Column → nulls, for the columns whose statistics every file carries.
+    pub nulls: std::collections::BTreeMap<String, i64>,
+}
+
+/// The statistics of the table at `url`; `None` when nothing has been written there yet.
+pub async fn stats(url: &Url, label: &str) -> KaratResult<Option<TableStats>> {
+    use deltalake::arrow::array::{Array, AsArray};
+    use deltalake::arrow::datatypes::Int64Type;
+    let Some(table) = open(url, label).await? else {
+        return Ok(None);
+    };
+    let actions = table
+        .snapshot()
+        .and_then(|s| s.add_actions_table(true))
+        .map_err(|e| KaratError::delta(label, e))?;
+    let sum = |name: &str| -> Option<i64> {
+        let col = actions.column_by_name(name)?;
+        let c = deltalake::arrow::compute::cast(col, &DataType::Int64).ok()?;
+        let c = c.as_primitive::<Int64Type>();
+        (c.null_count() == 0).then(|| c.iter().flatten().sum())
+    };
+    let mut out = TableStats {
+        rows: sum("num_records").unwrap_or(0),
+        files: actions.num_rows(),
+        nulls: Default::default(),
+    };
+    for f in actions.schema().fields() {
+        if let Some(column) = f.name().strip_prefix("null_count.")
+            && let Some(n) = sum(f.name())
+        {
+            out.nulls.insert(column.to_string(), n);
+        }
+    }
+    Ok(Some(out))
+}

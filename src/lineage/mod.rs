@@ -1,6 +1,8 @@
 //! Lineage: the graph sources → bronze → silver → gold, derived from the config and from the
 //! tables each gold SQL reads.
 
+pub mod openlineage;
+
 use serde::Serialize;
 
 use crate::config::Zone;

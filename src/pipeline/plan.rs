@@ -114,6 +114,7 @@ impl Plan {
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let derivable =
                 !self_joins.contains(&name) && crate::gold::plan::derivable(df.logical_plan());
+            let columns = crate::gold::columns::lineage(df.logical_plan());
             let mut incremental = false;
             if let Some(p) = &g.partition_by {
                 let f = schema.field_with_name(p).map_err(|_| {
@@ -150,6 +151,7 @@ impl Plan {
                 schema,
                 incremental,
                 derivable,
+                columns,
             });
         }
         Ok(Plan {

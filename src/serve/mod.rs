@@ -77,6 +77,9 @@ async fn schedule_loop(plan: &Plan, lake: &Lake, pages: &SharedPages) -> KaratRe
                 running = Some(tokio::spawn(async move {
                     let report = scheduled_run(&plan, &lake).await;
                     alerts(&plan, &lake, report.as_ref().map(|r| r.run_id.as_str())).await;
+                    if let Some(r) = &report {
+                        lineage(&plan, &lake, r).await;
+                    }
                     refresh(&plan, &lake, &pages).await;
                 }));
             }
@@ -164,6 +167,16 @@ async fn alerts(plan: &Plan, lake: &Lake, run_id: Option<&str>) {
             }
         }
         Err(e) => tracing::error!(error = %e, "evaluating alerts failed"),
+    }
+}
+
+/// Sends the run's OpenLineage events; a refusal is logged.
+async fn lineage(plan: &Plan, lake: &Lake, report: &RunReport) {
+    match crate::lineage::openlineage::emit(plan, lake, report).await {
+        Ok((sent, None)) if sent > 0 => tracing::info!(events = sent, "openlineage events sent"),
+        Ok((_, Some(e))) => tracing::warn!(error = %e, "openlineage events not delivered"),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "building openlineage events failed"),
     }
 }
 

@@ -12,6 +12,7 @@ mod hostile;
 mod http_source;
 mod ingest;
 mod maintain;
+mod openlineage;
 mod pty;
 mod replay;
 mod replay_rebuild;
