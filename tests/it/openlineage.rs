@@ -38,13 +38,13 @@ fn spec_file(name: &str) -> Value {
 }
 
 /// Validators: the core event, and each facet by the name it is attached under.
-struct Validators {
+pub struct Validators {
     event: jsonschema::Validator,
     facets: HashMap<&'static str, jsonschema::Validator>,
 }
 
 impl Validators {
-    fn new() -> Validators {
+    pub fn new() -> Validators {
         let core = spec_file("OpenLineage.json");
         let facet_files = [
             ("schema", "SchemaDatasetFacet.json"),
@@ -92,7 +92,7 @@ impl Validators {
     }
 
     /// Every violation in `event`, the core schema's and each known facet's.
-    fn errors(&self, event: &Value) -> Vec<String> {
+    pub fn errors(&self, event: &Value) -> Vec<String> {
         let mut out: Vec<String> = self
             .event
             .iter_errors(event)

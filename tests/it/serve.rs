@@ -12,14 +12,15 @@ use serde_json::Value;
 use crate::util::{Killed, Receiver, Scratch, finish, free_port, spawn_karat};
 
 /// The demo lake (its last day failed) plus `[serve]` on `port`, an hourly schedule (its first
-/// run starts at once) and an alert to `hook`.
+/// run starts at once), an alert to `hook` and OpenLineage events to `hook` too.
 async fn project(dir: &Path, port: u16, hook: u16) {
     crate::util::demo(dir, 60).await;
     let cfg = dir.join("karat.toml");
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str(&format!(
         "\n[serve]\nlisten = \"127.0.0.1:{port}\"\nrefresh = \"1s\"\n\n[schedule]\nevery = \"1h\"\n\n\
-         [[alert]]\nname = \"oncall\"\nurl = \"http://127.0.0.1:{hook}/hook\"\nmin_severity = \"error\"\n"
+         [[alert]]\nname = \"oncall\"\nurl = \"http://127.0.0.1:{hook}/hook\"\nmin_severity = \"error\"\n\n\
+         [openlineage]\nurl = \"http://127.0.0.1:{hook}\"\n"
     ));
     std::fs::write(&cfg, text).unwrap();
 }
@@ -111,6 +112,28 @@ async fn prometheus_scrapes_karat_serve_and_sigterm_stops_it() {
     }
     let fired = hook.bodies();
     assert_eq!(fired.iter().filter(|b| firing(b)).count(), 1, "{fired:#?}");
+    // the scheduled run's lineage events, schema-valid, the run itself FAILing (the demo's
+    // failed bronze file and partition are still failed)
+    let lineage = |hook: &Receiver| -> Vec<Value> {
+        hook.bodies()
+            .into_iter()
+            .filter(|b| b["schemaURL"].is_string())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lineage(&hook).iter().any(|e| e["eventType"] == "FAIL") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let validators = crate::openlineage::Validators::new();
+    let events = lineage(&hook);
+    assert!(
+        events.iter().any(|e| e["eventType"] == "START"),
+        "{events:#?}"
+    );
+    for e in &events {
+        let errors = validators.errors(e);
+        assert!(errors.is_empty(), "{errors:#?}\n{e:#}");
+    }
     let silver_rows = status["tables"]
         .as_array()
         .unwrap()
@@ -164,8 +187,21 @@ async fn prometheus_scrapes_karat_serve_and_sigterm_stops_it() {
     );
     assert_ne!(fixed, text);
     std::fs::write(&cfg, fixed).unwrap();
+    let before = lineage(&hook).len();
     let (code, out) = finish(spawn_karat(s.path(), &["replay", "--failed"], &[]));
     assert!(matches!(code, Some(0 | 1)), "{out}");
+    let replayed = lineage(&hook);
+    assert!(replayed.len() > before, "the replay sent its events");
+    for e in &replayed[before..] {
+        let errors = validators.errors(e);
+        assert!(errors.is_empty(), "{errors:#?}\n{e:#}");
+    }
+    assert!(
+        replayed[before..]
+            .iter()
+            .any(|e| e["job"]["name"] == "demo-shop.silver.orders" && e["eventType"] == "COMPLETE"),
+        "the replayed silver table completes"
+    );
     let resolved: Vec<Value> = hook
         .bodies()
         .into_iter()
