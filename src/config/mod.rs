@@ -7,6 +7,7 @@
 pub mod alert;
 pub mod example;
 pub mod model;
+pub mod schedule;
 pub mod types;
 
 use std::ops::Range;
@@ -33,7 +34,8 @@ pub struct Config {
     text: String,
     pub project: String,
     pub lake_url: Url,
-    pub schedule_every: Option<Duration>,
+    /// `[schedule]`.
+    pub schedule: Option<schedule::Schedule>,
     /// `[schedule] retries`.
     pub schedule_retries: u32,
     /// `[ui] read_only`.
@@ -290,7 +292,7 @@ impl Config {
             text,
             project: String::new(),
             lake_url: Url::parse("file:///").expect("static url"),
-            schedule_every: None,
+            schedule: None,
             schedule_retries: 2,
             ui_read_only: false,
             serve_listen: "127.0.0.1:9464".into(),
@@ -348,7 +350,27 @@ impl Config {
         });
         self.lake_url = self.resolve_lake_url(&parsed.lake.url)?;
         if let Some(s) = &parsed.schedule {
-            self.schedule_every = Some(self.duration(&s.every)?);
+            self.schedule = Some(match (&s.every, &s.cron) {
+                (Some(every), None) => schedule::Schedule::Every(self.duration(every)?),
+                (None, Some(cron)) => schedule::Schedule::cron(cron.get_ref()).map_err(|e| {
+                    self.error_at(
+                        &cron.span(),
+                        format!("[schedule] cron \"{}\": {e}", cron.get_ref()),
+                    )
+                })?,
+                (Some(every), Some(_)) => {
+                    return Err(self.error_at(
+                        &every.span(),
+                        "[schedule] takes `every` or `cron`, not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(self.error_at(
+                        &(0..0),
+                        "[schedule] needs `every = \"15m\"` or `cron = \"0 * * * *\"`",
+                    ));
+                }
+            });
             self.schedule_retries = s.retries.unwrap_or(2);
         }
         if let Some(l) = &parsed.serve.listen {

@@ -72,7 +72,10 @@ fn default_reject_rate() -> f64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
-    pub every: Spanned<String>,
+    /// A fixed period, e.g. `15m`.
+    pub every: Option<Spanned<String>>,
+    /// A cron pattern (UTC), e.g. `0 * * * *`; instead of `every`.
+    pub cron: Option<Spanned<String>>,
     /// `karat serve`: how many times a run that failed on storage is retried (backoff 1 s, 2 s,
     /// 4 s, …). Default 2.
     pub retries: Option<u32>,

@@ -13,6 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 
+use crate::config::schedule::Schedule;
 use crate::error::{KaratError, KaratResult};
 use crate::events::Events;
 use crate::lake::Lake;
@@ -28,7 +29,12 @@ pub async fn serve(plan: Plan, lake: Lake, listen: Option<String>) -> KaratResul
     let endpoint = Endpoint::start(&listen, pages.clone())?;
     tracing::info!(
         listen = endpoint.addr(),
-        schedule = ?plan.config.schedule_every,
+        schedule = plan
+            .config
+            .schedule
+            .as_ref()
+            .map(|s| s.describe())
+            .unwrap_or_else(|| "none".into()),
         "karat serve: /metrics, /healthz, /status"
     );
     refresh(&plan, &lake, &pages).await;
@@ -44,9 +50,9 @@ fn ticker(every: Duration) -> Interval {
     i
 }
 
-/// The next scheduled tick, or never without a schedule.
-async fn next_tick(schedule: &mut Option<Interval>) {
-    match schedule {
+/// The next tick of an interval, or never without one.
+async fn next_tick(interval: &mut Option<Interval>) {
+    match interval {
         Some(i) => {
             i.tick().await;
         }
@@ -54,12 +60,30 @@ async fn next_tick(schedule: &mut Option<Interval>) {
     }
 }
 
+/// Until `at`, or never.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// When the schedule's next run is due from now.
+fn next_run(schedule: Option<&Schedule>) -> Option<tokio::time::Instant> {
+    schedule.map(|s| tokio::time::Instant::now() + s.wait_after(chrono::Utc::now()))
+}
+
 /// Runs the schedule and refreshes the pages until told to stop; a run in progress finishes.
 async fn schedule_loop(plan: &Plan, lake: &Lake, pages: &SharedPages) -> KaratResult<()> {
     let io = |e: std::io::Error| KaratError::Other(format!("installing the SIGTERM handler: {e}"));
     let mut term = signal(SignalKind::terminate()).map_err(io)?;
     let mut refresh_every = ticker(plan.config.serve_refresh);
-    let mut schedule = plan.config.schedule_every.map(ticker);
+    let schedule = plan.config.schedule.as_ref();
+    // a fixed period runs once at start; a cron pattern waits for its first match
+    let mut due = match schedule {
+        Some(Schedule::Every(_)) => Some(tokio::time::Instant::now()),
+        other => next_run(other),
+    };
     let mut maintenance = plan.config.maintenance_every.map(|every| {
         // the first maintenance one period after start, not at once
         let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -72,7 +96,8 @@ async fn schedule_loop(plan: &Plan, lake: &Lake, pages: &SharedPages) -> KaratRe
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
             _ = refresh_every.tick() => refresh(plan, lake, pages).await,
-            _ = next_tick(&mut schedule), if running.is_none() => {
+            _ = until(due), if running.is_none() => {
+                due = next_run(schedule);
                 let (plan, lake, pages) = (plan.clone(), lake.clone(), pages.clone());
                 running = Some(tokio::spawn(async move {
                     let report = scheduled_run(&plan, &lake).await;

@@ -317,7 +317,7 @@ pub fn spawn(
     let (req_tx, mut req_rx) = unbounded_channel::<Request>();
     let (tx, rx) = unbounded_channel::<Update>();
     // a read-only dashboard never writes, so it never runs the schedule either
-    let schedule = plan.config.schedule_every.filter(|_| !read_only);
+    let schedule = plan.config.schedule.clone().filter(|_| !read_only);
     let shared = Arc::new(Mutex::new(Shared {
         config_mtime: mtime(&config_path),
         plan,
@@ -330,11 +330,10 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut poll = tokio::time::interval(Duration::from_secs(3));
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut sched = schedule.map(|every| {
-            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            i
-        });
+        let due = |s: &crate::config::schedule::Schedule| {
+            tokio::time::Instant::now() + s.wait_after(chrono::Utc::now())
+        };
+        let mut next = schedule.as_ref().map(due);
         let mut last_runs_version: Option<Option<i64>> = None;
         loop {
             let req = tokio::select! {
@@ -349,7 +348,10 @@ pub fn spawn(
                     last_runs_version = Some(v);
                     continue;
                 }
-                _ = async { match &mut sched { Some(i) => { i.tick().await; } None => std::future::pending::<()>().await } } => Request::Run(Trigger::Schedule),
+                _ = async { match next { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending::<()>().await } } => {
+                    next = schedule.as_ref().map(due);
+                    Request::Run(Trigger::Schedule)
+                }
             };
             if read_only
                 && matches!(

@@ -148,3 +148,41 @@ async fn gold_sql_that_writes_or_configures_is_refused_at_load() {
     }
     assert!(!target.exists(), "nothing was written");
 }
+
+#[tokio::test]
+async fn on_call_settings_are_checked_where_they_are_written() {
+    // a bad cron pattern names its line
+    let text = format!("{}\n[schedule]\ncron = \"61 * * * *\"\n", base());
+    let (line, _, message) = load_err(&text).await;
+    assert_eq!(line, line_of(&text, "cron = "));
+    assert!(message.contains("[schedule] cron"), "{message}");
+    // every and cron together
+    let text = format!(
+        "{}\n[schedule]\nevery = \"15m\"\ncron = \"0 * * * *\"\n",
+        base()
+    );
+    let (_, _, message) = load_err(&text).await;
+    assert!(message.contains("not both"), "{message}");
+    // an alert whose url is no http(s) URL
+    let text = format!(
+        "{}\n[[alert]]\nname = \"oncall\"\nurl = \"mailto:x@y\"\n",
+        base()
+    );
+    let (line, _, message) = load_err(&text).await;
+    assert_eq!(line, line_of(&text, "mailto"));
+    assert!(message.contains("[[alert]] oncall"), "{message}");
+    // the same OpenLineage endpoint problem
+    let text = format!("{}\n[openlineage]\nurl = \"ftp://x\"\n", base());
+    let (_, _, message) = load_err(&text).await;
+    assert!(message.contains("[openlineage] url"), "{message}");
+    // and a cron pattern that is fine loads
+    let s = Scratch::new();
+    let path = s.join("karat.toml");
+    std::fs::write(
+        &path,
+        format!("{}\n[schedule]\ncron = \"*/5 * * * *\"\n", base()),
+    )
+    .unwrap();
+    let cfg = Config::load(&path).unwrap();
+    assert!(cfg.schedule.is_some());
+}
