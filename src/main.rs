@@ -130,6 +130,9 @@ enum Command {
         /// Overrides `[serve] listen` (e.g. 0.0.0.0:9464).
         #[arg(long)]
         listen: Option<String>,
+        /// `text` (default) or `json` (one JSON object per line, for log shippers).
+        #[arg(long, default_value = "text")]
+        log_format: LogFormat,
     },
     /// Compact (Delta OPTIMIZE) and vacuum every table of the lake: silver, dead letters,
     /// superseded rows, gold and the ledger. Holds the writer lease; recorded in the ledger.
@@ -471,8 +474,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(if v.ok() { 0 } else { 1 })
         }
-        Command::Serve { listen } => {
-            init_logs();
+        Command::Serve { listen, log_format } => {
+            init_logs(log_format);
             let (plan, lake) = load(&cli.config, cli.wait).await?;
             karat::serve::serve(plan, lake, listen).await?;
             Ok(0)
@@ -827,20 +830,32 @@ async fn finish_run(plan: &Plan, lake: &Lake, report: RunReport, json: bool) -> 
 
 /// `karat serve`'s logs: karat's own at info, everything else (deltalake's kernel logs every
 /// snapshot at info) from warn up; plain lines on stderr.
-fn init_logs() {
+fn init_logs(format: LogFormat) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let targets = tracing_subscriber::filter::Targets::new()
         .with_target("karat", tracing::Level::INFO)
         .with_default(tracing::Level::WARN);
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(false),
-        )
-        .with(targets)
-        .init();
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    match format {
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(layer)
+            .with(targets)
+            .init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(layer.json())
+            .with(targets)
+            .init(),
+    }
+}
+
+/// How `karat serve` writes its logs.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Sends the run's OpenLineage events; a receiver that refuses them never fails the run.

@@ -93,7 +93,11 @@ async fn prometheus_scrapes_karat_serve_and_sigterm_stops_it() {
     let port = free_port();
     let hook = Receiver::start(0);
     project(s.path(), port, hook.port).await;
-    let mut karat = Killed(Some(spawn_karat(s.path(), &["serve"], &[])));
+    let mut karat = Killed(Some(spawn_karat(
+        s.path(),
+        &["serve", "--log-format", "json"],
+        &[],
+    )));
     let base = format!("http://127.0.0.1:{port}");
 
     // the schedule's first run lands, then the status and the metrics show it
@@ -223,5 +227,21 @@ async fn prometheus_scrapes_karat_serve_and_sigterm_stops_it() {
     assert!(killed.success());
     let (code, out) = finish(karat.take());
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("karat serve: stopped"), "{out}");
+    // structured logs: one JSON object per line
+    let logs: Vec<Value> = out
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|l| l["fields"]["message"] == "karat serve: stopped"),
+        "{out}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l["fields"]["message"] == "scheduled run finished"
+                && l["fields"]["run_id"].is_string()),
+        "{out}"
+    );
 }
