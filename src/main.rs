@@ -213,6 +213,9 @@ enum Command {
         /// Instead: the dashboard's render benchmark (5 tables x 1,000 partitions, ms/frame).
         #[arg(long)]
         render: bool,
+        /// Instead: the ledger after N runs, read before and after `karat maintain`.
+        #[arg(long)]
+        ledger: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -544,6 +547,38 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 read_only: false,
             };
             dashboard(config, plan, lake, ui).await
+        }
+        Command::Bench {
+            ledger: Some(n),
+            dir,
+            json,
+            ..
+        } => {
+            let d = match dir {
+                Some(d) => d.join("bench-ledger"),
+                None => tempdir()?,
+            };
+            if d.exists() {
+                std::fs::remove_dir_all(&d).with_context(|| format!("clearing {}", d.display()))?;
+            }
+            let r = karat::bench::ledger::run_ledger(&d, n).await?;
+            let _ = std::fs::remove_dir_all(&d);
+            if json {
+                json_out(&r)?;
+            } else {
+                out(&format!(
+                    "ledger: {} runs written in {:.1}s; runs+steps {} files, read + status {:.0} ms; \
+                     karat maintain {:.1}s → {} files, read + status {:.0} ms\n",
+                    r.runs,
+                    r.write_seconds,
+                    r.files_before,
+                    r.read_ms_before,
+                    r.maintain_seconds,
+                    r.files_after,
+                    r.read_ms_after
+                ));
+            }
+            Ok(0)
         }
         Command::Bench {
             render: true,

@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 pub mod daily;
+pub mod ledger;
 
 use crate::error::{KaratError, KaratResult};
 use crate::events::{Event, Events, Stage};
