@@ -17,7 +17,8 @@ use serde::Serialize;
 use super::{BENCH_CONFIG, peak_memory_mb, reset_peak_memory};
 use crate::error::{KaratError, KaratResult};
 use crate::events::Events;
-use crate::pipeline::{Plan, RunOptions, Trigger};
+use crate::ledger::Trigger;
+use crate::pipeline::{Plan, RunOptions};
 
 /// One day's run.
 #[derive(Debug, Clone, Serialize)]

@@ -47,7 +47,7 @@ fn records(i: usize) -> (RunRecord, Vec<StepRecord>) {
     );
     let step = |zone: Zone, table: &str| StepRecord {
         run_id: run_id.clone(),
-        trigger: "schedule".into(),
+        trigger: crate::ledger::Trigger::Schedule,
         zone,
         table: table.into(),
         partition: day.clone(),
@@ -72,8 +72,8 @@ fn records(i: usize) -> (RunRecord, Vec<StepRecord>) {
     ];
     let run = RunRecord {
         run_id,
-        trigger: "schedule".into(),
-        status: "ok".into(),
+        trigger: crate::ledger::Trigger::Schedule,
+        status: crate::ledger::RunStatus::Ok,
         started_at: at(i, 0),
         finished_at: at(i, 3),
         command: "karat run".into(),

@@ -17,7 +17,8 @@ pub mod ledger;
 
 use crate::error::{KaratError, KaratResult};
 use crate::events::{Event, Events, Stage};
-use crate::pipeline::{Plan, RunOptions, Trigger};
+use crate::ledger::Trigger;
+use crate::pipeline::{Plan, RunOptions};
 
 /// The bench pipeline.
 pub const BENCH_CONFIG: &str = r#"[project]

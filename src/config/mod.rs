@@ -386,18 +386,7 @@ impl Config {
             self.maintenance_every = Some(self.duration(e)?);
         }
         if let Some(o) = &parsed.openlineage {
-            let url = Url::parse(o.url.get_ref())
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https"))
-                .ok_or_else(|| {
-                    self.error_at(
-                        &o.url.span(),
-                        format!(
-                            "[openlineage] url \"{}\" is not an http(s) URL",
-                            o.url.get_ref()
-                        ),
-                    )
-                })?;
+            let url = self.http_url(&o.url, "[openlineage] url")?;
             self.openlineage = Some(OpenLineage {
                 url,
                 api_key: o.api_key.clone(),
@@ -473,20 +462,21 @@ impl Config {
         }
     }
 
-    fn resolve_alert(&self, a: &alert::AlertConfig) -> KaratResult<alert::Alert> {
-        let url = Url::parse(a.url.get_ref())
+    /// An http(s) URL, or an error at its position naming `what`.
+    fn http_url(&self, raw: &toml::Spanned<String>, what: &str) -> KaratResult<Url> {
+        Url::parse(raw.get_ref())
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| {
                 self.error_at(
-                    &a.url.span(),
-                    format!(
-                        "[[alert]] {}: url \"{}\" is not an http(s) URL",
-                        a.name,
-                        a.url.get_ref()
-                    ),
+                    &raw.span(),
+                    format!("{what} \"{}\" is not an http(s) URL", raw.get_ref()),
                 )
-            })?;
+            })
+    }
+
+    fn resolve_alert(&self, a: &alert::AlertConfig) -> KaratResult<alert::Alert> {
+        let url = self.http_url(&a.url, &format!("[[alert]] {}: url", a.name))?;
         let repeat = match &a.repeat {
             Some(r) => self.duration(r)?,
             None => Duration::from_secs(4 * 3600),

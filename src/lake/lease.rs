@@ -139,6 +139,21 @@ impl Lease {
 }
 
 /// The lease as stored now, if any.
+/// Runs `work` holding the lake's writer lease (waiting for it up to the lake's writer wait),
+/// and gives the lease back whatever `work` returns; `work`'s error comes first.
+pub async fn holding<T>(
+    lake: &Lake,
+    command: &str,
+    work: impl std::future::Future<Output = KaratResult<T>>,
+) -> KaratResult<T> {
+    let lease = Lease::acquire(lake, command, lake.writer_wait()).await?;
+    let result = work.await;
+    let released = lease.release().await;
+    let out = result?;
+    released?;
+    Ok(out)
+}
+
 pub async fn current(lake: &Lake) -> KaratResult<Option<LeaseInfo>> {
     match lake.get_opt(LEASE).await? {
         None => Ok(None),

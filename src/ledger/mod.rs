@@ -17,8 +17,8 @@ use crate::error::{KaratError, KaratResult};
 use crate::lake::delta::{self, Replace};
 use crate::lake::{Lake, layout};
 pub use records::{
-    ActionRecord, AlertRecord, BatchRecord, ContractRecord, DriftRecord, RunRecord, StepRecord,
-    VersionRecord,
+    ActionRecord, AlertRecord, BatchRecord, ContractRecord, DriftRecord, RunRecord, RunStatus,
+    StepRecord, Trigger, VersionRecord,
 };
 
 /// Every ledger table (`_karat/<name>`).
@@ -280,7 +280,7 @@ mod tests {
     fn text_that_looks_like_a_time_round_trips_unchanged() {
         let step = StepRecord {
             run_id: "r".into(),
-            trigger: "cli".into(),
+            trigger: crate::ledger::Trigger::Cli,
             zone: Zone::Bronze,
             table: "orders".into(),
             // the 11th character is a T, as in a time: still not a timestamp column

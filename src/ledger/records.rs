@@ -12,14 +12,93 @@ use crate::config::Zone;
 use crate::silver::PartitionStatus;
 use crate::silver::contract::timestamp_type;
 
+/// Who (or what) started a run or wrote a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Cli,
+    Schedule,
+    Replay,
+    Dashboard,
+    Demo,
+    Bench,
+    /// `karat restore` (and the partition states it puts back).
+    Restore,
+    /// `karat maintain`.
+    Maintain,
+    /// `karat ack`.
+    Ack,
+}
+
+impl Trigger {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Trigger::Cli => "cli",
+            Trigger::Schedule => "schedule",
+            Trigger::Replay => "replay",
+            Trigger::Dashboard => "dashboard",
+            Trigger::Demo => "demo",
+            Trigger::Bench => "bench",
+            Trigger::Restore => "restore",
+            Trigger::Maintain => "maintain",
+            Trigger::Ack => "ack",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `trigger == "replay"` reads as the ledger and the JSON documents spell it.
+impl PartialEq<&str> for Trigger {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Ok,
+    /// Everything promoted, some with warnings.
+    Warn,
+    /// A partition, batch or table failed.
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Warn => "warn",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `status == "failed"` reads as the ledger and the JSON documents spell it.
+impl PartialEq<&str> for RunStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One pipeline run (a `karat run`, a replay, a scheduled run).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub run_id: String,
-    /// `cli`, `schedule`, `replay`, `dashboard`, `demo`, `bench`.
-    pub trigger: String,
-    /// `ok`, `warn`, `failed`.
-    pub status: String,
+    pub trigger: Trigger,
+    pub status: RunStatus,
     pub started_at: String,
     pub finished_at: String,
     /// What was asked, e.g. `replay orders --partition 2026-03-28`.
@@ -34,7 +113,7 @@ pub struct RunRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     pub run_id: String,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub zone: Zone,
     /// Source name for bronze, table name otherwise.
     pub table: String,
@@ -53,6 +132,16 @@ pub struct StepRecord {
     pub dead_by_rule: Option<String>,
     pub schema_fingerprint: Option<String>,
     pub delta_version: Option<i64>,
+}
+
+impl StepRecord {
+    /// `dead_by_rule` as a map (empty when there were none, or the text is not a JSON object).
+    pub fn dead_by_rule_map(&self) -> std::collections::BTreeMap<String, i64> {
+        self.dead_by_rule
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+            .unwrap_or_default()
+    }
 }
 
 /// A bronze batch processed into a silver table, and the contract it was processed with

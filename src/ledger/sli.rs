@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::records::{RunRecord, StepRecord};
+use super::records::{RunRecord, RunStatus, StepRecord, Trigger};
 use super::status::StatusReport;
 use crate::config::Zone;
 use crate::silver::PartitionStatus;
@@ -101,12 +101,15 @@ pub fn compute(
         .collect();
     let recent_runs: Vec<&RunRecord> = runs
         .iter()
-        .filter(|r| within(&r.started_at, since) && r.trigger != "maintain")
+        .filter(|r| within(&r.started_at, since) && r.trigger != Trigger::Maintain)
         .collect();
-    let failed = recent_runs.iter().filter(|r| r.status == "failed").count() as i64;
+    let failed = recent_runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Failed)
+        .count() as i64;
     let replays: Vec<&&RunRecord> = recent_runs
         .iter()
-        .filter(|r| r.trigger == "replay")
+        .filter(|r| r.trigger == Trigger::Replay)
         .collect();
     let replay_records: i64 = replays.iter().map(|r| r.rows_in).sum();
     Slis {
@@ -152,12 +155,7 @@ fn table_sli(
             sli.duplicate_rate = ratio(dups, total);
             let mut by_rule: BTreeMap<String, i64> = BTreeMap::new();
             for s in recent {
-                let rules: BTreeMap<String, i64> = s
-                    .dead_by_rule
-                    .as_deref()
-                    .and_then(|r| serde_json::from_str(r).ok())
-                    .unwrap_or_default();
-                for (rule, n) in rules {
+                for (rule, n) in s.dead_by_rule_map() {
                     *by_rule.entry(rule).or_default() += n;
                 }
             }
@@ -180,7 +178,7 @@ fn completeness(table: &str, steps: &[StepRecord]) -> Option<Completeness> {
     let mut per: BTreeMap<&str, i64> = BTreeMap::new();
     for s in steps
         .iter()
-        .filter(|s| s.zone == Zone::Silver && s.table == table && s.trigger != "replay")
+        .filter(|s| s.zone == Zone::Silver && s.table == table && s.trigger != Trigger::Replay)
     {
         *per.entry(s.partition.as_str()).or_default() += s.rows_in;
     }
@@ -220,10 +218,10 @@ fn completeness(table: &str, steps: &[StepRecord]) -> Option<Completeness> {
 mod tests {
     use super::*;
 
-    fn step(partition: &str, rows_in: i64, dead: i64, trigger: &str) -> StepRecord {
+    fn step(partition: &str, rows_in: i64, dead: i64, trigger: Trigger) -> StepRecord {
         StepRecord {
             run_id: "r".into(),
-            trigger: trigger.into(),
+            trigger,
             zone: Zone::Silver,
             table: "orders".into(),
             partition: partition.into(),
@@ -244,15 +242,22 @@ mod tests {
     #[test]
     fn a_day_with_a_third_of_its_volume_is_an_anomaly_and_a_replay_does_not_count() {
         let mut steps: Vec<StepRecord> = (1..=14)
-            .map(|d| step(&format!("2026-03-{d:02}"), 1000 + (d % 3) * 10, 0, "cli"))
+            .map(|d| {
+                step(
+                    &format!("2026-03-{d:02}"),
+                    1000 + (d % 3) * 10,
+                    0,
+                    Trigger::Cli,
+                )
+            })
             .collect();
-        steps.push(step("2026-03-15", 330, 30, "cli"));
-        steps.push(step("2026-03-15", 330, 30, "replay"));
+        steps.push(step("2026-03-15", 330, 30, Trigger::Cli));
+        steps.push(step("2026-03-15", 330, 30, Trigger::Replay));
         let c = completeness("orders", &steps).unwrap();
         assert_eq!(c.partition, "2026-03-15");
         assert_eq!(c.records, 330, "the replay's records are not new arrivals");
         assert!(c.z < -3.0 && c.anomaly, "{c:?}");
-        steps.push(step("2026-03-16", 1010, 0, "cli"));
+        steps.push(step("2026-03-16", 1010, 0, Trigger::Cli));
         let c = completeness("orders", &steps).unwrap();
         assert!(!c.anomaly, "{c:?}");
         let sli = table_sli(

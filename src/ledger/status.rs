@@ -390,7 +390,7 @@ mod healing_tests {
     fn step(table: &str, partition: &str, status: PartitionStatus, at: &str) -> StepRecord {
         StepRecord {
             run_id: "r".into(),
-            trigger: "cli".into(),
+            trigger: crate::ledger::Trigger::Cli,
             zone: Zone::Silver,
             table: table.into(),
             partition: partition.into(),

@@ -118,7 +118,7 @@ pub async fn events(
     steps.extend(bronze_steps(plan, lake, report));
     steps.extend(silver_steps(plan, lake, report));
     steps.extend(gold_steps(plan, lake, report).await?);
-    let run_failed = report.status == "failed";
+    let run_failed = report.status == crate::ledger::RunStatus::Failed;
     let mut out = vec![event(
         "START",
         &report.started_at,

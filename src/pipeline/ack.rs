@@ -47,7 +47,7 @@ pub async fn ack(
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
     let step = StepRecord {
         run_id: uuid::Uuid::now_v7().to_string(),
-        trigger: "ack".into(),
+        trigger: crate::ledger::Trigger::Ack,
         zone,
         table: table.into(),
         partition: unit.into(),

@@ -11,9 +11,8 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::config::Zone;
 use crate::error::{KaratError, KaratResult};
-use crate::lake::lease::Lease;
+use crate::lake::lease;
 use crate::lake::{Lake, delta, layout};
 use crate::ledger::{Ledger, RunRecord};
 
@@ -48,13 +47,7 @@ fn now() -> String {
 
 /// Every Delta table of the lake that maintenance looks after.
 fn folders(plan: &Plan) -> Vec<String> {
-    let mut out = Vec::new();
-    for t in plan.contracts.keys() {
-        out.push(layout::table(Zone::Silver, t));
-        out.push(layout::dead_letters(t));
-        out.push(layout::superseded(t));
-    }
-    out.extend(plan.gold.iter().map(|g| layout::table(Zone::Gold, &g.name)));
+    let mut out = plan.data_tables();
     out.extend(crate::ledger::TABLES.iter().map(|n| layout::ledger(n)));
     out
 }
@@ -66,12 +59,12 @@ pub async fn maintain(plan: &Plan, lake: &Lake, dry_run: bool) -> KaratResult<Ma
     } else {
         "karat maintain"
     };
-    let lease = Lease::acquire(lake, command, lake.writer_wait()).await?;
-    let result = maintain_holding(plan, lake, dry_run, command).await;
-    let released = lease.release().await;
-    let report = result?;
-    released?;
-    Ok(report)
+    lease::holding(
+        lake,
+        command,
+        maintain_holding(plan, lake, dry_run, command),
+    )
+    .await
 }
 
 async fn maintain_holding(
@@ -190,8 +183,8 @@ async fn record(
     ledger
         .append_run(&RunRecord {
             run_id: run_id.to_string(),
-            trigger: "maintain".into(),
-            status: "ok".into(),
+            trigger: crate::ledger::Trigger::Maintain,
+            status: crate::ledger::RunStatus::Ok,
             started_at: started_at.to_string(),
             finished_at: now(),
             command: command.to_string(),

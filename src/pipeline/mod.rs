@@ -11,11 +11,12 @@ pub mod restore;
 pub mod run;
 pub mod verify;
 
+pub use crate::ledger::{RunStatus, Trigger};
 pub use maintain::{MaintenanceReport, maintain};
 pub use plan::Plan;
 pub use preview::{ReplayPreview, preview};
 pub use replay::{ReplayTarget, replay};
 pub use report::RunReport;
 pub use restore::{RestoreReport, restore};
-pub use run::{RunOptions, Trigger, run};
+pub use run::{RunOptions, run};
 pub use verify::{Verification, verify};

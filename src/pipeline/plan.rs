@@ -167,6 +167,24 @@ impl Plan {
     }
 
     /// The gold plan of a table.
+    /// The folder of every Delta table a run of this plan writes: silver, dead letters and
+    /// superseded rows per silver table, then gold.
+    pub fn data_tables(&self) -> Vec<String> {
+        use crate::lake::layout;
+        let mut out = Vec::new();
+        for t in self.contracts.keys() {
+            out.push(layout::table(crate::config::Zone::Silver, t));
+            out.push(layout::dead_letters(t));
+            out.push(layout::superseded(t));
+        }
+        out.extend(
+            self.gold
+                .iter()
+                .map(|g| layout::table(crate::config::Zone::Gold, &g.name)),
+        );
+        out
+    }
+
     pub fn gold_plan(&self, name: &str) -> Option<&GoldPlan> {
         self.gold.iter().find(|g| g.name == name)
     }

@@ -18,7 +18,8 @@ use crate::silver::store::Store;
 
 use super::plan::Plan;
 use super::report::RunReport;
-use super::run::{SilverMode, Trigger, Work, execute};
+use super::run::{SilverMode, Work, execute};
+use crate::ledger::Trigger;
 
 /// What to replay.
 #[derive(Debug, Clone)]

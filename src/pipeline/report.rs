@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::bronze::IngestReport;
 use crate::gold::GoldReport;
+use crate::ledger::{RunStatus, Trigger};
 use crate::silver::{PartitionStatus, SilverReport};
 
 /// A table-level failure that prevented a table from being processed at all.
@@ -18,10 +19,9 @@ pub struct TableError {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub run_id: String,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub command: String,
-    /// `ok`, `warn` or `failed`.
-    pub status: String,
+    pub status: RunStatus,
     pub started_at: String,
     pub finished_at: String,
     pub bronze: Vec<IngestReport>,
@@ -62,11 +62,11 @@ impl RunReport {
             .partitions()
             .any(|(_, _, p)| p.status == PartitionStatus::Warn);
         self.status = if self.failures() > 0 {
-            "failed".into()
+            RunStatus::Failed
         } else if warn {
-            "warn".into()
+            RunStatus::Warn
         } else {
-            "ok".into()
+            RunStatus::Ok
         };
     }
 

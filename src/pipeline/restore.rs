@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::config::Zone;
 use crate::error::{KaratError, KaratResult};
-use crate::lake::lease::Lease;
-use crate::lake::{Lake, delta, layout};
+use crate::lake::lease;
+use crate::lake::{Lake, delta};
 use crate::ledger::status::latest_partition_states;
 use crate::ledger::{BatchRecord, Ledger, RunRecord, StepRecord, VersionRecord};
 use crate::silver::PartitionStatus;
@@ -36,15 +35,8 @@ pub(crate) async fn table_versions(
     plan: &Plan,
     lake: &Lake,
 ) -> KaratResult<BTreeMap<String, Option<i64>>> {
-    let mut folders = Vec::new();
-    for t in plan.contracts.keys() {
-        folders.push(layout::table(Zone::Silver, t));
-        folders.push(layout::dead_letters(t));
-        folders.push(layout::superseded(t));
-    }
-    folders.extend(plan.gold.iter().map(|g| layout::table(Zone::Gold, &g.name)));
     let mut out = BTreeMap::new();
-    for f in folders {
+    for f in plan.data_tables() {
         let v = version_of(lake, &f).await?;
         out.insert(f, v);
     }
@@ -78,12 +70,12 @@ pub(crate) fn version_records(
 /// Restores the tables replay `run_id` rewrote to their versions before it.
 pub async fn restore(plan: &Plan, lake: &Lake, run_id: &str) -> KaratResult<RestoreReport> {
     let command = format!("karat restore --run {run_id}");
-    let lease = Lease::acquire(lake, &command, lake.writer_wait()).await?;
-    let result = restore_holding(plan, lake, run_id, &command).await;
-    let released = lease.release().await;
-    let report = result?;
-    released?;
-    Ok(report)
+    lease::holding(
+        lake,
+        &command,
+        restore_holding(plan, lake, run_id, &command),
+    )
+    .await
 }
 
 async fn restore_holding(
@@ -117,8 +109,8 @@ async fn restore_holding(
     ledger
         .append_run(&RunRecord {
             run_id: restore_id.clone(),
-            trigger: "restore".into(),
-            status: "ok".into(),
+            trigger: crate::ledger::Trigger::Restore,
+            status: crate::ledger::RunStatus::Ok,
             started_at,
             finished_at: now(),
             command: command.to_string(),
@@ -143,7 +135,7 @@ async fn the_replay(ledger: &Ledger, run_id: &str) -> KaratResult<RunRecord> {
         let replays: Vec<&str> = runs
             .iter()
             .rev()
-            .filter(|r| r.trigger == "replay")
+            .filter(|r| r.trigger == crate::ledger::Trigger::Replay)
             .take(5)
             .map(|r| r.run_id.as_str())
             .collect();
@@ -156,7 +148,7 @@ async fn the_replay(ledger: &Ledger, run_id: &str) -> KaratResult<RunRecord> {
             }
         )));
     };
-    if run.trigger != "replay" {
+    if run.trigger != crate::ledger::Trigger::Replay {
         return Err(KaratError::Usage(format!(
             "run {run_id} is a {} run ({}); restore undoes replays",
             run.trigger, run.command
@@ -230,7 +222,7 @@ async fn restored_steps(
             ..s.clone()
         });
         step.run_id = restore_id.to_string();
-        step.trigger = "restore".into();
+        step.trigger = crate::ledger::Trigger::Restore;
         step.started_at = at.clone();
         step.finished_at = at.clone();
         let why = format!("restored to before replay {}", replay.run_id);

@@ -13,38 +13,16 @@ use crate::error::{KaratError, KaratResult};
 use crate::events::Events;
 use crate::gold::{self, GoldPlan, Scope, WHOLE_TABLE};
 use crate::lake::Lake;
-use crate::lake::lease::Lease;
 use crate::ledger::status::latest_partition_states;
-use crate::ledger::{BatchRecord, ContractRecord, DriftRecord, Ledger, RunRecord, StepRecord};
+use crate::ledger::{
+    BatchRecord, ContractRecord, DriftRecord, Ledger, RunRecord, StepRecord, Trigger,
+};
+
 use crate::silver::contract_doc::ContractDoc;
 use crate::silver::{self, PartitionOutcome, PartitionStatus, accounting};
 
 use super::plan::Plan;
 use super::report::{RunReport, TableError};
-
-/// Who started a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Cli,
-    Schedule,
-    Replay,
-    Dashboard,
-    Demo,
-    Bench,
-}
-
-impl Trigger {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Trigger::Cli => "cli",
-            Trigger::Schedule => "schedule",
-            Trigger::Replay => "replay",
-            Trigger::Dashboard => "dashboard",
-            Trigger::Demo => "demo",
-            Trigger::Bench => "bench",
-        }
-    }
-}
 
 /// What `karat run` should do.
 #[derive(Debug, Clone)]
@@ -200,12 +178,8 @@ pub(crate) async fn execute(
     work: Work,
     events: &Events,
 ) -> KaratResult<RunReport> {
-    let lease = Lease::acquire(lake, command, lake.writer_wait()).await?;
-    let result = execute_holding(plan, lake, trigger, command, work, events).await;
-    let released = lease.release().await;
-    let report = result?;
-    released?;
-    Ok(report)
+    let work = execute_holding(plan, lake, trigger, command, work, events);
+    crate::lake::lease::holding(lake, command, work).await
 }
 
 /// [`execute`] with the writer lease held.
@@ -247,9 +221,9 @@ impl<'a> Execution<'a> {
             events,
             report: RunReport {
                 run_id: uuid::Uuid::now_v7().to_string(),
-                trigger: trigger.as_str().into(),
+                trigger,
                 command: command.to_string(),
-                status: "ok".into(),
+                status: crate::ledger::RunStatus::Ok,
                 started_at: now(),
                 finished_at: String::new(),
                 bronze: Vec::new(),
@@ -275,7 +249,7 @@ impl<'a> Execution<'a> {
     ) -> StepRecord {
         StepRecord {
             run_id: self.report.run_id.clone(),
-            trigger: self.trigger.as_str().into(),
+            trigger: self.trigger,
             zone,
             table: table.into(),
             partition: o.partition.clone(),
@@ -300,7 +274,7 @@ impl<'a> Execution<'a> {
     fn unit_step(&self, zone: Zone, table: &str, unit: Unit, started: &str) -> StepRecord {
         StepRecord {
             run_id: self.report.run_id.clone(),
-            trigger: self.trigger.as_str().into(),
+            trigger: self.trigger,
             zone,
             table: table.into(),
             partition: unit.name,
@@ -417,7 +391,10 @@ impl<'a> Execution<'a> {
         let latest = latest_partition_states(&self.ledger.steps().await?);
         for q in &r.quarantined {
             let key = (Zone::Bronze, source.to_string(), q.origin.clone());
-            if latest.get(&key).is_none_or(|s| s.trigger != "ack") {
+            if latest
+                .get(&key)
+                .is_none_or(|s| s.trigger != crate::ledger::Trigger::Ack)
+            {
                 r.failed.push(q.clone());
             }
         }
@@ -671,8 +648,8 @@ impl<'a> Execution<'a> {
         self.ledger
             .append_run(&RunRecord {
                 run_id: report.run_id.clone(),
-                trigger: report.trigger.clone(),
-                status: report.status.clone(),
+                trigger: report.trigger,
+                status: report.status,
                 started_at: report.started_at.clone(),
                 finished_at: report.finished_at.clone(),
                 command: report.command.clone(),

@@ -2,7 +2,6 @@
 //! lake exports the same numbers) and encoded by `prometheus-client`. Labels are per table and
 //! zone, never per partition: the cardinality stays bounded by the config, not by the data.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 
 use chrono::{DateTime, Utc};
@@ -210,12 +209,7 @@ fn partition_states(registry: &mut Registry, steps: &[StepRecord]) {
             state: s.status.as_str().to_string(),
         };
         states.get_or_create(&l).inc();
-        let rules: BTreeMap<String, i64> = s
-            .dead_by_rule
-            .as_deref()
-            .and_then(|r| serde_json::from_str(r).ok())
-            .unwrap_or_default();
-        for (rule, n) in rules {
+        for (rule, n) in s.dead_by_rule_map() {
             let l = RuleLabels {
                 table: t.clone(),
                 rule,
@@ -255,7 +249,7 @@ fn durations(registry: &mut Registry, runs: &[RunRecord], steps: &[StepRecord]) 
     for r in runs {
         if let Some(s) = seconds_between(&r.started_at, &r.finished_at) {
             let l = TriggerLabels {
-                trigger: r.trigger.clone(),
+                trigger: r.trigger.to_string(),
             };
             run.get_or_create(&l).observe(s);
         }

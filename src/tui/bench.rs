@@ -114,7 +114,7 @@ fn steps(now: DateTime<Utc>) -> Vec<StepRecord> {
             };
             out.push(StepRecord {
                 run_id: "bench".into(),
-                trigger: "bench".into(),
+                trigger: crate::ledger::Trigger::Bench,
                 zone: Zone::Silver,
                 table: format!("table_{t}"),
                 partition: (start + Days::new(d as u64)).to_string(),

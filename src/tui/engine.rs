@@ -446,7 +446,7 @@ async fn handle(
                 Ok(r) => {
                     let _ = tx.send(Update::JobFinished {
                         command,
-                        status: r.status.clone(),
+                        status: r.status.to_string(),
                         summary: crate::summary::run_lines(&r),
                     });
                 }

@@ -383,7 +383,7 @@ async fn a_replay_with_a_wrong_fix_is_undone_by_restore() {
     let state = |steps: &[karat::ledger::StepRecord], zone: Zone, table: &str| {
         let latest = karat::ledger::status::latest_partition_states(steps);
         let s = &latest[&(zone, table.to_string(), day.to_string())];
-        (s.status.as_str().to_string(), s.trigger.clone())
+        (s.status.as_str().to_string(), s.trigger.to_string())
     };
 
     // the wrong fix: let the gate pass instead of fixing the contract

@@ -156,10 +156,15 @@ impl App {
                 "{} [{}] rows {} dead {} failed {}   $ {}",
                 r.status, r.trigger, r.rows_in, r.dead, r.partitions_failed, r.command
             );
-            if r.trigger == "replay" {
+            if r.trigger == crate::ledger::Trigger::Replay {
                 replays.push((out.len(), r.run_id.clone()));
             }
-            out.push((r.started_at.clone(), "run", text, r.status == "failed"));
+            out.push((
+                r.started_at.clone(),
+                "run",
+                text,
+                r.status == crate::ledger::RunStatus::Failed,
+            ));
         }
         for st in &s.steps {
             if st.zone == Zone::Bronze && st.status == PartitionStatus::Failed {

@@ -204,10 +204,8 @@ fn detail(f: &mut Frame, detail_area: Rect, app: &App) {
                         }),
                     )));
                 }
-                if let Some(rules) = &s.dead_by_rule {
-                    let parsed: std::collections::BTreeMap<String, i64> =
-                        serde_json::from_str(rules).unwrap_or_default();
-                    let mut v: Vec<_> = parsed.into_iter().collect();
+                if s.dead_by_rule.is_some() {
+                    let mut v: Vec<_> = s.dead_by_rule_map().into_iter().collect();
                     v.sort_by_key(|x| std::cmp::Reverse(x.1));
                     let text: Vec<String> =
                         v.iter().take(4).map(|(r, n)| format!("{r}: {n}")).collect();

@@ -27,12 +27,7 @@ fn dead_by_rule(app: &App, table: &str) -> BTreeMap<String, i64> {
         if z != crate::config::Zone::Silver || t != table {
             continue;
         }
-        let rules: BTreeMap<String, i64> = st
-            .dead_by_rule
-            .as_deref()
-            .and_then(|r| serde_json::from_str(r).ok())
-            .unwrap_or_default();
-        for (rule, n) in rules {
+        for (rule, n) in st.dead_by_rule_map() {
             *out.entry(rule).or_default() += n;
         }
     }
