@@ -349,60 +349,7 @@ impl Config {
                 .unwrap_or_else(|| "karat".into())
         });
         self.lake_url = self.resolve_lake_url(&parsed.lake.url)?;
-        if let Some(s) = &parsed.schedule {
-            self.schedule = Some(match (&s.every, &s.cron) {
-                (Some(every), None) => schedule::Schedule::Every(self.duration(every)?),
-                (None, Some(cron)) => schedule::Schedule::cron(cron.get_ref()).map_err(|e| {
-                    self.error_at(
-                        &cron.span(),
-                        format!("[schedule] cron \"{}\": {e}", cron.get_ref()),
-                    )
-                })?,
-                (Some(every), Some(_)) => {
-                    return Err(self.error_at(
-                        &every.span(),
-                        "[schedule] takes `every` or `cron`, not both",
-                    ));
-                }
-                (None, None) => {
-                    return Err(self.error_at(
-                        &(0..0),
-                        "[schedule] needs `every = \"15m\"` or `cron = \"0 * * * *\"`",
-                    ));
-                }
-            });
-            self.schedule_retries = s.retries.unwrap_or(2);
-        }
-        if let Some(l) = &parsed.serve.listen {
-            self.serve_listen = l.clone();
-        }
-        if let Some(r) = &parsed.serve.refresh {
-            self.serve_refresh = self.duration(r)?;
-        }
-        if let Some(v) = &parsed.maintenance.vacuum_after {
-            self.vacuum_after = self.duration(v)?;
-        }
-        if let Some(e) = &parsed.maintenance.every {
-            self.maintenance_every = Some(self.duration(e)?);
-        }
-        if let Some(o) = &parsed.openlineage {
-            let url = self.http_url(&o.url, "[openlineage] url")?;
-            self.openlineage = Some(OpenLineage {
-                url,
-                api_key: o.api_key.clone(),
-                namespace: o.namespace.clone().unwrap_or_else(|| self.project.clone()),
-            });
-        }
-        for a in &parsed.alerts {
-            let alert = self.resolve_alert(a)?;
-            if self.alerts.iter().any(|o| o.name == alert.name) {
-                return Err(self.error_at(
-                    &a.url.span(),
-                    format!("[[alert]] name \"{}\" is used twice", alert.name),
-                ));
-            }
-            self.alerts.push(alert);
-        }
+        self.resolve_on_call(&parsed)?;
         self.ui_read_only = parsed.ui.read_only;
         if !(0.0..=1.0).contains(&parsed.defaults.max_reject_rate) {
             return Err(self.error_at(
@@ -460,6 +407,65 @@ impl Config {
                 )
             })
         }
+    }
+
+    /// `[schedule]`, `[serve]`, `[maintenance]`, `[openlineage]` and `[[alert]]`.
+    fn resolve_on_call(&mut self, parsed: &ConfigFile) -> KaratResult<()> {
+        if let Some(s) = &parsed.schedule {
+            self.schedule = Some(match (&s.every, &s.cron) {
+                (Some(every), None) => schedule::Schedule::Every(self.duration(every)?),
+                (None, Some(cron)) => schedule::Schedule::cron(cron.get_ref()).map_err(|e| {
+                    self.error_at(
+                        &cron.span(),
+                        format!("[schedule] cron \"{}\": {e}", cron.get_ref()),
+                    )
+                })?,
+                (Some(every), Some(_)) => {
+                    return Err(self.error_at(
+                        &every.span(),
+                        "[schedule] takes `every` or `cron`, not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(self.error_at(
+                        &(0..0),
+                        "[schedule] needs `every = \"15m\"` or `cron = \"0 * * * *\"`",
+                    ));
+                }
+            });
+            self.schedule_retries = s.retries.unwrap_or(2);
+        }
+        if let Some(l) = &parsed.serve.listen {
+            self.serve_listen = l.clone();
+        }
+        if let Some(r) = &parsed.serve.refresh {
+            self.serve_refresh = self.duration(r)?;
+        }
+        if let Some(v) = &parsed.maintenance.vacuum_after {
+            self.vacuum_after = self.duration(v)?;
+        }
+        if let Some(e) = &parsed.maintenance.every {
+            self.maintenance_every = Some(self.duration(e)?);
+        }
+        if let Some(o) = &parsed.openlineage {
+            let url = self.http_url(&o.url, "[openlineage] url")?;
+            self.openlineage = Some(OpenLineage {
+                url,
+                api_key: o.api_key.clone(),
+                namespace: o.namespace.clone().unwrap_or_else(|| self.project.clone()),
+            });
+        }
+        for a in &parsed.alerts {
+            let alert = self.resolve_alert(a)?;
+            if self.alerts.iter().any(|o| o.name == alert.name) {
+                return Err(self.error_at(
+                    &a.url.span(),
+                    format!("[[alert]] name \"{}\" is used twice", alert.name),
+                ));
+            }
+            self.alerts.push(alert);
+        }
+        Ok(())
     }
 
     /// An http(s) URL, or an error at its position naming `what`.

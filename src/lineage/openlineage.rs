@@ -113,18 +113,17 @@ pub async fn events(
     ol: &OpenLineage,
     report: &RunReport,
 ) -> KaratResult<Vec<Value>> {
-    let parent_job = plan.config.project.clone();
+    let job = plan.config.project.clone();
     let mut steps = Vec::new();
     steps.extend(bronze_steps(plan, lake, report));
     steps.extend(silver_steps(plan, lake, report));
     steps.extend(gold_steps(plan, lake, report).await?);
-    let run_failed = report.status == crate::ledger::RunStatus::Failed;
     let mut out = vec![event(
         "START",
         &report.started_at,
         &report.run_id,
         &ol.namespace,
-        &parent_job,
+        &job,
         json!({}),
         vec![],
         vec![],
@@ -133,49 +132,68 @@ pub async fn events(
         "1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet",
         json!({
             "run": {"runId": report.run_id},
-            "job": {"namespace": ol.namespace, "name": parent_job},
+            "job": {"namespace": ol.namespace, "name": job},
         }),
     );
     for s in steps {
-        let run_id = uuid::Uuid::now_v7().to_string();
-        let job = format!("{parent_job}.{}", s.job);
-        let facets = json!({ "parent": parent.clone() });
-        let bare = |v: &Vec<Value>| -> Vec<Value> {
-            v.iter()
-                .map(|d| json!({"namespace": d["namespace"], "name": d["name"]}))
-                .collect()
-        };
-        out.push(event(
-            "START",
-            &report.started_at,
-            &run_id,
-            &ol.namespace,
-            &job,
-            facets.clone(),
-            bare(&s.inputs),
-            bare(&s.outputs),
-        ));
-        let mut end_facets = facets;
-        let kind = match &s.failure {
-            None => "COMPLETE",
-            Some(message) => {
-                end_facets["errorMessage"] = error_facet(message);
-                "FAIL"
-            }
-        };
-        out.push(event(
-            kind,
-            &report.finished_at,
-            &run_id,
-            &ol.namespace,
-            &job,
-            end_facets,
-            s.inputs,
-            s.outputs,
-        ));
+        let step_job = format!("{job}.{}", s.job);
+        out.extend(step_events(s, report, ol, &step_job, &parent));
     }
+    out.push(run_end(report, ol, &job));
+    Ok(out)
+}
+
+/// A step's START and its COMPLETE / FAIL, as a child run of the pipeline run.
+fn step_events(
+    s: Step,
+    report: &RunReport,
+    ol: &OpenLineage,
+    job: &str,
+    parent: &Value,
+) -> [Value; 2] {
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let facets = json!({ "parent": parent.clone() });
+    let bare = |v: &Vec<Value>| -> Vec<Value> {
+        v.iter()
+            .map(|d| json!({"namespace": d["namespace"], "name": d["name"]}))
+            .collect()
+    };
+    let start = event(
+        "START",
+        &report.started_at,
+        &run_id,
+        &ol.namespace,
+        job,
+        facets.clone(),
+        bare(&s.inputs),
+        bare(&s.outputs),
+    );
+    let mut end_facets = facets;
+    let kind = match &s.failure {
+        None => "COMPLETE",
+        Some(message) => {
+            end_facets["errorMessage"] = error_facet(message);
+            "FAIL"
+        }
+    };
+    let end = event(
+        kind,
+        &report.finished_at,
+        &run_id,
+        &ol.namespace,
+        job,
+        end_facets,
+        s.inputs,
+        s.outputs,
+    );
+    [start, end]
+}
+
+/// The pipeline run's COMPLETE, or FAIL with what failed.
+fn run_end(report: &RunReport, ol: &OpenLineage, job: &str) -> Value {
+    let failed = report.status == crate::ledger::RunStatus::Failed;
     let mut facets = json!({});
-    if run_failed {
+    if failed {
         let errors: Vec<String> = report
             .errors
             .iter()
@@ -188,17 +206,16 @@ pub async fn events(
         };
         facets["errorMessage"] = error_facet(&message);
     }
-    out.push(event(
-        if run_failed { "FAIL" } else { "COMPLETE" },
+    event(
+        if failed { "FAIL" } else { "COMPLETE" },
         &report.finished_at,
         &report.run_id,
         &ol.namespace,
-        &parent_job,
+        job,
         facets,
         vec![],
         vec![],
-    ));
-    Ok(out)
+    )
 }
 
 fn error_facet(message: &str) -> Value {

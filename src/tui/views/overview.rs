@@ -41,7 +41,13 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         Paragraph::new(sli_lines).block(panel(t, &sli_title(app))),
         sli_area,
     );
-    // tables
+    tables(f, bottom, app, breach_lines);
+}
+
+/// Every table by zone: freshness against its SLO, error rate and its history, rows, last status.
+fn tables(f: &mut Frame, area: Rect, app: &App, breach_lines: usize) {
+    let t = &app.theme;
+    let Some(s) = &app.snapshot else { return };
     let header = Row::new([
         "zone",
         "table",
@@ -113,7 +119,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         Table::new(rows, widths)
             .header(header)
             .block(panel(t, " Tables ")),
-        bottom,
+        area,
     );
 }
 
