@@ -8,6 +8,7 @@ pub mod alert;
 pub mod example;
 pub mod model;
 pub mod schedule;
+pub mod slo;
 pub mod types;
 
 use std::ops::Range;
@@ -129,6 +130,8 @@ pub struct Table {
     pub owner: Option<String>,
     pub description: Option<String>,
     pub freshness: Option<Freshness>,
+    /// `[[table.slo]]`.
+    pub slos: Vec<slo::Slo>,
     pub spec: TableSpec,
     /// Where the table is declared, for later errors.
     pub span: Range<usize>,
@@ -628,14 +631,41 @@ impl Config {
             Zone::Silver => TableSpec::Silver(self.resolve_silver(t, &name, file)?),
             Zone::Gold => TableSpec::Gold(self.resolve_gold(t, &name)?),
         };
+        let slos = t
+            .slo
+            .iter()
+            .map(|c| self.resolve_slo(&name, c))
+            .collect::<KaratResult<Vec<_>>>()?;
         Ok(Table {
             name,
             zone,
             owner: t.owner.clone(),
             description: t.description.clone(),
             freshness,
+            slos,
             spec,
             span,
+        })
+    }
+
+    fn resolve_slo(&self, table: &str, c: &slo::SloConfig) -> KaratResult<slo::Slo> {
+        let objective = *c.objective.get_ref();
+        if !(objective > 0.0 && objective < 100.0) {
+            return Err(self.error_at(
+                &c.objective.span(),
+                format!(
+                    "table \"{table}\": slo objective {objective} must be a percentage between 0 and 100, e.g. 99.5"
+                ),
+            ));
+        }
+        let window = match &c.window {
+            Some(w) => self.duration(w)?,
+            None => Duration::from_secs(28 * 86_400),
+        };
+        Ok(slo::Slo {
+            sli: c.sli,
+            objective: objective / 100.0,
+            window,
         })
     }
 

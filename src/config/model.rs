@@ -287,6 +287,9 @@ pub struct TableConfig {
     pub freshness: Option<FreshnessConfig>,
     pub owner: Option<String>,
     pub description: Option<String>,
+    /// Service level objectives on the table's indicators.
+    #[serde(default)]
+    pub slo: Vec<super::slo::SloConfig>,
 }
 
 /// One column of a silver contract.

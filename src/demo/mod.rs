@@ -77,6 +77,17 @@ name = "free_orders_are_cancelled"
 sql = "amount > 0 OR status = 'cancelled'"
 on_fail = "warn"
 
+# service level objectives: the broken deploy's day burns this budget
+[[table.slo]]
+sli = "schema_compliance"
+objective = 97.0
+window = "28d"
+
+[[table.slo]]
+sli = "job_failure"
+objective = 90.0
+window = "28d"
+
 [[table]]
 name = "customers"
 zone = "silver"

@@ -5,6 +5,7 @@
 pub mod breaches;
 pub mod records;
 pub mod sli;
+pub mod slo;
 pub mod status;
 
 use deltalake::arrow::array::RecordBatch;

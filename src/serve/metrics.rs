@@ -16,6 +16,7 @@ use crate::config::Zone;
 use crate::lake::lease::LeaseInfo;
 use crate::ledger::breaches::BreachGroup;
 use crate::ledger::sli::Slis;
+use crate::ledger::slo::SloStatus;
 use crate::ledger::status::{StatusReport, latest_partition_states};
 use crate::ledger::{RunRecord, StepRecord};
 
@@ -64,6 +65,21 @@ struct ZoneLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SloLabelSet {
+    zone: String,
+    table: String,
+    sli: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BurnLabels {
+    zone: String,
+    table: String,
+    sli: String,
+    window: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HolderLabels {
     holder: String,
 }
@@ -76,6 +92,7 @@ pub struct MetricsInput<'a> {
     pub steps: &'a [StepRecord],
     pub lease: Option<&'a LeaseInfo>,
     pub slis: &'a Slis,
+    pub slos: &'a [SloStatus],
 }
 
 fn table(zone: Zone, name: &str) -> TableLabels {
@@ -101,6 +118,7 @@ pub fn encode(input: &MetricsInput) -> String {
     durations(&mut registry, input.runs, input.steps);
     lease(&mut registry, input.lease);
     slis(&mut registry, input.slis);
+    slos(&mut registry, input.slos);
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)
         .expect("writing to a String cannot fail");
@@ -350,5 +368,58 @@ fn slis(registry: &mut Registry, slis: &Slis) {
         "sli_dead_letter_ratio",
         format!("M8: dead letters per rule / total records{window}"),
         dead,
+    );
+}
+
+/// Every `[[table.slo]]`: objective, attainment, budget left and burn rates.
+fn slos(registry: &mut Registry, slos: &[SloStatus]) {
+    let objective = Family::<SloLabelSet, FloatGauge>::default();
+    let attainment = Family::<SloLabelSet, FloatGauge>::default();
+    let budget = Family::<SloLabelSet, FloatGauge>::default();
+    let burn = Family::<BurnLabels, FloatGauge>::default();
+    for s in slos {
+        let l = SloLabelSet {
+            zone: s.zone.to_string(),
+            table: s.table.clone(),
+            sli: s.sli.as_str().into(),
+        };
+        objective.get_or_create(&l).set(s.objective);
+        if let Some(a) = s.attainment {
+            attainment.get_or_create(&l).set(a);
+        }
+        if let Some(b) = s.budget_remaining {
+            budget.get_or_create(&l).set(b);
+        }
+        for (window, v) in [("1h", s.burn_1h), ("6h", s.burn_6h)] {
+            if let Some(v) = v {
+                let l = BurnLabels {
+                    zone: l.zone.clone(),
+                    table: l.table.clone(),
+                    sli: l.sli.clone(),
+                    window: window.into(),
+                };
+                burn.get_or_create(&l).set(v);
+            }
+        }
+    }
+    registry.register(
+        "slo_objective_ratio",
+        "The SLO's promised share of good events",
+        objective,
+    );
+    registry.register(
+        "slo_attainment_ratio",
+        "Good / total events over the SLO's window",
+        attainment,
+    );
+    registry.register(
+        "slo_error_budget_remaining_ratio",
+        "Share of the error budget left (negative: overspent)",
+        budget,
+    );
+    registry.register(
+        "slo_burn_rate",
+        "Bad share over the last hour / six hours divided by the allowed bad share",
+        burn,
     );
 }

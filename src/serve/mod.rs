@@ -232,8 +232,10 @@ async fn compute_pages(plan: &Plan, lake: &Lake) -> KaratResult<(String, String)
     let breaches = crate::ledger::breaches::group(&status);
     let lease = crate::lake::lease::current(lake).await?;
     let slis = crate::ledger::sli::compute(&status, &runs, &steps, chrono::Utc::now());
+    let slos = crate::ledger::slo::compute(&plan.config, &steps, chrono::Utc::now());
     let text = metrics::encode(&metrics::MetricsInput {
         slis: &slis,
+        slos: &slos,
         status: &status,
         breaches: &breaches,
         runs: &runs,

@@ -100,6 +100,8 @@ pub struct Snapshot {
     pub contracts: Vec<ContractRecord>,
     /// Every alert notification sent or attempted, oldest first.
     pub alerts: Vec<AlertRecord>,
+    /// Every `[[table.slo]]` as of `loaded_at`.
+    pub slos: Vec<crate::ledger::slo::SloStatus>,
 }
 
 impl Snapshot {
@@ -155,6 +157,7 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
     let actions = ledger.actions().await?;
     let contracts = ledger.contracts().await?;
     let alerts = ledger.alerts().await?;
+    let slos = crate::ledger::slo::compute(&plan.config, &steps, now);
     let status = status::compute(&plan.config, &runs, &steps, now);
     let mut schemas = BTreeMap::new();
     for s in &plan.config.sources {
@@ -180,6 +183,7 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
         lease: crate::lake::lease::current(lake).await?,
         actions,
         contracts,
+        slos,
         alerts,
     })
 }

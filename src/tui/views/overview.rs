@@ -28,7 +28,8 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         .filter(|i| !matches!(i, Item::Table(_)))
         .count();
     let banner_h = (breach_lines.max(1) as u16 + 2).min(area.height / 2).max(3);
-    let sli_lines = sli_lines(app);
+    let mut sli_lines = sli_lines(app);
+    sli_lines.extend(slo_lines(app));
     let sli_h = (sli_lines.len() as u16 + 2).min(area.height.saturating_sub(banner_h) / 3);
     let [top, bottom, sli_area] = Layout::vertical([
         Constraint::Length(banner_h),
@@ -205,11 +206,68 @@ fn sli_title(app: &App) -> String {
         ),
         None => "no replays".into(),
     };
+    let slos = app
+        .snapshot
+        .as_ref()
+        .map(|s| s.slos.as_slice())
+        .unwrap_or_default();
+    let met = if slos.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " · SLOs met {}/{}",
+            slos.iter().filter(|x| x.met()).count(),
+            slos.len()
+        )
+    };
     format!(
-        " SLIs, last {} days: job failures {} · {replays} ",
+        " SLIs, last {} days: job failures {} · {replays}{met} ",
         s.window_days,
         pct(s.job_failure_rate)
     )
+}
+
+/// One line per SLO: attainment against the objective, the error budget left as a bar, and the
+/// 1 h / 6 h burn rates.
+fn slo_lines(app: &App) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let Some(s) = &app.snapshot else {
+        return vec![];
+    };
+    s.slos
+        .iter()
+        .map(|x| {
+            let left = x.budget_remaining.unwrap_or(1.0);
+            let filled = (left.clamp(0.0, 1.0) * 10.0).round() as usize;
+            let bar = format!("{}{}", "█".repeat(filled), "░".repeat(10 - filled));
+            let burn = |b: Option<f64>| b.map(|v| format!("{v:.1}x")).unwrap_or_else(|| "-".into());
+            let style = if x.met() {
+                ratatui::style::Style::default()
+            } else {
+                t.style("banner_error")
+            };
+            Line::from(vec![
+                Span::styled(
+                    format!("{:<6} {:<16} ", x.zone, cut(&x.table, 16)),
+                    t.style("header"),
+                ),
+                Span::styled(
+                    format!(
+                        "SLO {} ≥ {:.1}% over {:.0}d: {} {} budget {bar} {:+.0}% · burn 1h {} 6h {}",
+                        x.sli.as_str(),
+                        x.objective * 100.0,
+                        x.window_days,
+                        pct(x.attainment),
+                        if x.met() { "✓" } else { "✗" },
+                        left * 100.0,
+                        burn(x.burn_1h),
+                        burn(x.burn_6h)
+                    ),
+                    style,
+                ),
+            ])
+        })
+        .collect()
 }
 
 /// One line per source and silver table: M1 / M3, M4, M7, M8 (M2 is the tables' freshness).
