@@ -2,7 +2,9 @@
 //! `firing` when it opens, `resolved` when it clears, sent again every `repeat` while it fires.
 //! Evaluated after every run — `karat run` from cron as much as `karat serve` — from the ledger
 //! alone; every notification, delivered or not, is recorded in `_karat/alerts` (the Runs screen
-//! lists them). A notification the receiver refused is tried again at the next evaluation.
+//! lists them). A notification the receiver refused is tried again at the next evaluation. An
+//! SLO burning its error budget is alerted on the same way: a fast burn pages, a slow one opens
+//! a ticket.
 
 pub mod send;
 
@@ -10,10 +12,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::alert::Alert;
+use crate::config::alert::{Alert, Severity};
 use crate::error::KaratResult;
 use crate::lake::Lake;
 use crate::ledger::breaches::BreachGroup;
+use crate::ledger::slo::SloStatus;
 use crate::ledger::{AlertRecord, Ledger};
 use crate::pipeline::Plan;
 
@@ -33,6 +36,67 @@ impl NoticeStatus {
     }
 }
 
+/// Something an alert can fire for: a breach group, or an SLO burning its budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Open {
+    /// The correlation key (stable across runs).
+    pub key: String,
+    pub severity: Severity,
+    pub summary: String,
+    pub zone: String,
+    pub table: String,
+    pub partitions: usize,
+}
+
+impl Open {
+    pub fn of_group(g: &BreachGroup) -> Open {
+        Open {
+            key: g.key.correlation(),
+            severity: g.kind().severity(),
+            summary: g.headline(),
+            zone: g.zone().to_string(),
+            table: g.table().to_string(),
+            partitions: g.members.len(),
+        }
+    }
+
+    /// An SLO burning its error budget: faster than [`FAST_BURN`]x over the last hour pages
+    /// (`error`), more than 1x over six hours opens a ticket (`warn`), the SRE workbook's
+    /// multi-window rule; `None` while it burns slower.
+    pub fn of_slo(s: &SloStatus) -> Option<Open> {
+        let fast = s.burn_1h.is_some_and(|b| b > FAST_BURN);
+        let slow = s.burn_6h.is_some_and(|b| b > 1.0);
+        let (severity, how) = match (fast, slow) {
+            (true, _) => (
+                Severity::Error,
+                format!("{:.1}x over the last hour", s.burn_1h?),
+            ),
+            (false, true) => (Severity::Warn, format!("{:.1}x over six hours", s.burn_6h?)),
+            (false, false) => return None,
+        };
+        Some(Open {
+            key: format!("{}/{}/slo/{}", s.zone, s.table, s.sli.as_str()),
+            severity,
+            summary: format!(
+                "{} {}: SLO {} ≥ {:.1}% burning its error budget {how} ({} left)",
+                s.zone,
+                s.table,
+                s.sli.as_str(),
+                s.objective * 100.0,
+                s.budget_remaining
+                    .map(|b| format!("{:.0}%", b * 100.0))
+                    .unwrap_or_else(|| "all".into())
+            ),
+            zone: s.zone.to_string(),
+            table: s.table.clone(),
+            partitions: 0,
+        })
+    }
+}
+
+/// A burn rate over the last hour above this pages.
+pub const FAST_BURN: f64 = 2.0;
+
 /// One notification to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notice {
@@ -49,15 +113,15 @@ pub struct Notice {
 }
 
 impl Notice {
-    fn firing(g: &BreachGroup, repeat: bool) -> Notice {
+    fn firing(o: &Open, repeat: bool) -> Notice {
         Notice {
             status: NoticeStatus::Firing,
-            key: g.key.correlation(),
-            severity: g.kind().severity().as_str().into(),
-            summary: g.headline(),
-            zone: g.zone().to_string(),
-            table: g.table().to_string(),
-            partitions: g.members.len(),
+            key: o.key.clone(),
+            severity: o.severity.as_str().into(),
+            summary: o.summary.clone(),
+            zone: o.zone.clone(),
+            table: o.table.clone(),
+            partitions: o.partitions,
             repeat,
         }
     }
@@ -96,19 +160,18 @@ fn open_breaches<'a>(
 /// open (or open for longer than `repeat`), a resolution for every open key no longer breached.
 pub fn decide(
     alert: &Alert,
-    groups: &[BreachGroup],
+    breaches: &[Open],
     history: &[AlertRecord],
     now: DateTime<Utc>,
 ) -> Vec<Notice> {
     let open = open_breaches(alert, history);
     let mut out = Vec::new();
-    let wanted: Vec<&BreachGroup> = groups
+    let wanted: Vec<&Open> = breaches
         .iter()
-        .filter(|g| g.kind().severity() >= alert.min_severity)
+        .filter(|g| g.severity >= alert.min_severity)
         .collect();
     for g in &wanted {
-        let key = g.key.correlation();
-        match open.get(key.as_str()) {
+        match open.get(g.key.as_str()) {
             None => out.push(Notice::firing(g, false)),
             Some(last) => {
                 let sent = last.at.parse::<DateTime<Utc>>().unwrap_or(now);
@@ -120,7 +183,7 @@ pub fn decide(
         }
     }
     for (key, last) in &open {
-        if !wanted.iter().any(|g| g.key.correlation() == *key) {
+        if !wanted.iter().any(|g| g.key == *key) {
             out.push(Notice::resolved(last));
         }
     }
@@ -139,17 +202,21 @@ pub async fn notify(
     }
     let ledger = Ledger::new(lake);
     let now = Utc::now();
-    let status = crate::ledger::status::compute(
-        &plan.config,
-        &ledger.runs().await?,
-        &ledger.steps().await?,
-        now,
+    let steps = ledger.steps().await?;
+    let status = crate::ledger::status::compute(&plan.config, &ledger.runs().await?, &steps, now);
+    let mut breaches: Vec<Open> = crate::ledger::breaches::group(&status)
+        .iter()
+        .map(Open::of_group)
+        .collect();
+    breaches.extend(
+        crate::ledger::slo::compute(&plan.config, &steps, now)
+            .iter()
+            .filter_map(Open::of_slo),
     );
-    let groups = crate::ledger::breaches::group(&status);
     let history = ledger.alerts().await?;
     let mut records = Vec::new();
     for alert in &plan.config.alerts {
-        for notice in decide(alert, &groups, &history, now) {
+        for notice in decide(alert, &breaches, &history, now) {
             let outcome = send::deliver(alert, &plan.config.project, &notice).await;
             records.push(AlertRecord {
                 at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -175,7 +242,7 @@ pub async fn notify(
 mod tests {
     use super::*;
     use crate::config::Zone;
-    use crate::config::alert::{AlertFormat, Severity};
+    use crate::config::alert::AlertFormat;
     use crate::ledger::breaches::{BreachKind, BreachMember, GroupKey};
 
     fn alert(min: Severity) -> Alert {
@@ -227,7 +294,7 @@ mod tests {
     fn a_group_fires_once_repeats_after_the_interval_and_resolves_when_gone() {
         let a = alert(Severity::Warn);
         let t0: DateTime<Utc> = "2026-11-23T00:00:00Z".parse().unwrap();
-        let groups = vec![group(BreachKind::Failed, "orders")];
+        let groups = vec![Open::of_group(&group(BreachKind::Failed, "orders"))];
         let first = decide(&a, &groups, &[], t0);
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].status, NoticeStatus::Firing);
@@ -253,8 +320,8 @@ mod tests {
     #[test]
     fn min_severity_error_skips_warnings() {
         let groups = vec![
-            group(BreachKind::Blocked, "daily_revenue"),
-            group(BreachKind::Failed, "orders"),
+            Open::of_group(&group(BreachKind::Blocked, "daily_revenue")),
+            Open::of_group(&group(BreachKind::Failed, "orders")),
         ];
         let t0 = Utc::now();
         let only_errors = decide(&alert(Severity::Error), &groups, &[], t0);

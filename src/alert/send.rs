@@ -16,6 +16,7 @@ pub fn body(alert: &Alert, project: &str, notice: &Notice) -> serde_json::Value 
             "project": project,
             "status": notice.status.as_str(),
             "severity": notice.severity,
+            "route": if notice.severity == "error" { "page" } else { "ticket" },
             "key": notice.key,
             "zone": notice.zone,
             "table": notice.table,

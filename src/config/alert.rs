@@ -12,7 +12,11 @@ use url::Url;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Open a ticket: non-urgent (also spelled `ticket`).
+    #[serde(alias = "ticket")]
     Warn,
+    /// Page someone (also spelled `page`).
+    #[serde(alias = "page")]
     Error,
 }
 

@@ -147,3 +147,101 @@ format = "slack"
         "{alerts:#?}"
     );
 }
+
+/// A project whose silver orders promise 99% schema compliance over 7 days, with two alerts:
+/// `oncall` takes pages only, `tickets` everything; `history` is written to its ledger as the
+/// steps of past runs.
+async fn slo_project(
+    dir: &Path,
+    pages: u16,
+    tickets: u16,
+    history: &[karat::ledger::StepRecord],
+) -> (karat::pipeline::Plan, karat::lake::Lake) {
+    let cfg = karat::config::example::write_example(dir, false).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "# A gold table: SQL over silver/gold tables by name.",
+        "[[table.slo]]\nsli = \"schema_compliance\"\nobjective = 99.0\nwindow = \"7d\"\n\n\
+         # A gold table: SQL over silver/gold tables by name.",
+        1,
+    );
+    let text = format!(
+        "{text}\n[[alert]]\nname = \"oncall\"\nurl = \"http://127.0.0.1:{pages}/page\"\nmin_severity = \"page\"\n\n\
+         [[alert]]\nname = \"tickets\"\nurl = \"http://127.0.0.1:{tickets}/ticket\"\nmin_severity = \"ticket\"\n"
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let (plan, lake) = crate::util::open(&cfg).await;
+    karat::ledger::Ledger::new(&lake)
+        .append_steps(history)
+        .await
+        .unwrap();
+    (plan, lake)
+}
+
+/// A silver orders step `minutes_ago` with `dead` of its 1,000 records rejected (the SLO counts
+/// records, whatever the gate decided).
+fn orders_step(minutes_ago: i64, dead: i64) -> karat::ledger::StepRecord {
+    let at = (chrono::Utc::now() - chrono::Duration::minutes(minutes_ago))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    karat::ledger::StepRecord {
+        run_id: format!("r{minutes_ago}"),
+        trigger: karat::ledger::Trigger::Schedule,
+        zone: karat::config::Zone::Silver,
+        table: "orders".into(),
+        partition: "2026-03-27".into(),
+        status: karat::silver::PartitionStatus::Ok,
+        started_at: at.clone(),
+        finished_at: at,
+        rows_in: 1000,
+        rows_out: 1000 - dead,
+        dead,
+        duplicates: 0,
+        messages: None,
+        dead_by_rule: None,
+        schema_fingerprint: None,
+        delta_version: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_burn_pages_and_a_slow_burn_opens_a_ticket() {
+    let slo = |b: &Value| {
+        b["key"]
+            .as_str()
+            .is_some_and(|k| k.contains("/slo/schema_compliance"))
+    };
+    // fast: a clean week, then 20% rejects in the last half hour (20x the allowed 1%)
+    let s = Scratch::new();
+    let (pages, tickets) = (Receiver::start(0), Receiver::start(0));
+    let mut history: Vec<_> = (2..7 * 24).map(|h| orders_step(h * 60, 0)).collect();
+    history.push(orders_step(30, 200));
+    let (plan, lake) = slo_project(s.path(), pages.port, tickets.port, &history).await;
+    karat::alert::notify(&plan, &lake, None).await.unwrap();
+    let paged: Vec<Value> = pages.bodies().into_iter().filter(|b| slo(b)).collect();
+    assert_eq!(paged.len(), 1, "{:#?}", pages.bodies());
+    assert_eq!(paged[0]["route"], "page");
+    assert!(
+        paged[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("over the last hour"),
+        "{paged:#?}"
+    );
+    assert_eq!(tickets.bodies().iter().filter(|b| slo(b)).count(), 1);
+
+    // slow: 1.5% rejects every hour, over the objective but never 2x in an hour
+    let s = Scratch::new();
+    let (pages, tickets) = (Receiver::start(0), Receiver::start(0));
+    let history: Vec<_> = (0..7 * 24).map(|h| orders_step(h * 60 + 5, 15)).collect();
+    let (plan, lake) = slo_project(s.path(), pages.port, tickets.port, &history).await;
+    karat::alert::notify(&plan, &lake, None).await.unwrap();
+    assert_eq!(
+        pages.bodies().iter().filter(|b| slo(b)).count(),
+        0,
+        "{:#?}",
+        pages.bodies()
+    );
+    let ticketed: Vec<Value> = tickets.bodies().into_iter().filter(|b| slo(b)).collect();
+    assert_eq!(ticketed.len(), 1, "{:#?}", tickets.bodies());
+    assert_eq!(ticketed[0]["route"], "ticket");
+    assert_eq!(ticketed[0]["severity"], "warn");
+}
