@@ -46,6 +46,8 @@ pub struct Open {
     pub zone: String,
     pub table: String,
     pub partitions: usize,
+    /// What to do, from the table's `runbook` / `runbooks`.
+    pub runbook: Option<String>,
 }
 
 impl Open {
@@ -57,6 +59,7 @@ impl Open {
             zone: g.zone().to_string(),
             table: g.table().to_string(),
             partitions: g.members.len(),
+            runbook: None,
         }
     }
 
@@ -90,6 +93,7 @@ impl Open {
             zone: s.zone.to_string(),
             table: s.table.clone(),
             partitions: 0,
+            runbook: None,
         })
     }
 }
@@ -110,6 +114,7 @@ pub struct Notice {
     pub partitions: usize,
     /// Sent again because it is still firing after `repeat`.
     pub repeat: bool,
+    pub runbook: Option<String>,
 }
 
 impl Notice {
@@ -123,6 +128,7 @@ impl Notice {
             table: o.table.clone(),
             partitions: o.partitions,
             repeat,
+            runbook: o.runbook.clone(),
         }
     }
 
@@ -136,6 +142,7 @@ impl Notice {
             table: last.table.clone(),
             partitions: 0,
             repeat: false,
+            runbook: None,
         }
     }
 }
@@ -213,6 +220,13 @@ pub async fn notify(
             .iter()
             .filter_map(Open::of_slo),
     );
+    for b in &mut breaches {
+        b.runbook = plan
+            .config
+            .table(&b.table)
+            .and_then(|t| t.runbook_for(&b.summary))
+            .map(str::to_string);
+    }
     let history = ledger.alerts().await?;
     let mut records = Vec::new();
     for alert in &plan.config.alerts {

@@ -23,6 +23,7 @@ pub fn body(alert: &Alert, project: &str, notice: &Notice) -> serde_json::Value 
             "summary": notice.summary,
             "partitions": notice.partitions,
             "repeat": notice.repeat,
+            "runbook": notice.runbook,
         }),
         AlertFormat::Slack => {
             let icon = match (notice.status, notice.severity.as_str()) {
@@ -30,9 +31,14 @@ pub fn body(alert: &Alert, project: &str, notice: &Notice) -> serde_json::Value 
                 (_, "error") => ":red_circle:",
                 _ => ":large_yellow_circle:",
             };
+            let runbook = notice
+                .runbook
+                .as_deref()
+                .map(|r| format!(" — runbook: {r}"))
+                .unwrap_or_default();
             json!({
                 "text": format!(
-                    "{icon} [{}] {project}: {}",
+                    "{icon} [{}] {project}: {}{runbook}",
                     notice.status.as_str().to_uppercase(),
                     notice.summary
                 )

@@ -36,6 +36,8 @@ key = ["order_id"]             # dedup key: the newest _ingested_at wins
 owner = "payments-oncall"
 description = "One row per order"
 freshness = { warn_after = "2h", error_after = "1d" }
+runbook = "runbooks/orders.md"   # what to do when it breaks: a URL or a path (alerts carry it)
+runbooks = { "order_date.required" = "runbooks/orders.md#a-date-field-is-missing" }
 
 [table.columns]
 order_id = { type = "string", nullable = false }
@@ -77,6 +79,25 @@ pub const EXAMPLE_DATA: &str = r#"{"order_id":"o-1","amount":12.5,"currency":"US
 "#;
 
 /// Writes `karat.toml` (and sample data) into `dir`. Refuses to overwrite unless `force`.
+/// The runbook `karat init` writes for the example's common failures.
+pub const EXAMPLE_RUNBOOK: &str = r#"# Runbook: silver orders
+
+## A partition failed its gate (reject rate over max_reject_rate)
+1. `karat dead-letters orders --partition <day>`: the rules that failed, with the offending values.
+2. A source sending a new spelling (`"usd "`, `US$`): widen the contract (`normalize`, `one_of`).
+   Bad data that should stay out: nothing to change; `karat ack` if no run will clear it.
+3. `karat replay orders --partition <day> --dry-run`, then without `--dry-run`.
+4. `karat verify`: every batch balances, no key twice.
+
+## A date field is missing
+The source renamed the field (`karat schema orders` shows it: missing in the batch, an unread
+field beside it). Add `source_field = "<new name>"` to the column, then replay the partition.
+
+## Stale (no fresh partition within freshness.error_after)
+`karat status`: is bronze landing? A failed file is listed with its error; a quiet source is an
+upstream problem (ask the owner of the source).
+"#;
+
 pub fn write_example(dir: &Path, force: bool) -> KaratResult<std::path::PathBuf> {
     let cfg = dir.join("karat.toml");
     if cfg.exists() && !force {
@@ -88,6 +109,12 @@ pub fn write_example(dir: &Path, force: bool) -> KaratResult<std::path::PathBuf>
     let data_dir = dir.join("data/orders");
     std::fs::create_dir_all(&data_dir).map_err(|e| KaratError::io(&data_dir, e))?;
     std::fs::write(&cfg, EXAMPLE_CONFIG).map_err(|e| KaratError::io(&cfg, e))?;
+    let runbooks = dir.join("runbooks");
+    std::fs::create_dir_all(&runbooks).map_err(|e| KaratError::io(&runbooks, e))?;
+    let runbook = runbooks.join("orders.md");
+    if !runbook.exists() {
+        std::fs::write(&runbook, EXAMPLE_RUNBOOK).map_err(|e| KaratError::io(&runbook, e))?;
+    }
     let sample = data_dir.join("sample.ndjson");
     if !sample.exists() {
         std::fs::write(&sample, EXAMPLE_DATA).map_err(|e| KaratError::io(&sample, e))?;

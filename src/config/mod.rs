@@ -57,6 +57,19 @@ pub struct Config {
     pub tables: Vec<Table>,
 }
 
+/// The first of `rules` (rule id → runbook) whose rule id `reason` names, else `table`'s runbook.
+pub fn runbook_for<'a>(
+    table: Option<&'a str>,
+    rules: &'a [(String, String)],
+    reason: &str,
+) -> Option<&'a str> {
+    rules
+        .iter()
+        .find(|(rule, _)| reason.contains(rule.as_str()))
+        .map(|(_, r)| r.as_str())
+        .or(table)
+}
+
 /// A resolved `[openlineage]`.
 #[derive(Debug, Clone)]
 pub struct OpenLineage {
@@ -132,6 +145,10 @@ pub struct Table {
     pub freshness: Option<Freshness>,
     /// `[[table.slo]]`.
     pub slos: Vec<slo::Slo>,
+    /// `runbook`: what to do when the table breaks.
+    pub runbook: Option<String>,
+    /// `runbooks`: by rule id.
+    pub rule_runbooks: Vec<(String, String)>,
     pub spec: TableSpec,
     /// Where the table is declared, for later errors.
     pub span: Range<usize>,
@@ -216,6 +233,12 @@ pub struct Check {
 }
 
 impl Table {
+    /// The runbook for a breach whose reason is `reason`: the first rule runbook whose rule id the
+    /// reason names, else the table's.
+    pub fn runbook_for(&self, reason: &str) -> Option<&str> {
+        runbook_for(self.runbook.as_deref(), &self.rule_runbooks, reason)
+    }
+
     pub fn silver(&self) -> Option<&SilverSpec> {
         match &self.spec {
             TableSpec::Silver(s) => Some(s),
@@ -643,6 +666,12 @@ impl Config {
             description: t.description.clone(),
             freshness,
             slos,
+            runbook: t.runbook.clone(),
+            rule_runbooks: t
+                .runbooks
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             spec,
             span,
         })

@@ -290,6 +290,11 @@ pub struct TableConfig {
     /// Service level objectives on the table's indicators.
     #[serde(default)]
     pub slo: Vec<super::slo::SloConfig>,
+    /// What to do when the table breaks: a URL or a path (shown in the dashboard, sent in alerts).
+    pub runbook: Option<String>,
+    /// Runbooks for particular rules, by rule id (`"currency.one_of" = "…"`).
+    #[serde(default)]
+    pub runbooks: IndexMap<String, String>,
 }
 
 /// One column of a silver contract.

@@ -61,6 +61,8 @@ key = ["order_id"]
 owner = "payments-oncall"
 description = "One row per order; the newest version of an order wins"
 freshness = { warn_after = "2h", error_after = "1d" }
+runbook = "https://wiki.example.com/runbooks/orders"
+runbooks = { "currency.one_of" = "https://wiki.example.com/runbooks/orders#currency" }
 
 [table.columns]
 order_id = { type = "string", nullable = false, regex = "^o-[0-9]+$" }

@@ -43,6 +43,16 @@ pub struct TableInfo {
     /// Gold: tables it reads; recomputed per partition.
     pub inputs: Vec<String>,
     pub incremental: bool,
+    /// `runbook` and `runbooks` (rule id → runbook).
+    pub runbook: Option<String>,
+    pub rule_runbooks: Vec<(String, String)>,
+}
+
+impl TableInfo {
+    /// The runbook for a failure whose reason is `reason` (a rule's, else the table's).
+    pub fn runbook_for(&self, reason: &str) -> Option<&str> {
+        crate::config::runbook_for(self.runbook.as_deref(), &self.rule_runbooks, reason)
+    }
 }
 
 /// What the views show of one table of the plan.
@@ -76,6 +86,8 @@ fn table_info(plan: &Plan, t: &crate::config::Table) -> TableInfo {
         sql: t.gold().map(|g| g.sql.trim().to_string()),
         inputs: g.map(|g| g.inputs.clone()).unwrap_or_default(),
         incremental: g.map(|g| g.incremental).unwrap_or(true),
+        runbook: t.runbook.clone(),
+        rule_runbooks: t.rule_runbooks.clone(),
     }
 }
 

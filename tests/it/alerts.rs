@@ -57,6 +57,14 @@ format = "slack"
     assert_eq!(fired[0]["severity"], "error");
     assert_eq!(fired[0]["table"], "orders");
     assert_eq!(fired[0]["zone"], "silver");
+    assert_eq!(
+        fired[0]["runbook"], "runbooks/orders.md#a-date-field-is-missing",
+        "the rule's runbook from `karat init`'s config"
+    );
+    assert!(
+        s.join("runbooks/orders.md").exists(),
+        "karat init wrote the runbook"
+    );
     let headers = oncall.seen.lock().unwrap()[0].0.clone();
     assert!(headers.contains("Bearer s3cret"), "{headers}");
     // chat gets the same group in Slack's format, accepted at the third attempt after two 500s

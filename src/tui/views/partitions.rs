@@ -194,6 +194,18 @@ fn detail(f: &mut Frame, detail_area: Rect, app: &App) {
                             .unwrap_or_else(|| "-".into())
                     )),
                 ]));
+                let runbook = app
+                    .snapshot
+                    .as_ref()
+                    .and_then(|snap| snap.table(name))
+                    .filter(|_| !s.status.promoted())
+                    .and_then(|ti| ti.runbook_for(s.messages.as_deref().unwrap_or("")));
+                if let Some(r) = runbook {
+                    d.push(Line::from(vec![
+                        Span::styled("runbook ", t.style("key")),
+                        Span::raw(clean(r)),
+                    ]));
+                }
                 for msg in s.messages.clone().unwrap_or_default().lines().take(3) {
                     d.push(Line::from(Span::styled(
                         clean(msg),
