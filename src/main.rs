@@ -97,6 +97,9 @@ enum Command {
         to: Option<String>,
         /// Print what the replay would rewrite (partitions, rows, gold downstream, Delta
         /// versions), computed the way the replay computes it, and write nothing.
+        /// Run a replay over `[defaults] replay_budget_rows` (see its cost with --dry-run).
+        #[arg(long)]
+        approve: bool,
         #[arg(long)]
         dry_run: bool,
         #[arg(long)]
@@ -395,6 +398,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             from,
             to,
             dry_run,
+            approve,
             json,
         } => {
             let (plan, lake) = load(&cli.config, cli.wait).await?;
@@ -418,6 +422,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             };
             if dry_run {
                 return dry_run_replay(&plan, &lake, &target, json).await;
+            }
+            if !approve {
+                within_replay_budget(&plan, &lake, &target).await?;
             }
             let (events, progress) = progress(json);
             let report = karat::pipeline::replay(&plan, &lake, target, &events).await;
@@ -891,6 +898,28 @@ fn init_logs(format: LogFormat) {
 enum LogFormat {
     Text,
     Json,
+}
+
+/// Refuses a replay that would reprocess more records than `[defaults] replay_budget_rows`.
+async fn within_replay_budget(
+    plan: &Plan,
+    lake: &Lake,
+    target: &ReplayTarget,
+) -> anyhow::Result<()> {
+    let Some(budget) = plan.config.replay_budget_rows else {
+        return Ok(());
+    };
+    let p = karat::pipeline::preview(plan, lake, target).await?;
+    let records: u64 = p.silver.iter().map(|s| s.preview.records).sum();
+    if records > budget {
+        return Err(KaratError::Usage(format!(
+            "{} would reprocess {records} records, over [defaults] replay_budget_rows = {budget}: \
+             see what it rewrites with --dry-run, then pass --approve",
+            target.command()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Sends the run's OpenLineage events; a receiver that refuses them never fails the run.

@@ -47,6 +47,8 @@ pub struct Config {
     pub serve_refresh: Duration,
     /// `[[alert]]`s.
     pub alerts: Vec<alert::Alert>,
+    /// `[defaults] replay_budget_rows`.
+    pub replay_budget_rows: Option<u64>,
     /// `[maintenance] vacuum_after`.
     pub vacuum_after: Duration,
     /// `[maintenance] every` (for `karat serve`).
@@ -324,6 +326,7 @@ impl Config {
             serve_listen: "127.0.0.1:9464".into(),
             serve_refresh: Duration::from_secs(15),
             alerts: Vec::new(),
+            replay_budget_rows: None,
             vacuum_after: Duration::from_secs(7 * 86_400),
             maintenance_every: None,
             openlineage: None,
@@ -377,6 +380,7 @@ impl Config {
         self.lake_url = self.resolve_lake_url(&parsed.lake.url)?;
         self.resolve_on_call(&parsed)?;
         self.ui_read_only = parsed.ui.read_only;
+        self.replay_budget_rows = parsed.defaults.replay_budget_rows;
         if !(0.0..=1.0).contains(&parsed.defaults.max_reject_rate) {
             return Err(self.error_at(
                 &(0..0),

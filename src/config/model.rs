@@ -53,12 +53,15 @@ pub struct DefaultsConfig {
     /// Highest share of dead-lettered rows a silver partition may have before its gate blocks.
     #[serde(default = "default_reject_rate")]
     pub max_reject_rate: f64,
+    /// A replay that would reprocess more records than this needs `--approve`.
+    pub replay_budget_rows: Option<u64>,
 }
 
 impl Default for DefaultsConfig {
     fn default() -> Self {
         DefaultsConfig {
             max_reject_rate: default_reject_rate(),
+            replay_budget_rows: None,
         }
     }
 }

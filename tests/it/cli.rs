@@ -277,3 +277,35 @@ async fn dead_letters_are_never_silently_capped() {
     assert!(rows > 1_000 && rows <= total, "{rows} of {total}");
     drop(plan);
 }
+
+#[test]
+fn a_replay_over_its_budget_needs_approval() {
+    let s = Scratch::new();
+    let (code, _, err) = karat(s.path(), &["init"]);
+    assert_eq!(code, 0, "{err}");
+    let cfg = s.join("karat.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let budgeted = text.replacen("[defaults]\n", "[defaults]\nreplay_budget_rows = 1\n", 1);
+    assert_ne!(budgeted, text, "the example has a [defaults] section");
+    std::fs::write(&cfg, budgeted).unwrap();
+    let (code, _, err) = karat(s.path(), &["run"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = karat(s.path(), &["status", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let day = "2026-03-27";
+    let (code, _, err) = karat(s.path(), &["replay", "orders", "--partition", day]);
+    assert_eq!(code, 2, "refused: {err}");
+    assert!(
+        err.contains("over [defaults] replay_budget_rows = 1") && err.contains("--approve"),
+        "{err}"
+    );
+    let (code, _, err) = karat(
+        s.path(),
+        &["replay", "orders", "--partition", day, "--approve"],
+    );
+    assert_eq!(code, 0, "approved: {err}");
+    let (code, out, _) = karat(s.path(), &["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(doc["last_run"]["trigger"], "replay");
+}
