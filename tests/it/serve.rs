@@ -107,15 +107,27 @@ async fn prometheus_scrapes_karat_serve_and_sigterm_stops_it() {
     .await;
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["last_run"]["trigger"], "schedule", "{status:#}");
-    // the failed silver partition (and the failed bronze file) fired, once each
-    let firing =
-        |b: &Value| b["status"] == "firing" && b["zone"] == "silver" && b["table"] == "orders";
+    // the failed silver partition (and the failed bronze file) fired, once each; the demo's
+    // orders SLO burning its budget fast pages too, under its own key
+    let partition_key = |b: &Value| b["key"].as_str().is_some_and(|k| k.contains("/failed/"));
+    let firing = |b: &Value| {
+        b["status"] == "firing"
+            && b["zone"] == "silver"
+            && b["table"] == "orders"
+            && partition_key(b)
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while !hook.bodies().iter().any(firing) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let fired = hook.bodies();
     assert_eq!(fired.iter().filter(|b| firing(b)).count(), 1, "{fired:#?}");
+    assert!(
+        fired
+            .iter()
+            .any(|b| b["key"] == "silver/orders/slo/schema_compliance" && b["route"] == "page"),
+        "{fired:#?}"
+    );
     // the scheduled run's lineage events, schema-valid, the run itself FAILing (the demo's
     // failed bronze file and partition are still failed)
     let lineage = |hook: &Receiver| -> Vec<Value> {
