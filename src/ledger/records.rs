@@ -109,6 +109,24 @@ pub struct RunRecord {
     pub partitions_failed: i64,
 }
 
+impl RunRecord {
+    /// An operation on the lake that moves no rows (a restore, a maintenance), finished now.
+    pub fn operation(run_id: &str, trigger: Trigger, started_at: &str, command: &str) -> RunRecord {
+        RunRecord {
+            run_id: run_id.to_string(),
+            trigger,
+            status: RunStatus::Ok,
+            started_at: started_at.to_string(),
+            finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            command: command.to_string(),
+            error: None,
+            rows_in: 0,
+            dead: 0,
+            partitions_failed: 0,
+        }
+    }
+}
+
 /// One unit of work: a bronze batch, or a (table, partition) in silver or gold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {

@@ -181,17 +181,11 @@ async fn record(
         .collect();
     ledger.append_versions(&versions).await?;
     ledger
-        .append_run(&RunRecord {
-            run_id: run_id.to_string(),
-            trigger: crate::ledger::Trigger::Maintain,
-            status: crate::ledger::RunStatus::Ok,
-            started_at: started_at.to_string(),
-            finished_at: now(),
-            command: command.to_string(),
-            error: None,
-            rows_in: 0,
-            dead: 0,
-            partitions_failed: 0,
-        })
+        .append_run(&RunRecord::operation(
+            run_id,
+            crate::ledger::Trigger::Maintain,
+            started_at,
+            command,
+        ))
         .await
 }

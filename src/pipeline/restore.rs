@@ -107,18 +107,12 @@ async fn restore_holding(
     ledger.append_batches(&batches).await?;
     ledger.append_versions(&versions).await?;
     ledger
-        .append_run(&RunRecord {
-            run_id: restore_id.clone(),
-            trigger: crate::ledger::Trigger::Restore,
-            status: crate::ledger::RunStatus::Ok,
-            started_at,
-            finished_at: now(),
-            command: command.to_string(),
-            error: None,
-            rows_in: 0,
-            dead: 0,
-            partitions_failed: 0,
-        })
+        .append_run(&RunRecord::operation(
+            &restore_id,
+            crate::ledger::Trigger::Restore,
+            &started_at,
+            command,
+        ))
         .await?;
     Ok(RestoreReport {
         run_id: restore_id,
