@@ -149,6 +149,8 @@ pub struct Table {
     pub slos: Vec<slo::Slo>,
     /// `runbook`: what to do when the table breaks.
     pub runbook: Option<String>,
+    /// `event_time`: a date / timestamp column of a silver table.
+    pub event_time: Option<String>,
     /// `runbooks`: by rule id.
     pub rule_runbooks: Vec<(String, String)>,
     pub spec: TableSpec,
@@ -671,6 +673,7 @@ impl Config {
             freshness,
             slos,
             runbook: t.runbook.clone(),
+            event_time: self.event_time(t, &spec)?,
             rule_runbooks: t
                 .runbooks
                 .iter()
@@ -679,6 +682,29 @@ impl Config {
             spec,
             span,
         })
+    }
+
+    /// `event_time`: a date or timestamp column of the silver table's contract.
+    fn event_time(&self, t: &TableConfig, spec: &TableSpec) -> KaratResult<Option<String>> {
+        let Some(col) = &t.event_time else {
+            return Ok(None);
+        };
+        let TableSpec::Silver(s) = spec else {
+            return Err(self.error_at(&col.span(), "event_time belongs to silver tables"));
+        };
+        match s.columns.iter().find(|c| &c.name == col.get_ref()) {
+            Some(c) if matches!(c.ty, ColumnType::Date | ColumnType::Timestamp) => {
+                Ok(Some(c.name.clone()))
+            }
+            _ => Err(self.error_at(
+                &col.span(),
+                format!(
+                    "event_time \"{}\" is not a date or timestamp column of table \"{}\"",
+                    col.get_ref(),
+                    t.name.get_ref()
+                ),
+            )),
+        }
     }
 
     fn resolve_slo(&self, table: &str, c: &slo::SloConfig) -> KaratResult<slo::Slo> {

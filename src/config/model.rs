@@ -295,6 +295,9 @@ pub struct TableConfig {
     pub slo: Vec<super::slo::SloConfig>,
     /// What to do when the table breaks: a URL or a path (shown in the dashboard, sent in alerts).
     pub runbook: Option<String>,
+    /// silver: the date or timestamp column saying when each record's event happened; the
+    /// table's event-time freshness is the age of the newest one it holds.
+    pub event_time: Option<Spanned<String>>,
     /// Runbooks for particular rules, by rule id (`"currency.one_of" = "…"`).
     #[serde(default)]
     pub runbooks: IndexMap<String, String>,

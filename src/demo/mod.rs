@@ -62,6 +62,7 @@ owner = "payments-oncall"
 description = "One row per order; the newest version of an order wins"
 freshness = { warn_after = "2h", error_after = "1d" }
 runbook = "https://wiki.example.com/runbooks/orders"
+event_time = "ordered_at"
 runbooks = { "currency.one_of" = "https://wiki.example.com/runbooks/orders#currency" }
 
 [table.columns]

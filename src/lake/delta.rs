@@ -353,3 +353,29 @@ pub async fn stats(url: &Url, label: &str) -> KaratResult<Option<TableStats>> {
     }
     Ok(Some(out))
 }
+
+/// The largest value of `column` in the table at `url`, from its files' Delta statistics or
+/// partition values (no data read), as text (`2026-03-28`, `2026-03-28T10:00:00Z`); `None` without data or statistics.
+pub async fn max_of(url: &Url, label: &str, column: &str) -> KaratResult<Option<String>> {
+    let Some(table) = open(url, label).await? else {
+        return Ok(None);
+    };
+    let actions = table
+        .snapshot()
+        .and_then(|s| s.add_actions_table(true))
+        .map_err(|e| KaratError::delta(label, e))?;
+    // a partition column has no statistics: its value is the file's partition value
+    let col = actions
+        .column_by_name(&format!("max.{column}"))
+        .or_else(|| actions.column_by_name(&format!("partition.{column}")));
+    let Some(col) = col else {
+        return Ok(None);
+    };
+    let text = deltalake::arrow::compute::cast(col, &DataType::Utf8)
+        .map_err(|e| KaratError::arrow(format!("{label}: statistics of {column}"), e))?;
+    let text = text
+        .as_any()
+        .downcast_ref::<deltalake::arrow::array::StringArray>()
+        .expect("cast to Utf8 gives a StringArray");
+    Ok(text.iter().flatten().max().map(str::to_string))
+}

@@ -3,6 +3,7 @@
 //! through DataFusion.
 
 pub mod breaches;
+pub mod event_time;
 pub mod records;
 pub mod sli;
 pub mod slo;

@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 use crate::config::Zone;
 use crate::lake::lease::LeaseInfo;
 use crate::ledger::breaches::BreachGroup;
+use crate::ledger::event_time::EventLag;
 use crate::ledger::sli::Slis;
 use crate::ledger::slo::SloStatus;
 use crate::ledger::status::{StatusReport, latest_partition_states};
@@ -93,6 +94,7 @@ pub struct MetricsInput<'a> {
     pub lease: Option<&'a LeaseInfo>,
     pub slis: &'a Slis,
     pub slos: &'a [SloStatus],
+    pub event_lags: &'a [EventLag],
 }
 
 fn table(zone: Zone, name: &str) -> TableLabels {
@@ -119,6 +121,7 @@ pub fn encode(input: &MetricsInput) -> String {
     lease(&mut registry, input.lease);
     slis(&mut registry, input.slis);
     slos(&mut registry, input.slos);
+    event_lags(&mut registry, input.event_lags);
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)
         .expect("writing to a String cannot fail");
@@ -421,5 +424,22 @@ fn slos(registry: &mut Registry, slos: &[SloStatus]) {
         "slo_burn_rate",
         "Bad share over the last hour / six hours divided by the allowed bad share",
         burn,
+    );
+}
+
+/// Event-time freshness of the silver tables with an `event_time` (M2 as consumers feel it).
+fn event_lags(registry: &mut Registry, lags: &[EventLag]) {
+    let family = Family::<TableLabels, FloatGauge>::default();
+    for l in lags {
+        if let Some(s) = l.lag_seconds {
+            family
+                .get_or_create(&table(Zone::Silver, &l.table))
+                .set(s as f64);
+        }
+    }
+    registry.register(
+        "table_event_lag_seconds",
+        "Now minus the newest event time a silver table holds (its event_time column)",
+        family,
     );
 }

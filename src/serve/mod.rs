@@ -233,9 +233,12 @@ async fn compute_pages(plan: &Plan, lake: &Lake) -> KaratResult<(String, String)
     let lease = crate::lake::lease::current(lake).await?;
     let slis = crate::ledger::sli::compute(&status, &runs, &steps, chrono::Utc::now());
     let slos = crate::ledger::slo::compute(&plan.config, &steps, chrono::Utc::now());
+    let event_lags =
+        crate::ledger::event_time::lags(&plan.config, lake, chrono::Utc::now()).await?;
     let text = metrics::encode(&metrics::MetricsInput {
         slis: &slis,
         slos: &slos,
+        event_lags: &event_lags,
         status: &status,
         breaches: &breaches,
         runs: &runs,

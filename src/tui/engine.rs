@@ -114,6 +114,8 @@ pub struct Snapshot {
     pub alerts: Vec<AlertRecord>,
     /// Every `[[table.slo]]` as of `loaded_at`.
     pub slos: Vec<crate::ledger::slo::SloStatus>,
+    /// Event-time freshness of the silver tables with an `event_time`.
+    pub event_lags: Vec<crate::ledger::event_time::EventLag>,
 }
 
 impl Snapshot {
@@ -170,6 +172,7 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
     let contracts = ledger.contracts().await?;
     let alerts = ledger.alerts().await?;
     let slos = crate::ledger::slo::compute(&plan.config, &steps, now);
+    let event_lags = crate::ledger::event_time::lags(&plan.config, lake, now).await?;
     let status = status::compute(&plan.config, &runs, &steps, now);
     let mut schemas = BTreeMap::new();
     for s in &plan.config.sources {
@@ -196,6 +199,7 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
         actions,
         contracts,
         slos,
+        event_lags,
         alerts,
     })
 }

@@ -21,5 +21,6 @@ mod s3;
 mod screens;
 mod serve;
 mod silver_v2;
+mod slo;
 mod util;
 mod writers;

@@ -302,8 +302,14 @@ fn sli_lines(app: &App) -> Vec<Line<'static>> {
                     .max_by(|a, b| a.1.total_cmp(b.1))
                     .map(|(r, v)| format!(" · top rule {r} {:.1}%", v * 100.0))
                     .unwrap_or_default();
+                let event = app
+                    .snapshot
+                    .as_ref()
+                    .and_then(|s| s.event_lags.iter().find(|l| l.table == x.table))
+                    .map(|l| format!("event lag {} · ", age(l.lag_seconds)))
+                    .unwrap_or_default();
                 format!(
-                    "compliance {} · duplicates {} · {volume}{top}",
+                    "{event}compliance {} · duplicates {} · {volume}{top}",
                     pct(x.schema_compliance),
                     pct(x.duplicate_rate)
                 )

@@ -1,0 +1,55 @@
+//! Event-time freshness (the seed's M2 as consumers feel it): for each silver table with an
+//! `event_time` column, the newest event it holds and how long ago that was — beside the
+//! write-time freshness of the status report. Read from the Delta statistics of the table's
+//! files (only promoted partitions are written), never from the data itself.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+use crate::config::{Config, Zone};
+use crate::error::KaratResult;
+use crate::lake::{Lake, delta, layout};
+
+/// One table's event-time freshness.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventLag {
+    pub table: String,
+    pub column: String,
+    /// The newest event time the table holds (`None`: nothing yet).
+    pub newest: Option<String>,
+    /// now − newest, in seconds.
+    pub lag_seconds: Option<i64>,
+}
+
+/// Parses a date (`2026-03-28`, as its midnight UTC) or an RFC 3339 timestamp.
+fn instant(text: &str) -> Option<DateTime<Utc>> {
+    text.parse::<DateTime<Utc>>().ok().or_else(|| {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc())
+    })
+}
+
+/// Every silver table with an `event_time`, now.
+pub async fn lags(config: &Config, lake: &Lake, now: DateTime<Utc>) -> KaratResult<Vec<EventLag>> {
+    let mut out = Vec::new();
+    for t in &config.tables {
+        let Some(column) = &t.event_time else {
+            continue;
+        };
+        let folder = layout::table(Zone::Silver, &t.name);
+        let newest = delta::max_of(&lake.url_of(&folder), &folder, column).await?;
+        let lag_seconds = newest
+            .as_deref()
+            .and_then(instant)
+            .map(|n| (now - n).num_seconds().max(0));
+        out.push(EventLag {
+            table: t.name.clone(),
+            column: column.clone(),
+            newest,
+            lag_seconds,
+        });
+    }
+    Ok(out)
+}
