@@ -313,6 +313,19 @@ pub fn utf8_list(a: &deltalake::arrow::array::ArrayRef) -> deltalake::arrow::arr
     c.as_list::<i32>().clone()
 }
 
+/// The table's live files, one row each, with their statistics and partition values flattened
+/// (`num_records`, `null_count.<col>`, `max.<col>`, `partition.<col>`); `None` without a table.
+async fn add_actions(url: &Url, label: &str) -> KaratResult<Option<RecordBatch>> {
+    let Some(table) = open(url, label).await? else {
+        return Ok(None);
+    };
+    table
+        .snapshot()
+        .and_then(|s| s.add_actions_table(true))
+        .map(Some)
+        .map_err(|e| KaratError::delta(label, e))
+}
+
 /// Row and null counts of a table, summed from its files' Delta statistics (no data read).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TableStats {
@@ -326,13 +339,9 @@ pub struct TableStats {
 pub async fn stats(url: &Url, label: &str) -> KaratResult<Option<TableStats>> {
     use deltalake::arrow::array::{Array, AsArray};
     use deltalake::arrow::datatypes::Int64Type;
-    let Some(table) = open(url, label).await? else {
+    let Some(actions) = add_actions(url, label).await? else {
         return Ok(None);
     };
-    let actions = table
-        .snapshot()
-        .and_then(|s| s.add_actions_table(true))
-        .map_err(|e| KaratError::delta(label, e))?;
     let sum = |name: &str| -> Option<i64> {
         let col = actions.column_by_name(name)?;
         let c = deltalake::arrow::compute::cast(col, &DataType::Int64).ok()?;
@@ -357,13 +366,9 @@ pub async fn stats(url: &Url, label: &str) -> KaratResult<Option<TableStats>> {
 /// The largest value of `column` in the table at `url`, from its files' Delta statistics or
 /// partition values (no data read), as text (`2026-03-28`, `2026-03-28T10:00:00Z`); `None` without data or statistics.
 pub async fn max_of(url: &Url, label: &str, column: &str) -> KaratResult<Option<String>> {
-    let Some(table) = open(url, label).await? else {
+    let Some(actions) = add_actions(url, label).await? else {
         return Ok(None);
     };
-    let actions = table
-        .snapshot()
-        .and_then(|s| s.add_actions_table(true))
-        .map_err(|e| KaratError::delta(label, e))?;
     // a partition column has no statistics: its value is the file's partition value
     let col = actions
         .column_by_name(&format!("max.{column}"))
