@@ -561,13 +561,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             json,
             ..
         } => {
-            let d = match dir {
-                Some(d) => d.join("bench-ledger"),
-                None => tempdir()?,
-            };
-            if d.exists() {
-                std::fs::remove_dir_all(&d).with_context(|| format!("clearing {}", d.display()))?;
-            }
+            let d = fresh_bench_dir(dir, "bench-ledger")?;
             let r = karat::bench::ledger::run_ledger(&d, n).await?;
             let _ = std::fs::remove_dir_all(&d);
             if json {
@@ -623,13 +617,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             json,
             ..
         } => {
-            let d = match dir {
-                Some(d) => d.join("bench-daily"),
-                None => tempdir()?,
-            };
-            if d.exists() {
-                std::fs::remove_dir_all(&d).with_context(|| format!("clearing {}", d.display()))?;
-            }
+            let d = fresh_bench_dir(dir, "bench-daily")?;
             let r = karat::bench::daily::run_daily(&d, n, per_day).await?;
             let _ = std::fs::remove_dir_all(&d);
             if json {
@@ -837,6 +825,18 @@ fn karat_escape(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// An empty folder for a bench: `DIR/name` under `--dir`, else a temporary one.
+fn fresh_bench_dir(dir: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
+    let d = match dir {
+        Some(d) => d.join(name),
+        None => tempdir()?,
+    };
+    if d.exists() {
+        std::fs::remove_dir_all(&d).with_context(|| format!("clearing {}", d.display()))?;
+    }
+    Ok(d)
 }
 
 fn tempdir() -> anyhow::Result<PathBuf> {
