@@ -95,13 +95,21 @@ enum Command {
         from: Option<String>,
         #[arg(long, requires = "from")]
         to: Option<String>,
-        /// Print what the replay would rewrite (partitions, rows, gold downstream, Delta
-        /// versions), computed the way the replay computes it, and write nothing.
-        /// Run a replay over `[defaults] replay_budget_rows` (see its cost with --dry-run).
+        /// Approve the replay: run it even over `[defaults] replay_budget_rows` (see its cost
+        /// with --dry-run), recorded with your name; alerts on what it rewrites are suppressed
+        /// until it ends.
         #[arg(long)]
         approve: bool,
+        /// Print what the replay would rewrite (partitions, rows, gold downstream, Delta
+        /// versions), computed the way the replay computes it, and write nothing.
         #[arg(long)]
         dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate the `[[alert]]`s now and send what is due (runs do this after they finish; from
+    /// cron between runs, stale tables and burning budgets page without waiting for one).
+    Notify {
         #[arg(long)]
         json: bool,
     },
@@ -423,14 +431,28 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             if dry_run {
                 return dry_run_replay(&plan, &lake, &target, json).await;
             }
-            if !approve {
+            let approval = if approve {
+                Some(approval_of(&plan, &lake, &target).await?)
+            } else {
                 within_replay_budget(&plan, &lake, &target).await?;
-            }
+                None
+            };
             let (events, progress) = progress(json);
-            let report = karat::pipeline::replay(&plan, &lake, target, &events).await;
+            let report =
+                karat::pipeline::replay_approved(&plan, &lake, target, approval, &events).await;
             drop(events);
             let _ = progress.await;
             finish_run(&plan, &lake, report?, json).await
+        }
+        Command::Notify { json } => {
+            let (plan, lake) = load(&cli.config, cli.wait).await?;
+            let records = karat::alert::notify(&plan, &lake, None).await?;
+            if json {
+                json_out(&records)?;
+            } else {
+                out(&summary::alert_records(&records));
+            }
+            Ok(0)
         }
         Command::Status { json } => {
             let (plan, lake) = load(&cli.config, cli.wait).await?;
@@ -900,6 +922,30 @@ enum LogFormat {
     Json,
 }
 
+/// The approval `--approve` records: who, and (when a budget is set) what the plan reprocesses.
+async fn approval_of(
+    plan: &Plan,
+    lake: &Lake,
+    target: &ReplayTarget,
+) -> anyhow::Result<karat::pipeline::Approval> {
+    let budget = plan.config.replay_budget_rows;
+    let records = match budget {
+        Some(_) => Some(replay_records(plan, lake, target).await?),
+        None => None,
+    };
+    Ok(karat::pipeline::Approval {
+        user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        records,
+        budget,
+    })
+}
+
+/// Records a replay of `target` would reprocess, from its preview.
+async fn replay_records(plan: &Plan, lake: &Lake, target: &ReplayTarget) -> anyhow::Result<u64> {
+    let p = karat::pipeline::preview(plan, lake, target).await?;
+    Ok(p.silver.iter().map(|s| s.preview.records).sum())
+}
+
 /// Refuses a replay that would reprocess more records than `[defaults] replay_budget_rows`.
 async fn within_replay_budget(
     plan: &Plan,
@@ -909,8 +955,7 @@ async fn within_replay_budget(
     let Some(budget) = plan.config.replay_budget_rows else {
         return Ok(());
     };
-    let p = karat::pipeline::preview(plan, lake, target).await?;
-    let records: u64 = p.silver.iter().map(|s| s.preview.records).sum();
+    let records = replay_records(plan, lake, target).await?;
     if records > budget {
         return Err(KaratError::Usage(format!(
             "{} would reprocess {records} records, over [defaults] replay_budget_rows = {budget}: \
@@ -936,7 +981,7 @@ async fn send_lineage(plan: &Plan, lake: &Lake, report: &RunReport) {
 async fn send_alerts(plan: &Plan, lake: &Lake, run_id: Option<&str>) {
     match karat::alert::notify(plan, lake, run_id).await {
         Ok(records) => {
-            for r in records.iter().filter(|r| !r.delivered) {
+            for r in records.iter().filter(|r| !r.delivered && !r.suppressed()) {
                 eprintln!(
                     "alert {}: {} notification not delivered after {} attempt(s): {}",
                     r.alert,

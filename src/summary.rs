@@ -158,3 +158,28 @@ pub fn maintenance_lines(r: &crate::pipeline::MaintenanceReport) -> String {
     ));
     out
 }
+
+/// One line per notification `karat notify` sent, held back or failed to deliver.
+pub fn alert_records(records: &[crate::ledger::AlertRecord]) -> String {
+    if records.is_empty() {
+        return "no notification due\n".into();
+    }
+    records
+        .iter()
+        .map(|r| {
+            let how = if r.delivered {
+                format!("sent to {}", r.alert)
+            } else if r.suppressed() {
+                format!("held back from {}", r.alert)
+            } else {
+                format!(
+                    "NOT delivered to {} after {} attempt(s): {}",
+                    r.alert,
+                    r.attempts,
+                    r.error.as_deref().unwrap_or("")
+                )
+            };
+            format!("{} {} {how}: {}\n", r.severity, r.status, r.summary)
+        })
+        .collect()
+}

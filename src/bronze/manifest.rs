@@ -30,6 +30,9 @@ pub struct Manifest {
     pub blank: u64,
     /// Field → JSON type(s), e.g. `"amount": "number|string"`.
     pub schema: BTreeMap<String, String>,
+    /// The record count the source declared for this unit (`expected_count_field`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_records: Option<u64>,
 }
 
 impl Manifest {

@@ -4,6 +4,7 @@
 //! drift is recorded instead of rejected, and a corrupt unit fails only itself.
 
 mod csv_rows;
+pub mod declared;
 pub mod drift;
 pub mod files;
 pub mod http;
@@ -80,7 +81,11 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
     };
     match &source.spec {
         SourceSpec::Files { glob, format } => {
-            let paths = files::matching(glob, &source.name)?;
+            let mut paths = files::matching(glob, &source.name)?;
+            if source.expected_count_field.is_some() {
+                // the manifests beside the files declare counts; they are not data
+                paths.retain(|p| !p.to_string_lossy().ends_with(".manifest.json"));
+            }
             events.send(Event::Started {
                 stage: Stage::Bronze,
                 name: source.name.clone(),
@@ -97,6 +102,8 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                 let name = source.name.clone();
                 let format = *format;
                 let limits = source.limits;
+                let declared_field = source.expected_count_field.clone();
+                let events = events.clone();
                 let at = base + ChronoDuration::microseconds(i as i64);
                 async move {
                     let origin = path.to_string_lossy().into_owned();
@@ -178,11 +185,21 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                             });
                         }
                     };
-                    match land(
-                        &lake, &name, &batch_id, &sha, at, &origin, bytes_in, stamped,
-                    )
-                    .await
-                    {
+                    let expected = declared_field.as_deref().and_then(|f| {
+                        declared::beside_file(&path, f).unwrap_or_else(|m| {
+                            events.note(format!("bronze {name}: {origin}: {m}"));
+                            None
+                        })
+                    });
+                    let landing = Landing {
+                        batch_id: &batch_id,
+                        sha: &sha,
+                        at,
+                        origin: &origin,
+                        bytes_in,
+                        expected,
+                    };
+                    match land(&lake, &name, landing, stamped).await {
                         Ok(m) => Unit::New(m),
                         Err(e) => Unit::Failed(BatchFailure {
                             origin,
@@ -252,17 +269,22 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                                 w.push_value(n, r);
                             }
                         }
-                        let m = land(
-                            lake,
-                            &source.name,
-                            &batch_id,
-                            &sha,
+                        let expected = source.expected_count_field.as_deref().and_then(|f| {
+                            let first = pages.first()?;
+                            declared::in_json(&first.body, f).unwrap_or_else(|m| {
+                                events.note(format!("bronze {}: {}: {m}", source.name, first.url));
+                                None
+                            })
+                        });
+                        let landing = Landing {
+                            batch_id: &batch_id,
+                            sha: &sha,
                             at,
-                            &spec.url,
-                            all.len() as u64,
-                            w.finish(),
-                        )
-                        .await?;
+                            origin: &spec.url,
+                            bytes_in: all.len() as u64,
+                            expected,
+                        };
+                        let m = land(lake, &source.name, landing, w.finish()).await?;
                         report.new_batches.push(m);
                     }
                 }
@@ -337,17 +359,31 @@ async fn quarantined(lake: &Lake, source: &str, batch_id: &str, origin: String) 
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What is known of a unit before it lands.
+struct Landing<'a> {
+    batch_id: &'a str,
+    sha: &'a str,
+    at: DateTime<Utc>,
+    origin: &'a str,
+    bytes_in: u64,
+    /// The record count the source declared for it.
+    expected: Option<u64>,
+}
+
 async fn land(
     lake: &Lake,
     source: &str,
-    batch_id: &str,
-    sha: &str,
-    at: DateTime<Utc>,
-    origin: &str,
-    bytes_in: u64,
+    unit: Landing<'_>,
     stamped: stamp::Stamped,
 ) -> KaratResult<Manifest> {
+    let Landing {
+        batch_id,
+        sha,
+        at,
+        origin,
+        bytes_in,
+        expected,
+    } = unit;
     let ingest_date = at.format("%Y-%m-%d").to_string();
     let object = layout::bronze_batch(source, &ingest_date, batch_id);
     if lake
@@ -373,6 +409,7 @@ async fn land(
         invalid: stamped.invalid,
         blank: stamped.blank,
         schema: stamped.schema,
+        expected_records: expected,
     };
     manifest::write(lake, &m).await?;
     crate::lake::fault::after("bronze.manifest");

@@ -87,6 +87,8 @@ pub struct Source {
     pub name: String,
     pub spec: SourceSpec,
     pub limits: UnitLimits,
+    /// `expected_count_field`: where the source declares its record count.
+    pub expected_count_field: Option<String>,
     pub owner: Option<String>,
     pub description: Option<String>,
 }
@@ -611,6 +613,7 @@ impl Config {
                 max_unit_bytes: s.max_unit_bytes.unwrap_or(defaults.max_unit_bytes),
                 max_line_bytes: s.max_line_bytes.unwrap_or(defaults.max_line_bytes),
             },
+            expected_count_field: s.expected_count_field.clone(),
             owner: s.owner.clone(),
             description: s.description.clone(),
         })

@@ -186,6 +186,9 @@ pub struct SourceConfig {
     pub max_unit_bytes: Option<u64>,
     /// Longest NDJSON line in bytes; a longer one fails its batch, naming the line.
     pub max_line_bytes: Option<u64>,
+    /// Where the source declares how many records it sent (completeness, M7): a dot-separated
+    /// field of the first response body (http) or of `<file>.manifest.json` beside each file.
+    pub expected_count_field: Option<String>,
     pub owner: Option<String>,
     pub description: Option<String>,
 }

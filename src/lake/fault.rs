@@ -19,9 +19,9 @@ pub const POINTS: &[&str] = &[
     "ledger.runs",
 ];
 
-/// Durable steps outside a run (the dashboard's action log): fault points too, but not ones a
-/// run passes, so not in [`POINTS`].
-pub const OUTSIDE_RUNS: &[&str] = &["ledger.actions", "ledger.alerts"];
+/// Durable steps not every run passes (the dashboard's action log, alerts, a replay's approval):
+/// fault points too, but not in [`POINTS`].
+pub const OUTSIDE_RUNS: &[&str] = &["ledger.actions", "ledger.alerts", "ledger.approvals"];
 
 /// Marks that `step` is durable: with the step's fault point on, the process ends here.
 pub fn after(step: &str) {

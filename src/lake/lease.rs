@@ -52,6 +52,12 @@ impl LeaseInfo {
             && !proc.join(self.pid.to_string()).exists()
     }
 
+    /// Whether its holder still holds it at `now`: not expired, and not a process of this host
+    /// that has died.
+    pub fn live(&self, now: DateTime<Utc>) -> bool {
+        !self.expired(now) && !self.holder_died_here()
+    }
+
     /// `karat run (pid 4242 on host-a) since 2026-…`
     pub fn describe(&self) -> String {
         format!(
@@ -138,7 +144,6 @@ impl Lease {
     }
 }
 
-/// The lease as stored now, if any.
 /// Runs `work` holding the lake's writer lease (waiting for it up to the lake's writer wait),
 /// and gives the lease back whatever `work` returns; `work`'s error comes first.
 pub async fn holding<T>(
@@ -154,6 +159,7 @@ pub async fn holding<T>(
     Ok(out)
 }
 
+/// The lease as stored now, if any.
 pub async fn current(lake: &Lake) -> KaratResult<Option<LeaseInfo>> {
     match lake.get_opt(LEASE).await? {
         None => Ok(None),

@@ -3,6 +3,7 @@
 //! through DataFusion.
 
 pub mod breaches;
+pub mod declared;
 pub mod event_time;
 pub mod records;
 pub mod sli;
@@ -19,8 +20,8 @@ use crate::error::{KaratError, KaratResult};
 use crate::lake::delta::{self, Replace};
 use crate::lake::{Lake, layout};
 pub use records::{
-    ActionRecord, AlertRecord, BatchRecord, ContractRecord, DriftRecord, RunRecord, RunStatus,
-    StepRecord, Trigger, VersionRecord,
+    ActionRecord, AlertRecord, ApprovalRecord, BatchRecord, ContractRecord, DriftRecord, RunRecord,
+    RunStatus, StepRecord, Trigger, VersionRecord,
 };
 
 /// Every ledger table (`_karat/<name>`).
@@ -31,6 +32,7 @@ pub const TABLES: &[&str] = &[
     "contracts",
     "versions",
     "actions",
+    "approvals",
     "alerts",
     "drift",
 ];
@@ -205,6 +207,22 @@ impl Ledger {
     /// Every notification sent or attempted, oldest first.
     pub async fn alerts(&self) -> KaratResult<Vec<AlertRecord>> {
         let mut v: Vec<AlertRecord> = self.read("alerts", "").await?;
+        v.sort_by(|a, b| a.at.cmp(&b.at));
+        Ok(v)
+    }
+
+    pub async fn append_approval(&self, approval: &ApprovalRecord) -> KaratResult<()> {
+        self.append(
+            "approvals",
+            std::slice::from_ref(approval),
+            records::approvals_schema(),
+        )
+        .await
+    }
+
+    /// Every approved replay, oldest first.
+    pub async fn approvals(&self) -> KaratResult<Vec<ApprovalRecord>> {
+        let mut v: Vec<ApprovalRecord> = self.read("approvals", "").await?;
         v.sort_by(|a, b| a.at.cmp(&b.at));
         Ok(v)
     }

@@ -205,7 +205,7 @@ pub struct AlertRecord {
     pub alert: String,
     /// The breach group's correlation key (the same grouping as the dashboard's breaches).
     pub key: String,
-    /// `firing` or `resolved`.
+    /// `firing`, `resolved` or `suppressed`.
     pub status: String,
     pub severity: String,
     pub summary: String,
@@ -218,6 +218,47 @@ pub struct AlertRecord {
     pub error: Option<String>,
     /// The run after which it was sent, if any.
     pub run_id: Option<String>,
+}
+
+impl AlertRecord {
+    /// Held back while an approved replay ran (never sent).
+    pub fn suppressed(&self) -> bool {
+        self.status == "suppressed"
+    }
+}
+
+/// A replay someone approved (`karat replay --approve`, or the dashboard's typed confirmation):
+/// while the writer lease it was recorded under is held, alerts on the partitions it rewrites
+/// are suppressed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    pub at: String,
+    pub user: String,
+    pub host: String,
+    /// The `karat replay …` command.
+    pub command: String,
+    /// The writer lease the replay runs under (its `id`).
+    pub lease_id: String,
+    /// Records the replay's plan reprocesses (when computed), and the budget it was approved over.
+    pub records: Option<i64>,
+    pub budget: Option<i64>,
+    /// JSON: table → the partitions it rewrites (`["*"]`: the whole table).
+    pub scope: String,
+}
+
+impl ApprovalRecord {
+    /// The tables and partitions the approved replay rewrites.
+    pub fn scope(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        serde_json::from_str(&self.scope).unwrap_or_default()
+    }
+
+    /// Whether it rewrites `partition` of `table` (`None`: any partition of it).
+    pub fn covers(&self, table: &str, partition: Option<&str>) -> bool {
+        self.scope().get(table).is_some_and(|ps| match partition {
+            None => true,
+            Some(p) => ps.iter().any(|x| x == "*" || x == p),
+        })
+    }
 }
 
 /// Something a person did from the dashboard, with the equivalent command line.
@@ -333,6 +374,19 @@ pub fn alerts_schema() -> SchemaRef {
         Field::new("delivered", DataType::Boolean, true),
         s("error", true),
         s("run_id", true),
+    ]))
+}
+
+pub fn approvals_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        ts("at"),
+        s("user", true),
+        s("host", true),
+        s("command", true),
+        s("lease_id", true),
+        i("records", true),
+        i("budget", true),
+        s("scope", true),
     ]))
 }
 

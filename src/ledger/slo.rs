@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::declared::DeclaredBatch;
 use super::records::StepRecord;
 use crate::config::slo::{SliKind, Slo};
 use crate::config::{Config, Table, Zone};
@@ -64,14 +65,16 @@ fn steps_in<'a>(
     })
 }
 
+/// What the SLIs are counted from.
+#[derive(Debug, Clone, Copy)]
+struct Inputs<'a> {
+    steps: &'a [StepRecord],
+    declared: &'a [DeclaredBatch],
+}
+
 /// Counts `sli` of table `t` over `[from, to)`.
-fn count(
-    t: &Table,
-    sli: SliKind,
-    steps: &[StepRecord],
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Count {
+fn count(t: &Table, sli: SliKind, inputs: Inputs, from: DateTime<Utc>, to: DateTime<Utc>) -> Count {
+    let steps = inputs.steps;
     let mine = || steps_in(steps, t.zone, &t.name, from, to);
     match sli {
         SliKind::SchemaCompliance => mine().fold(Count::default(), |c, s| Count {
@@ -93,7 +96,19 @@ fn count(
                 total: c.total + 1,
             })
         }
-        SliKind::Completeness => completeness(t, steps, from, to),
+        SliKind::Completeness => {
+            let source = t.silver().map(|s| s.from.as_str()).unwrap_or(&t.name);
+            let declared: Vec<&DeclaredBatch> = inputs
+                .declared
+                .iter()
+                .filter(|b| b.source == source)
+                .collect();
+            if declared.is_empty() {
+                completeness(t, steps, from, to)
+            } else {
+                declared_completeness(&declared, from, to)
+            }
+        }
         SliKind::Freshness => freshness(t, steps, from, to),
     }
 }
@@ -136,6 +151,21 @@ fn completeness(t: &Table, steps: &[StepRecord], from: DateTime<Utc>, to: DateTi
         c.total += 1;
     }
     c
+}
+
+/// Declared batches landing in `[from, to)` with every record their source declared.
+fn declared_completeness(
+    batches: &[&DeclaredBatch],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Count {
+    batches
+        .iter()
+        .filter(|b| parse(&b.ingested_at).is_some_and(|t| t >= from && t < to))
+        .fold(Count::default(), |c, b| Count {
+            good: c.good + i64::from(b.missing() == 0),
+            total: c.total + 1,
+        })
 }
 
 /// Minutes of `[from, to)` in which the table's newest promotion was within its freshness limit.
@@ -182,9 +212,9 @@ fn burn(c: Count, objective: f64) -> Option<f64> {
     (c.total > 0).then(|| ((c.total - c.good) as f64 / c.total as f64) / (1.0 - objective))
 }
 
-fn status_of(t: &Table, slo: &Slo, steps: &[StepRecord], now: DateTime<Utc>) -> SloStatus {
+fn status_of(t: &Table, slo: &Slo, inputs: Inputs, now: DateTime<Utc>) -> SloStatus {
     let window = chrono::Duration::from_std(slo.window).unwrap_or(chrono::Duration::days(28));
-    let c = count(t, slo.sli, steps, now - window, now);
+    let c = count(t, slo.sli, inputs, now - window, now);
     let attainment = (c.total > 0).then(|| c.good as f64 / c.total as f64);
     let allowed = (1.0 - slo.objective) * c.total as f64;
     SloStatus {
@@ -199,22 +229,29 @@ fn status_of(t: &Table, slo: &Slo, steps: &[StepRecord], now: DateTime<Utc>) -> 
         budget_remaining: (c.total > 0)
             .then(|| 1.0 - (c.total - c.good) as f64 / allowed.max(f64::MIN_POSITIVE)),
         burn_1h: burn(
-            count(t, slo.sli, steps, now - chrono::Duration::hours(1), now),
+            count(t, slo.sli, inputs, now - chrono::Duration::hours(1), now),
             slo.objective,
         ),
         burn_6h: burn(
-            count(t, slo.sli, steps, now - chrono::Duration::hours(6), now),
+            count(t, slo.sli, inputs, now - chrono::Duration::hours(6), now),
             slo.objective,
         ),
     }
 }
 
-/// Every SLO of the config, now.
-pub fn compute(config: &Config, steps: &[StepRecord], now: DateTime<Utc>) -> Vec<SloStatus> {
+/// Every SLO of the config, now: from the ledger's steps, and for `completeness` from the
+/// counts sources declared when they declare them.
+pub fn compute(
+    config: &Config,
+    steps: &[StepRecord],
+    declared: &[DeclaredBatch],
+    now: DateTime<Utc>,
+) -> Vec<SloStatus> {
+    let inputs = Inputs { steps, declared };
     config
         .tables
         .iter()
-        .flat_map(|t| t.slos.iter().map(move |s| status_of(t, s, steps, now)))
+        .flat_map(|t| t.slos.iter().map(move |s| status_of(t, s, inputs, now)))
         .collect()
 }
 
@@ -278,7 +315,7 @@ mod tests {
             200,
             PartitionStatus::Failed,
         ));
-        let s = &compute(&c, &steps, now)[0];
+        let s = &compute(&c, &steps, &[], now)[0];
         assert_eq!(s.total, 144_000);
         // the last hour: its two batches, 200 of 2,000 records bad = 10% against 1% allowed
         let b = s.burn_1h.unwrap();
@@ -292,7 +329,7 @@ mod tests {
                 step(&at.to_rfc3339(), 1000, 15, PartitionStatus::Ok)
             })
             .collect();
-        let s = &compute(&c, &slow, now)[0];
+        let s = &compute(&c, &slow, &[], now)[0];
         assert!(!s.met() && s.budget_remaining.unwrap() < 0.0, "{s:?}");
         let b = s.burn_1h.unwrap();
         assert!((1.4..1.6).contains(&b), "{b}");
@@ -310,7 +347,7 @@ mod tests {
             })
             .map(|at| step(&at.to_rfc3339(), 10, 0, PartitionStatus::Ok))
             .collect();
-        let s = &compute(&c, &steps, now)[0];
+        let s = &compute(&c, &steps, &[], now)[0];
         assert_eq!(s.total, 24 * 60);
         // stale 29 min at the start (nothing promoted before the window; the first at −1411 min)
         // and 150 min in the gap (promotions at −541 and −331 min: 210 min apart, 60 allowed)

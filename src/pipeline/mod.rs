@@ -15,7 +15,7 @@ pub use crate::ledger::{RunStatus, Trigger};
 pub use maintain::{MaintenanceReport, maintain};
 pub use plan::Plan;
 pub use preview::{ReplayPreview, preview};
-pub use replay::{ReplayTarget, replay};
+pub use replay::{Approval, ReplayTarget, replay, replay_approved};
 pub use report::RunReport;
 pub use restore::{RestoreReport, restore};
 pub use run::{RunOptions, run};

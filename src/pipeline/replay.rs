@@ -58,6 +58,17 @@ impl ReplayTarget {
     }
 }
 
+/// Someone's approval of a replay (`--approve`, or the dashboard's typed confirmation): while it
+/// runs, alerts on what it rewrites are suppressed (see [`crate::alert`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approval {
+    pub user: String,
+    /// Records its plan reprocesses, when the budget check computed them.
+    pub records: Option<u64>,
+    /// `[defaults] replay_budget_rows` when it was approved.
+    pub budget: Option<u64>,
+}
+
 /// Replays the target and returns the run's report.
 pub async fn replay(
     plan: &Plan,
@@ -65,9 +76,37 @@ pub async fn replay(
     target: ReplayTarget,
     events: &Events,
 ) -> KaratResult<RunReport> {
+    replay_approved(plan, lake, target, None, events).await
+}
+
+/// [`replay`], recording `approval` (if any) under the writer lease before it writes.
+pub async fn replay_approved(
+    plan: &Plan,
+    lake: &Lake,
+    target: ReplayTarget,
+    approval: Option<Approval>,
+    events: &Events,
+) -> KaratResult<RunReport> {
     let wanted = resolve(plan, lake, &target).await?;
-    let work = work_of(plan, lake, wanted).await?;
+    let scope = approval.as_ref().map(|_| scope_of(plan, &wanted));
+    let mut work = work_of(plan, lake, wanted).await?;
+    work.approval = approval.zip(scope);
     execute(plan, lake, Trigger::Replay, &target.command(), work, events).await
+}
+
+/// What a replay of `wanted` rewrites: those partitions, and every gold table downstream of
+/// them (`*`: gold partitions follow the rows, so any may change).
+fn scope_of(
+    plan: &Plan,
+    wanted: &BTreeMap<String, BTreeSet<String>>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut scope = wanted.clone();
+    for g in &plan.gold {
+        if g.inputs.iter().any(|i| scope.contains_key(i)) {
+            scope.entry(g.name.clone()).or_default().insert("*".into());
+        }
+    }
+    scope
 }
 
 /// The partitions a target names, per table, checked against what the lake has.

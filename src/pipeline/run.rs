@@ -68,6 +68,8 @@ pub(crate) struct Work {
     /// Gold tables recomputed even without upstream changes (gold replays): partitions, or
     /// `None` for the whole table.
     pub gold_forced: BTreeMap<String, Option<BTreeSet<String>>>,
+    /// An approved replay, and the tables → partitions it rewrites.
+    pub approval: Option<(super::replay::Approval, BTreeMap<String, BTreeSet<String>>)>,
 }
 
 /// Runs the pipeline.
@@ -193,6 +195,9 @@ async fn execute_holding(
 ) -> KaratResult<RunReport> {
     let versions_before = super::restore::table_versions(plan, lake).await?;
     let mut x = Execution::new(plan, lake, trigger, command, events);
+    if let Some((approval, scope)) = &work.approval {
+        x.record_approval(approval, scope).await?;
+    }
     for source in &work.sources {
         x.bronze(source).await?;
     }
@@ -206,6 +211,26 @@ async fn execute_holding(
 }
 
 impl<'a> Execution<'a> {
+    /// Records the approval of this replay under the lease it holds, before anything is written.
+    async fn record_approval(
+        &self,
+        approval: &super::replay::Approval,
+        scope: &BTreeMap<String, BTreeSet<String>>,
+    ) -> KaratResult<()> {
+        let lease = crate::lake::lease::current(self.lake).await?;
+        let record = crate::ledger::records::ApprovalRecord {
+            at: now(),
+            user: approval.user.clone(),
+            host: crate::lake::lease::hostname(),
+            command: self.report.command.clone(),
+            lease_id: lease.map(|l| l.id).unwrap_or_default(),
+            records: approval.records.map(|r| r as i64),
+            budget: approval.budget.map(|b| b as i64),
+            scope: serde_json::to_string(scope).expect("a map of strings serialises"),
+        };
+        self.ledger.append_approval(&record).await
+    }
+
     fn new(
         plan: &'a Plan,
         lake: &'a Lake,
@@ -814,6 +839,7 @@ mod tests {
             invalid: 0,
             blank: 0,
             schema: Default::default(),
+            expected_records: None,
         }
     }
 

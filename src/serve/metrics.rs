@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 use crate::config::Zone;
 use crate::lake::lease::LeaseInfo;
 use crate::ledger::breaches::BreachGroup;
+use crate::ledger::declared::SourceCompleteness;
 use crate::ledger::event_time::EventLag;
 use crate::ledger::sli::Slis;
 use crate::ledger::slo::SloStatus;
@@ -81,6 +82,11 @@ struct BurnLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeclaredLabels {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HolderLabels {
     holder: String,
 }
@@ -95,6 +101,7 @@ pub struct MetricsInput<'a> {
     pub slis: &'a Slis,
     pub slos: &'a [SloStatus],
     pub event_lags: &'a [EventLag],
+    pub declared: &'a [SourceCompleteness],
 }
 
 fn table(zone: Zone, name: &str) -> TableLabels {
@@ -122,6 +129,7 @@ pub fn encode(input: &MetricsInput) -> String {
     slis(&mut registry, input.slis);
     slos(&mut registry, input.slos);
     event_lags(&mut registry, input.event_lags);
+    declared(&mut registry, input.declared);
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)
         .expect("writing to a String cannot fail");
@@ -441,5 +449,39 @@ fn event_lags(registry: &mut Registry, lags: &[EventLag]) {
         "table_event_lag_seconds",
         "Now minus the newest event time a silver table holds (its event_time column)",
         family,
+    );
+}
+
+/// Completeness against the counts sources declared (`expected_count_field`).
+fn declared(registry: &mut Registry, declared: &[SourceCompleteness]) {
+    let expected = Family::<DeclaredLabels, Gauge>::default();
+    let received = Family::<DeclaredLabels, Gauge>::default();
+    let short = Family::<DeclaredLabels, Gauge>::default();
+    for d in declared {
+        let l = DeclaredLabels {
+            source: d.source.clone(),
+        };
+        expected
+            .get_or_create(&l)
+            .set(i64::try_from(d.expected).unwrap_or(i64::MAX));
+        received
+            .get_or_create(&l)
+            .set(i64::try_from(d.records).unwrap_or(i64::MAX));
+        short.get_or_create(&l).set(d.short.len() as i64);
+    }
+    registry.register(
+        "source_declared_records",
+        "Records the source declared it sent, over its declared batches",
+        expected,
+    );
+    registry.register(
+        "source_received_records",
+        "Records that landed in bronze from the source's declared batches",
+        received,
+    );
+    registry.register(
+        "source_short_batches",
+        "Bronze batches with fewer records than their source declared",
+        short,
     );
 }

@@ -232,13 +232,17 @@ async fn compute_pages(plan: &Plan, lake: &Lake) -> KaratResult<(String, String)
     let breaches = crate::ledger::breaches::group(&status);
     let lease = crate::lake::lease::current(lake).await?;
     let slis = crate::ledger::sli::compute(&status, &runs, &steps, chrono::Utc::now());
-    let slos = crate::ledger::slo::compute(&plan.config, &steps, chrono::Utc::now());
+    let declared_batches = crate::ledger::declared::batches(&plan.config, lake).await?;
+    let slos =
+        crate::ledger::slo::compute(&plan.config, &steps, &declared_batches, chrono::Utc::now());
+    let declared = crate::ledger::declared::summarize(&declared_batches);
     let event_lags =
         crate::ledger::event_time::lags(&plan.config, lake, chrono::Utc::now()).await?;
     let text = metrics::encode(&metrics::MetricsInput {
         slis: &slis,
         slos: &slos,
         event_lags: &event_lags,
+        declared: &declared,
         status: &status,
         breaches: &breaches,
         runs: &runs,

@@ -116,6 +116,8 @@ pub struct Snapshot {
     pub slos: Vec<crate::ledger::slo::SloStatus>,
     /// Event-time freshness of the silver tables with an `event_time`.
     pub event_lags: Vec<crate::ledger::event_time::EventLag>,
+    /// Completeness against the counts sources declared.
+    pub declared: Vec<crate::ledger::declared::SourceCompleteness>,
 }
 
 impl Snapshot {
@@ -171,7 +173,9 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
     let actions = ledger.actions().await?;
     let contracts = ledger.contracts().await?;
     let alerts = ledger.alerts().await?;
-    let slos = crate::ledger::slo::compute(&plan.config, &steps, now);
+    let declared_batches = crate::ledger::declared::batches(&plan.config, lake).await?;
+    let slos = crate::ledger::slo::compute(&plan.config, &steps, &declared_batches, now);
+    let declared = crate::ledger::declared::summarize(&declared_batches);
     let event_lags = crate::ledger::event_time::lags(&plan.config, lake, now).await?;
     let status = status::compute(&plan.config, &runs, &steps, now);
     let mut schemas = BTreeMap::new();
@@ -200,6 +204,7 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
         contracts,
         slos,
         event_lags,
+        declared,
         alerts,
     })
 }

@@ -1,7 +1,8 @@
 //! Alerts as a cron user gets them: plain `karat run` processes notify real HTTP receivers on
 //! loopback — one notification per breach group, `firing` once, `resolved` after the fix and
 //! the replay, `${ENV}` headers, a Slack-format receiver that fails twice before it accepts —
-//! and every notification is in the ledger and on the Runs screen.
+//! and every notification is in the ledger and on the Runs screen; an approved replay holds back
+//! the alerts on what it rewrites while it runs (another process evaluating them meanwhile).
 
 use serde_json::Value;
 use std::path::Path;
@@ -252,4 +253,90 @@ async fn a_fast_burn_pages_and_a_slow_burn_opens_a_ticket() {
     assert_eq!(ticketed.len(), 1, "{:#?}", tickets.bodies());
     assert_eq!(ticketed[0]["route"], "ticket");
     assert_eq!(ticketed[0]["severity"], "warn");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_replay_holds_back_alerts_on_what_it_rewrites_until_it_ends() {
+    let s = Scratch::new();
+    let oncall = Receiver::start(0);
+    let cfg = karat::config::example::write_example(s.path(), false).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "[defaults]",
+        "[defaults]\nreplay_budget_rows = 1",
+        1,
+    );
+    let text = format!(
+        "{text}\n[[alert]]\nname = \"oncall\"\nurl = \"http://127.0.0.1:{}/hook\"\nrepeat = \"1s\"\n",
+        oncall.port
+    );
+    std::fs::write(&cfg, &text).unwrap();
+    std::fs::write(
+        s.join("data/orders/renamed.ndjson"),
+        "{\"order_id\":\"o-7\",\"amount\":5,\"currency\":\"USD\",\"quantity\":1,\"orderDate\":\"2026-03-27\"}\n\
+         {\"order_id\":\"o-8\",\"amount\":6,\"currency\":\"USD\",\"quantity\":1,\"orderDate\":\"2026-03-27\"}\n",
+    )
+    .unwrap();
+    let (code, out) = karat(s.path(), &["run"]);
+    assert_eq!(code, Some(1), "{out}");
+    let fired = oncall.bodies().len();
+    assert!(fired >= 1, "the failed partition pages: {out}");
+
+    // the fix; the replay is over budget, so refused without --approve
+    let fixed = text.replace(
+        "order_date = { type = \"date\", nullable = false }",
+        "order_date = { type = \"date\", nullable = false, source_field = \"orderDate\" }",
+    );
+    std::fs::write(&cfg, &fixed).unwrap();
+    let (code, out) = karat(s.path(), &["replay", "--failed"]);
+    assert_eq!(code, Some(2), "over budget without --approve: {out}");
+    assert!(out.contains("replay_budget_rows = 1"), "{out}");
+
+    // approved: it pauses right after recording its approval, holding the writer lease
+    let replay = spawn_karat(
+        s.path(),
+        &["replay", "--failed", "--approve"],
+        &[("FAILPOINTS", "ledger.approvals=sleep(15000)")],
+    );
+    let approvals = s.join("lake/_karat/approvals/_delta_log");
+    let t0 = std::time::Instant::now();
+    while !approvals.exists() {
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "the approval was never recorded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // meanwhile cron evaluates the alerts: the repeat is due, but the breach is held back
+    let (code, out) = karat(s.path(), &["notify"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("held back from oncall"), "{out}");
+    assert!(out.contains("approved by"), "{out}");
+    assert_eq!(
+        oncall.bodies().len(),
+        fired,
+        "nothing sent during the replay"
+    );
+    let (code, out) = karat(s.path(), &["notify"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("no notification due"),
+        "said once per replay: {out}"
+    );
+
+    // the replay ends: the breach is gone, so it resolves (and nothing is held any more)
+    let (code, out) = finish(replay);
+    assert_eq!(code, Some(0), "{out}");
+    let all = oncall.bodies();
+    assert_eq!(all.last().unwrap()["status"], "resolved", "{all:#?}");
+    assert!(all.iter().all(|b| b["status"] != "suppressed"));
+    let held = scalar(
+        &sql(
+            &s.join("lake"),
+            "_karat/alerts",
+            "SELECT CAST(COUNT(*) AS VARCHAR) FROM t WHERE status = 'suppressed' AND NOT delivered",
+        )
+        .await,
+    );
+    assert_eq!(held, "1");
 }

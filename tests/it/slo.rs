@@ -1,6 +1,8 @@
 //! Event-time freshness on data with known lateness: the newest event a silver table holds,
 //! read from its Delta statistics, moves only when a newer event lands — a late record changes
 //! nothing — and an `event_time` that is not a date or timestamp column is refused at load.
+//! Completeness on data with missing rows: files whose manifests declare more records than they
+//! hold are named short, observed/expected, and burn the completeness SLO.
 
 use chrono::{DateTime, Utc};
 
@@ -70,4 +72,113 @@ async fn event_time_freshness_moves_with_the_newest_event_only() {
         err.contains("event_time \"currency\" is not a date or timestamp column"),
         "{err}"
     );
+}
+
+/// Writes `records` orders into `data/orders/<name>` and, if given, a manifest beside it.
+fn add_declared(
+    dir: &std::path::Path,
+    name: &str,
+    first_id: usize,
+    records: usize,
+    manifest: Option<&str>,
+) {
+    let lines: String = (0..records)
+        .map(|i| {
+            format!(
+                "{{\"order_id\":\"d-{}\",\"amount\":5,\"currency\":\"USD\",\"quantity\":1,\"order_date\":\"2026-03-28\"}}\n",
+                first_id + i
+            )
+        })
+        .collect();
+    let path = dir.join("data/orders").join(name);
+    std::fs::write(&path, lines).unwrap();
+    if let Some(m) = manifest {
+        std::fs::write(format!("{}.manifest.json", path.display()), m).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completeness_counts_rows_against_what_the_source_declared() {
+    let s = Scratch::new();
+    let cfg = karat::config::example::write_example(s.path(), false).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let with = text
+        .replacen(
+            "owner = \"data-platform\"",
+            "owner = \"data-platform\"\nexpected_count_field = \"meta.count\"",
+            1,
+        )
+        .replacen(
+            "# A gold table: SQL over silver/gold tables by name.",
+            "[[table.slo]]\nsli = \"completeness\"\nobjective = 99.0\nwindow = \"7d\"\n\n\
+             # A gold table: SQL over silver/gold tables by name.",
+            1,
+        );
+    assert_ne!(with, text);
+    std::fs::write(&cfg, &with).unwrap();
+    // complete, two rows short (5 declared, 3 sent), and a manifest that declares nothing
+    add_declared(
+        s.path(),
+        "full.ndjson",
+        100,
+        4,
+        Some("{\"meta\":{\"count\":\"4\"}}"),
+    );
+    add_declared(
+        s.path(),
+        "short.ndjson",
+        200,
+        3,
+        Some("{\"meta\":{\"count\":5}}"),
+    );
+    add_declared(s.path(), "odd.ndjson", 300, 2, Some("{\"count\":2}"));
+    let (plan, lake) = open(&cfg).await;
+    let report = run(&plan, &lake).await;
+    assert!(
+        report.bronze.iter().all(|b| b.failed.is_empty()),
+        "a manifest never fails its batch: {report:#?}"
+    );
+    // the oracle for "landed": lines in the bronze objects, by the origin their manifest names
+    let lines = crate::util::bronze_records(&s.join("lake"), "orders");
+    let manifests = karat::bronze::manifest::list(&lake, "orders")
+        .await
+        .unwrap();
+    assert!(
+        !manifests
+            .iter()
+            .any(|m| m.origin.ends_with(".manifest.json")),
+        "manifests beside the data are not data"
+    );
+    let landed = |file: &str| {
+        let m = manifests.iter().find(|m| m.origin.ends_with(file)).unwrap();
+        lines[&m.batch_id]
+    };
+    assert_eq!(
+        landed("odd.ndjson"),
+        2,
+        "a batch with an unreadable manifest lands whole"
+    );
+    assert_eq!(landed("short.ndjson"), 3);
+
+    let batches = karat::ledger::declared::batches(&plan.config, &lake)
+        .await
+        .unwrap();
+    let summary = karat::ledger::declared::summarize(&batches);
+    assert_eq!(summary.len(), 1, "{summary:#?}");
+    let d = &summary[0];
+    // the oracle: what this test wrote, not what karat counted
+    assert_eq!((d.records, d.expected), (4 + 3, 4 + 5));
+    assert_eq!(d.short.len(), 1);
+    assert!(d.short[0].origin.ends_with("short.ndjson"));
+    assert_eq!(d.short[0].missing(), 2);
+    assert!(d.describe().contains("3/5"), "{}", d.describe());
+
+    let steps = karat::ledger::Ledger::new(&lake).steps().await.unwrap();
+    let slo = karat::ledger::slo::compute(&plan.config, &steps, &batches, Utc::now());
+    let c = slo
+        .iter()
+        .find(|x| x.sli == karat::config::slo::SliKind::Completeness)
+        .expect("completeness SLO");
+    assert_eq!((c.good, c.total), (1, 2), "{c:?}");
+    assert!(!c.met());
 }

@@ -231,6 +231,8 @@ impl App {
         for a in &s.alerts {
             let delivery = if a.delivered {
                 format!("sent to {}", a.alert)
+            } else if a.suppressed() {
+                format!("held back from {}", a.alert)
             } else {
                 format!(
                     "NOT delivered to {} ({} attempts): {}",
@@ -243,7 +245,7 @@ impl App {
                 a.at.clone(),
                 "alert",
                 format!("{} {} {delivery}: {}", a.severity, a.status, a.summary),
-                !a.delivered,
+                !a.delivered && !a.suppressed(),
             ));
         }
         for a in &s.actions {

@@ -270,7 +270,20 @@ fn slo_lines(app: &App) -> Vec<Line<'static>> {
         .collect()
 }
 
-/// One line per source and silver table: M1 / M3, M4, M7, M8 (M2 is the tables' freshness).
+/// Completeness of `source` against the counts it declared, if it declares them.
+fn declared_of<'a>(
+    app: &'a App,
+    source: &str,
+) -> Option<&'a crate::ledger::declared::SourceCompleteness> {
+    app.snapshot
+        .as_ref()?
+        .declared
+        .iter()
+        .find(|d| d.source == source)
+}
+
+/// One line per source and silver table: M1 (and completeness against declared counts) / M3,
+/// M4, M7, M8 (M2 is the tables' freshness).
 fn sli_lines(app: &App) -> Vec<Line<'static>> {
     let t = &app.theme;
     let Some(s) = &app.slis else { return vec![] };
@@ -278,7 +291,10 @@ fn sli_lines(app: &App) -> Vec<Line<'static>> {
     for x in &s.tables {
         let text = match x.zone {
             crate::config::Zone::Bronze => {
-                format!("ingest success {}", pct(x.ingest_success))
+                let declared = declared_of(app, &x.table)
+                    .map(|d| format!(" · {}", d.describe()))
+                    .unwrap_or_default();
+                format!("ingest success {}{declared}", pct(x.ingest_success))
             }
             crate::config::Zone::Silver => {
                 let volume = x
@@ -316,7 +332,8 @@ fn sli_lines(app: &App) -> Vec<Line<'static>> {
             }
             crate::config::Zone::Gold => continue,
         };
-        let anomaly = x.completeness.as_ref().is_some_and(|c| c.anomaly);
+        let anomaly = x.completeness.as_ref().is_some_and(|c| c.anomaly)
+            || declared_of(app, &x.table).is_some_and(|d| !d.short.is_empty());
         let style = if anomaly {
             t.style("banner_warn")
         } else {
