@@ -497,7 +497,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Verify { json } => {
             let (plan, lake) = load(&cli.config, cli.wait).await?;
+            let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
             let v = karat::pipeline::verify(&plan, &lake).await?;
+            karat::pipeline::verify::record(&lake, &v, &started).await?;
+            send_alerts(&plan, &lake, None).await;
             if json {
                 json_out(&v)?;
             } else {

@@ -8,18 +8,19 @@
 //! still holds), breaches on what it rewrites are suppressed — neither sent nor resolved — and
 //! the suppression is recorded once, naming the replay; when it ends they are evaluated as usual.
 
+pub mod rules;
 pub mod send;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::config::Zone;
 use crate::config::alert::{Alert, Severity};
 use crate::error::KaratResult;
 use crate::lake::Lake;
 use crate::ledger::breaches::BreachGroup;
 use crate::ledger::records::ApprovalRecord;
-use crate::ledger::slo::SloStatus;
 use crate::ledger::{AlertRecord, Ledger};
 use crate::pipeline::Plan;
 
@@ -54,6 +55,8 @@ pub struct Open {
     pub partitions: usize,
     /// The partitions it is about (none: the whole table).
     pub members: Vec<String>,
+    /// The table's (or source's) `owner`: `[[alert]] owners` routes by it.
+    pub owner: Option<String>,
     /// What to do, from the table's `runbook` / `runbooks`.
     pub runbook: Option<String>,
 }
@@ -68,53 +71,24 @@ impl Open {
             table: g.table().to_string(),
             partitions: g.members.len(),
             members: g.members.iter().map(|m| m.partition.clone()).collect(),
+            owner: None,
             runbook: None,
         }
     }
 
-    /// The approved replay (among `active`) that rewrites everything this breach is about.
+    /// The approved replay (among `active`) that rewrites everything this breach is about (a
+    /// replay rewrites silver and gold: never what bronze or the whole lake breaches).
     pub fn suppressed_by<'a>(&self, active: &'a [ApprovalRecord]) -> Option<&'a ApprovalRecord> {
+        let rewritable = [Zone::Silver, Zone::Gold].map(|z| z.to_string());
+        if !rewritable.contains(&self.zone) {
+            return None;
+        }
         active.iter().find(|a| {
             if self.members.is_empty() {
                 a.covers(&self.table, None)
             } else {
                 self.members.iter().all(|p| a.covers(&self.table, Some(p)))
             }
-        })
-    }
-
-    /// An SLO burning its error budget: faster than [`FAST_BURN`]x over the last hour pages
-    /// (`error`), more than 1x over six hours opens a ticket (`warn`), the SRE workbook's
-    /// multi-window rule; `None` while it burns slower.
-    pub fn of_slo(s: &SloStatus) -> Option<Open> {
-        let fast = s.burn_1h.is_some_and(|b| b > FAST_BURN);
-        let slow = s.burn_6h.is_some_and(|b| b > 1.0);
-        let (severity, how) = match (fast, slow) {
-            (true, _) => (
-                Severity::Error,
-                format!("{:.1}x over the last hour", s.burn_1h?),
-            ),
-            (false, true) => (Severity::Warn, format!("{:.1}x over six hours", s.burn_6h?)),
-            (false, false) => return None,
-        };
-        Some(Open {
-            key: format!("{}/{}/slo/{}", s.zone, s.table, s.sli.as_str()),
-            severity,
-            summary: format!(
-                "{} {}: SLO {} ≥ {:.1}% burning its error budget {how} ({} left)",
-                s.zone,
-                s.table,
-                s.sli.as_str(),
-                s.objective * 100.0,
-                s.budget_remaining
-                    .map(|b| format!("{:.0}%", b * 100.0))
-                    .unwrap_or_else(|| "all".into())
-            ),
-            zone: s.zone.to_string(),
-            table: s.table.clone(),
-            partitions: 0,
-            members: Vec::new(),
-            runbook: None,
         })
     }
 }
@@ -168,6 +142,7 @@ pub struct Notice {
     pub partitions: usize,
     /// Sent again because it is still firing after `repeat`.
     pub repeat: bool,
+    pub owner: Option<String>,
     pub runbook: Option<String>,
 }
 
@@ -182,6 +157,7 @@ impl Notice {
             table: o.table.clone(),
             partitions: o.partitions,
             repeat,
+            owner: o.owner.clone(),
             runbook: o.runbook.clone(),
         }
     }
@@ -206,6 +182,7 @@ impl Notice {
             table: last.table.clone(),
             partitions: 0,
             repeat: false,
+            owner: None,
             runbook: None,
         }
     }
@@ -239,10 +216,7 @@ pub fn decide(
 ) -> Vec<Notice> {
     let open = open_breaches(alert, history);
     let mut out = Vec::new();
-    let wanted: Vec<&Open> = breaches
-        .iter()
-        .filter(|g| g.severity >= alert.min_severity)
-        .collect();
+    let wanted: Vec<&Open> = breaches.iter().filter(|g| alert.wants(g)).collect();
     for g in &wanted {
         match open.get(g.key.as_str()) {
             None => out.push(Notice::firing(g, false)),
@@ -322,25 +296,21 @@ pub async fn notify(
     }
     let ledger = Ledger::new(lake);
     let now = Utc::now();
+    let runs = ledger.runs().await?;
     let steps = ledger.steps().await?;
     let declared = crate::ledger::declared::batches(&plan.config, lake).await?;
-    let status = crate::ledger::status::compute(&plan.config, &ledger.runs().await?, &steps, now);
-    let mut breaches: Vec<Open> = crate::ledger::breaches::group(&status)
-        .iter()
-        .map(Open::of_group)
-        .collect();
-    breaches.extend(
-        crate::ledger::slo::compute(&plan.config, &steps, &declared, now)
-            .iter()
-            .filter_map(Open::of_slo),
-    );
-    for b in &mut breaches {
-        b.runbook = plan
-            .config
-            .table(&b.table)
-            .and_then(|t| t.runbook_for(&b.summary))
-            .map(str::to_string);
-    }
+    let status = crate::ledger::status::compute(&plan.config, &runs, &steps, now);
+    let slos = crate::ledger::slo::compute(&plan.config, &steps, &declared, now);
+    let drift = ledger.drift().await?;
+    let breaches = rules::breaches(&rules::Inputs {
+        config: &plan.config,
+        status: &status,
+        runs: &runs,
+        steps: &steps,
+        drift: &drift,
+        slos: &slos,
+        now,
+    });
     let lease = crate::lake::lease::current(lake).await?;
     let running = running_approvals(&ledger.approvals().await?, lease.as_ref(), now);
     let (held, breaches): (Vec<Open>, Vec<Open>) = breaches
@@ -364,7 +334,6 @@ pub async fn notify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Zone;
     use crate::config::alert::AlertFormat;
     use crate::ledger::breaches::{BreachKind, BreachMember, GroupKey};
 
@@ -376,6 +345,7 @@ mod tests {
             min_severity: min,
             format: AlertFormat::Json,
             repeat: std::time::Duration::from_secs(4 * 3600),
+            owners: vec![],
         }
     }
 

@@ -20,6 +20,7 @@ pub fn body(alert: &Alert, project: &str, notice: &Notice) -> serde_json::Value 
             "key": notice.key,
             "zone": notice.zone,
             "table": notice.table,
+            "owner": notice.owner,
             "summary": notice.summary,
             "partitions": notice.partitions,
             "repeat": notice.repeat,

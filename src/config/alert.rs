@@ -54,6 +54,9 @@ pub struct AlertConfig {
     pub format: AlertFormat,
     /// Re-send a breach still firing after this long (default `4h`).
     pub repeat: Option<Spanned<String>>,
+    /// Only breaches of tables and sources with one of these `owner`s (default: every owner).
+    #[serde(default)]
+    pub owners: Vec<String>,
 }
 
 /// A resolved `[[alert]]`.
@@ -66,6 +69,17 @@ pub struct Alert {
     pub min_severity: Severity,
     pub format: AlertFormat,
     pub repeat: Duration,
+    /// Empty: every owner.
+    pub owners: Vec<String>,
+}
+
+impl Alert {
+    /// Whether a breach is this receiver's: severe enough, and one of its owners' (a breach
+    /// without an owner goes to receivers that route no owners only).
+    pub fn wants(&self, b: &crate::alert::Open) -> bool {
+        b.severity >= self.min_severity
+            && (self.owners.is_empty() || b.owner.as_ref().is_some_and(|o| self.owners.contains(o)))
+    }
 }
 
 /// Replaces `${VAR}` with the environment variable's value; `Err` names a variable not set.

@@ -532,7 +532,29 @@ impl Config {
             min_severity: a.min_severity.unwrap_or(alert::Severity::Warn),
             format: a.format,
             repeat,
+            owners: self.known_owners(a)?,
         })
+    }
+
+    /// `[[alert]] owners`, each the `owner` of some source or table (a typo would route nothing).
+    fn known_owners(&self, a: &alert::AlertConfig) -> KaratResult<Vec<String>> {
+        let known: std::collections::BTreeSet<&str> = self
+            .sources
+            .iter()
+            .filter_map(|s| s.owner.as_deref())
+            .chain(self.tables.iter().filter_map(|t| t.owner.as_deref()))
+            .collect();
+        match a.owners.iter().find(|o| !known.contains(o.as_str())) {
+            None => Ok(a.owners.clone()),
+            Some(o) => Err(self.error_at(
+                &a.url.span(),
+                format!(
+                    "[[alert]] {}: no source or table has owner \"{o}\" (owners: {})",
+                    a.name,
+                    known.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        }
     }
 
     fn duration(&self, raw: &toml::Spanned<String>) -> KaratResult<Duration> {

@@ -28,6 +28,8 @@ pub enum Trigger {
     Maintain,
     /// `karat ack`.
     Ack,
+    /// `karat verify` (its outcome; it writes nothing else).
+    Verify,
 }
 
 impl Trigger {
@@ -42,6 +44,7 @@ impl Trigger {
             Trigger::Restore => "restore",
             Trigger::Maintain => "maintain",
             Trigger::Ack => "ack",
+            Trigger::Verify => "verify",
         }
     }
 }

@@ -101,7 +101,10 @@ pub fn compute(
         .collect();
     let recent_runs: Vec<&RunRecord> = runs
         .iter()
-        .filter(|r| within(&r.started_at, since) && r.trigger != Trigger::Maintain)
+        .filter(|r| {
+            within(&r.started_at, since)
+                && !matches!(r.trigger, Trigger::Maintain | Trigger::Verify)
+        })
         .collect();
     let failed = recent_runs
         .iter()

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Zone};
 
-use super::{RunRecord, StepRecord};
+use super::{RunRecord, StepRecord, Trigger};
 
 /// Freshness of a table against its SLO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -377,7 +377,11 @@ pub fn compute(
     StatusReport {
         project: cfg.project.clone(),
         generated_at: now.to_rfc3339(),
-        last_run: runs.last().cloned(),
+        last_run: runs
+            .iter()
+            .rev()
+            .find(|r| r.trigger != Trigger::Verify)
+            .cloned(),
         tables,
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::bronze::manifest;
 use crate::error::KaratResult;
 use crate::lake::Lake;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, RunRecord, RunStatus, Trigger};
 use crate::silver::accounting::{self, TableBalance};
 
 use super::plan::Plan;
@@ -59,6 +59,33 @@ impl Verification {
         }
         out
     }
+}
+
+/// Records the outcome in the ledger's runs (trigger `verify`): a failing verification pages
+/// (see [`crate::alert::rules`]) until a later one passes. A pass after a pass writes nothing,
+/// so verifying a healthy lake stays a read.
+pub async fn record(lake: &Lake, v: &Verification, started_at: &str) -> KaratResult<()> {
+    let ledger = Ledger::new(lake);
+    if v.ok() {
+        let runs = ledger.runs().await?;
+        let last = runs.iter().rev().find(|r| r.trigger == Trigger::Verify);
+        if last.is_none_or(|r| r.status == RunStatus::Ok) {
+            return Ok(());
+        }
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut run = RunRecord::operation(&id, Trigger::Verify, started_at, "karat verify");
+    if !v.ok() {
+        run.status = RunStatus::Failed;
+        let failed: Vec<String> = v
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with("FAILED"))
+            .map(|l| l.trim_start_matches("FAILED").trim().to_string())
+            .collect();
+        run.error = Some(failed.join("; "));
+    }
+    ledger.append_run(&run).await
 }
 
 /// Verifies every silver table of the plan.

@@ -2,7 +2,8 @@
 //! loopback — one notification per breach group, `firing` once, `resolved` after the fix and
 //! the replay, `${ENV}` headers, a Slack-format receiver that fails twice before it accepts —
 //! and every notification is in the ledger and on the Runs screen; an approved replay holds back
-//! the alerts on what it rewrites while it runs (another process evaluating them meanwhile).
+//! the alerts on what it rewrites while it runs (another process evaluating them meanwhile);
+//! a row deleted behind karat's back makes `karat verify` page until a replay heals the lake.
 
 use serde_json::Value;
 use std::path::Path;
@@ -73,8 +74,16 @@ format = "slack"
     let texts: Vec<&str> = chat_seen
         .iter()
         .filter_map(|b| b["text"].as_str())
+        .filter(|t| !t.contains("schema drift absorbed"))
         .collect();
     assert_eq!(texts.len(), 3, "{texts:#?}");
+    // the renamed field is drift bronze absorbed: a ticket for chat, no page for oncall
+    assert!(
+        chat_seen.iter().any(|b| b["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("bronze orders: schema drift absorbed"))),
+        "{chat_seen:#?}"
+    );
     assert!(
         texts
             .iter()
@@ -266,7 +275,7 @@ async fn an_approved_replay_holds_back_alerts_on_what_it_rewrites_until_it_ends(
         1,
     );
     let text = format!(
-        "{text}\n[[alert]]\nname = \"oncall\"\nurl = \"http://127.0.0.1:{}/hook\"\nrepeat = \"1s\"\n",
+        "{text}\n[[alert]]\nname = \"oncall\"\nurl = \"http://127.0.0.1:{}/hook\"\nrepeat = \"1s\"\nmin_severity = \"page\"\n",
         oncall.port
     );
     std::fs::write(&cfg, &text).unwrap();
@@ -339,4 +348,72 @@ async fn an_approved_replay_holds_back_alerts_on_what_it_rewrites_until_it_ends(
         .await,
     );
     assert_eq!(held, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_verify_pages_as_rows_lost_until_a_replay_heals_the_lake() {
+    let s = Scratch::new();
+    let oncall = Receiver::start(0);
+    let cfg = karat::config::example::write_example(s.path(), false).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{text}\n[[alert]]\nname = \"oncall\"\nurl = \"http://127.0.0.1:{}/hook\"\nmin_severity = \"page\"\n",
+            oncall.port
+        ),
+    )
+    .unwrap();
+    let (code, out) = karat(s.path(), &["run"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = karat(s.path(), &["verify"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(oncall.bodies().is_empty());
+
+    // a row deleted behind karat's back: verify fails and pages
+    let lake_dir = s.join("lake");
+    let url = url::Url::from_directory_path(lake_dir.join("silver/orders")).unwrap();
+    let victim = scalar(
+        &sql(
+            &lake_dir,
+            "silver/orders",
+            "SELECT order_id FROM t ORDER BY order_id LIMIT 1",
+        )
+        .await,
+    );
+    deltalake::open_table(url)
+        .await
+        .unwrap()
+        .delete()
+        .with_predicate(format!("order_id = '{victim}'"))
+        .await
+        .unwrap();
+    let (code, out) = karat(s.path(), &["verify"]);
+    assert_eq!(code, Some(1), "{out}");
+    let paged = oncall.bodies();
+    assert_eq!(paged.len(), 1, "{paged:#?}");
+    assert_eq!(paged[0]["key"], "lake/verify");
+    assert_eq!(paged[0]["route"], "page");
+    assert!(
+        paged[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("rows lost or counted twice"),
+        "{paged:#?}"
+    );
+
+    // a replay of every partition rewrites the row from bronze; the next verify resolves it
+    let (code, out) = karat(
+        s.path(),
+        &["replay", "orders", "--from", "0000", "--to", "9999"],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = karat(s.path(), &["verify"]);
+    assert_eq!(code, Some(0), "{out}");
+    let all = oncall.bodies();
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!(
+        (all[1]["key"].as_str(), all[1]["status"].as_str()),
+        (Some("lake/verify"), Some("resolved"))
+    );
 }
