@@ -6,6 +6,7 @@ pub mod breaches;
 pub mod declared;
 pub mod event_time;
 pub mod records;
+pub mod replay_cost;
 pub mod sli;
 pub mod slo;
 pub mod status;

@@ -118,6 +118,10 @@ pub struct Snapshot {
     pub event_lags: Vec<crate::ledger::event_time::EventLag>,
     /// Completeness against the counts sources declared.
     pub declared: Vec<crate::ledger::declared::SourceCompleteness>,
+    /// What replays cost, per month, newest first.
+    pub replay_costs: Vec<crate::ledger::replay_cost::MonthCost>,
+    /// `[defaults] replay_budget_rows`.
+    pub replay_budget_rows: Option<u64>,
 }
 
 impl Snapshot {
@@ -176,6 +180,9 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
     let declared_batches = crate::ledger::declared::batches(&plan.config, lake).await?;
     let slos = crate::ledger::slo::compute(&plan.config, &steps, &declared_batches, now);
     let declared = crate::ledger::declared::summarize(&declared_batches);
+    let replay_costs = crate::ledger::replay_cost::per_month(
+        &crate::ledger::replay_cost::costs(&plan.config, lake, &runs).await?,
+    );
     let event_lags = crate::ledger::event_time::lags(&plan.config, lake, now).await?;
     let status = status::compute(&plan.config, &runs, &steps, now);
     let mut schemas = BTreeMap::new();
@@ -205,6 +212,8 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
         slos,
         event_lags,
         declared,
+        replay_costs,
+        replay_budget_rows: plan.config.replay_budget_rows,
         alerts,
     })
 }

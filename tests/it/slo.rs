@@ -182,3 +182,50 @@ async fn completeness_counts_rows_against_what_the_source_declared() {
     assert_eq!((c.good, c.total), (1, 2), "{c:?}");
     assert!(!c.met());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replay_records_its_cost_summed_per_month() {
+    let s = Scratch::new();
+    let cfg = karat::config::example::write_example(s.path(), false).unwrap();
+    let (plan, lake) = open(&cfg).await;
+    run(&plan, &lake).await;
+    let target = karat::pipeline::ReplayTarget::Range {
+        table: "orders".into(),
+        from: "0000".into(),
+        to: "9999".into(),
+    };
+    let events = karat::events::Events::none();
+    let report = karat::pipeline::replay(&plan, &lake, target, &events)
+        .await
+        .unwrap();
+    // the oracle: a replay of every partition re-reads every source file, whole
+    let mut bytes = 0;
+    let mut lines = 0;
+    for f in std::fs::read_dir(s.join("data/orders")).unwrap().flatten() {
+        let body = std::fs::read(f.path()).unwrap();
+        bytes += body.len() as u64;
+        lines += body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as i64;
+    }
+    let runs = karat::ledger::Ledger::new(&lake).runs().await.unwrap();
+    let costs = karat::ledger::replay_cost::costs(&plan.config, &lake, &runs)
+        .await
+        .unwrap();
+    assert_eq!(costs.len(), 1, "{costs:#?}");
+    assert_eq!(costs[0].run_id, report.run_id);
+    assert_eq!((costs[0].bytes, costs[0].records), (bytes, lines), "{costs:#?}");
+    let months = karat::ledger::replay_cost::per_month(&costs);
+    assert_eq!(months.len(), 1);
+    assert_eq!(months[0].month, Utc::now().format("%Y-%m").to_string());
+    // and the Overview shows the month's sum
+    let app = karat::tui::headless_state(
+        &plan,
+        &lake,
+        karat::tui::theme::Theme::default_dark(),
+        karat::tui::action::View::Overview,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let shown = &app.snapshot.as_ref().unwrap().replay_costs;
+    assert_eq!(shown, &months);
+}

@@ -30,6 +30,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let banner_h = (breach_lines.max(1) as u16 + 2).min(area.height / 2).max(3);
     let mut sli_lines = sli_lines(app);
     sli_lines.extend(slo_lines(app));
+    sli_lines.extend(replay_cost_line(app));
     let sli_h = (sli_lines.len() as u16 + 2).min(area.height.saturating_sub(banner_h) / 3);
     let [top, bottom, sli_area] = Layout::vertical([
         Constraint::Length(banner_h),
@@ -225,6 +226,25 @@ fn sli_title(app: &App) -> String {
         s.window_days,
         pct(s.job_failure_rate)
     )
+}
+
+/// What replays cost this month (and the month before), the replay budget's running sum.
+fn replay_cost_line(app: &App) -> Option<Line<'static>> {
+    let s = app.snapshot.as_ref()?;
+    let mut months = s.replay_costs.iter();
+    let this = months.next()?;
+    let before = months
+        .next()
+        .map(|m| format!(" · {}", m.describe()))
+        .unwrap_or_default();
+    let budget = s
+        .replay_budget_rows
+        .map(|b| format!(" (budget {b} records per replay)"))
+        .unwrap_or_default();
+    Some(Line::from(vec![
+        Span::styled(format!("{:<23} ", "replays"), app.theme.style("header")),
+        Span::raw(clean(&format!("{}{before}{budget}", this.describe()))),
+    ]))
 }
 
 /// One line per SLO: attainment against the objective, the error budget left as a bar, and the
