@@ -122,6 +122,14 @@ impl Action {
     }
 }
 
+/// A replay over `[defaults] replay_budget_rows` approved by typing `approve`: the engine
+/// records it as `karat replay … --approve` does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approved {
+    /// What its preview said it reprocesses (`None`: the preview failed).
+    pub records: Option<u64>,
+}
+
 /// Work the dashboard asks of the engine worker.
 #[derive(Debug, Clone)]
 pub enum Request {
@@ -129,8 +137,8 @@ pub enum Request {
     Refresh,
     /// Run the pipeline (`Dashboard` when asked for, `Schedule` from `[schedule]`).
     Run(crate::pipeline::Trigger),
-    /// Replay partitions.
-    Replay(ReplayTarget),
+    /// Replay partitions (with the approval typed for a replay over the budget).
+    Replay(ReplayTarget, Option<Approved>),
     /// Restore the tables a replay rewrote to their versions before it.
     Restore(String),
     /// Record in the ledger an action taken from the dashboard (its `karat …` command).

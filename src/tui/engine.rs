@@ -390,7 +390,7 @@ pub fn spawn(
             if read_only
                 && matches!(
                     req,
-                    Request::Run(_) | Request::Replay(_) | Request::Restore(_)
+                    Request::Run(_) | Request::Replay(..) | Request::Restore(_)
                 )
             {
                 let _ = tx.send(Update::Error(
@@ -430,7 +430,7 @@ async fn handle(
                 }
             }
         }
-        job @ (Request::Run(_) | Request::Replay(_)) => {
+        job @ (Request::Run(_) | Request::Replay(..)) => {
             // one pipeline job at a time; reads keep being served meanwhile
             let _guard = jobs.lock().await;
             let (plan, lake) = {
@@ -447,15 +447,19 @@ async fn handle(
             });
             let events = Events::new(etx);
             let (command, result) = match job {
-                Request::Replay(target) => {
+                Request::Replay(target, approved) => {
                     let command = target.command();
                     let _ = tx.send(Update::JobStarted {
                         command: command.clone(),
                     });
-                    (
-                        command,
-                        crate::pipeline::replay(&plan, &lake, target, &events).await,
-                    )
+                    let approval = approved.map(|a| crate::pipeline::Approval {
+                        user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+                        records: a.records,
+                        budget: plan.config.replay_budget_rows,
+                    });
+                    let report =
+                        crate::pipeline::replay_approved(&plan, &lake, target, approval, &events);
+                    (command, report.await)
                 }
                 _ => {
                     let trigger = match job {

@@ -68,6 +68,16 @@ pub fn on_key(app: &mut App, key: event::KeyEvent) {
                 _ => {}
             }
         }
+        Mode::Confirm(plan) if matches!(plan.gate(), state::Gate::Approval { .. }) => {
+            match key.code {
+                _ if ctrl_c => app.quit = true,
+                KeyCode::Enter => app.handle(Action::Confirm),
+                KeyCode::Esc => app.handle(Action::Cancel),
+                KeyCode::Backspace => app.confirm_input(None),
+                KeyCode::Char(c) => app.confirm_input(Some(c)),
+                _ => {}
+            }
+        }
         Mode::Confirm(_) | Mode::ConfirmRestore(_) => match key.code {
             KeyCode::Char('y') | KeyCode::Enter => app.handle(Action::Confirm),
             _ if ctrl_c => app.quit = true,

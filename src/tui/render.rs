@@ -181,6 +181,63 @@ fn confirm_restore(f: &mut Frame, area: Rect, app: &App, run_id: &str) {
     );
 }
 
+/// The confirmation's keys: `y` / enter, or for a replay over the budget the typed approval.
+fn confirm_keys(app: &App, plan: &super::state::ReplayPlan) -> Vec<Line<'static>> {
+    use super::state::{APPROVE, Gate};
+    let t = &app.theme;
+    let cancel = [Span::styled(" esc ", t.style("tab")), Span::raw(" cancel")];
+    match plan.gate() {
+        Gate::Open => vec![Line::from(
+            [
+                Span::styled(" y / enter ", t.style("tab_active")),
+                Span::raw(" replay    "),
+                Span::styled(" n / esc ", t.style("tab")),
+                Span::raw(" cancel"),
+            ]
+            .to_vec(),
+        )],
+        Gate::Costing => vec![Line::from(
+            [
+                Span::styled(
+                    "the replay budget needs its cost: wait for it    ",
+                    t.style("border"),
+                ),
+                cancel[0].clone(),
+                cancel[1].clone(),
+            ]
+            .to_vec(),
+        )],
+        Gate::Approval { records, budget } => {
+            let cost = records
+                .map(|r| format!("{r} records"))
+                .unwrap_or_else(|| "an unknown number of records".into());
+            vec![
+                Line::from(Span::styled(
+                    format!(
+                        "over the replay budget: {cost} > [defaults] replay_budget_rows = {budget}"
+                    ),
+                    t.style("banner_warn"),
+                )),
+                Line::from(vec![
+                    Span::raw(format!(
+                        "type {APPROVE} to approve it (recorded with your name): "
+                    )),
+                    Span::styled(format!("{}▌", plan.typed), t.style("tab_active")),
+                ]),
+                Line::from(
+                    [
+                        Span::styled(" enter ", t.style("tab_active")),
+                        Span::raw(" replay    "),
+                        cancel[0].clone(),
+                        cancel[1].clone(),
+                    ]
+                    .to_vec(),
+                ),
+            ]
+        }
+    }
+}
+
 fn confirm(f: &mut Frame, area: Rect, app: &App, plan: &super::state::ReplayPlan) {
     let t = &app.theme;
     let mut lines = vec![Line::from(Span::styled(
@@ -211,12 +268,7 @@ fn confirm(f: &mut Frame, area: Rect, app: &App, plan: &super::state::ReplayPlan
         }
     }
     lines.push(Line::from(""));
-    lines.push(Line::from(vec![
-        Span::styled(" y / enter ", t.style("tab_active")),
-        Span::raw(" replay    "),
-        Span::styled(" n / esc ", t.style("tab")),
-        Span::raw(" cancel"),
-    ]));
+    lines.extend(confirm_keys(app, plan));
     // wide enough for a preview line where the terminal allows, tall enough for its wrapping
     let width = area.width.saturating_sub(4).clamp(40, 110);
     let inner = usize::from(width.saturating_sub(2)).max(1);

@@ -202,7 +202,7 @@ async fn the_failed_partition_is_under_the_cursor_and_replay_asks_first() {
     assert!(
         requests
             .iter()
-            .all(|r| !matches!(r, karat::tui::action::Request::Replay(_))),
+            .all(|r| !matches!(r, karat::tui::action::Request::Replay(..))),
         "nothing runs before confirmation"
     );
     // the engine answers with the pipeline's preview (what `karat replay --dry-run` prints)
@@ -220,7 +220,7 @@ async fn the_failed_partition_is_under_the_cursor_and_replay_asks_first() {
     );
     app.handle(karat::tui::action::Action::Confirm);
     let reqs = app.take_requests();
-    assert!(reqs.iter().any(|r| matches!(r, karat::tui::action::Request::Replay(karat::pipeline::ReplayTarget::Partitions { table, partitions }) if table == "orders" && partitions == &vec![karat::demo::BAD_DAY.to_string()])), "{reqs:?}");
+    assert!(reqs.iter().any(|r| matches!(r, karat::tui::action::Request::Replay(karat::pipeline::ReplayTarget::Partitions { table, partitions }, None) if table == "orders" && partitions == &vec![karat::demo::BAD_DAY.to_string()])), "{reqs:?}");
     assert!(screen(&app, 120, 36).contains("◌"), "cells show as running");
 }
 
@@ -295,7 +295,7 @@ async fn a_read_only_dashboard_shows_and_runs_nothing_that_writes() {
     assert!(
         !reqs
             .iter()
-            .any(|r| matches!(r, Request::Run(_) | Request::Replay(_))),
+            .any(|r| matches!(r, Request::Run(_) | Request::Replay(..))),
         "{reqs:?}"
     );
     assert!(screen(&app, 160, 36).contains("read-only dashboard"));
@@ -552,4 +552,56 @@ async fn the_status_filter_shows_only_partitions_in_its_class() {
     app.handle(Action::CycleStatusFilter);
     assert_eq!(app.status_filter, StatusFilter::All);
     assert_eq!(app.visible_cols().len(), all);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_over_the_budget_needs_approve_typed() {
+    use karat::tui::action::{Action, Approved, Request};
+    let f = fixture().await;
+    let mut app = partitions_app(f).await;
+    app.snapshot.as_mut().unwrap().replay_budget_rows = Some(1);
+    app.handle(Action::Replay);
+    // no cost yet: enter waits for it
+    app.handle(Action::Confirm);
+    assert!(matches!(app.mode, karat::tui::state::Mode::Confirm(_)));
+    for r in app.take_requests() {
+        if let Request::PreviewReplay(targets) = r {
+            app.apply(karat::tui::engine::preview_replay(&f.plan, &f.lake, &targets).await);
+        }
+    }
+    let text = screen(&app, 120, 36);
+    assert!(
+        text.contains("over the replay budget") && text.contains("type approve"),
+        "{text}"
+    );
+    // enter alone, or the wrong word, starts nothing
+    app.handle(Action::Confirm);
+    for c in "approv".chars() {
+        app.confirm_input(Some(c));
+    }
+    app.handle(Action::Confirm);
+    assert!(
+        !app
+            .take_requests()
+            .iter()
+            .any(|r| matches!(r, Request::Replay(..))),
+        "nothing runs unapproved"
+    );
+    assert!(screen(&app, 120, 36).contains("approv▌"));
+    app.confirm_input(Some('e'));
+    app.handle(Action::Confirm);
+    let reqs = app.take_requests();
+    let approved = reqs.iter().find_map(|r| match r {
+        Request::Replay(_, Some(Approved { records })) => Some(*records),
+        _ => None,
+    });
+    assert!(
+        approved.is_some_and(|r| r.is_some_and(|n| n > 1)),
+        "{reqs:?}"
+    );
+    assert!(
+        reqs.iter()
+            .any(|r| matches!(r, Request::LogAction(c) if c.ends_with("--approve"))),
+        "{reqs:?}"
+    );
 }

@@ -204,7 +204,10 @@ async fn every_replay_records_its_cost_summed_per_month() {
     for f in std::fs::read_dir(s.join("data/orders")).unwrap().flatten() {
         let body = std::fs::read(f.path()).unwrap();
         bytes += body.len() as u64;
-        lines += body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as i64;
+        lines += body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count() as i64;
     }
     let runs = karat::ledger::Ledger::new(&lake).runs().await.unwrap();
     let costs = karat::ledger::replay_cost::costs(&plan.config, &lake, &runs)
@@ -212,7 +215,11 @@ async fn every_replay_records_its_cost_summed_per_month() {
         .unwrap();
     assert_eq!(costs.len(), 1, "{costs:#?}");
     assert_eq!(costs[0].run_id, report.run_id);
-    assert_eq!((costs[0].bytes, costs[0].records), (bytes, lines), "{costs:#?}");
+    assert_eq!(
+        (costs[0].bytes, costs[0].records),
+        (bytes, lines),
+        "{costs:#?}"
+    );
     let months = karat::ledger::replay_cost::per_month(&costs);
     assert_eq!(months.len(), 1);
     assert_eq!(months[0].month, Utc::now().format("%Y-%m").to_string());

@@ -19,8 +19,7 @@ impl App {
             (Mode::Help, _) => self.mode = Mode::Normal,
             (Mode::Confirm(plan), Action::Confirm) => {
                 let plan = plan.clone();
-                self.mode = Mode::Normal;
-                self.start_replay(plan);
+                self.confirm_replay(plan);
             }
             (Mode::Confirm(_), _) => {
                 self.mode = Mode::Normal;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
-use super::action::{Action, Request, View};
+use super::action::{Action, Approved, Request, View};
 use super::engine::{Snapshot, Update};
 use super::screens::overview::{Effect, OverviewScreen};
 use super::theme::Theme;
@@ -31,7 +31,7 @@ mod replay;
 pub use dead::{DeadFocus, DeadState};
 pub use derived::TimelineEntry;
 pub use matrix::{Cell, CellState, Matrix, StatusFilter};
-pub use replay::ReplayPlan;
+pub use replay::{APPROVE, Gate, ReplayPlan};
 
 /// Input modes.
 #[derive(Debug, Clone, PartialEq)]
