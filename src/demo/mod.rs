@@ -6,7 +6,8 @@
 //! deploy that sends `"usd "` for 40% of orders (that partition fails its gate); `quantity`
 //! drifting from number to string (some not numeric); a `coupon` field appearing mid-way;
 //! orders re-sent on a later day with a newer status (duplicates, newest wins); late rows for
-//! the previous day; a truncated JSON line; one corrupt gzip file; bad emails and countries.
+//! the previous day; a truncated JSON line; one corrupt gzip file; bad emails and countries; the
+//! 2026-03-27 export holding 12 orders fewer than its manifest declares (completeness).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,9 @@ pub fn first_day() -> NaiveDate {
 /// The day whose orders partition fails its gate.
 pub const BAD_DAY: &str = "2026-03-28";
 
+/// Orders the 2026-03-27 export declares in its manifest but does not hold (completeness).
+pub const MISSING_ORDERS: usize = 12;
+
 /// The demo config.
 pub const DEMO_CONFIG: &str = r#"# The karat demo: two sources, two silver tables, two gold tables.
 [project]
@@ -43,6 +47,7 @@ max_reject_rate = 0.05
 name = "orders"
 kind = "files"
 path = "data/orders/*.ndjson.gz"
+expected_count_field = "records"   # each export's manifest says how many orders it holds
 owner = "checkout-team"
 description = "Order events exported hourly by the checkout service"
 
@@ -280,6 +285,13 @@ pub fn generate(dir: &Path, orders_per_day: usize) -> KaratResult<Vec<DemoDay>> 
             lines[10].truncate(cut);
         }
         let opath = inc.join(format!("orders-{ds}.ndjson.gz"));
+        // the export's manifest arrives first; the day before the bad deploy the export stopped
+        // early and holds fewer orders than its manifest declares
+        let declared = lines.len() + if d == DAYS - 2 { MISSING_ORDERS } else { 0 };
+        let mpath = crate::bronze::declared::sidecar(&opath);
+        let manifest = format!("{{\"exported_at\":\"{ds}T23:59:00Z\",\"records\":{declared}}}\n");
+        std::fs::write(&mpath, manifest).map_err(|e| KaratError::io(&mpath, e))?;
+        files.push(mpath);
         write_gz(&opath, &lines.join("\n"))?;
         files.push(opath);
         if d == 4 {

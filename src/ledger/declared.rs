@@ -53,17 +53,17 @@ pub struct SourceCompleteness {
 }
 
 impl SourceCompleteness {
-    /// `990/1000 records (1 batch short: 2026-03-28 90/100)`.
+    /// `declared 990/1000 records (1 batch(es) short, latest orders-2.ndjson: 90/100)`.
     pub fn describe(&self) -> String {
         let mut text = format!("declared {}/{} records", self.records, self.expected);
         if let Some(last) = self.short.last() {
+            // the file (or URL) the source sent short, by its last path segment
+            let name = last.origin.rsplit(['/', '\\']).next().unwrap_or(&last.origin);
             text.push_str(&format!(
-                " ({} batch(es) short; latest {} {}/{} from {})",
+                " ({} batch(es) short, latest {name}: {}/{})",
                 self.short.len(),
-                last.ingest_date,
                 last.records,
-                last.expected,
-                last.origin
+                last.expected
             ));
         }
         text
@@ -174,6 +174,6 @@ mod tests {
             ]
         );
         assert_eq!(s[0].short.len(), 1);
-        assert!(s[0].describe().contains("2026-03-28 9/10 from b.ndjson"));
+        assert!(s[0].describe().ends_with("short, latest b.ndjson: 9/10)"), "{}", s[0].describe());
     }
 }

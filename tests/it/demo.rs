@@ -1,6 +1,7 @@
 //! The demo lake end to end: accounting balances per partition (checked from the Delta tables
 //! with DataFusion's own reader), each planted fault lands where it should with its reason,
-//! dedup keeps the newest version, and a corrupt file fails only its own batch.
+//! dedup keeps the newest version, a corrupt file fails only its own batch, and the export that
+//! came short of its manifest is the one named short.
 
 use karat::config::Zone;
 use karat::silver::PartitionStatus;
@@ -14,9 +15,25 @@ use crate::util::{Scratch, counts, demo, scalar, sql};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_lands_every_fault_and_balances() {
     let s = Scratch::new();
-    let (_plan, lake, reports) = demo(s.path(), 300).await;
+    let (plan, lake, reports) = demo(s.path(), 300).await;
     let lake_dir = s.join("lake");
     assert_eq!(reports.len(), karat::demo::DAYS);
+
+    // --- completeness: only the last export holds fewer orders than its manifest declares
+    let declared = karat::ledger::declared::batches(&plan.config, &lake)
+        .await
+        .unwrap();
+    let summary = karat::ledger::declared::summarize(&declared);
+    assert_eq!(summary.len(), 1, "{summary:#?}");
+    assert_eq!(declared.len(), karat::demo::DAYS, "one declared export a day");
+    let short: Vec<(u64, String)> = summary[0]
+        .short
+        .iter()
+        .map(|b| (b.missing(), b.origin.clone()))
+        .collect();
+    assert_eq!(short.len(), 1, "{short:?}");
+    assert_eq!(short[0].0, karat::demo::MISSING_ORDERS as u64);
+    assert!(short[0].1.ends_with("orders-2026-03-27.ndjson.gz"), "{short:?}");
 
     // --- accounting per partition, from the ledger and from the tables themselves
     let steps = Ledger::new(&lake).steps().await.unwrap();
