@@ -58,7 +58,11 @@ impl SourceCompleteness {
         let mut text = format!("declared {}/{} records", self.records, self.expected);
         if let Some(last) = self.short.last() {
             // the file (or URL) the source sent short, by its last path segment
-            let name = last.origin.rsplit(['/', '\\']).next().unwrap_or(&last.origin);
+            let name = last
+                .origin
+                .rsplit(['/', '\\'])
+                .next()
+                .unwrap_or(&last.origin);
             text.push_str(&format!(
                 " ({} batch(es) short, latest {name}: {}/{})",
                 self.short.len(),
@@ -174,6 +178,10 @@ mod tests {
             ]
         );
         assert_eq!(s[0].short.len(), 1);
-        assert!(s[0].describe().ends_with("short, latest b.ndjson: 9/10)"), "{}", s[0].describe());
+        assert!(
+            s[0].describe().ends_with("short, latest b.ndjson: 9/10)"),
+            "{}",
+            s[0].describe()
+        );
     }
 }

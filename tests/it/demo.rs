@@ -25,7 +25,11 @@ async fn demo_lands_every_fault_and_balances() {
         .unwrap();
     let summary = karat::ledger::declared::summarize(&declared);
     assert_eq!(summary.len(), 1, "{summary:#?}");
-    assert_eq!(declared.len(), karat::demo::DAYS, "one declared export a day");
+    assert_eq!(
+        declared.len(),
+        karat::demo::DAYS,
+        "one declared export a day"
+    );
     let short: Vec<(u64, String)> = summary[0]
         .short
         .iter()
@@ -33,7 +37,10 @@ async fn demo_lands_every_fault_and_balances() {
         .collect();
     assert_eq!(short.len(), 1, "{short:?}");
     assert_eq!(short[0].0, karat::demo::MISSING_ORDERS as u64);
-    assert!(short[0].1.ends_with("orders-2026-03-27.ndjson.gz"), "{short:?}");
+    assert!(
+        short[0].1.ends_with("orders-2026-03-27.ndjson.gz"),
+        "{short:?}"
+    );
 
     // --- accounting per partition, from the ledger and from the tables themselves
     let steps = Ledger::new(&lake).steps().await.unwrap();

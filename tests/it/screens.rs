@@ -581,8 +581,7 @@ async fn a_replay_over_the_budget_needs_approve_typed() {
     }
     app.handle(Action::Confirm);
     assert!(
-        !app
-            .take_requests()
+        !app.take_requests()
             .iter()
             .any(|r| matches!(r, Request::Replay(..))),
         "nothing runs unapproved"

@@ -171,7 +171,11 @@ async fn completeness_counts_rows_against_what_the_source_declared() {
     assert_eq!(d.short.len(), 1);
     assert!(d.short[0].origin.ends_with("short.ndjson"));
     assert_eq!(d.short[0].missing(), 2);
-    assert!(d.describe().contains("short.ndjson: 3/5"), "{}", d.describe());
+    assert!(
+        d.describe().contains("short.ndjson: 3/5"),
+        "{}",
+        d.describe()
+    );
 
     let steps = karat::ledger::Ledger::new(&lake).steps().await.unwrap();
     let slo = karat::ledger::slo::compute(&plan.config, &steps, &batches, Utc::now());
