@@ -151,7 +151,7 @@ pub struct Table {
     pub slos: Vec<slo::Slo>,
     /// `runbook`: what to do when the table breaks.
     pub runbook: Option<String>,
-    /// `event_time`: a date / timestamp column of a silver table.
+    /// `event_time`: a date / timestamp column of a silver table (or a gold table's output).
     pub event_time: Option<String>,
     /// `runbooks`: by rule id.
     pub rule_runbooks: Vec<(String, String)>,
@@ -709,13 +709,14 @@ impl Config {
         })
     }
 
-    /// `event_time`: a date or timestamp column of the silver table's contract.
+    /// `event_time`: a date or timestamp column of the silver table's contract, or an output
+    /// column of a gold table (checked once its SQL is planned).
     fn event_time(&self, t: &TableConfig, spec: &TableSpec) -> KaratResult<Option<String>> {
         let Some(col) = &t.event_time else {
             return Ok(None);
         };
         let TableSpec::Silver(s) = spec else {
-            return Err(self.error_at(&col.span(), "event_time belongs to silver tables"));
+            return Ok(Some(col.get_ref().clone()));
         };
         match s.columns.iter().find(|c| &c.name == col.get_ref()) {
             Some(c) if matches!(c.ty, ColumnType::Date | ColumnType::Timestamp) => {

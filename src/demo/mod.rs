@@ -119,6 +119,7 @@ partition_by = "order_date"
 owner = "finance-analytics"
 description = "Revenue per day and currency, cancelled orders excluded"
 freshness = { warn_after = "3h", error_after = "1d" }
+event_time = "order_date"   # the newest day of orders that reached gold
 sql = """
 SELECT order_date, currency, SUM(amount) AS revenue, COUNT(*) AS orders
 FROM orders

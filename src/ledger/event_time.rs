@@ -1,7 +1,8 @@
-//! Event-time freshness (the seed's M2 as consumers feel it): for each silver table with an
+//! Event-time freshness (the seed's M2 as consumers feel it): for each table with an
 //! `event_time` column, the newest event it holds and how long ago that was — beside the
-//! write-time freshness of the status report. Read from the Delta statistics of the table's
-//! files (only promoted partitions are written), never from the data itself.
+//! write-time freshness of the status report. For a gold table that is the newest event that
+//! reached gold: a failed or blocked partition upstream holds it back. Read from the Delta
+//! statistics of the table's files (only promoted partitions are written), never from the data.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -13,6 +14,7 @@ use crate::lake::{Lake, delta, layout};
 /// One table's event-time freshness.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventLag {
+    pub zone: Zone,
     pub table: String,
     pub column: String,
     /// The newest event time the table holds (`None`: nothing yet).
@@ -31,20 +33,21 @@ fn instant(text: &str) -> Option<DateTime<Utc>> {
     })
 }
 
-/// Every silver table with an `event_time`, now.
+/// Every table with an `event_time`, now: for silver what it holds, for gold what reached it.
 pub async fn lags(config: &Config, lake: &Lake, now: DateTime<Utc>) -> KaratResult<Vec<EventLag>> {
     let mut out = Vec::new();
     for t in &config.tables {
         let Some(column) = &t.event_time else {
             continue;
         };
-        let folder = layout::table(Zone::Silver, &t.name);
+        let folder = layout::table(t.zone, &t.name);
         let newest = delta::max_of(&lake.url_of(&folder), &folder, column).await?;
         let lag_seconds = newest
             .as_deref()
             .and_then(instant)
             .map(|n| (now - n).num_seconds().max(0));
         out.push(EventLag {
+            zone: t.zone,
             table: t.name.clone(),
             column: column.clone(),
             newest,

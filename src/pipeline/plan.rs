@@ -26,6 +26,27 @@ pub struct Plan {
     pub gold: Vec<GoldPlan>,
 }
 
+/// A gold table's `event_time` must be a date or timestamp column of its output.
+fn check_event_time(config: &Config, t: &Table, schema: &SchemaRef) -> KaratResult<()> {
+    let Some(col) = &t.event_time else {
+        return Ok(());
+    };
+    match schema.field_with_name(col).map(|f| f.data_type()) {
+        Ok(DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)) => Ok(()),
+        _ => {
+            let cols: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            Err(config.error_at(
+                &t.span,
+                format!(
+                    "gold table {}: event_time \"{col}\" is not a date or timestamp output column; columns: {}",
+                    t.name,
+                    cols.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
 impl Plan {
     /// Loads and checks `karat.toml`.
     pub async fn load(path: &Path) -> KaratResult<Plan> {
@@ -123,6 +144,7 @@ impl Plan {
                 })?;
                 incremental = f.data_type() == &DataType::Date32;
             }
+            check_event_time(&config, t, &schema)?;
             register_empty(&ctx, "result", schema.clone())?;
             for c in &g.checks {
                 ctx.sql_with_options(

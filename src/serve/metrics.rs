@@ -440,14 +440,12 @@ fn event_lags(registry: &mut Registry, lags: &[EventLag]) {
     let family = Family::<TableLabels, FloatGauge>::default();
     for l in lags {
         if let Some(s) = l.lag_seconds {
-            family
-                .get_or_create(&table(Zone::Silver, &l.table))
-                .set(s as f64);
+            family.get_or_create(&table(l.zone, &l.table)).set(s as f64);
         }
     }
     registry.register(
         "table_event_lag_seconds",
-        "Now minus the newest event time a silver table holds (its event_time column)",
+        "Now minus the newest event time a table holds (its event_time column; for gold: what reached it)",
         family,
     );
 }

@@ -23,19 +23,32 @@ async fn event_time_freshness_moves_with_the_newest_event_only() {
     let s = Scratch::new();
     let cfg = karat::config::example::write_example(s.path(), false).unwrap();
     let text = std::fs::read_to_string(&cfg).unwrap();
-    let with = text.replacen(
-        "runbook = \"runbooks/orders.md\"",
-        "runbook = \"runbooks/orders.md\"\nevent_time = \"order_date\"",
-        1,
-    );
-    assert_ne!(with, text);
+    let with = text
+        .replacen(
+            "runbook = \"runbooks/orders.md\"",
+            "runbook = \"runbooks/orders.md\"\nevent_time = \"order_date\"",
+            1,
+        )
+        .replacen(
+            "zone = \"gold\"",
+            "zone = \"gold\"\nevent_time = \"order_date\"",
+            1,
+        );
+    assert_eq!(with.matches("event_time").count(), 2);
     std::fs::write(&cfg, &with).unwrap();
     let (plan, lake) = open(&cfg).await;
     run(&plan, &lake).await;
     let now: DateTime<Utc> = "2026-04-01T00:00:00Z".parse().unwrap();
     let lag = |l: Vec<karat::ledger::event_time::EventLag>| {
-        let o = l.into_iter().find(|l| l.table == "orders").expect("orders");
-        (o.newest, o.lag_seconds)
+        let o = l.iter().find(|l| l.table == "orders").expect("orders");
+        // gold holds what reached it: here every promoted day, so the same newest event
+        let g = l.iter().find(|l| l.table == "daily_revenue").expect("gold");
+        assert_eq!(
+            (g.zone, &g.newest),
+            (karat::config::Zone::Gold, &o.newest),
+            "{l:?}"
+        );
+        (o.newest.clone(), o.lag_seconds)
     };
     let day = 86_400;
     let first = lag(karat::ledger::event_time::lags(&plan.config, &lake, now)
@@ -70,6 +83,21 @@ async fn event_time_freshness_moves_with_the_newest_event_only() {
         .to_string();
     assert!(
         err.contains("event_time \"currency\" is not a date or timestamp column"),
+        "{err}"
+    );
+    // and on gold, once its SQL is planned: the output column must be a date or timestamp
+    let bad = text.replacen(
+        "zone = \"gold\"",
+        "zone = \"gold\"\nevent_time = \"revenue\"",
+        1,
+    );
+    std::fs::write(&cfg, bad).unwrap();
+    let err = karat::pipeline::Plan::load(&cfg)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gold table daily_revenue: event_time \"revenue\" is not a date or timestamp output column"),
         "{err}"
     );
 }

@@ -341,7 +341,11 @@ fn sli_lines(app: &App) -> Vec<Line<'static>> {
                 let event = app
                     .snapshot
                     .as_ref()
-                    .and_then(|s| s.event_lags.iter().find(|l| l.table == x.table))
+                    .and_then(|s| {
+                        s.event_lags
+                            .iter()
+                            .find(|l| l.zone == x.zone && l.table == x.table)
+                    })
                     .map(|l| format!("event lag {} · ", age(l.lag_seconds)))
                     .unwrap_or_default();
                 format!(
@@ -350,7 +354,21 @@ fn sli_lines(app: &App) -> Vec<Line<'static>> {
                     pct(x.duplicate_rate)
                 )
             }
-            crate::config::Zone::Gold => continue,
+            crate::config::Zone::Gold => {
+                let Some(l) = app.snapshot.as_ref().and_then(|s| {
+                    s.event_lags
+                        .iter()
+                        .find(|l| l.zone == x.zone && l.table == x.table)
+                }) else {
+                    continue;
+                };
+                format!(
+                    "event lag {}: the newest {} that reached gold is {}",
+                    age(l.lag_seconds),
+                    l.column,
+                    l.newest.as_deref().unwrap_or("none yet")
+                )
+            }
         };
         let anomaly = x.completeness.as_ref().is_some_and(|c| c.anomaly)
             || declared_of(app, &x.table).is_some_and(|d| !d.short.is_empty());
