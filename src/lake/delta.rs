@@ -363,6 +363,56 @@ pub async fn stats(url: &Url, label: &str) -> KaratResult<Option<TableStats>> {
     Ok(Some(out))
 }
 
+/// The largest value of `column` per value of the partition column `partition` in the table at
+/// `url`, from its files' Delta statistics (or partition values); partitions without statistics
+/// are left out.
+pub async fn max_by_partition(
+    url: &Url,
+    label: &str,
+    column: &str,
+    partition: &str,
+) -> KaratResult<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(actions) = add_actions(url, label).await? else {
+        return Ok(out);
+    };
+    let as_text = |name: &str| -> KaratResult<Option<deltalake::arrow::array::ArrayRef>> {
+        actions
+            .column_by_name(name)
+            .map(|c| {
+                deltalake::arrow::compute::cast(c, &DataType::Utf8)
+                    .map_err(|e| KaratError::arrow(format!("{label}: {name}"), e))
+            })
+            .transpose()
+    };
+    let values = match as_text(&format!("max.{column}"))? {
+        Some(v) => v,
+        None => match as_text(&format!("partition.{column}"))? {
+            Some(v) => v,
+            None => return Ok(out),
+        },
+    };
+    let Some(parts) = as_text(&format!("partition.{partition}"))? else {
+        return Ok(out);
+    };
+    let strings = |a: &deltalake::arrow::array::ArrayRef| {
+        a.as_any()
+            .downcast_ref::<deltalake::arrow::array::StringArray>()
+            .expect("cast to Utf8 gives a StringArray")
+            .clone()
+    };
+    let (values, parts) = (strings(&values), strings(&parts));
+    for (p, v) in parts.iter().zip(values.iter()) {
+        if let (Some(p), Some(v)) = (p, v) {
+            let e = out.entry(p.to_string()).or_insert_with(|| v.to_string());
+            if v > e.as_str() {
+                *e = v.to_string();
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The largest value of `column` in the table at `url`, from its files' Delta statistics or
 /// partition values (no data read), as text (`2026-03-28`, `2026-03-28T10:00:00Z`); `None` without data or statistics.
 pub async fn max_of(url: &Url, label: &str, column: &str) -> KaratResult<Option<String>> {

@@ -4,6 +4,8 @@
 //! reached gold: a failed or blocked partition upstream holds it back. Read from the Delta
 //! statistics of the table's files (only promoted partitions are written), never from the data.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
@@ -55,4 +57,36 @@ pub async fn lags(config: &Config, lake: &Lake, now: DateTime<Utc>) -> KaratResu
         });
     }
     Ok(out)
+}
+
+/// The newest event per partition of each table with an `event_time`: (zone, table) →
+/// partition → newest, from the Delta statistics (a gold table without `partition_by` has none).
+pub async fn newest_by_partition(
+    config: &Config,
+    lake: &Lake,
+) -> KaratResult<BTreeMap<(Zone, String), BTreeMap<String, String>>> {
+    let mut out = BTreeMap::new();
+    for t in &config.tables {
+        let Some(column) = &t.event_time else {
+            continue;
+        };
+        let partition = match (t.silver(), t.gold()) {
+            (Some(s), _) => s.partition_column().to_string(),
+            (None, Some(g)) => match &g.partition_by {
+                Some(p) => p.clone(),
+                None => continue,
+            },
+            _ => continue,
+        };
+        let folder = layout::table(t.zone, &t.name);
+        let newest =
+            delta::max_by_partition(&lake.url_of(&folder), &folder, column, &partition).await?;
+        out.insert((t.zone, t.name.clone()), newest);
+    }
+    Ok(out)
+}
+
+/// now − `newest` in seconds (a date counts from its midnight UTC).
+pub fn lag_of(newest: &str, now: DateTime<Utc>) -> Option<i64> {
+    instant(newest).map(|n| (now - n).num_seconds().max(0))
 }

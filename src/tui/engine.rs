@@ -122,6 +122,8 @@ pub struct Snapshot {
     pub replay_costs: Vec<crate::ledger::replay_cost::MonthCost>,
     /// `[defaults] replay_budget_rows`.
     pub replay_budget_rows: Option<u64>,
+    /// The newest event per partition of tables with an `event_time`.
+    pub partition_events: BTreeMap<(Zone, String), BTreeMap<String, String>>,
 }
 
 impl Snapshot {
@@ -184,6 +186,8 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
         &crate::ledger::replay_cost::costs(&plan.config, lake, &runs).await?,
     );
     let event_lags = crate::ledger::event_time::lags(&plan.config, lake, now).await?;
+    let partition_events =
+        crate::ledger::event_time::newest_by_partition(&plan.config, lake).await?;
     let status = status::compute(&plan.config, &runs, &steps, now);
     let mut schemas = BTreeMap::new();
     for s in &plan.config.sources {
@@ -214,6 +218,7 @@ pub async fn load_snapshot(plan: &Plan, lake: &Lake, now: DateTime<Utc>) -> Kara
         declared,
         replay_costs,
         replay_budget_rows: plan.config.replay_budget_rows,
+        partition_events,
         alerts,
     })
 }

@@ -84,6 +84,7 @@ fn filters() -> Vec<(&'static str, &'static str)> {
         (r"\b[0-9a-f]{12}\b", "[fp]"),
         // the demo's events are of March 2026: their age depends on the day the test runs
         (r"event lag \d+[smhd]", "event lag [age]"),
+        (r"\(lag \d+[smhd]\)", "(lag [age])"),
     ]
 }
 

@@ -62,6 +62,30 @@ async fn event_time_freshness_moves_with_the_newest_event_only() {
         .await
         .unwrap());
     assert_eq!(late, first);
+    // per partition: each day holds its own newest event (not the table's), the late one too
+    let per = karat::ledger::event_time::newest_by_partition(&plan.config, &lake)
+        .await
+        .unwrap();
+    let days = |zone| -> Vec<(String, String)> {
+        per[&(
+            zone,
+            if zone == karat::config::Zone::Gold {
+                "daily_revenue"
+            } else {
+                "orders"
+            }
+            .to_string(),
+        )]
+            .clone()
+            .into_iter()
+            .collect()
+    };
+    let want: Vec<(String, String)> = ["2026-03-20", "2026-03-27", "2026-03-28"]
+        .iter()
+        .map(|d| (d.to_string(), d.to_string()))
+        .collect();
+    assert_eq!(days(karat::config::Zone::Silver), want);
+    assert_eq!(days(karat::config::Zone::Gold), want);
     // a newer event lands: the lag shrinks to a day
     add(s.path(), "new.ndjson", "o-51", "2026-03-31");
     run(&plan, &lake).await;

@@ -9,9 +9,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use super::{cell_style, panel, status_style};
+use crate::config::Zone;
 use crate::silver::PartitionStatus;
 use crate::tui::sanitize::{clean, cut, short_time};
-use crate::tui::state::{App, CellState, StatusFilter};
+use crate::tui::state::{App, CellState, StatusFilter, age};
 
 const CELL_W: u16 = 3;
 
@@ -150,6 +151,26 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     detail(f, detail_area, app);
 }
 
+/// The newest event a partition holds and its lag (tables with an `event_time`).
+fn partition_event(app: &App, zone: Zone, table: &str, partition: &str) -> Option<Line<'static>> {
+    let s = app.snapshot.as_ref()?;
+    let newest = s
+        .partition_events
+        .get(&(zone, table.to_string()))?
+        .get(partition)?;
+    let column = s
+        .event_lags
+        .iter()
+        .find(|l| l.zone == zone && l.table == table)
+        .map(|l| l.column.clone())
+        .unwrap_or_default();
+    let lag = crate::ledger::event_time::lag_of(newest, app.now);
+    Some(Line::from(vec![
+        Span::styled("newest event ", app.theme.style("key")),
+        Span::raw(format!("{column} {} (lag {})", clean(newest), age(lag))),
+    ]))
+}
+
 /// The selected cell: its accounting, status, run, Delta version and reasons.
 fn detail(f: &mut Frame, detail_area: Rect, app: &App) {
     let (t, m) = (&app.theme, &app.matrix);
@@ -194,6 +215,9 @@ fn detail(f: &mut Frame, detail_area: Rect, app: &App) {
                             .unwrap_or_else(|| "-".into())
                     )),
                 ]));
+                if let Some(line) = partition_event(app, *z, name, p) {
+                    d.push(line);
+                }
                 let runbook = app
                     .snapshot
                     .as_ref()
