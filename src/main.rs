@@ -125,6 +125,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild the lake from its bronze alone, under the current contracts, into the empty folder
+    /// DIR, and compare every silver, dead-letter, superseded and gold table with it row for
+    /// row. Exit 1 when any differs (what replays promise: the lake equals its rebuild).
+    Rebuild {
+        #[arg(long)]
+        into: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// The three-way schema diff of a silver table: a bronze batch's inferred schema vs the
     /// contract vs the contract version before it, with the batch's dead letters per column.
     Schema {
@@ -508,6 +517,25 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 out(&(lines.join("\n") + "\n"));
             }
             Ok(if v.ok() { 0 } else { 1 })
+        }
+        Command::Rebuild { into, json } => {
+            let (plan, lake) = load(&cli.config, cli.wait).await?;
+            std::fs::create_dir_all(&into)
+                .map_err(|e| KaratError::Usage(format!("--into {}: {e}", into.display())))?;
+            let dir = into
+                .canonicalize()
+                .map_err(|e| KaratError::Usage(format!("--into {}: {e}", into.display())))?;
+            let url = url::Url::from_directory_path(&dir).map_err(|_| {
+                KaratError::Usage(format!("--into {}: not a folder", dir.display()))
+            })?;
+            let target = karat::lake::Lake::open(&url)?;
+            let r = karat::pipeline::rebuild(&plan, &lake, &target).await?;
+            if json {
+                json_out(&r)?;
+            } else {
+                out(&(r.lines().join("\n") + "\n"));
+            }
+            Ok(if r.equal() { 0 } else { 1 })
         }
         Command::Serve { listen, log_format } => {
             init_logs(log_format);

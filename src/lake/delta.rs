@@ -295,6 +295,16 @@ pub async fn query(
         .map_err(|e| KaratError::sql(context.to_string(), e))
 }
 
+/// The first column of the first row of a query result as a count (`COUNT(*)`), if any.
+pub fn first_u64(batches: &[RecordBatch]) -> Option<u64> {
+    use deltalake::arrow::array::AsArray;
+    use deltalake::arrow::datatypes::Int64Type;
+    let b = batches.iter().find(|b| b.num_rows() > 0)?;
+    let c = deltalake::arrow::compute::cast(b.column(0), &DataType::Int64).ok()?;
+    let v = c.as_primitive::<Int64Type>().value(0);
+    u64::try_from(v).ok()
+}
+
 /// A query result column as plain Utf8 (scans yield Utf8View, SQL casts may too).
 pub fn utf8(a: &deltalake::arrow::array::ArrayRef) -> deltalake::arrow::array::StringArray {
     use deltalake::arrow::array::AsArray;

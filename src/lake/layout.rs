@@ -4,6 +4,9 @@
 
 use crate::config::Zone;
 
+/// Folder of every source's bronze batches.
+pub const BRONZE: &str = "bronze";
+
 /// Folder of a source's bronze batches.
 pub fn bronze_source(source: &str) -> String {
     format!("bronze/{source}")

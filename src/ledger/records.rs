@@ -30,6 +30,8 @@ pub enum Trigger {
     Ack,
     /// `karat verify` (its outcome; it writes nothing else).
     Verify,
+    /// `karat rebuild` (in the lake it rebuilds into).
+    Rebuild,
 }
 
 impl Trigger {
@@ -45,6 +47,7 @@ impl Trigger {
             Trigger::Maintain => "maintain",
             Trigger::Ack => "ack",
             Trigger::Verify => "verify",
+            Trigger::Rebuild => "rebuild",
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The oracle of `DESIGN-silver.md`: after any sequence of runs, contract edits and replays,
 //! silver, dead letters, superseded rows and gold equal `rebuild(batches, contract_of)`,
 //! computed here by a plain in-memory model from the records the test wrote — not by karat's
-//! code path. proptest generates the sequences (keys repeating across batches and days, late
-//! rows, invalid rows, renamed fields) and shrinks a failure to the shortest one.
+//! code path — and, at the end of every sequence, equal `karat rebuild` (karat's own code path
+//! on an empty lake). proptest generates the sequences (keys repeating across batches and days,
+//! late rows, invalid rows, renamed fields) and shrinks a failure to the shortest one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -414,7 +415,99 @@ async fn play(steps: Vec<Step>) -> Result<(), TestCaseError> {
         let v = karat::pipeline::verify(&plan, &lake).await.unwrap();
         prop_assert!(v.ok(), "verify after step {n}: {}", v.lines().join("\n"));
     }
+    // and the second oracle, karat's own code path on an empty lake: `karat rebuild` under the
+    // current contract, which the lake equals once every batch was processed under it
+    let plan = Plan::load(&cfg).await.unwrap();
+    let lake = Lake::open(&plan.config.lake_url).unwrap();
+    let into = Lake::open(&url::Url::from_directory_path(s.join("rebuilt")).unwrap()).unwrap();
+    let r = karat::pipeline::rebuild(&plan, &lake, &into).await.unwrap();
+    let older = model
+        .batches
+        .iter()
+        .filter(|b| b.contract != current)
+        .count();
+    prop_assert_eq!(
+        r.older_contract.first().map_or(0, |(_, n)| *n),
+        older,
+        "{}",
+        r.lines().join("\n")
+    );
+    if older == 0 {
+        prop_assert!(
+            r.equal(),
+            "rebuild of {:?}:\n{}",
+            steps,
+            r.lines().join("\n")
+        );
+    }
     Ok(())
+}
+
+/// The rebuild oracle can fail: a silver row changed behind karat's back, a dead letter
+/// deleted, and each is a difference `karat rebuild` names (exit 1), where an untouched lake is
+/// equal (exit 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_names_a_row_changed_behind_karats_back() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.join("data")).unwrap();
+    let cfg = s.join("karat.toml");
+    std::fs::write(&cfg, config(CONTRACTS[0])).unwrap();
+    // k1 twice (the later line wins, the earlier is superseded), k2 under min: a dead letter
+    let rec = |id, day, amount| Rec {
+        id,
+        day_field: "day",
+        day: Some(day),
+        amount,
+    };
+    let recs = [rec(1, 0, 5), rec(2, 1, -7), rec(1, 2, 9)];
+    let body: Vec<String> = recs.iter().map(record_json).collect();
+    std::fs::write(s.join("data/b0.ndjson"), body.join("\n") + "\n").unwrap();
+    let rebuild = |dir: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_karat"))
+            .args(["rebuild", "--into", dir])
+            .current_dir(s.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_karat"))
+        .arg("run")
+        .current_dir(s.path())
+        .output()
+        .unwrap();
+    assert!(run.status.code().is_some_and(|c| c <= 1), "{run:?}");
+    let (code, out) = rebuild("r0");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("equal  silver/items"), "{out}");
+    let (code, out) = rebuild("r0");
+    assert_eq!(code, Some(2), "never over a non-empty folder: {out}");
+
+    let lake_dir = s.join("lake");
+    let open = |rel: &str| {
+        let url = url::Url::from_directory_path(lake_dir.join(rel)).unwrap();
+        async move { deltalake::open_table(url).await.unwrap() }
+    };
+    open("silver/items")
+        .await
+        .update()
+        .with_update("amount", "amount + 1")
+        .await
+        .unwrap();
+    open("dead_letters/items").await.delete().await.unwrap();
+    let (code, out) = rebuild("r1");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "DIFFER silver/items: 1 row(s), rebuilt 1; 1 only here, 1 only in the rebuild"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("DIFFER dead_letters/items: 0 row(s), rebuilt 1"),
+        "{out}"
+    );
 }
 
 /// 12 sequences a run (250 passed when measured); random locally, a fixed seed under CI so a
