@@ -259,6 +259,35 @@ pub async fn register(ctx: &SessionContext, name: &str, url: &Url) -> KaratResul
     Ok(true)
 }
 
+/// Registers the table at `url` as of `version` (Delta time travel) as `name` in `ctx`. Returns
+/// false when there is no such version (`None`, or the table does not exist yet).
+pub async fn register_at(
+    ctx: &SessionContext,
+    name: &str,
+    url: &Url,
+    version: Option<i64>,
+) -> KaratResult<bool> {
+    let Some(v) = version.and_then(|v| u64::try_from(v).ok()) else {
+        return Ok(false);
+    };
+    if open(url, name).await?.is_none() {
+        return Ok(false);
+    }
+    let table = deltalake::open_table_with_version(url.clone(), v)
+        .await
+        .map_err(|e| KaratError::delta(format!("{name} at version {v}"), e))?;
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| KaratError::delta(name, e))?;
+    let provider = table
+        .table_provider()
+        .await
+        .map_err(|e| KaratError::sql(format!("table {name}"), e))?;
+    ctx.register_table(name, provider)
+        .map_err(|e| KaratError::sql(format!("registering table {name}"), e))?;
+    Ok(true)
+}
+
 /// A DataFusion session configured for karat (both cores, UTC).
 pub fn session() -> SessionContext {
     let config = deltalake::datafusion::prelude::SessionConfig::new()

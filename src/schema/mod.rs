@@ -2,6 +2,7 @@
 //! (inferred bronze schema per batch, with the diff against the previous batch), and the
 //! three-way diff of a silver table (batch vs contract vs previous contract).
 
+pub mod table_diff;
 pub mod three_way;
 
 use deltalake::arrow::datatypes::Schema;

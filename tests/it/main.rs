@@ -8,6 +8,7 @@ mod corpus;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod demo;
+mod diff;
 mod hostile;
 mod http_source;
 mod ingest;
