@@ -89,6 +89,19 @@ pub struct TableDiff {
 }
 
 impl TableDiff {
+    /// One line: `silver/orders: 808 only after, 0 only before, 0 changed (11035 → 11843 rows)`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: {} only after, {} only before, {} changed ({} → {} rows)",
+            self.table,
+            self.only_after,
+            self.only_before,
+            self.changed,
+            self.before.rows,
+            self.after.rows
+        )
+    }
+
     /// The report as text, one line per finding.
     pub fn lines(&self) -> Vec<String> {
         let v = |s: &Side| {
@@ -245,6 +258,24 @@ pub async fn diff(
         by_key(&q, &mut d, &sb, &sa, &common).await?;
     }
     Ok(d)
+}
+
+/// The diff of every silver and gold table a run (a replay) wrote.
+pub async fn of_run(plan: &Plan, lake: &Lake, run_id: &str) -> KaratResult<Vec<TableDiff>> {
+    let written: Vec<String> = Ledger::new(lake)
+        .versions(run_id)
+        .await?
+        .into_iter()
+        .map(|v| v.table)
+        .collect();
+    let mut out = Vec::new();
+    for t in &plan.config.tables {
+        if written.contains(&layout::table(t.zone, &t.name)) {
+            let v = Versions::Replay(run_id.to_string());
+            out.push(diff(plan, lake, &t.name, &[], &v).await?);
+        }
+    }
+    Ok(out)
 }
 
 /// The key: `--key`, else the silver key, else gold's dimension-like columns (dates, text,

@@ -145,6 +145,8 @@ pub enum Request {
     LogAction(String),
     /// What replaying these would rewrite (a dry run: reads only).
     PreviewReplay(Vec<ReplayTarget>),
+    /// What a replay changed (`karat diff --replay RUN` of each table it wrote).
+    DiffReplay(String),
     /// Dead-letter reasons of a table (of one partition).
     Reasons {
         table: String,

@@ -166,6 +166,11 @@ pub enum Update {
         commands: Vec<String>,
         result: Result<Vec<crate::pipeline::ReplayPreview>, String>,
     },
+    /// What a replay changed, per table it wrote (summary lines), or why that is unknown.
+    ReplayDiff {
+        run_id: String,
+        result: Result<Vec<String>, String>,
+    },
     Message(String),
     Error(String),
 }
@@ -240,6 +245,18 @@ pub async fn preview_replay(plan: &Plan, lake: &Lake, targets: &[ReplayTarget]) 
     Update::ReplayPreview {
         commands: targets.iter().map(ReplayTarget::command).collect(),
         result: Ok(out),
+    }
+}
+
+/// What the replay `run_id` changed: one summary line per table it wrote.
+pub async fn diff_replay(plan: &Plan, lake: &Lake, run_id: &str) -> Update {
+    let result = crate::schema::table_diff::of_run(plan, lake, run_id)
+        .await
+        .map(|ds| ds.iter().map(|d| d.summary()).collect())
+        .map_err(|e| e.to_string());
+    Update::ReplayDiff {
+        run_id: run_id.to_string(),
+        result,
     }
 }
 
@@ -552,6 +569,13 @@ async fn handle(
                 (s.plan.clone(), s.lake.clone())
             };
             let _ = tx.send(preview_replay(&plan, &lake, &targets).await);
+        }
+        Request::DiffReplay(run_id) => {
+            let (plan, lake) = {
+                let s = shared.lock().await;
+                (s.plan.clone(), s.lake.clone())
+            };
+            let _ = tx.send(diff_replay(&plan, &lake, &run_id).await);
         }
         Request::Reasons { .. } | Request::DeadLetters { .. } => {
             let lake = shared.lock().await.lake.clone();

@@ -156,7 +156,7 @@ fn help(f: &mut Frame, area: Rect, app: &App) {
 
 fn confirm_restore(f: &mut Frame, area: Rect, app: &App, run_id: &str) {
     let t = &app.theme;
-    let lines = vec![
+    let mut lines = vec![
         Line::from(Span::styled(
             format!("Undo replay {run_id}?"),
             t.style("header"),
@@ -164,14 +164,29 @@ fn confirm_restore(f: &mut Frame, area: Rect, app: &App, run_id: &str) {
         Line::from("Its silver, dead-letter, superseded and gold tables go back to their"),
         Line::from("Delta versions before it (refused if a later run wrote them since)."),
         Line::from(""),
-        Line::from(vec![
-            Span::styled(" y / enter ", t.style("tab_active")),
-            Span::raw(" restore    "),
-            Span::styled(" n / esc ", t.style("tab")),
-            Span::raw(" cancel"),
-        ]),
+        Line::from(Span::styled(
+            format!("What it changed (karat diff --replay {run_id}):"),
+            t.style("header"),
+        )),
     ];
-    let r = centered(area, 76, lines.len() as u16 + 2);
+    match &app.restore_diff {
+        None => lines.push(Line::from(Span::styled("  computing…", t.style("border")))),
+        Some(Err(e)) => lines.push(Line::from(Span::styled(
+            format!("  cannot tell: {}", clean(e)),
+            t.style("banner_error"),
+        ))),
+        Some(Ok(tables)) => {
+            lines.extend(tables.iter().map(|l| Line::from(format!("  {}", clean(l)))))
+        }
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(vec![
+        Span::styled(" y / enter ", t.style("tab_active")),
+        Span::raw(" restore    "),
+        Span::styled(" n / esc ", t.style("tab")),
+        Span::raw(" cancel"),
+    ]));
+    let r = centered(area, 96, lines.len() as u16 + 2);
     f.render_widget(Clear, r);
     f.render_widget(
         Paragraph::new(lines)

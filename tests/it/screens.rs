@@ -452,10 +452,20 @@ async fn u_on_a_replay_in_runs_asks_then_requests_its_restore() {
         text.contains("Confirm restore") && text.contains(&replay.run_id),
         "{text}"
     );
+    let asked = app.take_requests();
+    assert!(asked.iter().all(|r| !matches!(r, Request::Restore(_))));
+    // what the replay changed, from the engine's `karat diff --replay`
+    for r in asked {
+        if let Request::DiffReplay(id) = r {
+            app.apply(karat::tui::engine::diff_replay(&plan, &lake, &id).await);
+        }
+    }
+    let text = screen(&app, 120, 36);
     assert!(
-        app.take_requests()
-            .iter()
-            .all(|r| !matches!(r, Request::Restore(_)))
+        text.contains("What it changed")
+            && text.contains("silver/orders: ")
+            && text.contains("gold/daily_revenue: "),
+        "{text}"
     );
     app.handle(Action::Confirm);
     let reqs = app.take_requests();

@@ -238,7 +238,11 @@ impl App {
                     Action::Restore => {
                         let selected = self.timeline().into_iter().nth(self.runs_sel);
                         match selected.and_then(|e| e.replay_run) {
-                            Some(id) => self.mode = Mode::ConfirmRestore(id),
+                            Some(id) => {
+                                self.outbox.push(Request::DiffReplay(id.clone()));
+                                self.restore_diff = None;
+                                self.mode = Mode::ConfirmRestore(id);
+                            }
                             None => {
                                 self.message = Some(("select a replay run to undo it".into(), true))
                             }

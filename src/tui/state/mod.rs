@@ -71,6 +71,8 @@ pub struct App {
     pub dead: DeadState,
     pub lineage_focus: Option<Node>,
     pub lineage_sel: usize,
+    /// What the replay the restore confirmation would undo changed (`None`: computing).
+    pub restore_diff: Option<Result<Vec<String>, String>>,
     pub schema_source: usize,
     pub schema_sel: usize,
     pub schema_marks: Vec<usize>,
@@ -132,6 +134,7 @@ impl App {
             },
             lineage_focus: None,
             lineage_sel: 0,
+            restore_diff: None,
             schema_source: 0,
             schema_sel: 0,
             schema_marks: Vec::new(),
@@ -225,6 +228,12 @@ impl App {
                     .trim()
                     .to_string();
                 self.message = Some((format!("{command}: {status}. {first}"), status == "failed"));
+            }
+            Update::ReplayDiff { run_id, result } => {
+                // only the answer for the open confirmation counts
+                if matches!(&self.mode, Mode::ConfirmRestore(id) if *id == run_id) {
+                    self.restore_diff = Some(result);
+                }
             }
             Update::ReplayPreview { commands, result } => {
                 // answers arrive in any order: only the one for the open confirmation counts
