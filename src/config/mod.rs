@@ -7,10 +7,12 @@
 pub mod alert;
 pub mod example;
 pub mod model;
+pub mod scd2;
 pub mod schedule;
 pub mod slo;
 pub mod types;
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -223,10 +225,13 @@ pub struct Expectation {
 /// A gold table.
 #[derive(Debug, Clone)]
 pub struct GoldSpec {
+    /// The query (for `kind = "scd2"`, generated: see [`scd2::Scd2::sql`]).
     pub sql: String,
     pub sql_span: Range<usize>,
     pub partition_by: Option<String>,
     pub checks: Vec<Check>,
+    /// `kind = "scd2"`.
+    pub scd2: Option<scd2::Scd2>,
 }
 
 /// `[[table.check]]`.
@@ -411,7 +416,7 @@ impl Config {
             }
             self.tables.push(table);
         }
-        Ok(())
+        self.complete_scd2()
     }
 
     fn resolve_lake_url(&self, raw: &toml::Spanned<String>) -> KaratResult<Url> {
@@ -954,6 +959,20 @@ impl Config {
 
     fn resolve_gold(&self, t: &TableConfig, name: &str) -> KaratResult<GoldSpec> {
         let span = t.name.span();
+        if t.kind.as_ref().map(|k| *k.get_ref()) == Some(model::GoldKind::Scd2) {
+            return self.resolve_scd2(t, name);
+        }
+        if let Some(f) = t
+            .track
+            .as_ref()
+            .map(|x| x.span())
+            .or(t.effective_from.as_ref().map(|x| x.span()))
+        {
+            return Err(self.error_at(
+                &f,
+                format!("table \"{name}\": track and effective_from are for kind = \"scd2\""),
+            ));
+        }
         if let Some(from) = &t.from {
             return Err(self.error_at(&from.span(), format!("table \"{name}\": `from` is for silver tables; gold tables are defined by `sql`")));
         }
@@ -978,7 +997,119 @@ impl Config {
                     span: c.sql.span(),
                 })
                 .collect(),
+            scd2: None,
         })
+    }
+
+    /// `kind = "scd2"`: `from` a silver table, by `key`; checked against that table's contract
+    /// once every table is known ([`Config::complete_scd2`]).
+    fn resolve_scd2(&self, t: &TableConfig, name: &str) -> KaratResult<GoldSpec> {
+        let span = t.name.span();
+        if let Some(sql) = &t.sql {
+            return Err(self.error_at(&sql.span(), format!("table \"{name}\": a kind = \"scd2\" table is defined by from, key and track, not sql")));
+        }
+        if !t.columns.is_empty() || !t.expect.is_empty() || t.partition_by.is_some() {
+            return Err(self.error_at(&span, format!("table \"{name}\": a kind = \"scd2\" table takes from, key, track and effective_from")));
+        }
+        let from = t.from.as_ref().ok_or_else(|| {
+            self.error_at(
+                &span,
+                format!("table \"{name}\": kind = \"scd2\" needs `from` (a silver table)"),
+            )
+        })?;
+        Ok(GoldSpec {
+            sql: String::new(),
+            sql_span: from.span(),
+            partition_by: None,
+            checks: Vec::new(),
+            scd2: Some(scd2::Scd2 {
+                from: from.get_ref().clone(),
+                key: t
+                    .key
+                    .as_ref()
+                    .map(|k| k.get_ref().clone())
+                    .unwrap_or_default(),
+                track: t
+                    .track
+                    .as_ref()
+                    .map(|k| k.get_ref().clone())
+                    .unwrap_or_default(),
+                effective_from: t
+                    .effective_from
+                    .as_ref()
+                    .map(|e| e.get_ref().clone())
+                    .unwrap_or_else(|| "_ingested_at".into()),
+            }),
+        })
+    }
+
+    /// Fills each SCD2 table's defaults from its silver table (key, every other column tracked),
+    /// checks its columns exist there, and writes its query.
+    fn complete_scd2(&mut self) -> KaratResult<()> {
+        let silver: BTreeMap<String, SilverSpec> = self
+            .tables
+            .iter()
+            .filter_map(|t| Some((t.name.clone(), t.silver()?.clone())))
+            .collect();
+        let mut done = Vec::new();
+        for t in &self.tables {
+            let Some(g) = t.gold() else { continue };
+            let Some(spec) = &g.scd2 else { continue };
+            let err = |m: String| self.error_at(&g.sql_span, format!("table \"{}\": {m}", t.name));
+            let s = silver
+                .get(&spec.from)
+                .ok_or_else(|| err(format!("scd2 from \"{}\" is not a silver table", spec.from)))?;
+            let mut spec = spec.clone();
+            if spec.key.is_empty() {
+                spec.key = s.key.clone();
+            }
+            if spec.key.is_empty() {
+                return Err(err(format!(
+                    "scd2 needs a key: set `key`, or a key on silver table \"{}\"",
+                    spec.from
+                )));
+            }
+            let has = |c: &str| s.columns.iter().any(|x| x.name == c);
+            if spec.track.is_empty() {
+                spec.track = s
+                    .columns
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .filter(|c| !spec.key.contains(c))
+                    .collect();
+            }
+            for c in spec.key.iter().chain(&spec.track) {
+                if !has(c) {
+                    return Err(err(format!(
+                        "scd2 column \"{c}\" is not a column of silver table \"{}\"",
+                        spec.from
+                    )));
+                }
+            }
+            let eff_ok = spec.effective_from == "_ingested_at"
+                || s.columns.iter().any(|x| {
+                    x.name == spec.effective_from
+                        && matches!(x.ty, ColumnType::Date | ColumnType::Timestamp)
+                });
+            if !eff_ok {
+                return Err(err(format!(
+                    "scd2 effective_from \"{}\" is not a date or timestamp column of silver table \"{}\"",
+                    spec.effective_from, spec.from
+                )));
+            }
+            done.push((t.name.clone(), spec));
+        }
+        for (name, spec) in done {
+            if let Some(Table {
+                spec: TableSpec::Gold(g),
+                ..
+            }) = self.tables.iter_mut().find(|t| t.name == name)
+            {
+                g.sql = spec.sql(false);
+                g.scd2 = Some(spec);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -287,6 +287,13 @@ pub struct TableConfig {
     pub max_reject_rate: Option<f64>,
     /// gold: the query, over silver and gold tables by name.
     pub sql: Option<Spanned<String>>,
+    /// gold: `sql` (default) or `scd2` (a Slowly Changing Dimension Type 2 of the silver table
+    /// `from`, by `key`).
+    pub kind: Option<Spanned<GoldKind>>,
+    /// gold scd2: the columns whose change opens a new version (default: every non-key column).
+    pub track: Option<Spanned<Vec<String>>>,
+    /// gold scd2: the date or timestamp column a version takes effect at (default `_ingested_at`).
+    pub effective_from: Option<Spanned<String>>,
     /// gold: checks over the result.
     #[serde(default)]
     pub check: Vec<CheckConfig>,
@@ -304,6 +311,15 @@ pub struct TableConfig {
     /// Runbooks for particular rules, by rule id (`"currency.one_of" = "…"`).
     #[serde(default)]
     pub runbooks: IndexMap<String, String>,
+}
+
+/// What defines a gold table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GoldKind {
+    #[default]
+    Sql,
+    Scd2,
 }
 
 /// One column of a silver contract.

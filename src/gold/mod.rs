@@ -44,6 +44,21 @@ pub enum Scope {
     Partitions(BTreeSet<String>),
 }
 
+/// The table's query: its `sql`; for an SCD2 table, over its silver table and (once any
+/// version was superseded) the superseded versions, registered here.
+async fn query_of(
+    lake: &Lake,
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    g: &crate::config::GoldSpec,
+) -> KaratResult<String> {
+    let Some(spec) = &g.scd2 else {
+        return Ok(g.sql.clone());
+    };
+    let name = crate::config::scd2::history_table(&spec.from);
+    let history = lake.url_of(&layout::superseded(&spec.from));
+    Ok(spec.sql(delta::register(ctx, &name, &history).await?))
+}
+
 /// Recomputes `plan`'s table. `blocked` maps partitions (or [`WHOLE_TABLE`]) that must not be
 /// promoted to the upstream failure that blocks them.
 pub async fn process(
@@ -92,6 +107,7 @@ pub async fn process(
             });
         }
     }
+    let base_sql = query_of(lake, &ctx, g).await?;
     let pcol = g.partition_by.clone().filter(|_| plan.incremental);
     // which partitions to compute
     let (wanted, sql): (Option<Vec<String>>, String) = match (&scope, &pcol) {
@@ -106,18 +122,18 @@ pub async fn process(
                 .map(|v| format!("'{}'", v.replace('\'', "''")))
                 .collect();
             let sql = if ps.is_empty() {
-                format!("SELECT * FROM ({}) AS q WHERE false", g.sql)
+                format!("SELECT * FROM ({base_sql}) AS q WHERE false")
             } else {
                 format!(
                     "SELECT * FROM ({}) AS q WHERE CAST(q.{} AS VARCHAR) IN ({})",
-                    g.sql,
+                    base_sql,
                     ident(p),
                     list.join(", ")
                 )
             };
             (Some(ps), sql)
         }
-        _ => (None, g.sql.clone()),
+        _ => (None, base_sql.clone()),
     };
     let mut outcomes: Vec<PartitionOutcome> = Vec::new();
     for (p, why) in blocked {

@@ -19,6 +19,7 @@ mod replay;
 mod replay_rebuild;
 #[cfg(feature = "cloud")]
 mod s3;
+mod scd2;
 mod screens;
 mod serve;
 mod silver_v2;
