@@ -7,7 +7,8 @@
 //! drifting from number to string (some not numeric); a `coupon` field appearing mid-way;
 //! orders re-sent on a later day with a newer status (duplicates, newest wins); late rows for
 //! the previous day; a truncated JSON line; one corrupt gzip file; bad emails and countries; the
-//! 2026-03-27 export holding 12 orders fewer than its manifest declares (completeness).
+//! 2026-03-27 export holding 12 orders fewer than its manifest declares (completeness). Customers
+//! move up tiers over the six days (the `customer_tiers` SCD2 dimension keeps every version).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,9 @@ pub fn first_day() -> NaiveDate {
 }
 /// The day whose orders partition fails its gate.
 pub const BAD_DAY: &str = "2026-03-28";
+
+/// Customers re-sent with a new tier each day after the first.
+pub const TIER_CHANGES_PER_DAY: usize = 4;
 
 /// Orders the 2026-03-27 export declares in its manifest but does not hold (completeness).
 pub const MISSING_ORDERS: usize = 12;
@@ -111,6 +115,20 @@ name = { type = "string", normalize = ["trim"], max_length = 80 }
 country = { type = "string", nullable = false, normalize = ["trim", "upper"], one_of = ["US", "GB", "DE", "FR", "NL", "ES"] }
 email = { type = "string", regex = "^[^@ ]+@[^@ ]+\\.[a-z]+$" }
 signup_date = { type = "date", nullable = false }
+tier = { type = "string", nullable = false, one_of = ["basic", "plus", "premium"] }
+updated_at = { type = "timestamp" }
+
+# Each customer's tier over time, as a Slowly Changing Dimension Type 2: "what was this
+# customer's tier on March 25?" is a query, not time travel.
+[[table]]
+name = "customer_tiers"
+zone = "gold"
+kind = "scd2"
+from = "customers"
+track = ["tier"]
+effective_from = "updated_at"
+owner = "crm-team"
+description = "Customer tiers with valid_from / valid_to / is_current"
 
 [[table]]
 name = "daily_revenue"
@@ -172,6 +190,8 @@ pub fn generate(dir: &Path, orders_per_day: usize) -> KaratResult<Vec<DemoDay>> 
     let mut days = Vec::new();
     let mut next_order = 1u64;
     let mut previous_day_orders: Vec<String> = Vec::new();
+    // every customer's CSV row (without tier and time) and current tier, by id − 1
+    let mut customers: Vec<(String, &str)> = Vec::new();
     let ncustomers_per_day = 60;
     for d in 0..DAYS {
         let date = first_day() + Duration::days(d as i64);
@@ -181,7 +201,8 @@ pub fn generate(dir: &Path, orders_per_day: usize) -> KaratResult<Vec<DemoDay>> 
         let mut files = Vec::new();
 
         // customers (CSV)
-        let mut csv = String::from("customer_id,name,country,email,signup_date\n");
+        let mut csv = String::from("customer_id,name,country,email,signup_date,tier,updated_at\n");
+        let updated = format!("{ds}T09:00:00Z");
         for c in 0..ncustomers_per_day {
             let id = d * ncustomers_per_day + c + 1;
             let mut country = countries[rng.random_range(0..countries.len())].to_string();
@@ -196,15 +217,28 @@ pub fn generate(dir: &Path, orders_per_day: usize) -> KaratResult<Vec<DemoDay>> 
             } else {
                 format!("customer{id}@example.com")
             };
-            csv.push_str(&format!("c-{id},Customer {id},{country},{email},{ds}\n"));
+            let tier = if id % 7 == 0 { "plus" } else { "basic" };
+            let row = format!("c-{id},Customer {id},{country},{email},{ds}");
+            csv.push_str(&format!("{row},{tier},{updated}\n"));
+            customers.push((row, tier));
+        }
+        // tiers change: a few earlier customers are re-sent upgraded (same partition, newer
+        // version; the customer_tiers dimension keeps both)
+        if d > 0 {
+            for k in 0..TIER_CHANGES_PER_DAY {
+                let i = (d * 13 + k * 17) % (d * ncustomers_per_day);
+                let (row, tier) = &mut customers[i];
+                *tier = if *tier == "basic" { "plus" } else { "premium" };
+                csv.push_str(&format!("{row},{tier},{updated}\n"));
+            }
         }
         if d == 3 {
             // a customer re-sent with a new email: same partition (signup date), newest wins
+            let id = 3 * ncustomers_per_day - 1;
             csv.push_str(&format!(
-                "c-{},Customer {} ,US,new-address@example.com,{}\n",
-                3 * ncustomers_per_day - 1,
-                3 * ncustomers_per_day - 1,
-                (date - Duration::days(1)).format("%Y-%m-%d")
+                "c-{id},Customer {id} ,US,new-address@example.com,{},{},{updated}\n",
+                (date - Duration::days(1)).format("%Y-%m-%d"),
+                customers[id - 1].1
             ));
         }
         let cpath = inc.join(format!("customers-{ds}.csv"));
