@@ -184,11 +184,25 @@ pub struct SilverSpec {
     pub partition_by: String,
     /// For a timestamp `partition_by`: the zone its values are cut into days in (None: UTC).
     pub partition_timezone: Option<String>,
+    /// The dedup key (with window dedup: its `key` then [`DEDUP_WINDOW`]).
     pub key: Vec<String>,
     pub columns: Vec<Column>,
     pub expectations: Vec<Expectation>,
     pub max_reject_rate: f64,
+    /// `dedup`: window dedup of an event stream.
+    pub dedup: Option<WindowDedup>,
 }
+
+/// Window dedup: versions of a key are duplicates only when their `time` falls in the same
+/// tumbling window of length `window` (counted from the Unix epoch, UTC).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowDedup {
+    pub time: String,
+    pub window: Duration,
+}
+
+/// The silver column holding each row's dedup window (window dedup only).
+pub const DEDUP_WINDOW: &str = "_dedup_window";
 
 /// One contract column.
 #[derive(Debug, Clone)]
@@ -840,6 +854,7 @@ impl Config {
                 k.get_ref().clone()
             }
         };
+        let (key, dedup) = self.window_dedup(t, name, &columns, key)?;
         let expectations = t
             .expect
             .iter()
@@ -865,7 +880,63 @@ impl Config {
             columns,
             expectations,
             max_reject_rate,
+            dedup,
         })
+    }
+
+    /// `dedup = { key, window, time }`: instead of `key`; `time` a required date or timestamp
+    /// column. The table's key becomes the dedup key plus each row's window.
+    fn window_dedup(
+        &self,
+        t: &TableConfig,
+        name: &str,
+        columns: &[Column],
+        key: Vec<String>,
+    ) -> KaratResult<(Vec<String>, Option<WindowDedup>)> {
+        let Some(d) = &t.dedup else {
+            return Ok((key, None));
+        };
+        let at = d.span();
+        let d = d.get_ref();
+        let err = |m: String| self.error_at(&at, format!("table \"{name}\": dedup {m}"));
+        if !key.is_empty() {
+            return Err(err("replaces `key`: set one of them".into()));
+        }
+        if d.key.is_empty() {
+            return Err(err("needs a key".into()));
+        }
+        for k in &d.key {
+            if !columns.iter().any(|c| &c.name == k) {
+                return Err(err(format!("key column \"{k}\" is not a column")));
+            }
+        }
+        match columns.iter().find(|c| c.name == d.time) {
+            Some(c) if matches!(c.ty, ColumnType::Date | ColumnType::Timestamp) && !c.nullable => {}
+            _ => {
+                return Err(err(format!(
+                    "time \"{}\" must be a date or timestamp column with nullable = false",
+                    d.time
+                )));
+            }
+        }
+        let window = humantime::parse_duration(&d.window)
+            .ok()
+            .filter(|w| w.as_secs() > 0)
+            .ok_or_else(|| {
+                err(format!(
+                    "window \"{}\" is not a duration of a second or more, e.g. \"24h\"",
+                    d.window
+                ))
+            })?;
+        let mut key = d.key.clone();
+        key.push(DEDUP_WINDOW.to_string());
+        Ok((
+            key,
+            Some(WindowDedup {
+                time: d.time.clone(),
+                window,
+            }),
+        ))
     }
 
     /// `partition_timezone`: only with a timestamp `partition_by`, and a zone arrow knows.

@@ -277,6 +277,9 @@ pub struct TableConfig {
     pub partition_timezone: Option<Spanned<String>>,
     /// silver: dedup key; the newest `_ingested_at` wins.
     pub key: Option<Spanned<Vec<String>>>,
+    /// silver: window dedup for event streams, instead of `key`: versions of `key` whose `time`
+    /// falls in the same `window` are duplicates (the newest wins), in different windows not.
+    pub dedup: Option<Spanned<DedupConfig>>,
     /// silver: the contract.
     #[serde(default)]
     pub columns: IndexMap<String, ColumnConfig>,
@@ -311,6 +314,15 @@ pub struct TableConfig {
     /// Runbooks for particular rules, by rule id (`"currency.one_of" = "…"`).
     #[serde(default)]
     pub runbooks: IndexMap<String, String>,
+}
+
+/// `dedup = { key = [...], window = "24h", time = "event_ts" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupConfig {
+    pub key: Vec<String>,
+    pub window: String,
+    pub time: String,
 }
 
 /// What defines a gold table.

@@ -10,7 +10,8 @@ use deltalake::datafusion::physical_expr::PhysicalExpr;
 use deltalake::datafusion::prelude::SessionContext;
 
 use crate::config::{
-    Column, Config, INGEST_DATE, Normalizer, OnFail, PARTITION_DATE, SilverSpec, Table,
+    Column, Config, DEDUP_WINDOW, INGEST_DATE, Normalizer, OnFail, PARTITION_DATE, SilverSpec,
+    Table,
 };
 use crate::error::{KaratError, KaratResult};
 
@@ -99,6 +100,9 @@ pub fn silver_schema(spec: &SilverSpec) -> SchemaRef {
     } else if spec.partitioned_by_timestamp() {
         fields.push(Field::new(PARTITION_DATE, DataType::Date32, true));
     }
+    if spec.dedup.is_some() {
+        fields.push(Field::new(DEDUP_WINDOW, DataType::Int64, true));
+    }
     fields.push(Field::new("_batch_id", DataType::Utf8, true));
     fields.push(Field::new("_ingested_at", timestamp_type(), true));
     fields.push(Field::new("_line", DataType::Int64, true));
@@ -152,6 +156,9 @@ pub fn fingerprint(spec: &SilverSpec) -> String {
     ));
     for e in &spec.expectations {
         h.update(format!("{}={}:{:?};", e.name, e.sql, e.on_fail));
+    }
+    if let Some(d) = &spec.dedup {
+        h.update(format!("|dedup {}/{:?}", d.time, d.window));
     }
     hex::encode(h.finalize())[..12].to_string()
 }

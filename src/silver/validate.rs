@@ -198,6 +198,12 @@ pub fn validate(
             contract.spec.partition_timezone.as_deref(),
         )?));
     }
+    if let Some(d) = &contract.spec.dedup {
+        typed.push(Arc::new(
+            dedup_windows(&typed, contract, d)
+                .map_err(|e| KaratError::arrow(ctx("dedup window"), e))?,
+        ));
+    }
     let batch_ids = prov("_batch_id");
     typed.push(batch_ids.clone());
     let ingested_at =
@@ -440,4 +446,41 @@ fn dead_letters(
     ];
     RecordBatch::try_new(dead_letter_schema(), cols)
         .map_err(|e| KaratError::arrow("building dead letters", e))
+}
+
+/// Each row's tumbling dedup window: its `time` in microseconds since the epoch, divided by the
+/// window (null where the time is: such a row is a dead letter, `time` being required).
+fn dedup_windows(
+    typed: &[ArrayRef],
+    contract: &Contract,
+    d: &crate::config::WindowDedup,
+) -> Result<deltalake::arrow::array::Int64Array, deltalake::arrow::error::ArrowError> {
+    let i = contract
+        .spec
+        .columns
+        .iter()
+        .position(|c| c.name == d.time)
+        .expect("dedup time is a contract column (checked at load)");
+    let micros = match typed[i].data_type() {
+        DataType::Date32 => {
+            let days = compute::cast(&typed[i], &DataType::Int64)?;
+            compute::kernels::numeric::mul(
+                &days,
+                &deltalake::arrow::array::Int64Array::new_scalar(86_400_000_000),
+            )?
+        }
+        _ => compute::cast(
+            &compute::cast(
+                &typed[i],
+                &DataType::Timestamp(deltalake::arrow::datatypes::TimeUnit::Microsecond, None),
+            )?,
+            &DataType::Int64,
+        )?,
+    };
+    let window = i64::try_from(d.window.as_micros()).unwrap_or(i64::MAX);
+    Ok(micros
+        .as_primitive::<deltalake::arrow::datatypes::Int64Type>()
+        .iter()
+        .map(|m| m.map(|m| m.div_euclid(window)))
+        .collect())
 }

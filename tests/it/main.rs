@@ -7,6 +7,7 @@ mod config_errors;
 mod corpus;
 #[cfg(feature = "failpoints")]
 mod crash;
+mod dedup;
 mod demo;
 mod diff;
 mod hostile;

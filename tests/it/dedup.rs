@@ -1,0 +1,165 @@
+//! Window dedup of an event stream against a hand-computed table: versions of an event id in the
+//! same (tumbling, UTC) window are duplicates — the newest kept, the other counted as superseded —
+//! in different windows both are kept; a row without its time is a dead letter; per batch the
+//! accounting balances, and the lake equals its rebuild.
+
+use crate::util::{Scratch, open, run, scalar, sql};
+
+const CONFIG: &str = r#"[lake]
+url = "lake"
+[defaults]
+max_reject_rate = 1.0
+[[source]]
+name = "events"
+kind = "files"
+path = "data/*.ndjson"
+[[table]]
+name = "events"
+zone = "silver"
+from = "events"
+partition_by = "event_ts"
+dedup = { key = ["event_id"], window = "24h", time = "event_ts" }
+[table.columns]
+event_id = { type = "string", nullable = false }
+event_ts = { type = "timestamp", nullable = false }
+n = { type = "int64" }
+"#;
+
+fn land(dir: &std::path::Path, name: &str, rows: &[(&str, &str, i64)]) {
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|(id, ts, n)| {
+            if ts.is_empty() {
+                format!(r#"{{"event_id":"{id}","n":{n}}}"#)
+            } else {
+                format!(r#"{{"event_id":"{id}","event_ts":"2026-03-{ts}:00Z","n":{n}}}"#)
+            }
+        })
+        .collect();
+    std::fs::write(dir.join("data").join(name), lines.join("\n") + "\n").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_in_the_window_is_superseded_and_one_outside_it_is_kept() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.join("data")).unwrap();
+    let cfg = s.join("karat.toml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let (plan, lake) = open(&cfg).await;
+    land(
+        s.path(),
+        "b1.ndjson",
+        &[("e1", "01T10:00", 1), ("e2", "01T12:00", 2)],
+    );
+    run(&plan, &lake).await;
+    land(
+        s.path(),
+        "b2.ndjson",
+        &[
+            ("e1", "01T11:00", 3), // same window as b1's e1: a duplicate, the newest wins
+            ("e1", "02T09:00", 4), // the next day's window: kept
+            ("e2", "03T12:00", 5), // kept
+            ("e4", "", 6),         // no time: a dead letter
+        ],
+    );
+    run(&plan, &lake).await;
+    // windows are tumbling days (UTC): 23:30 and 00:30 fall in two windows, both kept
+    land(
+        s.path(),
+        "b3.ndjson",
+        &[("e3", "01T23:30", 7), ("e3", "02T00:30", 8)],
+    );
+    run(&plan, &lake).await;
+
+    let lake_dir = s.join("lake");
+    let got = sql(
+        &lake_dir,
+        "silver/events",
+        "SELECT event_id || '@' || substr(CAST(event_ts AS VARCHAR), 9, 8) || '=' || CAST(n AS VARCHAR) FROM t ORDER BY 1",
+    )
+    .await;
+    let got: Vec<String> = got
+        .iter()
+        .flat_map(|b| {
+            let c = karat::lake::delta::utf8(b.column(0));
+            (0..b.num_rows())
+                .map(|i| c.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "e1@01T11:00=3",
+            "e1@02T09:00=4",
+            "e2@01T12:00=2",
+            "e2@03T12:00=5",
+            "e3@01T23:30=7",
+            "e3@02T00:30=8",
+        ]
+    );
+    let superseded = scalar(
+        &sql(
+            &lake_dir,
+            "_karat/superseded/events",
+            "SELECT CAST(n AS VARCHAR) FROM t",
+        )
+        .await,
+    );
+    assert_eq!(superseded, "1", "b1's e1 lost to b2's, in the same window");
+    let dead = scalar(
+        &sql(
+            &lake_dir,
+            "dead_letters/events",
+            "SELECT array_to_string(rules, ',') FROM t",
+        )
+        .await,
+    );
+    assert_eq!(dead, "event_ts.required");
+    // 2 + 4 + 2 records = 6 rows + 1 dead letter + 1 superseded, batch by batch
+    let v = karat::pipeline::verify(&plan, &lake).await.unwrap();
+    assert!(v.ok(), "{}", v.lines().join("\n"));
+    let into = karat::lake::Lake::open(&url::Url::from_directory_path(s.join("rebuilt")).unwrap())
+        .unwrap();
+    let r = karat::pipeline::rebuild(&plan, &lake, &into).await.unwrap();
+    assert!(r.equal(), "{}", r.lines().join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_dedup_is_checked_where_it_is_written() {
+    let s = Scratch::new();
+    let cfg = s.join("karat.toml");
+    for (edit, says) in [
+        (
+            (
+                "partition_by = \"event_ts\"",
+                "partition_by = \"event_ts\"\nkey = [\"event_id\"]",
+            ),
+            "dedup replaces `key`",
+        ),
+        (
+            ("window = \"24h\"", "window = \"soon\""),
+            "window \"soon\" is not a duration",
+        ),
+        (
+            ("time = \"event_ts\"", "time = \"n\""),
+            "time \"n\" must be a date or timestamp column",
+        ),
+        (
+            (
+                "event_ts = { type = \"timestamp\", nullable = false }",
+                "event_ts = { type = \"timestamp\" }",
+            ),
+            "with nullable = false",
+        ),
+    ] {
+        let text = CONFIG.replacen(edit.0, edit.1, 1);
+        assert_ne!(text, CONFIG, "{edit:?}");
+        std::fs::write(&cfg, text).unwrap();
+        let err = karat::pipeline::Plan::load(&cfg)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says) && err.contains("karat.toml:"), "{err}");
+    }
+}
