@@ -167,19 +167,13 @@ pub fn alert_records(records: &[crate::ledger::AlertRecord]) -> String {
     records
         .iter()
         .map(|r| {
-            let how = if r.delivered {
-                format!("sent to {}", r.alert)
-            } else if r.suppressed() {
-                format!("held back from {}", r.alert)
-            } else {
-                format!(
-                    "NOT delivered to {} after {} attempt(s): {}",
-                    r.alert,
-                    r.attempts,
-                    r.error.as_deref().unwrap_or("")
-                )
-            };
-            format!("{} {} {how}: {}\n", r.severity, r.status, r.summary)
+            format!(
+                "{} {} {}: {}\n",
+                r.severity,
+                r.status,
+                r.delivery(),
+                r.summary
+            )
         })
         .collect()
 }

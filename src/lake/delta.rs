@@ -247,6 +247,12 @@ pub async fn register(ctx: &SessionContext, name: &str, url: &Url) -> KaratResul
     let Some(table) = open(url, name).await? else {
         return Ok(false);
     };
+    register_table(ctx, name, table).await?;
+    Ok(true)
+}
+
+/// Registers an opened table as `name` in `ctx`, read through its own table provider.
+async fn register_table(ctx: &SessionContext, name: &str, table: DeltaTable) -> KaratResult<()> {
     table
         .update_datafusion_session(&ctx.state())
         .map_err(|e| KaratError::delta(name, e))?;
@@ -256,7 +262,7 @@ pub async fn register(ctx: &SessionContext, name: &str, url: &Url) -> KaratResul
         .map_err(|e| KaratError::sql(format!("table {name}"), e))?;
     ctx.register_table(name, provider)
         .map_err(|e| KaratError::sql(format!("registering table {name}"), e))?;
-    Ok(true)
+    Ok(())
 }
 
 /// Registers the table at `url` as of `version` (Delta time travel) as `name` in `ctx`. Returns
@@ -276,15 +282,7 @@ pub async fn register_at(
     let table = deltalake::open_table_with_version(url.clone(), v)
         .await
         .map_err(|e| KaratError::delta(format!("{name} at version {v}"), e))?;
-    table
-        .update_datafusion_session(&ctx.state())
-        .map_err(|e| KaratError::delta(name, e))?;
-    let provider = table
-        .table_provider()
-        .await
-        .map_err(|e| KaratError::sql(format!("table {name}"), e))?;
-    ctx.register_table(name, provider)
-        .map_err(|e| KaratError::sql(format!("registering table {name}"), e))?;
+    register_table(ctx, name, table).await?;
     Ok(true)
 }
 

@@ -231,6 +231,22 @@ impl AlertRecord {
     pub fn suppressed(&self) -> bool {
         self.status == "suppressed"
     }
+
+    /// `sent to oncall`, `held back from oncall`, `NOT delivered to oncall (4 attempts): …`.
+    pub fn delivery(&self) -> String {
+        if self.delivered {
+            format!("sent to {}", self.alert)
+        } else if self.suppressed() {
+            format!("held back from {}", self.alert)
+        } else {
+            format!(
+                "NOT delivered to {} ({} attempts): {}",
+                self.alert,
+                self.attempts,
+                self.error.as_deref().unwrap_or("")
+            )
+        }
+    }
 }
 
 /// A replay someone approved (`karat replay --approve`, or the dashboard's typed confirmation):

@@ -4,7 +4,7 @@
 //! its time is a dead letter; per batch the accounting balances, the lake equals its rebuild,
 //! and a replay under a new window re-derives every version.
 
-use crate::util::{Scratch, open, run, scalar, sql};
+use crate::util::{Scratch, open, rows, run, scalar, sql};
 
 const CONFIG: &str = r#"[lake]
 url = "lake"
@@ -151,15 +151,10 @@ async fn a_duplicate_in_the_window_is_superseded_and_one_outside_it_is_kept() {
 
 /// The first column of `query` over the table at `rel`, as text.
 async fn texts(lake_dir: &std::path::Path, rel: &str, query: &str) -> Vec<String> {
-    sql(lake_dir, rel, query)
+    rows(lake_dir, rel, query)
         .await
-        .iter()
-        .flat_map(|b| {
-            let c = karat::lake::delta::utf8(b.column(0));
-            (0..b.num_rows())
-                .map(|i| c.value(i).to_string())
-                .collect::<Vec<_>>()
-        })
+        .into_iter()
+        .map(|mut r| r.swap_remove(0))
         .collect()
 }
 

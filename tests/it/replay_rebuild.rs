@@ -13,7 +13,7 @@ use karat::lake::Lake;
 use karat::pipeline::{Plan, ReplayTarget};
 use proptest::prelude::*;
 
-use crate::util::{Scratch, sql};
+use crate::util::{Scratch, rows};
 
 const DAYS: [&str; 3] = ["2026-01-01", "2026-01-02", "2026-01-03"];
 
@@ -242,21 +242,6 @@ fn record_json(r: &Rec) -> String {
     }
     m.insert("amount".into(), r.amount.into());
     serde_json::Value::Object(m).to_string()
-}
-
-/// Every row of `query` over the Delta table at `rel` as text, none when it does not exist.
-async fn rows(lake_dir: &Path, rel: &str, query: &str) -> Vec<Vec<String>> {
-    if !lake_dir.join(rel).join("_delta_log").exists() {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    for b in sql(lake_dir, rel, query).await {
-        let cols: Vec<_> = b.columns().iter().map(karat::lake::delta::utf8).collect();
-        out.extend(
-            (0..b.num_rows()).map(|r| cols.iter().map(|c| c.value(r).to_string()).collect()),
-        );
-    }
-    out
 }
 
 async fn observed(lake_dir: &Path) -> Expected {

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::util::{Scratch, open, run, sql};
+use crate::util::{Scratch, open, rows, run};
 
 const CONFIG: &str = r#"[lake]
 url = "lake"
@@ -49,42 +49,27 @@ fn land(dir: &Path, name: &str, rows: &[(&str, &str, &str, &str)]) {
 }
 
 /// (key, tier, valid_from day, valid_to day or "-", is_current), ordered.
-async fn dim(lake_dir: &Path) -> Vec<(String, String, String, String, String)> {
-    let b = sql(
+async fn dim(lake_dir: &Path) -> Vec<Vec<String>> {
+    rows(
         lake_dir,
         "gold/customers_dim",
         "SELECT customer_id, tier, substr(CAST(valid_from AS VARCHAR), 9, 2), \
          COALESCE(substr(CAST(valid_to AS VARCHAR), 9, 2), '-'), CAST(is_current AS VARCHAR) \
          FROM t ORDER BY 1, 3",
     )
-    .await;
-    let mut out = Vec::new();
-    for batch in &b {
-        let col = |i| karat::lake::delta::utf8(batch.column(i));
-        let (a, t, f, to, c) = (col(0), col(1), col(2), col(3), col(4));
-        for r in 0..batch.num_rows() {
-            out.push((
-                a.value(r).into(),
-                t.value(r).into(),
-                f.value(r).into(),
-                to.value(r).into(),
-                c.value(r).into(),
-            ));
-        }
-    }
-    out
+    .await
 }
 
-fn rows(want: &[(&str, &str, &str, &str, bool)]) -> Vec<(String, String, String, String, String)> {
+fn expect(want: &[(&str, &str, &str, &str, bool)]) -> Vec<Vec<String>> {
     want.iter()
         .map(|(k, t, f, to, c)| {
-            (
+            vec![
                 k.to_string(),
                 t.to_string(),
                 f.to_string(),
                 to.to_string(),
                 c.to_string(),
-            )
+            ]
         })
         .collect()
 }
@@ -106,7 +91,7 @@ async fn scd2_versions_follow_effective_time_through_late_changes_and_a_replay()
     run(&plan, &lake).await;
     assert_eq!(
         dim(&lake_dir).await,
-        rows(&[
+        expect(&[
             ("c1", "silver", "01", "-", true),
             ("c2", "gold", "01", "-", true)
         ])
@@ -121,7 +106,7 @@ async fn scd2_versions_follow_effective_time_through_late_changes_and_a_replay()
     run(&plan, &lake).await;
     assert_eq!(
         dim(&lake_dir).await,
-        rows(&[
+        expect(&[
             ("c1", "silver", "01", "05", false),
             ("c1", "gold", "05", "-", true),
             ("c2", "gold", "01", "-", true),
@@ -131,7 +116,7 @@ async fn scd2_versions_follow_effective_time_through_late_changes_and_a_replay()
     // a late change: effective the 3rd, arriving after the 5th's — inserted in order
     land(s.path(), "b3.ndjson", &[("c1", "platinum", "a@x", "03")]);
     run(&plan, &lake).await;
-    let late = rows(&[
+    let late = expect(&[
         ("c1", "silver", "01", "03", false),
         ("c1", "platinum", "03", "05", false),
         ("c1", "gold", "05", "-", true),
@@ -160,7 +145,7 @@ async fn scd2_versions_follow_effective_time_through_late_changes_and_a_replay()
         ("c3", "silver", "01", "02", false),
         ("c3", "bronze", "02", "-", true),
     ];
-    assert_eq!(dim(&lake_dir).await, rows(&all));
+    assert_eq!(dim(&lake_dir).await, expect(&all));
 
     // the contract now upper-cases tiers; a replay of every partition re-derives each version
     let fixed = CONFIG.replace(
@@ -185,7 +170,7 @@ async fn scd2_versions_follow_effective_time_through_late_changes_and_a_replay()
         .iter()
         .map(|(k, t, f, to, c)| (*k, t.as_str(), *f, *to, *c))
         .collect();
-    assert_eq!(dim(&lake_dir).await, rows(&upper));
+    assert_eq!(dim(&lake_dir).await, expect(&upper));
     let into = karat::lake::Lake::open(&url::Url::from_directory_path(s.join("rebuilt")).unwrap())
         .unwrap();
     let r = karat::pipeline::rebuild(&plan, &lake, &into).await.unwrap();

@@ -316,3 +316,18 @@ impl Drop for Receiver {
         self.server.unblock();
     }
 }
+
+/// Every row of `query` over the Delta table at `rel` as text, none when it does not exist.
+pub async fn rows(lake_dir: &Path, rel: &str, query: &str) -> Vec<Vec<String>> {
+    if !lake_dir.join(rel).join("_delta_log").exists() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for b in sql(lake_dir, rel, query).await {
+        let cols: Vec<_> = b.columns().iter().map(karat::lake::delta::utf8).collect();
+        out.extend(
+            (0..b.num_rows()).map(|r| cols.iter().map(|c| c.value(r).to_string()).collect()),
+        );
+    }
+    out
+}

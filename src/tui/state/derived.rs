@@ -229,18 +229,7 @@ impl App {
             ));
         }
         for a in &s.alerts {
-            let delivery = if a.delivered {
-                format!("sent to {}", a.alert)
-            } else if a.suppressed() {
-                format!("held back from {}", a.alert)
-            } else {
-                format!(
-                    "NOT delivered to {} ({} attempts): {}",
-                    a.alert,
-                    a.attempts,
-                    a.error.as_deref().unwrap_or("")
-                )
-            };
+            let delivery = a.delivery();
             out.push((
                 a.at.clone(),
                 "alert",
