@@ -34,7 +34,7 @@ pub fn register_cloud_handlers(_root: &Url) -> KaratResult<()> {
 #[cfg(not(feature = "cloud"))]
 pub fn register_cloud_handlers(root: &Url) -> KaratResult<()> {
     Err(KaratError::Usage(format!(
-        "lake {root}: this karat was built without the `cloud` feature, so it cannot write Delta          tables there (build with `cargo build --release --features cloud`)"
+        "lake {root}: this karat was built without the `cloud` feature, so it cannot write Delta tables there (build with `cargo build --release --features cloud`)"
     )))
 }
 
