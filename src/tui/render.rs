@@ -200,27 +200,26 @@ fn confirm_restore(f: &mut Frame, area: Rect, app: &App, run_id: &str) {
 fn confirm_keys(app: &App, plan: &super::state::ReplayPlan) -> Vec<Line<'static>> {
     use super::state::{APPROVE, Gate};
     let t = &app.theme;
-    let cancel = [Span::styled(" esc ", t.style("tab")), Span::raw(" cancel")];
+    let key = |k: &str, what: &str| {
+        [
+            Span::styled(format!(" {k} "), t.style("tab_active")),
+            Span::raw(format!(" {what}    ")),
+        ]
+    };
+    let cancel = || [Span::styled(" esc ", t.style("tab")), Span::raw(" cancel")];
     match plan.gate() {
         Gate::Open => vec![Line::from(
-            [
-                Span::styled(" y / enter ", t.style("tab_active")),
-                Span::raw(" replay    "),
-                Span::styled(" n / esc ", t.style("tab")),
-                Span::raw(" cancel"),
-            ]
-            .to_vec(),
+            [key("y / enter", "replay"), cancel()].concat(),
         )],
         Gate::Costing => vec![Line::from(
             [
-                Span::styled(
+                vec![Span::styled(
                     "the replay budget needs its cost: wait for it    ",
                     t.style("border"),
-                ),
-                cancel[0].clone(),
-                cancel[1].clone(),
+                )],
+                cancel().to_vec(),
             ]
-            .to_vec(),
+            .concat(),
         )],
         Gate::Approval { records, budget } => {
             let cost = records
@@ -239,15 +238,7 @@ fn confirm_keys(app: &App, plan: &super::state::ReplayPlan) -> Vec<Line<'static>
                     )),
                     Span::styled(format!("{}▌", plan.typed), t.style("tab_active")),
                 ]),
-                Line::from(
-                    [
-                        Span::styled(" enter ", t.style("tab_active")),
-                        Span::raw(" replay    "),
-                        cancel[0].clone(),
-                        cancel[1].clone(),
-                    ]
-                    .to_vec(),
-                ),
+                Line::from([key("enter", "replay"), cancel()].concat()),
             ]
         }
     }
