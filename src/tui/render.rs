@@ -208,9 +208,7 @@ fn confirm_keys(app: &App, plan: &super::state::ReplayPlan) -> Vec<Line<'static>
     };
     let cancel = || [Span::styled(" esc ", t.style("tab")), Span::raw(" cancel")];
     match plan.gate() {
-        Gate::Open => vec![Line::from(
-            [key("y / enter", "replay"), cancel()].concat(),
-        )],
+        Gate::Open => vec![Line::from([key("y / enter", "replay"), cancel()].concat())],
         Gate::Costing => vec![Line::from(
             [
                 vec![Span::styled(
