@@ -144,6 +144,8 @@ pub enum Update {
         command: String,
         status: String,
         summary: String,
+        /// For a replay: what it changed, one summary line per table it wrote.
+        changed: Vec<String>,
     },
     Reasons {
         table: String,
@@ -504,10 +506,20 @@ async fn handle(
             let _ = forward.await;
             match result {
                 Ok(r) => {
+                    // a replay says what it changed (`karat diff --replay`), table by table
+                    let changed = if r.trigger == Trigger::Replay {
+                        match crate::schema::table_diff::of_run(&plan, &lake, &r.run_id).await {
+                            Ok(ds) => ds.iter().map(|d| d.summary()).collect(),
+                            Err(e) => vec![format!("cannot tell what it changed: {e}")],
+                        }
+                    } else {
+                        Vec::new()
+                    };
                     let _ = tx.send(Update::JobFinished {
                         command,
                         status: r.status.to_string(),
                         summary: crate::summary::run_lines(&r),
+                        changed,
                     });
                 }
                 Err(e) => {
@@ -515,6 +527,7 @@ async fn handle(
                         command,
                         status: "failed".into(),
                         summary: e.to_string(),
+                        changed: Vec::new(),
                     });
                 }
             }
@@ -546,6 +559,7 @@ async fn handle(
                 command,
                 status,
                 summary,
+                changed: Vec::new(),
             });
             let _ = self_tx.send(Request::Refresh);
         }

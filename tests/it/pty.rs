@@ -147,6 +147,13 @@ async fn replay_a_failed_partition_from_the_dashboard() {
         "{done}"
     );
     assert!(done.contains("✓ balanced"), "{done}");
+    // the message says what the replay changed (karat diff --replay), table by table
+    assert!(
+        done.contains(&format!(
+            "karat replay orders --partition {day}: ok. changed silver/orders: "
+        )),
+        "{done}"
+    );
     dash.key("6");
     // the action is listed from the ledger, with who and where it was taken
     dash.screen.wait_for_line(

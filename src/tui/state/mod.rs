@@ -218,15 +218,20 @@ impl App {
                 command,
                 status,
                 summary,
+                changed,
             } => {
                 self.job = None;
-                let first = summary
-                    .lines()
-                    .nth(1)
-                    .or(summary.lines().next())
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
+                let first = if changed.is_empty() {
+                    summary
+                        .lines()
+                        .nth(1)
+                        .or(summary.lines().next())
+                        .unwrap_or("")
+                        .trim()
+                        .to_string()
+                } else {
+                    format!("changed {}", changed.join("; "))
+                };
                 self.message = Some((format!("{command}: {status}. {first}"), status == "failed"));
             }
             Update::ReplayDiff { run_id, result } => {
