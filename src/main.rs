@@ -464,7 +464,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let approval = if approve {
                 Some(approval_of(&plan, &lake, &target).await?)
             } else {
-                within_replay_budget(&plan, &lake, &target).await?;
+                karat::pipeline::within_budget(&plan, &lake, &target).await?;
                 None
             };
             let (events, progress) = progress(json);
@@ -1019,29 +1019,9 @@ async fn approval_of(
 
 /// Records a replay of `target` would reprocess, from its preview.
 async fn replay_records(plan: &Plan, lake: &Lake, target: &ReplayTarget) -> anyhow::Result<u64> {
-    let p = karat::pipeline::preview(plan, lake, target).await?;
-    Ok(p.silver.iter().map(|s| s.preview.records).sum())
-}
-
-/// Refuses a replay that would reprocess more records than `[defaults] replay_budget_rows`.
-async fn within_replay_budget(
-    plan: &Plan,
-    lake: &Lake,
-    target: &ReplayTarget,
-) -> anyhow::Result<()> {
-    let Some(budget) = plan.config.replay_budget_rows else {
-        return Ok(());
-    };
-    let records = replay_records(plan, lake, target).await?;
-    if records > budget {
-        return Err(KaratError::Usage(format!(
-            "{} would reprocess {records} records, over [defaults] replay_budget_rows = {budget}: \
-             see what it rewrites with --dry-run, then pass --approve",
-            target.command()
-        ))
-        .into());
-    }
-    Ok(())
+    Ok(karat::pipeline::preview(plan, lake, target)
+        .await?
+        .records())
 }
 
 /// Sends the run's OpenLineage events; a receiver that refuses them never fails the run.

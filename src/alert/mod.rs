@@ -55,6 +55,8 @@ pub struct Open {
     pub partitions: usize,
     /// The partitions it is about (none: the whole table).
     pub members: Vec<String>,
+    /// A table older than its freshness limit (what a running backfill is expected to cause).
+    pub stale: bool,
     /// The table's (or source's) `owner`: `[[alert]] owners` routes by it.
     pub owner: Option<String>,
     /// What to do, from the table's `runbook` / `runbooks`.
@@ -71,25 +73,32 @@ impl Open {
             table: g.table().to_string(),
             partitions: g.members.len(),
             members: g.members.iter().map(|m| m.partition.clone()).collect(),
+            stale: matches!(
+                g.kind(),
+                crate::ledger::breaches::BreachKind::Stale
+                    | crate::ledger::breaches::BreachKind::GettingStale
+            ),
             owner: None,
             runbook: None,
         }
     }
 
     /// The approved replay (among `active`) that rewrites everything this breach is about (a
-    /// replay rewrites silver and gold: never what bronze or the whole lake breaches).
+    /// replay rewrites silver and gold: never what bronze or the whole lake breaches). A breach
+    /// of a whole table is held back only by a replay of the whole table — or, for staleness, by
+    /// any replay of it (a running backfill is what keeps it stale).
     pub fn suppressed_by<'a>(&self, active: &'a [ApprovalRecord]) -> Option<&'a ApprovalRecord> {
         let rewritable = [Zone::Silver, Zone::Gold].map(|z| z.to_string());
         if !rewritable.contains(&self.zone) {
             return None;
         }
-        active.iter().find(|a| {
-            if self.members.is_empty() {
-                a.covers(&self.table, None)
-            } else {
-                self.members.iter().all(|p| a.covers(&self.table, Some(p)))
-            }
-        })
+        active
+            .iter()
+            .find(|a| match (self.members.is_empty(), self.stale) {
+                (true, true) => a.covers(&self.table, None),
+                (true, false) => a.covers(&self.table, Some(crate::gold::WHOLE_TABLE)),
+                (false, _) => self.members.iter().all(|p| a.covers(&self.table, Some(p))),
+            })
     }
 }
 
@@ -234,9 +243,10 @@ pub fn decide(
         .filter(|h| h.breach.severity >= alert.min_severity)
     {
         let n = Notice::suppressed(h);
-        let said = history
-            .iter()
-            .any(|r| r.alert == alert.name && r.key == n.key && r.summary == n.summary);
+        // once per breach and approval: the summary's own numbers (ages, burn rates) move
+        let said = history.iter().any(|r| {
+            r.alert == alert.name && r.key == n.key && r.suppressed() && r.summary.contains(&h.by)
+        });
         if !said {
             out.push(n);
         }
@@ -309,6 +319,11 @@ pub async fn notify(
         steps: &steps,
         drift: &drift,
         slos: &slos,
+        gold_inputs: &plan
+            .gold
+            .iter()
+            .map(|g| (g.name.clone(), g.inputs.clone()))
+            .collect::<Vec<_>>(),
         now,
     });
     let lease = crate::lake::lease::current(lake).await?;

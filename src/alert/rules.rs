@@ -1,8 +1,8 @@
 //! The seed's paging rules: what is breached now, how urgent each breach is, whose it is, and the
 //! correlation key it shares with the dashboard (one per root cause).
 //!
-//! Page (`error`): rows lost — `karat verify` failing, or a partition whose step did not balance
-//! (records in ≠ valid + dead letters + superseded); a
+//! Page (`error`): rows lost — `karat verify` failing (it recomputes the accounting from the
+//! Delta tables and the manifests: the only place a loss shows); a
 //! source with no successful ingest for its window (the stale tables it feeds are the same
 //! cause, not pages of their own); a failed silver partition or a stale table; a gold table's
 //! SLO breached (consumers read gold); any SLO burning its budget faster than 2x over an hour.
@@ -34,18 +34,22 @@ pub struct Inputs<'a> {
     pub steps: &'a [StepRecord],
     pub drift: &'a [DriftRecord],
     pub slos: &'a [SloStatus],
+    /// Each gold table and the tables its query reads (the plan's).
+    pub gold_inputs: &'a [(String, Vec<String>)],
     pub now: DateTime<Utc>,
 }
 
 /// Every breach now, with its severity and owner, one per correlation key.
 pub fn breaches(x: &Inputs) -> Vec<Open> {
     let mut out = verify_failing(x.runs).into_iter().collect::<Vec<_>>();
-    out.extend(unbalanced(x.steps));
     let silent = no_ingest(x);
-    let fed_by_silent: BTreeSet<&str> = silent
-        .iter()
-        .flat_map(|o| tables_reading(x.config, &o.table))
-        .collect();
+    let fed_by_silent = downstream(
+        x,
+        silent
+            .iter()
+            .flat_map(|o| tables_reading(x.config, &o.table))
+            .collect(),
+    );
     out.extend(silent.iter().cloned());
     for g in crate::ledger::breaches::group(x.status) {
         let caused_by_source = matches!(g.kind(), BreachKind::Stale | BreachKind::GettingStale)
@@ -76,6 +80,21 @@ fn owner_of(config: &Config, zone: &str, name: &str) -> Option<String> {
     }
 }
 
+/// `tables` and every gold table downstream of them (through `gold_inputs`).
+fn downstream<'a>(x: &'a Inputs, mut tables: BTreeSet<&'a str>) -> BTreeSet<&'a str> {
+    loop {
+        let before = tables.len();
+        for (gold, inputs) in x.gold_inputs {
+            if inputs.iter().any(|i| tables.contains(i.as_str())) {
+                tables.insert(gold.as_str());
+            }
+        }
+        if tables.len() == before {
+            return tables;
+        }
+    }
+}
+
 /// Silver tables reading `source`.
 fn tables_reading<'a>(config: &'a Config, source: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     config
@@ -94,39 +113,6 @@ fn of_group(g: &BreachGroup, x: &Inputs) -> Open {
         o.summary = format!("{} (a replay failed it: backfill error)", o.summary);
     }
     o
-}
-
-/// Silver tables whose latest step of some partition did not balance: records went in that
-/// are neither rows, dead letters nor superseded versions.
-fn unbalanced(steps: &[StepRecord]) -> Vec<Open> {
-    let mut per: std::collections::BTreeMap<String, Vec<(String, i64)>> = Default::default();
-    for ((zone, table, partition), s) in crate::ledger::status::latest_partition_states(steps) {
-        let lost = s.rows_in - s.rows_out - s.dead - s.duplicates;
-        if zone == Zone::Silver && lost != 0 {
-            per.entry(table).or_default().push((partition, lost));
-        }
-    }
-    per.into_iter()
-        .map(|(table, parts)| {
-            let lost: i64 = parts.iter().map(|(_, n)| n).sum();
-            Open {
-                key: format!("silver/{table}/rows-lost"),
-                severity: Severity::Error,
-                summary: format!(
-                    "rows lost: silver {table}: {lost} record(s) in {} partition(s) are neither \
-                     rows, dead letters nor superseded (first {})",
-                    parts.len(),
-                    parts[0].0
-                ),
-                zone: Zone::Silver.to_string(),
-                table,
-                partitions: parts.len(),
-                members: parts.into_iter().map(|(p, _)| p).collect(),
-                owner: None,
-                runbook: None,
-            }
-        })
-        .collect()
 }
 
 /// Whether every partition of `g` failed in a replay run.
@@ -189,6 +175,7 @@ pub fn of_slo(s: &SloStatus) -> Option<Open> {
         table: s.table.clone(),
         partitions: 0,
         members: Vec::new(),
+        stale: false,
         owner: None,
         runbook: None,
     })
@@ -209,6 +196,7 @@ fn verify_failing(runs: &[RunRecord]) -> Option<Open> {
         table: "*".into(),
         partitions: 0,
         members: Vec::new(),
+        stale: false,
         owner: None,
         runbook: None,
     })
@@ -258,6 +246,7 @@ fn no_ingest(x: &Inputs) -> Vec<Open> {
             table: s.name.clone(),
             partitions: 0,
             members: Vec::new(),
+            stale: false,
             owner: None,
             runbook: None,
         });
@@ -294,6 +283,7 @@ fn drift_absorbed(drift: &[DriftRecord], now: DateTime<Utc>) -> Vec<Open> {
             table: d.source.clone(),
             partitions: 0,
             members: Vec::new(),
+            stale: false,
             owner: None,
             runbook: None,
         })
@@ -362,6 +352,7 @@ mod tests {
             steps,
             drift,
             slos,
+            gold_inputs: &[],
             now,
         })
     }
@@ -402,23 +393,18 @@ mod tests {
     }
 
     #[test]
-    fn verify_failing_and_unbalanced_steps_page_as_rows_lost() {
+    fn a_failing_verify_pages_as_rows_lost_until_a_later_one_passes() {
         let c = config();
         let now: DateTime<Utc> = "2026-11-23T12:00:00Z".parse().unwrap();
-        let mut s = step(Zone::Silver, "2026-11-23", now, Trigger::Schedule);
-        s.rows_in = 12;
-        let steps = vec![step(Zone::Bronze, "b", now, Trigger::Schedule), s];
+        let steps = vec![
+            step(Zone::Bronze, "b", now, Trigger::Schedule),
+            step(Zone::Silver, "2026-11-23", now, Trigger::Schedule),
+        ];
         let mut verify =
             RunRecord::operation("v1", Trigger::Verify, &now.to_rfc3339(), "karat verify");
         verify.status = RunStatus::Failed;
         verify.error = Some("orders: 1 unbalanced".into());
         let o = opens(&c, std::slice::from_ref(&verify), &steps, &[], &[], now);
-        let lost = key(&o, "orders/rows-lost").expect("unbalanced step");
-        assert_eq!(
-            (lost.severity, lost.members.clone()),
-            (Severity::Error, vec!["2026-11-23".to_string()])
-        );
-        assert!(lost.summary.contains("2 record(s)"), "{}", lost.summary);
         assert_eq!(
             key(&o, "lake/verify").map(|x| x.severity),
             Some(Severity::Error)

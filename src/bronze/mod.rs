@@ -186,10 +186,17 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                         }
                     };
                     let expected = declared_field.as_deref().and_then(|f| {
-                        declared::beside_file(&path, f).unwrap_or_else(|m| {
-                            events.note(format!("bronze {name}: {origin}: {m}"));
-                            None
-                        })
+                        let said = match declared::beside_file(&path, f) {
+                            Ok(Some(n)) => return Some(n),
+                            Ok(None) => {
+                                format!("no {} beside it", declared::sidecar(&path).display())
+                            }
+                            Err(m) => m,
+                        };
+                        events.note(format!(
+                            "bronze {name}: {origin}: {said}: landed undeclared"
+                        ));
+                        None
                     });
                     let landing = Landing {
                         batch_id: &batch_id,

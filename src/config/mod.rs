@@ -1157,14 +1157,16 @@ impl Config {
                     )));
                 }
             }
+            // a null effective time would sort last and leave two versions current
             let eff_ok = spec.effective_from == "_ingested_at"
                 || s.columns.iter().any(|x| {
                     x.name == spec.effective_from
+                        && !x.nullable
                         && matches!(x.ty, ColumnType::Date | ColumnType::Timestamp)
                 });
             if !eff_ok {
                 return Err(err(format!(
-                    "scd2 effective_from \"{}\" is not a date or timestamp column of silver table \"{}\"",
+                    "scd2 effective_from \"{}\" is not a date or timestamp column (with nullable = false) of silver table \"{}\"",
                     spec.effective_from, spec.from
                 )));
             }

@@ -116,7 +116,7 @@ country = { type = "string", nullable = false, normalize = ["trim", "upper"], on
 email = { type = "string", regex = "^[^@ ]+@[^@ ]+\\.[a-z]+$" }
 signup_date = { type = "date", nullable = false }
 tier = { type = "string", nullable = false, one_of = ["basic", "plus", "premium"] }
-updated_at = { type = "timestamp" }
+updated_at = { type = "timestamp", nullable = false }
 
 # Each customer's tier over time, as a Slowly Changing Dimension Type 2: "what was this
 # customer's tier on March 25?" is a query, not time travel.

@@ -2,7 +2,7 @@
 //! (replace-where), append, registering tables in a DataFusion session, and commit history.
 
 use deltalake::DeltaTable;
-use deltalake::arrow::datatypes::{DataType, SchemaRef};
+use deltalake::arrow::datatypes::{DataType, Schema, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::common::{Column as DfColumn, ScalarValue};
 use deltalake::datafusion::logical_expr::{Expr, LogicalPlan, lit};
@@ -265,23 +265,24 @@ async fn register_table(ctx: &SessionContext, name: &str, table: DeltaTable) -> 
     Ok(())
 }
 
-/// Registers the table at `url` as of `version` (Delta time travel) as `name` in `ctx`. Returns
-/// false when there is no such version (`None`, or the table does not exist yet).
+/// Registers the table at `url` (`label` in errors) as of `version` (Delta time travel) as `name`
+/// in `ctx`. Returns false when there is no such version (`None`, or no table yet).
 pub async fn register_at(
     ctx: &SessionContext,
     name: &str,
     url: &Url,
+    label: &str,
     version: Option<i64>,
 ) -> KaratResult<bool> {
     let Some(v) = version.and_then(|v| u64::try_from(v).ok()) else {
         return Ok(false);
     };
-    if open(url, name).await?.is_none() {
+    if open(url, label).await?.is_none() {
         return Ok(false);
     }
     let table = deltalake::open_table_with_version(url.clone(), v)
         .await
-        .map_err(|e| KaratError::delta(format!("{name} at version {v}"), e))?;
+        .map_err(|e| KaratError::delta(format!("{label} at version {v}"), e))?;
     register_table(ctx, name, table).await?;
     Ok(true)
 }
@@ -320,6 +321,56 @@ pub async fn query(
     df.collect()
         .await
         .map_err(|e| KaratError::sql(context.to_string(), e))
+}
+
+/// Column `col` of relation `side` as text, for comparing and showing rows: lists joined with
+/// a separator no value holds, everything else cast.
+pub fn text_of(side: &str, col: &str, schema: &Schema) -> String {
+    let c = format!("{side}.\"{}\"", col.replace('"', "\"\""));
+    match schema.field_with_name(col).map(|f| f.data_type()) {
+        Ok(DataType::List(_) | DataType::LargeList(_)) => {
+            format!("array_to_string({c}, '\u{1f}')")
+        }
+        _ => format!("CAST({c} AS VARCHAR)"),
+    }
+}
+
+/// Rows of registered table `a` that `b` does not hold, as multisets over `cols` (compared as
+/// text, so a retyped column compares by value).
+pub async fn count_except_all(
+    ctx: &SessionContext,
+    (a, sa): (&str, &Schema),
+    (b, sb): (&str, &Schema),
+    cols: &[String],
+    context: &str,
+) -> KaratResult<u64> {
+    let list = |side: &str, schema: &Schema| {
+        cols.iter()
+            .map(|c| {
+                format!(
+                    "{} AS \"{}\"",
+                    text_of(side, c, schema),
+                    c.replace('"', "\"\"")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sql = format!(
+        "SELECT COUNT(*) FROM (SELECT {} FROM {a} EXCEPT ALL SELECT {} FROM {b})",
+        list(a, sa),
+        list(b, sb)
+    );
+    Ok(first_u64(&query(ctx, &sql, context).await?).unwrap_or(0))
+}
+
+/// The arrow schema of a registered table.
+pub async fn schema_of(ctx: &SessionContext, name: &str) -> KaratResult<Schema> {
+    let t = ctx
+        .table(name)
+        .await
+        .map_err(|e| KaratError::sql(format!("table {name}"), e))?;
+    Ok(t.schema().as_arrow().clone())
 }
 
 /// The first column of the first row of a query result as a count (`COUNT(*)`), if any.

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::KaratResult;
 use crate::lake::Lake;
 
-/// One bronze batch whose source declared its count.
+/// One bronze batch of a source that declares its counts (whether this batch declared one or not).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeclaredBatch {
     pub source: String,
@@ -21,14 +21,21 @@ pub struct DeclaredBatch {
     pub ingest_date: String,
     /// Records that landed (valid JSON or kept as `_raw`).
     pub records: u64,
-    /// Records the source declared.
+    /// Records the source declared (0 when it declared nothing for this batch).
     pub expected: u64,
+    /// Whether the source declared a count for this batch (its manifest was there and readable).
+    pub declared: bool,
 }
 
 impl DeclaredBatch {
     /// Records declared but not received.
     pub fn missing(&self) -> u64 {
         self.expected.saturating_sub(self.records)
+    }
+
+    /// Complete: declared, and every declared record arrived.
+    pub fn complete(&self) -> bool {
+        self.declared && self.missing() == 0
     }
 }
 
@@ -50,6 +57,8 @@ pub struct SourceCompleteness {
     pub days: Vec<DayCount>,
     /// The batches with fewer records than declared, oldest first.
     pub short: Vec<DeclaredBatch>,
+    /// Batches that landed without a declaration (no manifest beside the file, or none readable).
+    pub undeclared: usize,
 }
 
 impl SourceCompleteness {
@@ -70,7 +79,15 @@ impl SourceCompleteness {
                 last.expected
             ));
         }
+        if self.undeclared > 0 {
+            text.push_str(&format!(", {} batch(es) undeclared", self.undeclared));
+        }
         text
+    }
+
+    /// Something is short or undeclared.
+    pub fn incomplete(&self) -> bool {
+        !self.short.is_empty() || self.undeclared > 0
     }
 }
 
@@ -83,17 +100,16 @@ pub async fn batches(config: &Config, lake: &Lake) -> KaratResult<Vec<DeclaredBa
         .filter(|s| s.expected_count_field.is_some())
     {
         for m in crate::bronze::manifest::list(lake, &s.name).await? {
-            if let Some(expected) = m.expected_records {
-                out.push(DeclaredBatch {
-                    source: m.source,
-                    batch_id: m.batch_id,
-                    origin: m.origin,
-                    ingested_at: m.ingested_at,
-                    ingest_date: m.ingest_date,
-                    records: m.records,
-                    expected,
-                });
-            }
+            out.push(DeclaredBatch {
+                source: m.source,
+                batch_id: m.batch_id,
+                origin: m.origin,
+                ingested_at: m.ingested_at,
+                ingest_date: m.ingest_date,
+                records: m.records,
+                expected: m.expected_records.unwrap_or(0),
+                declared: m.expected_records.is_some(),
+            });
         }
     }
     Ok(out)
@@ -111,7 +127,12 @@ pub fn summarize(batches: &[DeclaredBatch]) -> Vec<SourceCompleteness> {
                 expected: 0,
                 days: Vec::new(),
                 short: Vec::new(),
+                undeclared: 0,
             });
+        if !b.declared {
+            s.undeclared += 1;
+            continue;
+        }
         s.records += b.records;
         s.expected += b.expected;
         match s.days.iter_mut().find(|d| d.ingest_date == b.ingest_date) {
@@ -150,6 +171,7 @@ mod tests {
             ingest_date: date.into(),
             records,
             expected,
+            declared: true,
         }
     }
 

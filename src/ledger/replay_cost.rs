@@ -2,7 +2,7 @@
 //! bronze bytes it reprocessed and the seconds it took, summed per calendar month (UTC) for the
 //! Overview. Bytes are the bronze batches the replay re-read, from their manifests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -75,19 +75,23 @@ pub async fn costs(
     }
     let ledger = Ledger::new(lake);
     let mut bytes_of: HashMap<String, u64> = HashMap::new();
-    let mut read_by: HashMap<String, u64> = HashMap::new();
+    let mut sources: HashSet<&str> = HashSet::new();
+    // each batch once per run, however many silver tables read its source
+    let mut read: HashSet<(String, String)> = HashSet::new();
     for t in &config.tables {
         let Some(spec) = t.silver() else { continue };
-        if !bytes_of.contains_key(&format!("{}:", spec.from)) {
+        if sources.insert(spec.from.as_str()) {
             for m in crate::bronze::manifest::list(lake, &spec.from).await? {
                 bytes_of.insert(m.batch_id, m.bytes_in);
             }
-            bytes_of.insert(format!("{}:", spec.from), 0);
         }
         for b in ledger.batch_history(&t.name).await? {
-            *read_by.entry(b.run_id).or_default() +=
-                bytes_of.get(&b.batch_id).copied().unwrap_or(0);
+            read.insert((b.run_id, b.batch_id));
         }
+    }
+    let mut read_by: HashMap<String, u64> = HashMap::new();
+    for (run, batch) in read {
+        *read_by.entry(run).or_default() += bytes_of.get(&batch).copied().unwrap_or(0);
     }
     Ok(replays
         .into_iter()

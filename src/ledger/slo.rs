@@ -153,7 +153,8 @@ fn completeness(t: &Table, steps: &[StepRecord], from: DateTime<Utc>, to: DateTi
     c
 }
 
-/// Declared batches landing in `[from, to)` with every record their source declared.
+/// Batches landing in `[from, to)` that declared a count and hold every record of it (one
+/// without a declaration counts as bad: completeness cannot be told).
 fn declared_completeness(
     batches: &[&DeclaredBatch],
     from: DateTime<Utc>,
@@ -163,7 +164,7 @@ fn declared_completeness(
         .iter()
         .filter(|b| parse(&b.ingested_at).is_some_and(|t| t >= from && t < to))
         .fold(Count::default(), |c, b| Count {
-            good: c.good + i64::from(b.missing() == 0),
+            good: c.good + i64::from(b.complete()),
             total: c.total + 1,
         })
 }

@@ -17,7 +17,7 @@ pub use maintain::{MaintenanceReport, maintain};
 pub use plan::Plan;
 pub use preview::{ReplayPreview, preview};
 pub use rebuild::{RebuildReport, rebuild};
-pub use replay::{Approval, ReplayTarget, replay, replay_approved};
+pub use replay::{Approval, ReplayTarget, replay, replay_approved, within_budget};
 pub use report::RunReport;
 pub use restore::{RestoreReport, restore};
 pub use run::{RunOptions, run};

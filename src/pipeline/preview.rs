@@ -54,6 +54,11 @@ pub struct GoldTablePreview {
 }
 
 impl ReplayPreview {
+    /// Bronze records the replay reprocesses (what `[defaults] replay_budget_rows` caps).
+    pub fn records(&self) -> u64 {
+        self.silver.iter().map(|s| s.preview.records).sum()
+    }
+
     /// The preview in lines, for the terminal.
     pub fn lines(&self) -> Vec<String> {
         let mut out = vec![format!("{} would rewrite:", self.command)];

@@ -14,6 +14,8 @@ use super::report::RunReport;
 use super::run::{SilverMode, Work, execute};
 use crate::error::{KaratError, KaratResult};
 use crate::events::Events;
+use deltalake::arrow::datatypes::Schema;
+
 use crate::lake::{Lake, delta, layout};
 use crate::ledger::Trigger;
 
@@ -31,11 +33,15 @@ pub struct TableDiff {
     pub only_here: u64,
     /// Rows the rebuild holds that the lake does not.
     pub only_rebuilt: u64,
+    /// Columns only the lake has (dropped by a later contract: not compared).
+    pub columns_only_here: Vec<String>,
+    /// Columns only the rebuild has: values the lake lacks (a difference).
+    pub columns_only_rebuilt: Vec<String>,
 }
 
 impl TableDiff {
     pub fn equal(&self) -> bool {
-        self.only_here == 0 && self.only_rebuilt == 0
+        self.only_here == 0 && self.only_rebuilt == 0 && self.columns_only_rebuilt.is_empty()
     }
 }
 
@@ -79,7 +85,7 @@ impl RebuildReport {
                 t.table,
                 t.rows,
                 t.rebuilt_rows,
-                if t.equal() {
+                if t.only_here == 0 && t.only_rebuilt == 0 {
                     String::new()
                 } else {
                     format!(
@@ -88,6 +94,18 @@ impl RebuildReport {
                     )
                 }
             ));
+            if !t.columns_only_rebuilt.is_empty() {
+                out.push(format!(
+                    "       columns only in the rebuild: {}",
+                    t.columns_only_rebuilt.join(", ")
+                ));
+            }
+            if !t.columns_only_here.is_empty() {
+                out.push(format!(
+                    "       columns only here (an older contract's, not compared): {}",
+                    t.columns_only_here.join(", ")
+                ));
+            }
         }
         out
     }
@@ -171,76 +189,55 @@ fn every_batch(plan: &Plan) -> Work {
     }
 }
 
-/// The rows of `folder` in both lakes as multisets: counts and `EXCEPT ALL` both ways.
+/// The rows of `folder` in both lakes as multisets over the columns both have (but
+/// [`VOLATILE`] ones): counts and `EXCEPT ALL` both ways. A column only the rebuild has is data
+/// the lake lacks; one only the lake has is a column an older contract dropped.
 async fn compare(lake: &Lake, into: &Lake, folder: &str) -> KaratResult<TableDiff> {
     let ctx = delta::session();
     let here = delta::register(&ctx, "here", &lake.url_of(folder)).await?;
     let there = delta::register(&ctx, "rebuilt", &into.url_of(folder)).await?;
-    let count = |sql: String| {
-        let ctx = ctx.clone();
-        let what = format!("comparing {folder} with its rebuild");
+    let what = format!("comparing {folder} with its rebuild");
+    let count = |table: &'static str, exists: bool| {
+        let (ctx, what) = (ctx.clone(), what.clone());
         async move {
-            let b = delta::query(&ctx, &sql, &what).await?;
-            Ok::<u64, KaratError>(delta::first_u64(&b).unwrap_or(0))
+            if !exists {
+                return Ok::<u64, KaratError>(0);
+            }
+            let b = delta::query(&ctx, &format!("SELECT COUNT(*) FROM {table}"), &what).await?;
+            Ok(delta::first_u64(&b).unwrap_or(0))
         }
     };
-    let (rows, rebuilt_rows) = (
-        if here {
-            count("SELECT COUNT(*) FROM here".into()).await?
-        } else {
-            0
-        },
-        if there {
-            count("SELECT COUNT(*) FROM rebuilt".into()).await?
-        } else {
-            0
-        },
-    );
-    if !(here && there) {
-        return Ok(TableDiff {
-            table: folder.to_string(),
-            rows,
-            rebuilt_rows,
-            only_here: rows,
-            only_rebuilt: rebuilt_rows,
-        });
-    }
-    let cols = comparable_columns(&ctx).await?;
-    let minus = |a: &str, b: &str| {
-        format!("SELECT COUNT(*) FROM (SELECT {cols} FROM {a} EXCEPT ALL SELECT {cols} FROM {b})")
-    };
-    Ok(TableDiff {
+    let mut d = TableDiff {
         table: folder.to_string(),
-        rows,
-        rebuilt_rows,
-        only_here: count(minus("here", "rebuilt")).await?,
-        only_rebuilt: count(minus("rebuilt", "here")).await?,
-    })
-}
-
-/// The select list both sides are compared on: every column but [`VOLATILE`], lists as text.
-async fn comparable_columns(
-    ctx: &deltalake::datafusion::prelude::SessionContext,
-) -> KaratResult<String> {
-    let table = ctx
-        .table("here")
-        .await
-        .map_err(|e| KaratError::sql("comparing with the rebuild", e))?;
-    let cols: Vec<String> = table
-        .schema()
-        .fields()
-        .iter()
-        .filter(|f| !VOLATILE.contains(&f.name().as_str()))
-        .map(|f| {
-            let c = format!("\"{}\"", f.name().replace('"', "\"\""));
-            match f.data_type() {
-                deltalake::arrow::datatypes::DataType::List(_)
-                | deltalake::arrow::datatypes::DataType::LargeList(_) => {
-                    format!("array_to_string({c}, '\u{1f}') AS {c}")
-                }
-                _ => c,
-            }
-        })
-        .collect();
-    Ok(cols.join(", "))
+        rows: count("here", here).await?,
+        rebuilt_rows: count("rebuilt", there).await?,
+        only_here: 0,
+        only_rebuilt: 0,
+        columns_only_here: Vec::new(),
+        columns_only_rebuilt: Vec::new(),
+    };
+    if !(here && there) {
+        (d.only_here, d.only_rebuilt) = (d.rows, d.rebuilt_rows);
+        return Ok(d);
+    }
+    let (sh, sr) = (
+        delta::schema_of(&ctx, "here").await?,
+        delta::schema_of(&ctx, "rebuilt").await?,
+    );
+    let names = |s: &Schema| -> Vec<String> {
+        s.fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|c| !VOLATILE.contains(&c.as_str()))
+            .collect()
+    };
+    let (nh, nr) = (names(&sh), names(&sr));
+    let common: Vec<String> = nr.iter().filter(|c| nh.contains(c)).cloned().collect();
+    d.columns_only_here = nh.iter().filter(|c| !nr.contains(c)).cloned().collect();
+    d.columns_only_rebuilt = nr.iter().filter(|c| !nh.contains(c)).cloned().collect();
+    d.only_here =
+        delta::count_except_all(&ctx, ("here", &sh), ("rebuilt", &sr), &common, &what).await?;
+    d.only_rebuilt =
+        delta::count_except_all(&ctx, ("rebuilt", &sr), ("here", &sh), &common, &what).await?;
+    Ok(d)
 }

@@ -79,6 +79,24 @@ pub async fn replay(
     replay_approved(plan, lake, target, None, events).await
 }
 
+/// Refuses a replay whose plan would reprocess more records than `[defaults]
+/// replay_budget_rows` (an approved replay is not asked).
+pub async fn within_budget(plan: &Plan, lake: &Lake, target: &ReplayTarget) -> KaratResult<()> {
+    let Some(budget) = plan.config.replay_budget_rows else {
+        return Ok(());
+    };
+    let records = super::preview(plan, lake, target).await?.records();
+    if records <= budget {
+        return Ok(());
+    }
+    Err(KaratError::Usage(format!(
+        "{} would reprocess {records} records, over [defaults] replay_budget_rows = {budget}: \
+         see what it rewrites with --dry-run, then approve it (--approve, or type approve in the \
+         dashboard)",
+        target.command()
+    )))
+}
+
 /// [`replay`], recording `approval` (if any) under the writer lease before it writes.
 pub async fn replay_approved(
     plan: &Plan,

@@ -86,6 +86,8 @@ pub struct TableDiff {
     pub sample_only_after: Vec<String>,
     /// `key=value, …: column before → after; …`.
     pub sample_changed: Vec<String>,
+    /// Why rows were compared whole although a key was asked for.
+    pub note: Option<String>,
 }
 
 impl TableDiff {
@@ -122,6 +124,9 @@ impl TableDiff {
                 self.key.join(", ")
             }
         )];
+        if let Some(n) = &self.note {
+            out.push(format!("  note: {n}"));
+        }
         for c in &self.schema {
             out.push(format!(
                 "  schema {}: {} → {}",
@@ -204,13 +209,13 @@ pub async fn diff(
     let (before, after) = resolve(lake, &folder, versions).await?;
     let ctx = delta::session();
     let url = lake.url_of(&folder);
-    let have_before = delta::register_at(&ctx, "b", &url, before).await?;
-    let have_after = delta::register_at(&ctx, "a", &url, after).await?;
+    let have_before = delta::register_at(&ctx, "b", &url, &folder, before).await?;
+    let have_after = delta::register_at(&ctx, "a", &url, &folder, after).await?;
     let (sb, sa) = (
         schema_of(&ctx, "b", have_before).await?,
         schema_of(&ctx, "a", have_after).await?,
     );
-    let key = pick_key(key, &silver_key, zone, &sa, &sb)?;
+    let key = pick_key(&folder, key, &silver_key, zone, &sa, &sb)?;
     let mut d = TableDiff {
         table: folder.clone(),
         key: key.clone(),
@@ -231,6 +236,7 @@ pub async fn diff(
         sample_only_before: Vec::new(),
         sample_only_after: Vec::new(),
         sample_changed: Vec::new(),
+        note: None,
     };
     let q = Queries {
         ctx: &ctx,
@@ -251,10 +257,17 @@ pub async fn diff(
         d.only_after = d.after.rows;
         return Ok(d);
     }
-    let common = common_columns(&sb, &sa, &key);
-    if key.is_empty() {
+    if !key.is_empty() && !(q.unique("b", &key).await? && q.unique("a", &key).await?) {
+        d.note = Some(format!(
+            "{} does not identify a row: compared whole rows",
+            key.join(", ")
+        ));
+        d.key.clear();
+    }
+    if d.key.is_empty() {
         whole_rows(&q, &mut d, &sb, &sa).await?;
     } else {
+        let common = common_columns(&sb, &sa, &d.key);
         by_key(&q, &mut d, &sb, &sa, &common).await?;
     }
     Ok(d)
@@ -281,19 +294,30 @@ pub async fn of_run(plan: &Plan, lake: &Lake, run_id: &str) -> KaratResult<Vec<T
 /// The key: `--key`, else the silver key, else gold's dimension-like columns (dates, text,
 /// booleans); every key column must exist on both sides.
 fn pick_key(
+    table: &str,
     given: &[String],
     silver_key: &[String],
     zone: Zone,
     after: &Schema,
     before: &Schema,
 ) -> KaratResult<Vec<String>> {
+    // a column of a side that exists (a missing side has no columns to lack)
+    let on_both = |k: &str| {
+        [after, before]
+            .iter()
+            .all(|s| s.fields().is_empty() || s.field_with_name(k).is_ok())
+    };
     let key: Vec<String> = if !given.is_empty() {
         given.to_vec()
     } else if !silver_key.is_empty() {
         silver_key.to_vec()
     } else if zone == Zone::Gold {
-        after
-            .fields()
+        let dims = if after.fields().is_empty() {
+            before
+        } else {
+            after
+        };
+        dims.fields()
             .iter()
             .filter(|f| {
                 matches!(
@@ -306,30 +330,25 @@ fn pick_key(
                 )
             })
             .map(|f| f.name().clone())
+            .filter(|c| on_both(c))
             .collect()
     } else {
         Vec::new()
     };
-    for k in &key {
-        let present = |s: &Schema| s.fields().is_empty() || s.field_with_name(k).is_ok();
-        if !present(after) || !present(before) {
-            return Err(KaratError::Usage(format!(
-                "--key {k}: not a column of both versions"
-            )));
-        }
+    if let Some(k) = key.iter().find(|k| !on_both(k)) {
+        return Err(KaratError::Usage(format!(
+            "diff {table}: key column {k} is not a column of both versions"
+        )));
     }
     Ok(key)
 }
 
 async fn schema_of(ctx: &SessionContext, name: &str, exists: bool) -> KaratResult<Schema> {
-    if !exists {
-        return Ok(Schema::empty());
+    if exists {
+        delta::schema_of(ctx, name).await
+    } else {
+        Ok(Schema::empty())
     }
-    let t = ctx
-        .table(name)
-        .await
-        .map_err(|e| KaratError::sql(format!("diff: table {name}"), e))?;
-    Ok(t.schema().as_arrow().clone())
 }
 
 /// Columns added, removed or retyped.
@@ -375,15 +394,6 @@ fn common_columns(before: &Schema, after: &Schema, key: &[String]) -> Vec<String
         .collect()
 }
 
-/// `col` of `side` as text (lists joined), for comparing and showing.
-fn text(side: &str, col: &str, schema: &Schema) -> String {
-    let c = format!("{side}.{}", ident(col));
-    match schema.field_with_name(col).map(|f| f.data_type()) {
-        Ok(DataType::List(_) | DataType::LargeList(_)) => format!("array_to_string({c}, ', ')"),
-        _ => format!("CAST({c} AS VARCHAR)"),
-    }
-}
-
 /// The queries of one diff.
 struct Queries<'a> {
     ctx: &'a SessionContext,
@@ -391,6 +401,18 @@ struct Queries<'a> {
 }
 
 impl Queries<'_> {
+    /// Whether `key` identifies the rows of `table`.
+    async fn unique(&self, table: &str, key: &[String]) -> KaratResult<bool> {
+        let cols: Vec<String> = key.iter().map(|k| ident(k)).collect();
+        let cols = cols.join(", ");
+        let dups = self
+            .count(&format!(
+                "SELECT COUNT(*) FROM (SELECT {cols} FROM {table} GROUP BY {cols} HAVING COUNT(*) > 1)"
+            ))
+            .await?;
+        Ok(dups == 0)
+    }
+
     async fn count(&self, sql: &str) -> KaratResult<u64> {
         let b = delta::query(self.ctx, sql, &format!("diffing {}", self.folder)).await?;
         Ok(delta::first_u64(&b).unwrap_or(0))
@@ -416,7 +438,7 @@ fn render(side: &str, cols: &[String], schema: &Schema) -> String {
             format!(
                 "'{}=' || COALESCE({}, 'null')",
                 c.replace('\'', "''"),
-                text(side, c, schema)
+                delta::text_of(side, c, schema)
             )
         })
         .collect();
@@ -434,7 +456,7 @@ async fn by_key(
     let on: Vec<String> = d
         .key
         .iter()
-        .map(|k| format!("b.{c} = a.{c}", c = ident(k)))
+        .map(|k| format!("(b.{c} IS NOT DISTINCT FROM a.{c})", c = ident(k)))
         .collect();
     let on = on.join(" AND ");
     let missing = |from: &str, other: &str| {
@@ -449,8 +471,8 @@ async fn by_key(
     let same = |c: &str| {
         format!(
             "({} IS NOT DISTINCT FROM {})",
-            text("b", c, sb),
-            text("a", c, sa)
+            delta::text_of("b", c, sb),
+            delta::text_of("a", c, sa)
         )
     };
     let mut sums = vec!["COUNT(*)".to_string()];
@@ -521,8 +543,8 @@ async fn by_key(
                     "CASE WHEN {} THEN NULL ELSE '{}: ' || COALESCE({}, 'null') || ' → ' || COALESCE({}, 'null') END",
                     same(c),
                     c.replace('\'', "''"),
-                    text("b", c, sb),
-                    text("a", c, sa)
+                    delta::text_of("b", c, sb),
+                    delta::text_of("a", c, sa)
                 )
             })
             .collect();
@@ -545,25 +567,9 @@ async fn whole_rows(
     sa: &Schema,
 ) -> KaratResult<()> {
     let cols = common_columns(sb, sa, &[]);
-    let list = |side: &str, s: &Schema| {
-        cols.iter()
-            .map(|c| format!("{} AS {}", text(side, c, s), ident(c)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let minus = |x: &str, sx: &Schema, y: &str, sy: &Schema| {
-        format!(
-            "(SELECT {} FROM {x} {x} EXCEPT ALL SELECT {} FROM {y} {y})",
-            list(x, sx),
-            list(y, sy)
-        )
-    };
-    d.only_before = q
-        .count(&format!("SELECT COUNT(*) FROM {}", minus("b", sb, "a", sa)))
-        .await?;
-    d.only_after = q
-        .count(&format!("SELECT COUNT(*) FROM {}", minus("a", sa, "b", sb)))
-        .await?;
+    let what = format!("diffing {}", q.folder);
+    d.only_before = delta::count_except_all(q.ctx, ("b", sb), ("a", sa), &cols, &what).await?;
+    d.only_after = delta::count_except_all(q.ctx, ("a", sa), ("b", sb), &cols, &what).await?;
     d.matched = d.after.rows.saturating_sub(d.only_after);
     Ok(())
 }

@@ -481,9 +481,21 @@ async fn handle(
                         records: a.records,
                         budget: plan.config.replay_budget_rows,
                     });
-                    let report =
-                        crate::pipeline::replay_approved(&plan, &lake, target, approval, &events);
-                    (command, report.await)
+                    // the confirmation asks for approval over the budget; the engine holds to it
+                    let checked = match &approval {
+                        Some(_) => Ok(()),
+                        None => crate::pipeline::within_budget(&plan, &lake, &target).await,
+                    };
+                    let report = match checked {
+                        Ok(()) => {
+                            crate::pipeline::replay_approved(
+                                &plan, &lake, target, approval, &events,
+                            )
+                            .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    (command, report)
                 }
                 _ => {
                     let trigger = match job {

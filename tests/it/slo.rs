@@ -223,6 +223,20 @@ async fn completeness_counts_rows_against_what_the_source_declared() {
     assert_eq!(d.short.len(), 1);
     assert!(d.short[0].origin.ends_with("short.ndjson"));
     assert_eq!(d.short[0].missing(), 2);
+    // every data file without a readable manifest landed undeclared: odd.ndjson and the
+    // example's own files
+    let undeclared = std::fs::read_dir(s.join("data/orders"))
+        .unwrap()
+        .flatten()
+        .map(|f| f.path())
+        .filter(|p| !p.to_string_lossy().ends_with(".manifest.json"))
+        .filter(|p| {
+            let side = format!("{}.manifest.json", p.display());
+            !std::path::Path::new(&side).exists() || p.ends_with("odd.ndjson")
+        })
+        .count();
+    assert_eq!(d.undeclared, undeclared);
+    assert!(d.incomplete());
     assert!(
         d.describe().contains("short.ndjson: 3/5"),
         "{}",
@@ -235,7 +249,8 @@ async fn completeness_counts_rows_against_what_the_source_declared() {
         .iter()
         .find(|x| x.sli == karat::config::slo::SliKind::Completeness)
         .expect("completeness SLO");
-    assert_eq!((c.good, c.total), (1, 2), "{c:?}");
+    // complete: full.ndjson only; short and undeclared batches are bad events
+    assert_eq!((c.good, c.total), (1, 2 + undeclared as i64), "{c:?}");
     assert!(!c.met());
 }
 

@@ -36,12 +36,7 @@ impl ReplayPlan {
     /// Records the preview says it reprocesses.
     pub fn records(&self) -> Option<u64> {
         match &self.preview {
-            Some(Ok(ps)) => Some(
-                ps.iter()
-                    .flat_map(|p| &p.silver)
-                    .map(|s| s.preview.records)
-                    .sum(),
-            ),
+            Some(Ok(ps)) => Some(ps.iter().map(ReplayPreview::records).sum()),
             _ => None,
         }
     }

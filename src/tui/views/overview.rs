@@ -371,7 +371,7 @@ fn sli_lines(app: &App) -> Vec<Line<'static>> {
             }
         };
         let anomaly = x.completeness.as_ref().is_some_and(|c| c.anomaly)
-            || declared_of(app, &x.table).is_some_and(|d| !d.short.is_empty());
+            || declared_of(app, &x.table).is_some_and(|d| d.incomplete());
         let style = if anomaly {
             t.style("banner_warn")
         } else {
