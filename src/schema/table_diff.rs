@@ -257,7 +257,8 @@ pub async fn diff(
         d.only_after = d.after.rows;
         return Ok(d);
     }
-    if !key.is_empty() && !(q.unique("b", &key).await? && q.unique("a", &key).await?) {
+    let identifies = key.is_empty() || (q.unique("b", &key).await? && q.unique("a", &key).await?);
+    if !identifies {
         d.note = Some(format!(
             "{} does not identify a row: compared whole rows",
             key.join(", ")
