@@ -2,7 +2,7 @@
 //! silver, dead letters, superseded rows and gold equal `rebuild(batches, contract_of)`,
 //! computed here by a plain in-memory model from the records the test wrote — not by karat's
 //! code path — and, at the end of every sequence, equal `karat rebuild` (karat's own code path
-//! on an empty lake). proptest generates the sequences (keys repeating across batches and days,
+//! on an empty lake), which also covers an SCD2 dimension of the table. proptest generates the sequences (keys repeating across batches and days,
 //! late rows, invalid rows, renamed fields) and shrinks a failure to the shortest one.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -229,6 +229,12 @@ name = "daily"
 zone = "gold"
 partition_by = "day"
 sql = "SELECT day, COUNT(*) AS n, SUM(amount) AS total FROM items GROUP BY day"
+[[table]]
+name = "items_history"
+zone = "gold"
+kind = "scd2"
+from = "items"
+track = ["amount", "day"]
 "#,
         c.day_field, c.min
     )
