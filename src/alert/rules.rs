@@ -175,7 +175,8 @@ pub fn of_slo(s: &SloStatus) -> Option<Open> {
         table: s.table.clone(),
         partitions: 0,
         members: Vec::new(),
-        stale: false,
+        // a freshness SLO burns for the same cause as a stale table
+        stale: s.sli == crate::config::slo::SliKind::Freshness,
         owner: None,
         runbook: None,
     })

@@ -244,24 +244,40 @@ pub fn conform(
 
 /// Registers the table at `url` as `name` in `ctx`. Returns false when the table does not exist.
 pub async fn register(ctx: &SessionContext, name: &str, url: &Url) -> KaratResult<bool> {
-    let Some(table) = open(url, name).await? else {
+    register_as(ctx, name, url, name).await
+}
+
+/// [`register`], naming the table `label` in errors (its folder, not its alias in a query).
+pub async fn register_as(
+    ctx: &SessionContext,
+    name: &str,
+    url: &Url,
+    label: &str,
+) -> KaratResult<bool> {
+    let Some(table) = open(url, label).await? else {
         return Ok(false);
     };
-    register_table(ctx, name, table).await?;
+    register_table(ctx, name, table, label).await?;
     Ok(true)
 }
 
-/// Registers an opened table as `name` in `ctx`, read through its own table provider.
-async fn register_table(ctx: &SessionContext, name: &str, table: DeltaTable) -> KaratResult<()> {
+/// Registers an opened table as `name` in `ctx`, read through its own table provider (`label`
+/// in errors).
+async fn register_table(
+    ctx: &SessionContext,
+    name: &str,
+    table: DeltaTable,
+    label: &str,
+) -> KaratResult<()> {
     table
         .update_datafusion_session(&ctx.state())
-        .map_err(|e| KaratError::delta(name, e))?;
+        .map_err(|e| KaratError::delta(label, e))?;
     let provider = table
         .table_provider()
         .await
-        .map_err(|e| KaratError::sql(format!("table {name}"), e))?;
+        .map_err(|e| KaratError::sql(format!("table {label}"), e))?;
     ctx.register_table(name, provider)
-        .map_err(|e| KaratError::sql(format!("registering table {name}"), e))?;
+        .map_err(|e| KaratError::sql(format!("registering table {label}"), e))?;
     Ok(())
 }
 
@@ -283,7 +299,7 @@ pub async fn register_at(
     let table = deltalake::open_table_with_version(url.clone(), v)
         .await
         .map_err(|e| KaratError::delta(format!("{label} at version {v}"), e))?;
-    register_table(ctx, name, table).await?;
+    register_table(ctx, name, table, &format!("{label} at version {v}")).await?;
     Ok(true)
 }
 
@@ -323,53 +339,84 @@ pub async fn query(
         .map_err(|e| KaratError::sql(context.to_string(), e))
 }
 
-/// Column `col` of relation `side` as text, for comparing and showing rows: lists joined with
-/// a separator no value holds, everything else cast.
-pub fn text_of(side: &str, col: &str, schema: &Schema) -> String {
-    let c = format!("{side}.\"{}\"", col.replace('"', "\"\""));
+fn quoted(side: &str, col: &str) -> String {
+    format!("{side}.\"{}\"", col.replace('"', "\"\""))
+}
+
+/// Column `col` of relation `side` as text for showing: lists joined with `, `.
+pub fn shown(side: &str, col: &str, schema: &Schema) -> String {
+    let c = quoted(side, col);
     match schema.field_with_name(col).map(|f| f.data_type()) {
-        Ok(DataType::List(_) | DataType::LargeList(_)) => {
-            format!("array_to_string({c}, '\u{1f}')")
-        }
+        Ok(DataType::List(_) | DataType::LargeList(_)) => format!("array_to_string({c}, ', ')"),
         _ => format!("CAST({c} AS VARCHAR)"),
     }
 }
 
-/// Rows of registered table `a` that `b` does not hold, as multisets over `cols` (compared as
-/// text, so a retyped column compares by value).
+/// Column `col` of relation `side` for comparing with the same column of a relation shaped like
+/// `target`: lists as text (joined with a separator no value holds), a type that differs from
+/// the target's cast to it (so a retyped column compares by value), the rest as it is.
+pub fn comparable(side: &str, col: &str, schema: &Schema, target: &Schema) -> String {
+    let c = quoted(side, col);
+    let ty = schema.field_with_name(col).map(|f| f.data_type().clone());
+    let want = target.field_with_name(col).map(|f| f.data_type().clone());
+    match (ty, want) {
+        (Ok(DataType::List(_) | DataType::LargeList(_)), _) => {
+            format!("array_to_string({c}, '\u{1f}')")
+        }
+        (Ok(t), Ok(w)) if t != w => format!("arrow_cast({c}, '{w}')"),
+        _ => c,
+    }
+}
+
+/// Rows of registered table `a` that `b` does not hold, as multisets over `cols` (each copy of
+/// a row counts: DataFusion's `EXCEPT ALL` alone drops every copy `b` holds once, so copies are
+/// numbered first), columns compared as shaped like `target`.
 pub async fn count_except_all(
     ctx: &SessionContext,
     (a, sa): (&str, &Schema),
     (b, sb): (&str, &Schema),
     cols: &[String],
+    target: &Schema,
     context: &str,
 ) -> KaratResult<u64> {
-    let list = |side: &str, schema: &Schema| {
-        cols.iter()
-            .map(|c| {
-                format!(
-                    "{} AS \"{}\"",
-                    text_of(side, c, schema),
-                    c.replace('"', "\"\"")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+    let names: Vec<String> = cols
+        .iter()
+        .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+        .collect();
+    let numbered = |side: &str, schema: &Schema| {
+        let exprs: Vec<String> = cols
+            .iter()
+            .zip(&names)
+            .map(|(c, n)| format!("{} AS {n}", comparable(side, c, schema, target)))
+            .collect();
+        let by = if names.is_empty() {
+            String::new()
+        } else {
+            format!("PARTITION BY {}", names.join(", "))
+        };
+        format!(
+            "SELECT *, ROW_NUMBER() OVER ({by}) AS \"__karat_copy\" FROM (SELECT {} FROM {side})",
+            if exprs.is_empty() {
+                "1 AS \"__karat_row\"".to_string()
+            } else {
+                exprs.join(", ")
+            }
+        )
     };
     let sql = format!(
-        "SELECT COUNT(*) FROM (SELECT {} FROM {a} EXCEPT ALL SELECT {} FROM {b})",
-        list(a, sa),
-        list(b, sb)
+        "SELECT COUNT(*) FROM ({} EXCEPT ALL {})",
+        numbered(a, sa),
+        numbered(b, sb)
     );
     Ok(first_u64(&query(ctx, &sql, context).await?).unwrap_or(0))
 }
 
-/// The arrow schema of a registered table.
-pub async fn schema_of(ctx: &SessionContext, name: &str) -> KaratResult<Schema> {
+/// The arrow schema of the table registered as `name` (`label` in errors).
+pub async fn schema_of(ctx: &SessionContext, name: &str, label: &str) -> KaratResult<Schema> {
     let t = ctx
         .table(name)
         .await
-        .map_err(|e| KaratError::sql(format!("table {name}"), e))?;
+        .map_err(|e| KaratError::sql(format!("table {label}"), e))?;
     Ok(t.schema().as_arrow().clone())
 }
 
@@ -521,4 +568,53 @@ pub async fn max_of(url: &Url, label: &str, column: &str) -> KaratResult<Option<
         .downcast_ref::<deltalake::arrow::array::StringArray>()
         .expect("cast to Utf8 gives a StringArray");
     Ok(text.iter().flatten().max().map(str::to_string))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{ArrayRef, Int64Array, StringArray};
+    use deltalake::arrow::datatypes::Field;
+    use deltalake::datafusion::datasource::MemTable;
+
+    fn table(ctx: &SessionContext, name: &str, schema: SchemaRef, cols: Vec<ArrayRef>) {
+        let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
+        let t = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
+        ctx.register_table(name, Arc::new(t)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn every_copy_of_a_row_counts_and_a_retyped_column_compares_by_value() {
+        let ctx = session();
+        let text = Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, true)]));
+        let k = |v: &[&str]| -> Vec<ArrayRef> { vec![Arc::new(StringArray::from(v.to_vec()))] };
+        table(&ctx, "two", text.clone(), k(&["r", "r", "s"]));
+        table(&ctx, "one", text.clone(), k(&["r", "s"]));
+        let cols = vec!["k".to_string()];
+        let n = |a, b| {
+            let (ctx, cols, text) = (ctx.clone(), cols.clone(), text.clone());
+            async move {
+                count_except_all(&ctx, (a, &text), (b, &text), &cols, &text, "test")
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(n("two", "one").await, 1, "the second r is only on the left");
+        assert_eq!(n("one", "two").await, 0);
+        // the same values as int64 and as text: equal once cast to the target's type
+        let ints = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, true)]));
+        table(
+            &ctx,
+            "i",
+            ints.clone(),
+            vec![Arc::new(Int64Array::from(vec![5, 7]))],
+        );
+        table(&ctx, "t", text.clone(), k(&["5", "7"]));
+        let d = count_except_all(&ctx, ("i", &ints), ("t", &text), &cols, &text, "test")
+            .await
+            .unwrap();
+        assert_eq!(d, 0);
+    }
 }

@@ -41,7 +41,10 @@ pub struct TableDiff {
 
 impl TableDiff {
     pub fn equal(&self) -> bool {
-        self.only_here == 0 && self.only_rebuilt == 0 && self.columns_only_rebuilt.is_empty()
+        self.only_here == 0
+            && self.only_rebuilt == 0
+            && self.rows == self.rebuilt_rows
+            && self.columns_only_rebuilt.is_empty()
     }
 }
 
@@ -194,8 +197,9 @@ fn every_batch(plan: &Plan) -> Work {
 /// the lake lacks; one only the lake has is a column an older contract dropped.
 async fn compare(lake: &Lake, into: &Lake, folder: &str) -> KaratResult<TableDiff> {
     let ctx = delta::session();
-    let here = delta::register(&ctx, "here", &lake.url_of(folder)).await?;
-    let there = delta::register(&ctx, "rebuilt", &into.url_of(folder)).await?;
+    let (lh, lr) = (format!("{folder} (lake)"), format!("{folder} (rebuild)"));
+    let here = delta::register_as(&ctx, "here", &lake.url_of(folder), &lh).await?;
+    let there = delta::register_as(&ctx, "rebuilt", &into.url_of(folder), &lr).await?;
     let what = format!("comparing {folder} with its rebuild");
     let count = |table: &'static str, exists: bool| {
         let (ctx, what) = (ctx.clone(), what.clone());
@@ -221,8 +225,8 @@ async fn compare(lake: &Lake, into: &Lake, folder: &str) -> KaratResult<TableDif
         return Ok(d);
     }
     let (sh, sr) = (
-        delta::schema_of(&ctx, "here").await?,
-        delta::schema_of(&ctx, "rebuilt").await?,
+        delta::schema_of(&ctx, "here", &lh).await?,
+        delta::schema_of(&ctx, "rebuilt", &lr).await?,
     );
     let names = |s: &Schema| -> Vec<String> {
         s.fields()
@@ -236,8 +240,8 @@ async fn compare(lake: &Lake, into: &Lake, folder: &str) -> KaratResult<TableDif
     d.columns_only_here = nh.iter().filter(|c| !nr.contains(c)).cloned().collect();
     d.columns_only_rebuilt = nr.iter().filter(|c| !nh.contains(c)).cloned().collect();
     d.only_here =
-        delta::count_except_all(&ctx, ("here", &sh), ("rebuilt", &sr), &common, &what).await?;
+        delta::count_except_all(&ctx, ("here", &sh), ("rebuilt", &sr), &common, &sr, &what).await?;
     d.only_rebuilt =
-        delta::count_except_all(&ctx, ("rebuilt", &sr), ("here", &sh), &common, &what).await?;
+        delta::count_except_all(&ctx, ("rebuilt", &sr), ("here", &sh), &common, &sr, &what).await?;
     Ok(d)
 }

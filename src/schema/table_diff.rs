@@ -346,7 +346,7 @@ fn pick_key(
 
 async fn schema_of(ctx: &SessionContext, name: &str, exists: bool) -> KaratResult<Schema> {
     if exists {
-        delta::schema_of(ctx, name).await
+        delta::schema_of(ctx, name, name).await
     } else {
         Ok(Schema::empty())
     }
@@ -439,7 +439,7 @@ fn render(side: &str, cols: &[String], schema: &Schema) -> String {
             format!(
                 "'{}=' || COALESCE({}, 'null')",
                 c.replace('\'', "''"),
-                delta::text_of(side, c, schema)
+                delta::shown(side, c, schema)
             )
         })
         .collect();
@@ -472,8 +472,8 @@ async fn by_key(
     let same = |c: &str| {
         format!(
             "({} IS NOT DISTINCT FROM {})",
-            delta::text_of("b", c, sb),
-            delta::text_of("a", c, sa)
+            delta::comparable("b", c, sb, sa),
+            delta::comparable("a", c, sa, sa)
         )
     };
     let mut sums = vec!["COUNT(*)".to_string()];
@@ -544,8 +544,8 @@ async fn by_key(
                     "CASE WHEN {} THEN NULL ELSE '{}: ' || COALESCE({}, 'null') || ' → ' || COALESCE({}, 'null') END",
                     same(c),
                     c.replace('\'', "''"),
-                    delta::text_of("b", c, sb),
-                    delta::text_of("a", c, sa)
+                    delta::shown("b", c, sb),
+                    delta::shown("a", c, sa)
                 )
             })
             .collect();
@@ -569,8 +569,8 @@ async fn whole_rows(
 ) -> KaratResult<()> {
     let cols = common_columns(sb, sa, &[]);
     let what = format!("diffing {}", q.folder);
-    d.only_before = delta::count_except_all(q.ctx, ("b", sb), ("a", sa), &cols, &what).await?;
-    d.only_after = delta::count_except_all(q.ctx, ("a", sa), ("b", sb), &cols, &what).await?;
+    d.only_before = delta::count_except_all(q.ctx, ("b", sb), ("a", sa), &cols, sa, &what).await?;
+    d.only_after = delta::count_except_all(q.ctx, ("a", sa), ("b", sb), &cols, sa, &what).await?;
     d.matched = d.after.rows.saturating_sub(d.only_after);
     Ok(())
 }

@@ -221,7 +221,8 @@ impl App {
                 changed,
             } => {
                 self.job = None;
-                let first = if changed.is_empty() {
+                // what failed comes first; what a replay changed only once it did not fail
+                let first = if changed.is_empty() || status == "failed" {
                     summary
                         .lines()
                         .nth(1)
