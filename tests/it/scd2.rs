@@ -179,40 +179,29 @@ async fn scd2_versions_follow_effective_time_through_late_changes_and_a_replay()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scd2_definitions_are_checked_against_the_silver_table() {
-    let s = Scratch::new();
-    let cfg = s.join("karat.toml");
-    for (edit, says) in [
-        (
-            ("track = [\"tier\"]", "track = [\"plan\"]"),
-            "scd2 column \"plan\" is not a column of silver table \"customers\"",
-        ),
-        (
+    crate::util::assert_refused(
+        CONFIG,
+        &[
             (
-                "effective_from = \"updated_at\"",
-                "effective_from = \"email\"",
+                ("track = [\"tier\"]", "track = [\"plan\"]"),
+                "scd2 column \"plan\" is not a column of silver table \"customers\"",
             ),
-            "scd2 effective_from \"email\" is not a date or timestamp column",
-        ),
-        (
-            ("from = \"customers\"\ntrack", "from = \"nope\"\ntrack"),
-            "scd2 from \"nope\" is not a silver table",
-        ),
-        (
-            ("kind = \"scd2\"", "kind = \"scd2\"\nsql = \"SELECT 1\""),
-            "a kind = \"scd2\" table is defined by from, key and track, not sql",
-        ),
-    ] {
-        let text = CONFIG.replacen(edit.0, edit.1, 1);
-        assert_ne!(text, CONFIG, "{edit:?}");
-        std::fs::write(&cfg, text).unwrap();
-        let err = karat::pipeline::Plan::load(&cfg)
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(says), "{err}");
-        assert!(
-            err.contains("karat.toml:"),
-            "names the file and line: {err}"
-        );
-    }
+            (
+                (
+                    "effective_from = \"updated_at\"",
+                    "effective_from = \"email\"",
+                ),
+                "scd2 effective_from \"email\" is not a date or timestamp column",
+            ),
+            (
+                ("from = \"customers\"\ntrack", "from = \"nope\"\ntrack"),
+                "scd2 from \"nope\" is not a silver table",
+            ),
+            (
+                ("kind = \"scd2\"", "kind = \"scd2\"\nsql = \"SELECT 1\""),
+                "a kind = \"scd2\" table is defined by from, key and track, not sql",
+            ),
+        ],
+    )
+    .await;
 }

@@ -331,3 +331,24 @@ pub async fn rows(lake_dir: &Path, rel: &str, query: &str) -> Vec<Vec<String>> {
     }
     out
 }
+
+/// Asserts that `base` with each `(from, to)` edit is refused at load, naming the file and line,
+/// with a message containing its text.
+pub async fn assert_refused(base: &str, cases: &[((&str, &str), &str)]) {
+    let s = Scratch::new();
+    let cfg = s.join("karat.toml");
+    for (edit, says) in cases {
+        let text = base.replacen(edit.0, edit.1, 1);
+        assert_ne!(text, base, "{edit:?} changes nothing");
+        std::fs::write(&cfg, text).unwrap();
+        let err = karat::pipeline::Plan::load(&cfg)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{err}");
+        assert!(
+            err.contains("karat.toml:"),
+            "names the file and line: {err}"
+        );
+    }
+}
