@@ -454,45 +454,113 @@ async fn by_key(
     sa: &Schema,
     common: &[String],
 ) -> KaratResult<()> {
-    let on: Vec<String> = d
-        .key
-        .iter()
-        .map(|k| format!("(b.{c} IS NOT DISTINCT FROM a.{c})", c = ident(k)))
-        .collect();
-    let on = on.join(" AND ");
-    let missing = |from: &str, other: &str| {
-        format!("FROM {from} WHERE NOT EXISTS (SELECT 1 FROM {other} WHERE {on})")
-    };
+    let m = Matching::new(&d.key, sb, sa, common);
     d.only_before = q
-        .count(&format!("SELECT COUNT(*) {}", missing("b", "a")))
+        .count(&format!("SELECT COUNT(*) {}", m.missing("b", "a")))
         .await?;
     d.only_after = q
-        .count(&format!("SELECT COUNT(*) {}", missing("a", "b")))
+        .count(&format!("SELECT COUNT(*) {}", m.missing("a", "b")))
         .await?;
-    let same = |c: &str| {
+    column_matches(q, d, &m).await?;
+    let key_of = |side: &str, s: &Schema| render(side, &d.key, s);
+    let sample = |side: &str, s: &Schema, other: &str| {
         format!(
-            "({} IS NOT DISTINCT FROM {})",
-            delta::comparable("b", c, sb, sa),
-            delta::comparable("a", c, sa, sa)
+            "SELECT {} {} LIMIT {SAMPLES}",
+            key_of(side, s),
+            m.missing(side, other)
         )
     };
+    d.sample_only_before = q.texts(&sample("b", sb, "a")).await?;
+    d.sample_only_after = q.texts(&sample("a", sa, "b")).await?;
+    if d.changed > 0 {
+        let what: Vec<String> = common
+            .iter()
+            .map(|c| {
+                format!(
+                    "CASE WHEN {} THEN NULL ELSE '{}: ' || COALESCE({}, 'null') || ' → ' || COALESCE({}, 'null') END",
+                    m.same(c),
+                    c.replace('\'', "''"),
+                    delta::shown("b", c, sb),
+                    delta::shown("a", c, sa)
+                )
+            })
+            .collect();
+        d.sample_changed = q
+            .texts(&format!(
+                "SELECT {} || ': ' || concat_ws('; ', {}) FROM b JOIN a ON {} WHERE {} LIMIT {SAMPLES}",
+                key_of("a", sa),
+                what.join(", "),
+                m.on,
+                m.differs()
+            ))
+            .await?;
+    }
+    Ok(())
+}
+
+/// How rows of the two versions are matched (on the key, NULLs matching NULLs) and compared.
+struct Matching<'a> {
+    on: String,
+    sb: &'a Schema,
+    sa: &'a Schema,
+    common: &'a [String],
+}
+
+impl<'a> Matching<'a> {
+    fn new(key: &[String], sb: &'a Schema, sa: &'a Schema, common: &'a [String]) -> Self {
+        let on: Vec<String> = key
+            .iter()
+            .map(|k| format!("(b.{c} IS NOT DISTINCT FROM a.{c})", c = ident(k)))
+            .collect();
+        Matching {
+            on: on.join(" AND "),
+            sb,
+            sa,
+            common,
+        }
+    }
+
+    /// `FROM from WHERE` no row of `other` has its key.
+    fn missing(&self, from: &str, other: &str) -> String {
+        format!(
+            "FROM {from} WHERE NOT EXISTS (SELECT 1 FROM {other} WHERE {})",
+            self.on
+        )
+    }
+
+    /// Column `c` agrees between the matched rows.
+    fn same(&self, c: &str) -> String {
+        format!(
+            "({} IS NOT DISTINCT FROM {})",
+            delta::comparable("b", c, self.sb, self.sa),
+            delta::comparable("a", c, self.sa, self.sa)
+        )
+    }
+
+    /// Some column disagrees.
+    fn differs(&self) -> String {
+        if self.common.is_empty() {
+            return "FALSE".into();
+        }
+        let parts: Vec<String> = self
+            .common
+            .iter()
+            .map(|c| format!("NOT {}", self.same(c)))
+            .collect();
+        parts.join(" OR ")
+    }
+}
+
+/// Matched rows, per-column agreement and changed rows, in one pass over the join.
+async fn column_matches(q: &Queries<'_>, d: &mut TableDiff, m: &Matching<'_>) -> KaratResult<()> {
     let mut sums = vec!["COUNT(*)".to_string()];
     sums.extend(
-        common
+        m.common
             .iter()
-            .map(|c| format!("SUM(CASE WHEN {} THEN 1 ELSE 0 END)", same(c))),
+            .map(|c| format!("SUM(CASE WHEN {} THEN 1 ELSE 0 END)", m.same(c))),
     );
-    let differs = if common.is_empty() {
-        "FALSE".to_string()
-    } else {
-        common
-            .iter()
-            .map(|c| format!("NOT {}", same(c)))
-            .collect::<Vec<_>>()
-            .join(" OR ")
-    };
-    sums.push(format!("SUM(CASE WHEN {differs} THEN 1 ELSE 0 END)"));
-    let sql = format!("SELECT {} FROM b JOIN a ON {on}", sums.join(", "));
+    sums.push(format!("SUM(CASE WHEN {} THEN 1 ELSE 0 END)", m.differs()));
+    let sql = format!("SELECT {} FROM b JOIN a ON {}", sums.join(", "), m.on);
     let batches = delta::query(q.ctx, &sql, &format!("diffing {}", q.folder)).await?;
     let value = |i: usize| {
         batches
@@ -511,7 +579,8 @@ async fn by_key(
             .unwrap_or(0)
     };
     d.matched = value(0);
-    d.columns = common
+    d.columns = m
+        .common
         .iter()
         .enumerate()
         .map(|(i, c)| ColumnMatch {
@@ -520,43 +589,7 @@ async fn by_key(
             matched: d.matched,
         })
         .collect();
-    d.changed = value(common.len() + 1);
-    let key_of = |side: &str, s: &Schema| render(side, &d.key, s);
-    d.sample_only_before = q
-        .texts(&format!(
-            "SELECT {} {} LIMIT {SAMPLES}",
-            key_of("b", sb),
-            missing("b", "a")
-        ))
-        .await?;
-    d.sample_only_after = q
-        .texts(&format!(
-            "SELECT {} {} LIMIT {SAMPLES}",
-            key_of("a", sa),
-            missing("a", "b")
-        ))
-        .await?;
-    if d.changed > 0 {
-        let what: Vec<String> = common
-            .iter()
-            .map(|c| {
-                format!(
-                    "CASE WHEN {} THEN NULL ELSE '{}: ' || COALESCE({}, 'null') || ' → ' || COALESCE({}, 'null') END",
-                    same(c),
-                    c.replace('\'', "''"),
-                    delta::shown("b", c, sb),
-                    delta::shown("a", c, sa)
-                )
-            })
-            .collect();
-        d.sample_changed = q
-            .texts(&format!(
-                "SELECT {} || ': ' || concat_ws('; ', {}) FROM b JOIN a ON {on} WHERE {differs} LIMIT {SAMPLES}",
-                key_of("a", sa),
-                what.join(", ")
-            ))
-            .await?;
-    }
+    d.changed = value(m.common.len() + 1);
     Ok(())
 }
 
