@@ -354,16 +354,12 @@ async fn an_approved_replay_holds_back_alerts_on_what_it_rewrites_until_it_ends(
 async fn a_failing_verify_pages_as_rows_lost_until_a_replay_heals_the_lake() {
     let s = Scratch::new();
     let oncall = Receiver::start(0);
-    let cfg = karat::config::example::write_example(s.path(), false).unwrap();
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(
-        &cfg,
+    crate::util::init(s.path(), |text| {
         format!(
             "{text}\n[[alert]]\nname = \"oncall\"\nurl = \"http://127.0.0.1:{}/hook\"\nmin_severity = \"page\"\n",
             oncall.port
-        ),
-    )
-    .unwrap();
+        )
+    });
     let (code, out) = karat(s.path(), &["run"]);
     assert_eq!(code, Some(0), "{out}");
     let (code, out) = karat(s.path(), &["verify"]);

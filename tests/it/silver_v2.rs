@@ -5,23 +5,16 @@
 //! deltalake's own reader.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use karat::events::Events;
 use karat::pipeline::{Plan, ReplayTarget};
 
 use karat::schema::three_way::{Finding, ThreeWay};
 
-use crate::util::{Scratch, counts, open, pretty, run, scalar, sql};
+use crate::util::{Scratch, counts, init, open, pretty, run, scalar, sql};
 
 /// `karat init` in `dir`, with the config edited by `edit`.
-fn init(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
-    let cfg = karat::config::example::write_example(dir, false).expect("init");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, edit(text)).unwrap();
-    cfg
-}
-
 fn add_file(dir: &Path, name: &str, lines: &[&str]) {
     std::fs::write(dir.join("data/orders").join(name), lines.join("\n") + "\n").unwrap();
 }

@@ -152,22 +152,22 @@ fn add_declared(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completeness_counts_rows_against_what_the_source_declared() {
     let s = Scratch::new();
-    let cfg = karat::config::example::write_example(s.path(), false).unwrap();
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let with = text
-        .replacen(
-            "owner = \"data-platform\"",
-            "owner = \"data-platform\"\nexpected_count_field = \"meta.count\"",
-            1,
-        )
-        .replacen(
-            "# A gold table: SQL over silver/gold tables by name.",
-            "[[table.slo]]\nsli = \"completeness\"\nobjective = 99.0\nwindow = \"7d\"\n\n\
-             # A gold table: SQL over silver/gold tables by name.",
-            1,
-        );
-    assert_ne!(with, text);
-    std::fs::write(&cfg, &with).unwrap();
+    let cfg = crate::util::init(s.path(), |text| {
+        let with = text
+            .replacen(
+                "owner = \"data-platform\"",
+                "owner = \"data-platform\"\nexpected_count_field = \"meta.count\"",
+                1,
+            )
+            .replacen(
+                "# A gold table: SQL over silver/gold tables by name.",
+                "[[table.slo]]\nsli = \"completeness\"\nobjective = 99.0\nwindow = \"7d\"\n\n\
+                 # A gold table: SQL over silver/gold tables by name.",
+                1,
+            );
+        assert_ne!(with, text);
+        with
+    });
     // complete, two rows short (5 declared, 3 sent), and a manifest that declares nothing
     add_declared(
         s.path(),

@@ -352,3 +352,11 @@ pub async fn assert_refused(base: &str, cases: &[((&str, &str), &str)]) {
         );
     }
 }
+
+/// `karat init`'s example project in `dir`, its karat.toml passed through `edit`.
+pub fn init(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let cfg = karat::config::example::write_example(dir, false).expect("init");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, edit(text)).unwrap();
+    cfg
+}
