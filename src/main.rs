@@ -18,6 +18,11 @@ use karat::pipeline::{Plan, ReplayTarget, RunOptions, RunReport, Trigger};
 use karat::tui::sanitize::printable;
 use karat::{KaratError, summary};
 
+/// mimalloc keeps freed chunk buffers for the next chunk instead of unmapping them (see
+/// Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "karat",

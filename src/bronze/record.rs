@@ -21,6 +21,20 @@ impl<'a> Fields<'a> {
     pub fn get(&self, name: &str) -> Option<&'a RawValue> {
         self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
     }
+
+    /// [`Fields::get`], looking first at position `hint` (where the field was in the previous
+    /// record: lines of one source nearly always list their fields in the same order), and
+    /// updating it.
+    pub fn get_hinted(&self, name: &str, hint: &mut usize) -> Option<&'a RawValue> {
+        if let Some((k, v)) = self.0.get(*hint)
+            && *k == name
+        {
+            return Some(*v);
+        }
+        let at = self.0.iter().position(|(k, _)| *k == name)?;
+        *hint = at;
+        Some(self.0[at].1)
+    }
 }
 
 impl<'de> Deserialize<'de> for Fields<'de> {
@@ -32,7 +46,7 @@ impl<'de> Deserialize<'de> for Fields<'de> {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16));
                 while let Some((k, v)) = map.next_entry::<&'de str, &'de RawValue>()? {
                     out.push((k, v));
                 }

@@ -66,9 +66,13 @@ fn kind_bit(kind: &str) -> u8 {
 
 /// Accumulates stamped records into a gzip buffer.
 pub struct BatchWriter {
-    enc: GzEncoder<Vec<u8>>,
+    enc: Compressor,
     prefix: String,
-    kinds: BTreeMap<String, u8>,
+    /// Each field seen and the JSON types it had, in first-seen order.
+    kinds: Vec<(String, u8)>,
+    /// For each position of the previous record's fields, its entry in `kinds` (records of a
+    /// source nearly always list their fields in the same order).
+    slots: Vec<usize>,
     records: u64,
     invalid: u64,
     blank: u64,
@@ -86,12 +90,10 @@ impl BatchWriter {
             q(&stamp.origin)
         );
         BatchWriter {
-            enc: GzEncoder::new(
-                Vec::with_capacity(size_hint / 4),
-                Compression::new(GZIP_LEVEL),
-            ),
+            enc: Compressor::new(size_hint / 4),
             prefix,
-            kinds: BTreeMap::new(),
+            kinds: Vec::new(),
+            slots: Vec::new(),
             records: 0,
             invalid: 0,
             blank: 0,
@@ -99,19 +101,32 @@ impl BatchWriter {
         }
     }
 
-    fn note_kind(&mut self, field: &str, kind: &str) {
-        if let Some(k) = self.kinds.get_mut(field) {
-            *k |= kind_bit(kind);
-        } else {
-            self.kinds.insert(field.to_string(), kind_bit(kind));
+    /// Notes that the field at position `pos` of a record had JSON type `kind`.
+    fn note_kind(&mut self, pos: usize, field: &str, kind: &str) {
+        let bit = kind_bit(kind);
+        if let Some(&i) = self.slots.get(pos)
+            && self.kinds[i].0 == field
+        {
+            self.kinds[i].1 |= bit;
+            return;
         }
+        let i = match self.kinds.iter().position(|(f, _)| f == field) {
+            Some(i) => i,
+            None => {
+                self.kinds.push((field.to_string(), 0));
+                self.kinds.len() - 1
+            }
+        };
+        self.kinds[i].1 |= bit;
+        if pos >= self.slots.len() {
+            self.slots.resize(pos + 1, i);
+        }
+        self.slots[pos] = i;
     }
 
     fn emit(&mut self) {
         self.line.push('\n');
-        self.enc
-            .write_all(self.line.as_bytes())
-            .expect("writing to an in-memory gzip buffer cannot fail");
+        self.enc.write(self.line.as_bytes());
         self.line.clear();
     }
 
@@ -125,9 +140,8 @@ impl BatchWriter {
         self.records += 1;
         match parse_object(trimmed) {
             Parsed::Object(fields) => {
-                for (k, v) in &fields.0 {
-                    let kind = kind_of_raw(v);
-                    self.note_kind(k, kind);
+                for (pos, (k, v)) in fields.0.iter().enumerate() {
+                    self.note_kind(pos, k, kind_of_raw(v));
                 }
                 if fields.0.iter().any(|(k, _)| reserved(k)) {
                     let map = fields
@@ -145,8 +159,8 @@ impl BatchWriter {
                 }
             }
             Parsed::OwnedObject(map) => {
-                for (k, v) in &map {
-                    self.note_kind(k, kind_of_value(v));
+                for (pos, (k, v)) in map.iter().enumerate() {
+                    self.note_kind(pos, k, kind_of_value(v));
                 }
                 self.stamp_map(line_no, map);
             }
@@ -174,8 +188,9 @@ impl BatchWriter {
                 format!("{reason} (raw bytes kept as base64)"),
             ),
         };
-        self.line.push_str(&self.prefix.clone());
-        self.line.push_str(&line_no.to_string());
+        self.line.push_str(&self.prefix);
+        std::fmt::Write::write_fmt(&mut self.line, format_args!("{line_no}"))
+            .expect("writing to a String cannot fail");
         self.line.push_str(",\"_raw\":");
         self.line
             .push_str(&serde_json::to_string(&raw).expect("string serialises"));
@@ -191,8 +206,8 @@ impl BatchWriter {
         match value {
             serde_json::Value::Object(map) => {
                 self.records += 1;
-                for (k, v) in map {
-                    self.note_kind(k, kind_of_value(v));
+                for (pos, (k, v)) in map.iter().enumerate() {
+                    self.note_kind(pos, k, kind_of_value(v));
                 }
                 self.stamp_map(line_no, map.clone());
             }
@@ -225,8 +240,9 @@ impl BatchWriter {
 
     fn stamp_object_text(&mut self, line_no: u64, object_text: &str) {
         let inner = object_text[1..].trim_start();
-        self.line.push_str(&self.prefix.clone());
-        self.line.push_str(&line_no.to_string());
+        self.line.push_str(&self.prefix);
+        std::fmt::Write::write_fmt(&mut self.line, format_args!("{line_no}"))
+            .expect("writing to a String cannot fail");
         if inner.starts_with('}') {
             self.line.push('}');
         } else {
@@ -238,10 +254,7 @@ impl BatchWriter {
 
     /// Finishes the gzip stream.
     pub fn finish(self) -> Stamped {
-        let gz = self
-            .enc
-            .finish()
-            .expect("finishing an in-memory gzip buffer cannot fail");
+        let gz = self.enc.finish();
         let schema = self
             .kinds
             .into_iter()
@@ -254,6 +267,64 @@ impl BatchWriter {
             blank: self.blank,
             schema,
         }
+    }
+}
+
+/// Bytes handed to the compressing thread at a time.
+const COMPRESS_BLOCK: usize = 1 << 20;
+
+/// A gzip stream written on a thread of its own: stamping the next lines and compressing the
+/// previous ones use two cores.
+struct Compressor {
+    pending: Vec<u8>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Compressor {
+    fn new(capacity: usize) -> Compressor {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let thread = std::thread::spawn(move || {
+            let mut enc =
+                GzEncoder::new(Vec::with_capacity(capacity), Compression::new(GZIP_LEVEL));
+            for block in rx {
+                enc.write_all(&block)
+                    .expect("writing to an in-memory gzip buffer cannot fail");
+            }
+            enc.finish()
+                .expect("finishing an in-memory gzip buffer cannot fail")
+        });
+        Compressor {
+            pending: Vec::with_capacity(COMPRESS_BLOCK),
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= COMPRESS_BLOCK {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        let block = std::mem::replace(&mut self.pending, Vec::with_capacity(COMPRESS_BLOCK));
+        if let Some(tx) = &self.tx {
+            tx.send(block)
+                .expect("the compressing thread lives until finish");
+        }
+    }
+
+    /// The whole gzip stream.
+    fn finish(mut self) -> Vec<u8> {
+        self.send();
+        self.tx = None;
+        self.thread
+            .take()
+            .expect("finished once")
+            .join()
+            .expect("the compressing thread does not panic")
     }
 }
 

@@ -29,6 +29,17 @@ pub struct Affected {
     pub whole: Option<String>,
 }
 
+impl Affected {
+    /// Adds what a later change feeds.
+    pub fn absorb(&mut self, later: Affected) {
+        self.recompute.extend(later.recompute);
+        self.blocked.extend(later.blocked);
+        if self.whole.is_none() {
+            self.whole = later.whole;
+        }
+    }
+}
+
 /// Derives the partitions of `plan`'s table fed by `changes` (per input table).
 pub async fn affected(
     lake: &Lake,

@@ -139,17 +139,84 @@ fn now() -> String {
 /// Per upstream table, what this execution changed or broke.
 #[derive(Debug, Default)]
 struct Upstream {
-    /// Silver: rows that entered or left the table.
-    changed: Option<silver::Changed>,
+    /// Silver: what the rows that entered or left the table feed.
+    changed: Option<Changes>,
     /// Gold: partitions recomputed.
     promoted: BTreeSet<String>,
     failed: BTreeMap<String, String>,
     error: Option<String>,
 }
 
+/// The rows that entered or left a silver table, kept as what gold and the accounting check
+/// need of them, summarised after each group of batches: the rows themselves would hold a
+/// whole run's silver rows in memory until gold runs.
+#[derive(Debug, Default)]
+struct Changes {
+    /// Whether any row entered or left.
+    any: bool,
+    /// Their keys that the table holds twice (checked after each group, while the group's
+    /// rows are at hand).
+    duplicate_keys: Vec<String>,
+    /// Their bronze batches (the accounting's batches to balance).
+    batches: BTreeSet<String>,
+    /// Per gold table reading the table: the partitions they feed, derived when they changed
+    /// (the data as it was then, as the delta of a join requires).
+    feeds: BTreeMap<String, gold::Affected>,
+}
+
+impl Changes {
+    async fn add(
+        &mut self,
+        plan: &Plan,
+        lake: &Lake,
+        contract: &std::sync::Arc<silver::Contract>,
+        changed: silver::Changed,
+    ) -> KaratResult<()> {
+        if changed.is_empty() {
+            return Ok(());
+        }
+        self.any = true;
+        let rows: Vec<_> = changed
+            .promoted
+            .iter()
+            .chain(&changed.failed)
+            .cloned()
+            .collect();
+        for b in &rows {
+            let ids = crate::lake::delta::utf8(b.column_by_name("_batch_id").expect("provenance"));
+            self.batches
+                .extend(ids.iter().flatten().map(str::to_string));
+        }
+        let table = &contract.table;
+        let one = BTreeMap::from([(table.clone(), changed)]);
+        let feeds = async {
+            let mut feeds = Vec::new();
+            for g in plan.gold.iter().filter(|g| g.inputs.contains(table)) {
+                let fed = gold::affected(lake, &plan.config, g, &one)
+                    .await
+                    .unwrap_or_else(|e| gold::Affected {
+                        whole: Some(format!(
+                            "the partitions changes of {table} feed could not be derived: {e}"
+                        )),
+                        ..gold::Affected::default()
+                    });
+                feeds.push((g.name.clone(), fed));
+            }
+            Ok(feeds)
+        };
+        let (twice, feeds) =
+            tokio::try_join!(accounting::duplicates_among(lake, contract, &rows), feeds)?;
+        self.duplicate_keys.extend(twice);
+        for (gold, fed) in feeds {
+            self.feeds.entry(gold).or_default().absorb(fed);
+        }
+        Ok(())
+    }
+}
+
 impl Upstream {
     fn touched(&self) -> bool {
-        self.changed.as_ref().is_some_and(|c| !c.is_empty())
+        self.changed.as_ref().is_some_and(|c| c.any)
             || !self.promoted.is_empty()
             || !self.failed.is_empty()
             || self.error.is_some()
@@ -439,7 +506,7 @@ impl<'a> Execution<'a> {
             self.events,
         )
         .await;
-        let r = match res {
+        let (r, changes) = match res {
             Ok(r) => r,
             Err(e) => return self.table_failed(Zone::Silver, table, &t0, &e),
         };
@@ -469,9 +536,10 @@ impl<'a> Execution<'a> {
             run_id: self.report.run_id.clone(),
             processed_at: processed_at.clone(),
         }));
-        up.changed = Some(r.changed.clone());
+        let checked = self.check_accounting(table, &r, &changes).await;
+        up.changed = Some(changes);
         self.upstream.insert(table.to_string(), up);
-        if let Err(e) = self.check_accounting(table, &r).await {
+        if let Err(e) = checked {
             self.table_failed(Zone::Silver, table, &t0, &e);
         }
         self.report.silver.push(r);
@@ -479,20 +547,15 @@ impl<'a> Execution<'a> {
 
     /// The invariant after a silver update, from the Delta tables and the manifests: every
     /// batch the update touched balances, and no changed key is held twice.
-    async fn check_accounting(&mut self, table: &str, r: &silver::SilverReport) -> KaratResult<()> {
+    async fn check_accounting(
+        &self,
+        table: &str,
+        r: &silver::SilverReport,
+        changes: &Changes,
+    ) -> KaratResult<()> {
         let contract = &self.plan.contracts[table];
         let mut batches: BTreeSet<String> = r.batches.iter().cloned().collect();
-        let changed: Vec<_> = r
-            .changed
-            .promoted
-            .iter()
-            .chain(&r.changed.failed)
-            .cloned()
-            .collect();
-        for b in &changed {
-            let ids = crate::lake::delta::utf8(b.column_by_name("_batch_id").expect("provenance"));
-            batches.extend(ids.iter().flatten().map(str::to_string));
-        }
+        batches.extend(changes.batches.iter().cloned());
         if batches.is_empty() {
             return Ok(());
         }
@@ -501,7 +564,8 @@ impl<'a> Execution<'a> {
             .into_iter()
             .filter(|m| batches.contains(&m.batch_id))
             .collect();
-        let balance = accounting::balance(self.lake, contract, &manifests, Some(&changed)).await?;
+        let mut balance = accounting::balance(self.lake, contract, &manifests, Some(&[])).await?;
+        balance.duplicate_keys = changes.duplicate_keys.clone();
         match balance.errors().into_iter().next() {
             None => Ok(()),
             Some(first) => {
@@ -587,7 +651,8 @@ impl<'a> Execution<'a> {
         let mut blocked: BTreeMap<String, String> = BTreeMap::new();
         let mut failed_why: Option<String> = None;
         let mut gold_changed: Option<String> = None;
-        let mut changes: BTreeMap<String, silver::Changed> = BTreeMap::new();
+        let mut derived = gold::Affected::default();
+        let mut any_silver = false;
         for name in &g.inputs {
             let Some(u) = self.upstream.get(name) else {
                 continue;
@@ -600,7 +665,10 @@ impl<'a> Execution<'a> {
             }
             match &u.changed {
                 Some(c) => {
-                    changes.insert(name.clone(), c.clone());
+                    any_silver = true;
+                    if let Some(fed) = c.feeds.get(&g.name) {
+                        derived.absorb(fed.clone());
+                    }
                 }
                 None if u.touched() => {
                     gold_changed = Some(format!("its input gold {name} changed"))
@@ -608,7 +676,11 @@ impl<'a> Execution<'a> {
                 None => {}
             }
         }
-        let derived = gold::affected(self.lake, &self.plan.config, g, &changes).await?;
+        if any_silver {
+            // why the partitions cannot be derived at all, if they cannot (no changed rows)
+            let never = gold::affected(self.lake, &self.plan.config, g, &BTreeMap::new()).await?;
+            derived.absorb(never);
+        }
         let whole = match (forced, gold_changed) {
             (Some(None), _) => Some("a replay of the whole table".to_string()),
             (_, Some(why)) => Some(why),
@@ -740,7 +812,7 @@ async fn silver_table(
     mode: &SilverMode,
     run_id: &str,
     events: &Events,
-) -> KaratResult<silver::SilverReport> {
+) -> KaratResult<(silver::SilverReport, Changes)> {
     let contract = plan
         .contracts
         .get(table)
@@ -778,8 +850,9 @@ async fn silver_table(
             (batches, partitions.clone())
         }
     };
+    let mut changes = Changes::default();
     if batches.is_empty() && targets.is_empty() {
-        return Ok(report);
+        return Ok((report, changes));
     }
     // bounded memory: new batches are applied in groups, each one an update of its own
     let mut groups = group_batches(batches);
@@ -793,10 +866,12 @@ async fn silver_table(
         } else {
             BTreeSet::new()
         };
-        let r = silver::update(lake, contract.clone(), group, &t, run_id, events).await?;
+        let mut r = silver::update(lake, contract.clone(), group, &t, run_id, events).await?;
+        let changed = std::mem::take(&mut r.changed);
+        changes.add(plan, lake, &contract, changed).await?;
         report.absorb(r);
     }
-    Ok(report)
+    Ok((report, changes))
 }
 
 /// Batches are applied in groups of at most this many records (at least one batch each).

@@ -137,6 +137,21 @@ pub async fn balance(
     })
 }
 
+/// Keys among `keys` (key columns, by name) that the silver table holds more than once; at
+/// most 20, rendered as in [`TableBalance::duplicate_keys`].
+pub async fn duplicates_among(
+    lake: &Lake,
+    contract: &Arc<Contract>,
+    keys: &[RecordBatch],
+) -> KaratResult<Vec<String>> {
+    let ctx = delta::session();
+    let url = lake.url_of(&layout::table(Zone::Silver, &contract.table));
+    if contract.key_indexes.is_empty() || !delta::register(&ctx, "s", &url).await? {
+        return Ok(Vec::new());
+    }
+    duplicate_keys(&ctx, contract, Some(keys)).await
+}
+
 fn per_batch(rows: &[RecordBatch]) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for b in rows {
@@ -169,7 +184,13 @@ async fn duplicate_keys(
             }
             let projected = rows
                 .iter()
-                .map(|b| b.project(&contract.key_indexes))
+                .map(|b| {
+                    let at = names
+                        .iter()
+                        .map(|n| b.schema().index_of(n))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    b.project(&at)
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| KaratError::arrow("key columns", e))?;
             let schema = projected[0].schema();
@@ -182,8 +203,9 @@ async fn duplicate_keys(
                 .iter()
                 .map(|n| format!("s.{c} = k.{c}", c = ident(n)))
                 .collect();
+            // the keys first: the hash join builds its table from its first input
             format!(
-                "s JOIN (SELECT DISTINCT * FROM changed_keys) k ON {}",
+                "(SELECT DISTINCT * FROM changed_keys) k JOIN s ON {}",
                 on.join(" AND ")
             )
         }

@@ -1,6 +1,6 @@
-//! Reading bronze batches for a silver table: each batch is gunzipped, decoded and validated
-//! chunk by chunk on two threads (decode ‖ validate), two batches at a time, into valid rows
-//! (silver schema), dead letters (with every reason) and per-partition counters.
+//! Reading bronze batches for a silver table: each batch is gunzipped and cut into blocks of
+//! lines on one thread while two others decode and validate the blocks, two batches at a time,
+//! into valid rows (silver schema), dead letters (with every reason) and per-partition counters.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
@@ -101,87 +101,126 @@ pub async fn collect(
     Ok(c)
 }
 
-/// Decodes a bronze object into chunks of [`CHUNK_ROWS`] rows, sending each one on.
-fn decode_batch(
-    contract: &Contract,
-    m: &Manifest,
-    gz: &[u8],
-    tx: std::sync::mpsc::SyncSender<RecordBatch>,
-) -> KaratResult<()> {
+/// Lines of a bronze object decoded and validated together.
+struct Block {
+    /// Position of the block in the object.
+    index: usize,
+    /// Line number (1-based) of its first line.
+    first_line: u64,
+    /// Its lines, each ending in a newline.
+    text: String,
+}
+
+/// Gunzips a bronze object and cuts it into blocks of [`CHUNK_ROWS`] lines, sending each one on.
+fn split_batch(m: &Manifest, gz: &[u8], tx: std::sync::mpsc::SyncSender<Block>) -> KaratResult<()> {
     let mut reader =
         std::io::BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(gz));
-    let mut builder = super::decode::ChunkBuilder::new(contract.source_fields.clone(), CHUNK_ROWS);
-    let mut line = String::new();
-    let mut line_no = 0u64;
     let gone = || KaratError::Other(format!("validating batch {} stopped early", m.batch_id));
-    loop {
-        line.clear();
-        let read = reader.read_line(&mut line).map_err(|e| {
-            KaratError::Other(format!(
-                "bronze object {} (batch {}) line {}: {e}",
-                m.object,
-                m.batch_id,
-                line_no + 1
-            ))
-        })?;
-        if read == 0 {
+    let mut line_no = 0u64;
+    for index in 0.. {
+        let mut block = Block {
+            index,
+            first_line: line_no + 1,
+            text: String::with_capacity(CHUNK_ROWS * 160),
+        };
+        let mut lines = 0;
+        while lines < CHUNK_ROWS {
+            let read = reader.read_line(&mut block.text).map_err(|e| {
+                KaratError::Other(format!(
+                    "bronze object {} (batch {}) line {}: {e}",
+                    m.object,
+                    m.batch_id,
+                    line_no + 1
+                ))
+            })?;
+            if read == 0 {
+                break;
+            }
+            line_no += 1;
+            lines += 1;
+        }
+        if lines == 0 {
             break;
         }
-        line_no += 1;
+        tx.send(block).map_err(|_| gone())?;
+    }
+    Ok(())
+}
+
+/// Decodes the lines of a block into a chunk.
+fn decode_block(
+    m: &Manifest,
+    block: &Block,
+    builder: &mut super::decode::ChunkBuilder,
+) -> KaratResult<RecordBatch> {
+    for (i, line) in block.text.lines().enumerate() {
         let text = line.trim_end();
         if text.is_empty() {
             continue;
         }
         if !builder.push(text) {
             return Err(KaratError::Other(format!(
-                "bronze object {} line {line_no} is not a bronze record; the object is damaged",
-                m.object
+                "bronze object {} line {} is not a bronze record; the object is damaged",
+                m.object,
+                block.first_line + i as u64
             )));
         }
-        if builder.len() >= CHUNK_ROWS {
-            tx.send(builder.finish()).map_err(|_| gone())?;
-        }
     }
-    if !builder.is_empty() {
-        tx.send(builder.finish()).map_err(|_| gone())?;
-    }
-    Ok(())
+    Ok(builder.finish())
 }
 
-/// Decodes and validates one bronze batch: decoding (gunzip + JSON) and validation run on two
-/// threads, chunk by chunk, so even a single large batch keeps both cores busy.
+/// Decoders and validators of one batch: each takes the next block, decodes and validates it.
+const WORKERS: usize = 2;
+
+/// Decodes and validates one bronze batch: one thread gunzips and cuts it into blocks of
+/// lines while [`WORKERS`] threads decode (JSON) and validate blocks, so even a single large
+/// batch keeps every core busy. Chunks come back in the object's order.
 fn process_batch(
     contract: &Contract,
     m: &Manifest,
     gz: &[u8],
     run_id: &str,
 ) -> KaratResult<Vec<Validated>> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
-    let (decoded, validated) = std::thread::scope(|scope| {
-        let validator = scope.spawn(move || -> KaratResult<Vec<Validated>> {
-            let mut out = Vec::new();
-            for chunk in rx {
-                out.push(validate::validate(
-                    contract,
-                    &chunk,
-                    &m.ingest_date,
-                    run_id,
-                )?);
-            }
-            Ok(out)
-        });
-        let decoded = decode_batch(contract, m, gz, tx);
-        let validated = validator.join().unwrap_or_else(|_| {
-            Err(KaratError::Other(format!(
-                "validating batch {} panicked",
-                m.batch_id
-            )))
-        });
-        (decoded, validated)
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Block>(WORKERS);
+    let rx = std::sync::Mutex::new(rx);
+    let work = || -> KaratResult<Vec<(usize, Validated)>> {
+        let mut builder =
+            super::decode::ChunkBuilder::new(contract.source_fields.clone(), CHUNK_ROWS);
+        let mut out = Vec::new();
+        loop {
+            let next = rx.lock().map(|r| r.recv());
+            let Ok(Ok(block)) = next else {
+                return Ok(out);
+            };
+            let chunk = decode_block(m, &block, &mut builder)?;
+            let v = validate::validate(contract, &chunk, &m.ingest_date, run_id)?;
+            out.push((block.index, v));
+        }
+    };
+    let (split, worked) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..WORKERS).map(|_| scope.spawn(work)).collect();
+        let split = split_batch(m, gz, tx);
+        let worked: Vec<_> = workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(KaratError::Other(format!(
+                        "validating batch {} panicked",
+                        m.batch_id
+                    )))
+                })
+            })
+            .collect();
+        (split, worked)
     });
-    // a validation error is the cause when both failed (the decoder stops when it is gone)
-    let chunks = validated?;
-    decoded?;
+    // a worker's error is the cause when both failed (the splitter stops when they are gone)
+    let mut chunks = Vec::new();
+    for w in worked {
+        chunks.extend(w?);
+    }
+    split?;
+    chunks.sort_by_key(|(i, _)| *i);
+    let chunks: Vec<Validated> = chunks.into_iter().map(|(_, v)| v).collect();
     let home = home_partition(&chunks, &m.ingest_date);
     chunks.into_iter().map(|c| place(c, &home)).collect()
 }
@@ -221,4 +260,104 @@ fn place(mut v: Validated, home: &str) -> KaratResult<Validated> {
     v.dead = RecordBatch::try_new(v.dead.schema(), cols)
         .map_err(|e| KaratError::arrow("placing rows", e))?;
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::io::Write;
+
+    fn contract() -> Contract {
+        let text = r#"
+[project]
+name = "t"
+[lake]
+url = "lake"
+[[source]]
+name = "s"
+kind = "files"
+path = "data/*.ndjson"
+[[table]]
+name = "t"
+zone = "silver"
+from = "s"
+key = ["id"]
+[table.columns]
+id = { type = "int64", nullable = false }
+"#;
+        let cfg = Config::from_str(std::path::Path::new("/tmp/karat.toml"), text.into()).unwrap();
+        Contract::compile(&cfg, cfg.table("t").unwrap()).unwrap()
+    }
+
+    fn object(lines: &[String]) -> (Manifest, Vec<u8>) {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        for l in lines {
+            writeln!(enc, "{l}").unwrap();
+        }
+        let m = Manifest {
+            batch_id: "b".into(),
+            source: "s".into(),
+            sha256: String::new(),
+            ingest_date: "2026-01-01".into(),
+            ingested_at: "2026-01-01T00:00:00Z".into(),
+            origin: "f".into(),
+            object: "bronze/s/b.ndjson.gz".into(),
+            bytes_in: 0,
+            records: lines.len() as u64,
+            invalid: 0,
+            blank: 0,
+            schema: Default::default(),
+            expected_records: None,
+        };
+        (m, enc.finish().unwrap())
+    }
+
+    fn record(n: usize) -> String {
+        format!(
+            r#"{{"_batch_id":"b","_ingested_at":"2026-01-01T00:00:00Z","_source":"s","_file":"f","_line":{n},"id":{}}}"#,
+            if n.is_multiple_of(1000) {
+                "\"x\"".to_string()
+            } else {
+                n.to_string()
+            }
+        )
+    }
+
+    #[test]
+    fn blocks_decoded_on_several_threads_come_back_in_the_objects_order() {
+        let n = CHUNK_ROWS * 2 + CHUNK_ROWS / 2;
+        let (m, gz) = object(&(1..=n).map(record).collect::<Vec<_>>());
+        let chunks = process_batch(&contract(), &m, &gz, "run").unwrap();
+        assert_eq!(chunks.len(), 3, "one chunk per block of {CHUNK_ROWS} lines");
+        let lines: Vec<i64> = chunks
+            .iter()
+            .flat_map(|c| {
+                let l = c.silver.column_by_name("_line").unwrap();
+                l.as_primitive::<deltalake::arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        let dead: usize = chunks.iter().map(|c| c.dead.num_rows()).sum();
+        assert_eq!(dead, n / 1000, "every thousandth id is not a number");
+        assert_eq!(lines.len() + dead, n);
+        assert!(lines.windows(2).all(|w| w[0] < w[1]), "rows in line order");
+    }
+
+    #[test]
+    fn a_damaged_line_in_a_later_block_is_named_by_its_line_number() {
+        let n = CHUNK_ROWS + 100;
+        let mut lines: Vec<String> = (1..=n).map(record).collect();
+        lines[CHUNK_ROWS + 9] = "not a record".into();
+        let (m, gz) = object(&lines);
+        let err = process_batch(&contract(), &m, &gz, "run")
+            .unwrap_err()
+            .to_string();
+        let want = format!(
+            "bronze object bronze/s/b.ndjson.gz line {} is not a bronze record",
+            CHUNK_ROWS + 10
+        );
+        assert!(err.contains(&want), "{err}");
+    }
 }

@@ -45,6 +45,9 @@ pub struct ChunkBuilder {
     raw: StringBuilder,
     error: StringBuilder,
     rows: usize,
+    capacity: usize,
+    /// Where each contract field, then each of [`PROVENANCE`], was in the previous record.
+    hints: Vec<usize>,
 }
 
 /// Unquotes a raw JSON value into text: strings lose their quotes (and escapes), null is None,
@@ -53,6 +56,8 @@ pub fn raw_text(v: &RawValue) -> Option<Cow<'_, str>> {
     let s = v.get();
     match s.as_bytes().first() {
         Some(b'n') => None,
+        // a string without escapes is its text between the quotes (serde_json checked it)
+        Some(b'"') if !s.contains('\\') => Some(Cow::Borrowed(&s[1..s.len() - 1])),
         Some(b'"') => match serde_json::from_str::<&str>(s) {
             Ok(b) => Some(Cow::Borrowed(b)),
             Err(_) => serde_json::from_str::<String>(s).ok().map(Cow::Owned),
@@ -75,6 +80,7 @@ impl ChunkBuilder {
             .iter()
             .map(|_| StringBuilder::with_capacity(capacity, capacity * 12))
             .collect();
+        let hints = (0..fields.len() + PROVENANCE.len()).collect();
         ChunkBuilder {
             fields,
             cols,
@@ -83,9 +89,11 @@ impl ChunkBuilder {
             source: StringBuilder::with_capacity(capacity, capacity * 8),
             file: StringBuilder::with_capacity(capacity, capacity * 40),
             line: Int64Builder::with_capacity(capacity),
-            raw: StringBuilder::with_capacity(capacity, capacity * 200),
+            raw: StringBuilder::with_capacity(capacity, capacity * 160),
             error: StringBuilder::new(),
             rows: 0,
+            capacity,
+            hints,
         }
     }
 
@@ -127,24 +135,42 @@ impl ChunkBuilder {
     }
 
     fn push_fields(&mut self, f: &Fields<'_>, line: &str) {
-        let invalid = f.get("_error");
+        let nf = self.fields.len();
+        let (field_hints, prov_hints) = self.hints.split_at_mut(nf);
+        let [
+            batch_h,
+            ingested_h,
+            source_h,
+            file_h,
+            line_h,
+            raw_h,
+            error_h,
+        ] = prov_hints
+        else {
+            unreachable!("one hint per provenance column")
+        };
+        let invalid = f.get_hinted("_error", error_h);
         for (i, name) in self.fields.iter().enumerate() {
             if invalid.is_some() {
                 self.cols[i].append_null();
             } else {
-                self.cols[i].append_option(f.get(name).and_then(raw_text));
+                let v = f.get_hinted(name, &mut field_hints[i]).and_then(raw_text);
+                self.cols[i].append_option(v);
             }
         }
-        let s = |k: &str| f.get(k).and_then(raw_text);
-        self.batch_id.append_option(s("_batch_id"));
-        self.ingested_at.append_option(s("_ingested_at"));
-        self.source.append_option(s("_source"));
-        self.file.append_option(s("_file"));
-        self.line
-            .append_option(f.get("_line").and_then(|v| v.get().parse::<i64>().ok()));
+        let s = |k: &str, h: &mut usize| f.get_hinted(k, h).and_then(raw_text);
+        self.batch_id.append_option(s("_batch_id", batch_h));
+        self.ingested_at
+            .append_option(s("_ingested_at", ingested_h));
+        self.source.append_option(s("_source", source_h));
+        self.file.append_option(s("_file", file_h));
+        self.line.append_option(
+            f.get_hinted("_line", line_h)
+                .and_then(|v| v.get().parse::<i64>().ok()),
+        );
         match invalid {
             Some(err) => {
-                self.raw.append_option(s("_raw"));
+                self.raw.append_option(s("_raw", raw_h));
                 self.error.append_option(raw_text(err));
             }
             None => {
@@ -155,8 +181,16 @@ impl ChunkBuilder {
         self.rows += 1;
     }
 
-    /// Finishes the chunk as a record batch with [`chunk_schema`].
+    /// Finishes the chunk as a record batch with [`chunk_schema`]; the builder starts the next
+    /// chunk with its buffers sized again (a finished Arrow builder keeps no capacity).
     pub fn finish(&mut self) -> RecordBatch {
+        let next = ChunkBuilder::new(self.fields.clone(), self.capacity);
+        let hints = std::mem::take(&mut self.hints);
+        let mut done = std::mem::replace(self, ChunkBuilder { hints, ..next });
+        done.finish_columns()
+    }
+
+    fn finish_columns(&mut self) -> RecordBatch {
         let mut cols: Vec<ArrayRef> = self
             .cols
             .iter_mut()

@@ -165,12 +165,8 @@ fn narrow(
                 .expect("silver column")
         })
         .collect();
-    let labels = deltalake::arrow::compute::cast(
-        rows.column(contract.partition_index),
-        &deltalake::arrow::datatypes::DataType::Utf8,
-    )
-    .map_err(err)?;
-    cols.push(labels);
+    let labels = super::labels::of(rows.column(contract.partition_index)).map_err(err)?;
+    cols.push(Arc::new(labels));
     RecordBatch::try_new(schema.clone(), cols).map_err(err)
 }
 

@@ -17,6 +17,7 @@ pub mod contract_doc;
 pub mod decode;
 pub mod gate;
 pub mod incremental;
+pub mod labels;
 pub mod mask;
 pub mod merge;
 pub mod preview;
@@ -27,8 +28,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{AsArray, BooleanArray, RecordBatch, StringArray, UInt32Array};
-use deltalake::arrow::compute::{self, concat_batches, filter_record_batch, take_record_batch};
-use deltalake::arrow::datatypes::DataType;
+use deltalake::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 
 use crate::bronze::Manifest;
 use crate::error::{KaratError, KaratResult};
@@ -464,16 +464,17 @@ fn split_merged(
 
 /// The partition label (`YYYY-MM-DD`) of every row.
 fn labels_of(contract: &Contract, rows: &RecordBatch) -> KaratResult<StringArray> {
-    let c = compute::cast(rows.column(contract.partition_index), &DataType::Utf8)
-        .map_err(|e| KaratError::arrow(format!("table {}: partition labels", contract.table), e))?;
-    Ok(c.as_string::<i32>().clone())
+    labels::of(rows.column(contract.partition_index))
+        .map_err(|e| KaratError::arrow(format!("table {}: partition labels", contract.table), e))
 }
 
 fn partition_labels(contract: &Contract, rows: &[RecordBatch]) -> KaratResult<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     for b in rows {
-        let l = labels_of(contract, b)?;
-        out.extend(l.iter().flatten().map(str::to_string));
+        let l = labels::distinct(b.column(contract.partition_index)).map_err(|e| {
+            KaratError::arrow(format!("table {}: partition labels", contract.table), e)
+        })?;
+        out.extend(l);
     }
     Ok(out)
 }

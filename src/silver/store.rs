@@ -182,12 +182,28 @@ impl Store {
             .iter()
             .map(|f| format!("s.{}", ident(f.name())))
             .collect();
+        // the partition value as it is stored: labels are written once per day, not per row
         let q = format!(
-            "SELECT {}, CAST(s.{} AS VARCHAR) AS {LABEL} FROM (SELECT DISTINCT * FROM k) k JOIN s ON {on}",
+            "SELECT {}, s.{} AS {LABEL} FROM (SELECT DISTINCT * FROM k) k JOIN s ON {on}",
             cols.join(", "),
             self.pcol(),
         );
-        conform_all(self.query(&q, "key versions").await?, &schema)
+        let found = self.query(&q, "key versions").await?;
+        let labelled = found
+            .into_iter()
+            .map(|b| {
+                let mut cols = b.columns().to_vec();
+                let mut fields = b.schema().fields().to_vec();
+                let last = cols.len() - 1;
+                cols[last] = Arc::new(super::labels::of(&cols[last])?);
+                fields[last] = schema.fields()[last].clone();
+                RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                KaratError::arrow(format!("key versions of {}", self.contract.table), e)
+            })?;
+        conform_all(labelled, &schema)
     }
 
     /// The whole silver rows of the keys of `rows` in `partitions`.
@@ -469,7 +485,9 @@ impl Store {
                 .enumerate()
                 .map(|(i, k)| column(k).eq(column(&format!("__karat_key{i}"))))
                 .collect();
-            kept = kept.join_on(gone, JoinType::LeftAnti, on).map_err(err)?;
+            // the removed keys first: the hash join builds its table from its first input,
+            // and the stored rows stream past it
+            kept = gone.join_on(kept, JoinType::RightAnti, on).map_err(err)?;
         }
         let as_silver = |df: DataFrame| {
             df.select(

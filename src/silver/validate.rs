@@ -222,23 +222,8 @@ pub fn validate(
         _ => compute::cast(pcol, &DataType::Date32)
             .map_err(|e| KaratError::arrow(ctx("partition column"), e))?,
     };
-    let pdates = pdates.as_primitive::<deltalake::arrow::datatypes::Date32Type>();
-    let pstrings = compute::cast(pdates, &DataType::Utf8)
-        .map_err(|e| KaratError::arrow(ctx("partition column"), e))?;
-    let pstrings = pstrings.as_string::<i32>();
-    let partitions: StringArray = (0..n)
-        .map(|r| {
-            if pstrings.is_valid(r) {
-                Some(pstrings.value(r))
-            } else {
-                Some(UNPLACED)
-            }
-        })
-        .collect();
-    let mut rows_in: HashMap<String, u64> = HashMap::new();
-    for p in partitions.iter().flatten() {
-        *rows_in.entry(p.to_string()).or_default() += 1;
-    }
+    let (partitions, rows_in) =
+        placed(&pdates).map_err(|e| KaratError::arrow(ctx("partition column"), e))?;
 
     // 4. column rules
     for rule in &contract.rules {
@@ -339,6 +324,32 @@ pub fn validate(
         warned,
         failed,
     })
+}
+
+/// Each row's partition label ([`UNPLACED`] without a date), and rows per label.
+fn placed(
+    dates: &ArrayRef,
+) -> Result<(StringArray, HashMap<String, u64>), deltalake::arrow::error::ArrowError> {
+    let labels = super::labels::of(dates)?;
+    let mut out = StringBuilder::with_capacity(labels.len(), labels.len() * 10);
+    let mut rows_in: HashMap<String, u64> = HashMap::new();
+    let mut run: Option<(&str, u64)> = None;
+    for label in labels.iter() {
+        let label = label.unwrap_or(UNPLACED);
+        out.append_value(label);
+        match &mut run {
+            Some((l, n)) if *l == label => *n += 1,
+            _ => {
+                if let Some((l, n)) = run.replace((label, 1)) {
+                    *rows_in.entry(l.to_string()).or_default() += n;
+                }
+            }
+        }
+    }
+    if let Some((l, n)) = run {
+        *rows_in.entry(l.to_string()).or_default() += n;
+    }
+    Ok((out.finish(), rows_in))
 }
 
 /// Typed rows with the masked columns masked.
