@@ -162,6 +162,9 @@ struct Changes {
     /// Per gold table reading the table: the partitions they feed, derived when they changed
     /// (the data as it was then, as the delta of a join requires).
     feeds: BTreeMap<String, gold::Affected>,
+    /// Per gold table with an input that had no table yet when the rows changed: the rows,
+    /// derived when the gold table runs (that input may be created later in the run).
+    pending: BTreeMap<String, Vec<silver::Changed>>,
 }
 
 impl Changes {
@@ -192,6 +195,13 @@ impl Changes {
         let feeds = async {
             let mut feeds = Vec::new();
             for g in plan.gold.iter().filter(|g| g.inputs.contains(table)) {
+                if !others_exist(plan, lake, g, table).await? {
+                    self.pending
+                        .entry(g.name.clone())
+                        .or_default()
+                        .push(one[table].clone());
+                    continue;
+                }
                 let fed = gold::affected(lake, &plan.config, g, &one)
                     .await
                     .unwrap_or_else(|e| gold::Affected {
@@ -212,6 +222,22 @@ impl Changes {
         }
         Ok(())
     }
+}
+
+/// Whether every input of `g` but `table` has a Delta table yet.
+async fn others_exist(plan: &Plan, lake: &Lake, g: &GoldPlan, table: &str) -> KaratResult<bool> {
+    for other in g.inputs.iter().filter(|i| *i != table) {
+        let zone = plan
+            .config
+            .table(other)
+            .map(|t| t.zone)
+            .unwrap_or(Zone::Silver);
+        let url = lake.url_of(&crate::lake::layout::table(zone, other));
+        if crate::lake::delta::open(&url, other).await?.is_none() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 impl Upstream {
@@ -668,6 +694,11 @@ impl<'a> Execution<'a> {
                     any_silver = true;
                     if let Some(fed) = c.feeds.get(&g.name) {
                         derived.absorb(fed.clone());
+                    }
+                    for rows in c.pending.get(&g.name).into_iter().flatten() {
+                        let one = BTreeMap::from([(name.clone(), rows.clone())]);
+                        derived
+                            .absorb(gold::affected(self.lake, &self.plan.config, g, &one).await?);
                     }
                 }
                 None if u.touched() => {
