@@ -26,8 +26,10 @@ impl<'a> Fields<'a> {
     /// record: lines of one source nearly always list their fields in the same order), and
     /// updating it.
     pub fn get_hinted(&self, name: &str, hint: &mut usize) -> Option<&'a RawValue> {
+        // the first of repeated keys counts, as in `get`
         if let Some((k, v)) = self.0.get(*hint)
             && *k == name
+            && !self.0[..*hint].iter().any(|(k, _)| *k == name)
         {
             return Some(*v);
         }
@@ -122,6 +124,15 @@ mod tests {
         assert_eq!(kind_of_raw(f.get("d").unwrap()), "array");
         assert!(matches!(parse_object("{\"a\":1"), Parsed::Invalid(_)));
         assert!(matches!(parse_object("[1]"), Parsed::Invalid(m) if m.contains("array")));
+        let Parsed::Object(f) = parse_object(r#"{"id":7,"x":1,"id":9}"#) else {
+            panic!("expected object")
+        };
+        let mut hint = 2;
+        assert_eq!(
+            f.get_hinted("id", &mut hint).unwrap().get(),
+            "7",
+            "the first of repeats"
+        );
         assert!(matches!(
             parse_object(r#"{"a\"b":1}"#),
             Parsed::OwnedObject(_)

@@ -191,10 +191,26 @@ impl Changes {
                 .extend(ids.iter().flatten().map(str::to_string));
         }
         let table = &contract.table;
-        let one = BTreeMap::from([(table.clone(), changed)]);
+        // rows of failed partitions are few: they are derived when gold runs, against the
+        // other inputs as the run leaves them (what they block must not be promoted)
+        let failed = silver::Changed {
+            promoted: Vec::new(),
+            failed: changed.failed,
+        };
+        let promoted = silver::Changed {
+            promoted: changed.promoted,
+            failed: Vec::new(),
+        };
+        let one = BTreeMap::from([(table.clone(), promoted)]);
         let feeds = async {
             let mut feeds = Vec::new();
             for g in plan.gold.iter().filter(|g| g.inputs.contains(table)) {
+                if !failed.is_empty() {
+                    self.pending
+                        .entry(g.name.clone())
+                        .or_default()
+                        .push(failed.clone());
+                }
                 if !others_exist(plan, lake, g, table).await? {
                     self.pending
                         .entry(g.name.clone())
@@ -678,7 +694,6 @@ impl<'a> Execution<'a> {
         let mut failed_why: Option<String> = None;
         let mut gold_changed: Option<String> = None;
         let mut derived = gold::Affected::default();
-        let mut any_silver = false;
         for name in &g.inputs {
             let Some(u) = self.upstream.get(name) else {
                 continue;
@@ -691,7 +706,6 @@ impl<'a> Execution<'a> {
             }
             match &u.changed {
                 Some(c) => {
-                    any_silver = true;
                     if let Some(fed) = c.feeds.get(&g.name) {
                         derived.absorb(fed.clone());
                     }
@@ -707,11 +721,9 @@ impl<'a> Execution<'a> {
                 None => {}
             }
         }
-        if any_silver {
-            // why the partitions cannot be derived at all, if they cannot (no changed rows)
-            let never = gold::affected(self.lake, &self.plan.config, g, &BTreeMap::new()).await?;
-            derived.absorb(never);
-        }
+        // why the partitions cannot be derived at all, if they cannot (no changed rows needed)
+        let never = gold::affected(self.lake, &self.plan.config, g, &BTreeMap::new()).await?;
+        derived.absorb(never);
         let whole = match (forced, gold_changed) {
             (Some(None), _) => Some("a replay of the whole table".to_string()),
             (_, Some(why)) => Some(why),

@@ -169,6 +169,9 @@ fn decode_block(
     Ok(builder.finish())
 }
 
+/// A worker's failure: the block it failed on, and why.
+type BlockError = Box<(usize, KaratError)>;
+
 /// Decoders and validators of one batch: each takes the next block, decodes and validates it.
 const WORKERS: usize = 2;
 
@@ -182,20 +185,27 @@ fn process_batch(
     run_id: &str,
 ) -> KaratResult<Vec<Validated>> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Block>(WORKERS);
-    let rx = std::sync::Mutex::new(rx);
-    let work = || -> KaratResult<Vec<(usize, Validated)>> {
+    // a failing worker drops the receiver, so the splitter's next send fails and it stops
+    let rx = std::sync::Mutex::new(Some(rx));
+    let next = || {
+        let guard = rx.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().and_then(|r| r.recv().ok())
+    };
+    let stop = || *rx.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    let work = || -> Result<Vec<(usize, Validated)>, BlockError> {
         let mut builder =
             super::decode::ChunkBuilder::new(contract.source_fields.clone(), CHUNK_ROWS);
         let mut out = Vec::new();
-        loop {
-            let next = rx.lock().map(|r| r.recv());
-            let Ok(Ok(block)) = next else {
-                return Ok(out);
-            };
-            let chunk = decode_block(m, &block, &mut builder)?;
-            let v = validate::validate(contract, &chunk, &m.ingest_date, run_id)?;
+        while let Some(block) = next() {
+            let v = decode_block(m, &block, &mut builder)
+                .and_then(|chunk| validate::validate(contract, &chunk, &m.ingest_date, run_id))
+                .map_err(|e| {
+                    stop();
+                    Box::new((block.index, e))
+                })?;
             out.push((block.index, v));
         }
+        Ok(out)
     };
     let (split, worked) = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..WORKERS).map(|_| scope.spawn(work)).collect();
@@ -204,19 +214,31 @@ fn process_batch(
             .into_iter()
             .map(|w| {
                 w.join().unwrap_or_else(|_| {
-                    Err(KaratError::Other(format!(
-                        "validating batch {} panicked",
-                        m.batch_id
-                    )))
+                    stop();
+                    let why = format!("validating batch {} panicked", m.batch_id);
+                    Err(Box::new((usize::MAX, KaratError::Other(why))))
                 })
             })
             .collect();
         (split, worked)
     });
-    // a worker's error is the cause when both failed (the splitter stops when they are gone)
+    // a worker's error is the cause when both failed (the splitter stops when they are gone);
+    // of several, the one of the earliest block
     let mut chunks = Vec::new();
+    let mut first_error: Option<(usize, KaratError)> = None;
     for w in worked {
-        chunks.extend(w?);
+        match w {
+            Ok(c) => chunks.extend(c),
+            Err(failed) => {
+                let (i, e) = *failed;
+                if first_error.as_ref().is_none_or(|(j, _)| i < *j) {
+                    first_error = Some((i, e));
+                }
+            }
+        }
+    }
+    if let Some((_, e)) = first_error {
+        return Err(e);
     }
     split?;
     chunks.sort_by_key(|(i, _)| *i);
@@ -343,6 +365,17 @@ id = { type = "int64", nullable = false }
         assert_eq!(dead, n / 1000, "every thousandth id is not a number");
         assert_eq!(lines.len() + dead, n);
         assert!(lines.windows(2).all(|w| w[0] < w[1]), "rows in line order");
+    }
+
+    #[test]
+    fn workers_that_fail_stop_the_splitter_instead_of_hanging() {
+        let n = CHUNK_ROWS * 5 + 1;
+        let (mut m, gz) = object(&(1..=n).map(record).collect::<Vec<_>>());
+        m.ingest_date = "not a date".into();
+        let err = process_batch(&contract(), &m, &gz, "run")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad ingest date"), "{err}");
     }
 
     #[test]

@@ -483,26 +483,27 @@ async fn gold_and_expected(lake_dir: &Path) -> (String, String) {
     (gold, pretty(&expected))
 }
 
-/// The first run creates both inputs of a join: the changes of the input created first are
-/// derived once the other exists, so a failed partition blocks only what it feeds.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_first_run_creating_both_inputs_of_a_join_blocks_only_the_failed_day() {
+/// A project with [`JOIN_CONFIG`] and a first customers file and orders file.
+fn join_project(customers: &str, orders: &str) -> Scratch {
     let s = Scratch::new();
     for d in ["data/orders", "data/customers"] {
         std::fs::create_dir_all(s.join(d)).unwrap();
     }
     std::fs::write(s.join("karat.toml"), JOIN_CONFIG).unwrap();
-    std::fs::write(
-        s.join("data/customers/c1.ndjson"),
-        "{\"customer_id\":\"c1\",\"country\":\"FR\",\"signup_date\":\"2025-01-01\"}\n",
-    )
-    .unwrap();
+    std::fs::write(s.join("data/customers/c1.ndjson"), customers).unwrap();
+    std::fs::write(s.join("data/orders/o1.ndjson"), orders).unwrap();
+    s
+}
+
+/// The first run creates both inputs of a join: the changes of the input created first are
+/// derived once the other exists, so a failed partition blocks only what it feeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_creating_both_inputs_of_a_join_blocks_only_the_failed_day() {
     // 2026-03-03's only order has no customer: that partition fails
-    std::fs::write(
-        s.join("data/orders/o1.ndjson"),
+    let s = join_project(
+        "{\"customer_id\":\"c1\",\"country\":\"FR\",\"signup_date\":\"2025-01-01\"}\n",
         "{\"order_id\":\"o1\",\"customer_id\":\"c1\",\"order_date\":\"2026-03-01\"}\n{\"order_id\":\"o3\",\"customer_id\":\"c1\",\"order_date\":\"2026-03-02\"}\n{\"order_id\":\"o9\",\"order_date\":\"2026-03-03\"}\n",
-    )
-    .unwrap();
+    );
     let (plan, lake) = open(&s.join("karat.toml")).await;
     let r = run(&plan, &lake).await;
     let g = r
@@ -528,21 +529,10 @@ async fn a_first_run_creating_both_inputs_of_a_join_blocks_only_the_failed_day()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gold_joining_tables_partitioned_differently_follows_either_side() {
-    let s = Scratch::new();
-    for d in ["data/orders", "data/customers"] {
-        std::fs::create_dir_all(s.join(d)).unwrap();
-    }
-    std::fs::write(s.join("karat.toml"), JOIN_CONFIG).unwrap();
-    std::fs::write(
-        s.join("data/customers/c1.ndjson"),
+    let s = join_project(
         "{\"customer_id\":\"c1\",\"country\":\"FR\",\"signup_date\":\"2025-01-01\"}\n{\"customer_id\":\"c2\",\"country\":\"DE\",\"signup_date\":\"2025-06-01\"}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        s.join("data/orders/o1.ndjson"),
         "{\"order_id\":\"o1\",\"customer_id\":\"c1\",\"order_date\":\"2026-03-01\"}\n{\"order_id\":\"o2\",\"customer_id\":\"c2\",\"order_date\":\"2026-03-01\"}\n{\"order_id\":\"o3\",\"customer_id\":\"c1\",\"order_date\":\"2026-03-02\"}\n",
-    )
-    .unwrap();
+    );
     let (plan, lake) = open(&s.join("karat.toml")).await;
     let r = run(&plan, &lake).await;
     assert_eq!(r.status, "ok", "{}", karat::summary::run_lines(&r));
