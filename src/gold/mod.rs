@@ -22,6 +22,7 @@ pub use plan::{GoldPlan, check_sql};
 
 pub mod columns;
 pub mod derive;
+pub mod filter;
 pub mod plan;
 
 /// Label of the single "partition" of an unpartitioned gold table.
@@ -117,19 +118,11 @@ pub async fn process(
                 .filter(|p| !blocked.contains_key(*p))
                 .cloned()
                 .collect();
-            let list: Vec<String> = ps
-                .iter()
-                .map(|v| format!("'{}'", v.replace('\'', "''")))
-                .collect();
             let sql = if ps.is_empty() {
                 format!("SELECT * FROM ({base_sql}) AS q WHERE false")
             } else {
-                format!(
-                    "SELECT * FROM ({}) AS q WHERE CAST(q.{} AS VARCHAR) IN ({})",
-                    base_sql,
-                    ident(p),
-                    list.join(", ")
-                )
+                let only = filter::partition_filter(&ctx, &base_sql, p, &ps).await?;
+                format!("SELECT * FROM ({base_sql}) AS q WHERE {only}")
             };
             (Some(ps), sql)
         }

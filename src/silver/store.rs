@@ -350,8 +350,11 @@ impl Store {
         let list = sql_list(partitions);
         let pcol = self.pcol();
         if self.has_silver {
+            // grouped by the partition value and then labelled: a cast per row formatted a
+            // date per row
             let q = format!(
-                "SELECT CAST({pcol} AS VARCHAR), COUNT(*) FROM s WHERE {pcol} IN ({}) GROUP BY 1",
+                "SELECT CAST(p AS VARCHAR), n FROM (SELECT {pcol} AS p, COUNT(*) AS n FROM s \
+                 WHERE {pcol} IN ({}) GROUP BY 1)",
                 date_list(partitions)
             );
             for (p, n) in pairs(&self.query(&q, "partition counts").await?) {
@@ -359,8 +362,11 @@ impl Store {
             }
         }
         if self.has_superseded {
+            // compared as dates, so the files' statistics prune the scan
             let q = format!(
-                "SELECT CAST({pcol} AS VARCHAR), COUNT(*) FROM u WHERE CAST({pcol} AS VARCHAR) IN ({list}) GROUP BY 1"
+                "SELECT CAST(p AS VARCHAR), n FROM (SELECT {pcol} AS p, COUNT(*) AS n FROM u \
+                 WHERE {pcol} IN ({}) GROUP BY 1)",
+                date_list(partitions)
             );
             for (p, n) in pairs(&self.query(&q, "superseded counts").await?) {
                 out.entry(p).or_default().superseded = n;
