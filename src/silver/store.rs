@@ -76,9 +76,9 @@ pub fn sql_list<'a>(values: impl IntoIterator<Item = &'a String>) -> String {
 }
 
 /// SQL list of date literals (partition labels are `YYYY-MM-DD`), so scans prune partitions.
-fn date_list(partitions: &BTreeSet<String>) -> String {
+pub fn date_list<'a>(partitions: impl IntoIterator<Item = &'a String>) -> String {
     partitions
-        .iter()
+        .into_iter()
         .map(|p| format!("DATE '{}'", p.replace('\'', "''")))
         .collect::<Vec<_>>()
         .join(", ")
@@ -362,7 +362,8 @@ impl Store {
             }
         }
         if self.has_superseded {
-            // compared as dates, so the files' statistics prune the scan
+            // compared as dates rather than as a text cast per row (the table is partitioned by
+            // the winner's partition, so this is a scan; file statistics may prune it)
             let q = format!(
                 "SELECT CAST(p AS VARCHAR), n FROM (SELECT {pcol} AS p, COUNT(*) AS n FROM u \
                  WHERE {pcol} IN ({}) GROUP BY 1)",
