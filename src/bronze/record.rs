@@ -21,22 +21,6 @@ impl<'a> Fields<'a> {
     pub fn get(&self, name: &str) -> Option<&'a RawValue> {
         self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
     }
-
-    /// [`Fields::get`], looking first at position `hint` (where the field was in the previous
-    /// record: lines of one source nearly always list their fields in the same order), and
-    /// updating it.
-    pub fn get_hinted(&self, name: &str, hint: &mut usize) -> Option<&'a RawValue> {
-        // the first of repeated keys counts, as in `get`
-        if let Some((k, v)) = self.0.get(*hint)
-            && *k == name
-            && !self.0[..*hint].iter().any(|(k, _)| *k == name)
-        {
-            return Some(*v);
-        }
-        let at = self.0.iter().position(|(k, _)| *k == name)?;
-        *hint = at;
-        Some(self.0[at].1)
-    }
 }
 
 impl<'de> Deserialize<'de> for Fields<'de> {
@@ -84,27 +68,67 @@ pub fn parse_object(line: &str) -> Parsed<'_> {
     }
 }
 
-/// JSON type name of a raw value: string, number, boolean, null, object, array.
-pub fn kind_of_raw(v: &RawValue) -> &'static str {
-    match v.get().as_bytes().first() {
-        Some(b'"') => "string",
-        Some(b'{') => "object",
-        Some(b'[') => "array",
-        Some(b't') | Some(b'f') => "boolean",
-        Some(b'n') => "null",
-        _ => "number",
+/// The JSON type of a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonKind {
+    String,
+    Number,
+    Boolean,
+    Null,
+    Object,
+    Array,
+}
+
+impl JsonKind {
+    pub const ALL: [JsonKind; 6] = [
+        JsonKind::String,
+        JsonKind::Number,
+        JsonKind::Boolean,
+        JsonKind::Null,
+        JsonKind::Object,
+        JsonKind::Array,
+    ];
+
+    /// Its name: string, number, boolean, null, object, array.
+    pub fn name(self) -> &'static str {
+        match self {
+            JsonKind::String => "string",
+            JsonKind::Number => "number",
+            JsonKind::Boolean => "boolean",
+            JsonKind::Null => "null",
+            JsonKind::Object => "object",
+            JsonKind::Array => "array",
+        }
     }
 }
 
-/// JSON type name of a value.
-pub fn kind_of_value(v: &serde_json::Value) -> &'static str {
+impl fmt::Display for JsonKind {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The JSON type of a raw value.
+pub fn kind_of_raw(v: &RawValue) -> JsonKind {
+    match v.get().as_bytes().first() {
+        Some(b'"') => JsonKind::String,
+        Some(b'{') => JsonKind::Object,
+        Some(b'[') => JsonKind::Array,
+        Some(b't') | Some(b'f') => JsonKind::Boolean,
+        Some(b'n') => JsonKind::Null,
+        _ => JsonKind::Number,
+    }
+}
+
+/// The JSON type of a value.
+pub fn kind_of_value(v: &serde_json::Value) -> JsonKind {
     match v {
-        serde_json::Value::String(_) => "string",
-        serde_json::Value::Object(_) => "object",
-        serde_json::Value::Array(_) => "array",
-        serde_json::Value::Bool(_) => "boolean",
-        serde_json::Value::Null => "null",
-        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => JsonKind::String,
+        serde_json::Value::Object(_) => JsonKind::Object,
+        serde_json::Value::Array(_) => JsonKind::Array,
+        serde_json::Value::Bool(_) => JsonKind::Boolean,
+        serde_json::Value::Null => JsonKind::Null,
+        serde_json::Value::Number(_) => JsonKind::Number,
     }
 }
 
@@ -118,21 +142,16 @@ mod tests {
             panic!("expected object")
         };
         assert_eq!(f.0.len(), 4);
-        assert_eq!(kind_of_raw(f.get("a").unwrap()), "number");
-        assert_eq!(kind_of_raw(f.get("b").unwrap()), "string");
-        assert_eq!(kind_of_raw(f.get("c").unwrap()), "null");
-        assert_eq!(kind_of_raw(f.get("d").unwrap()), "array");
+        assert_eq!(kind_of_raw(f.get("a").unwrap()), JsonKind::Number);
+        assert_eq!(kind_of_raw(f.get("b").unwrap()), JsonKind::String);
+        assert_eq!(kind_of_raw(f.get("c").unwrap()), JsonKind::Null);
+        assert_eq!(kind_of_raw(f.get("d").unwrap()), JsonKind::Array);
         assert!(matches!(parse_object("{\"a\":1"), Parsed::Invalid(_)));
         assert!(matches!(parse_object("[1]"), Parsed::Invalid(m) if m.contains("array")));
         let Parsed::Object(f) = parse_object(r#"{"id":7,"x":1,"id":9}"#) else {
             panic!("expected object")
         };
-        let mut hint = 2;
-        assert_eq!(
-            f.get_hinted("id", &mut hint).unwrap().get(),
-            "7",
-            "the first of repeats"
-        );
+        assert_eq!(f.get("id").unwrap().get(), "7", "the first of repeats");
         assert!(matches!(
             parse_object(r#"{"a\"b":1}"#),
             Parsed::OwnedObject(_)

@@ -9,7 +9,7 @@ use std::io::Write;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use super::record::{Parsed, kind_of_raw, kind_of_value, parse_object};
+use super::record::{JsonKind, Parsed, kind_of_raw, kind_of_value, parse_object};
 
 /// gzip level of bronze objects: 1 is ~3x faster than the default 6 for ~15% more bytes, and
 /// bronze is written once and read a few times.
@@ -58,10 +58,8 @@ pub struct Stamped {
     pub schema: BTreeMap<String, String>,
 }
 
-const KINDS: [&str; 6] = ["string", "number", "boolean", "null", "object", "array"];
-
-fn kind_bit(kind: &str) -> u8 {
-    1 << KINDS.iter().position(|k| *k == kind).unwrap_or(1)
+fn kind_bit(kind: JsonKind) -> u8 {
+    1 << kind as u8
 }
 
 /// Accumulates stamped records into a gzip buffer.
@@ -79,19 +77,25 @@ pub struct BatchWriter {
     line: String,
 }
 
+impl Stamp {
+    /// The text every record of the batch starts with: its stamp, up to the value of `_line`.
+    pub fn prefix(&self) -> String {
+        let q = |s: &str| serde_json::to_string(s).expect("string serialises");
+        format!(
+            "{{\"_batch_id\":{},\"_ingested_at\":{},\"_source\":{},\"_file\":{},\"_line\":",
+            q(&self.batch_id),
+            q(&self.ingested_at),
+            q(&self.source),
+            q(&self.origin)
+        )
+    }
+}
+
 impl BatchWriter {
     pub fn new(stamp: &Stamp, size_hint: usize) -> BatchWriter {
-        let q = |s: &str| serde_json::to_string(s).expect("string serialises");
-        let prefix = format!(
-            "{{\"_batch_id\":{},\"_ingested_at\":{},\"_source\":{},\"_file\":{},\"_line\":",
-            q(&stamp.batch_id),
-            q(&stamp.ingested_at),
-            q(&stamp.source),
-            q(&stamp.origin)
-        );
         BatchWriter {
             enc: Compressor::new(size_hint / 4),
-            prefix,
+            prefix: stamp.prefix(),
             kinds: Vec::new(),
             slots: Vec::new(),
             records: 0,
@@ -102,7 +106,7 @@ impl BatchWriter {
     }
 
     /// Notes that the field at position `pos` of a record had JSON type `kind`.
-    fn note_kind(&mut self, pos: usize, field: &str, kind: &str) {
+    fn note_kind(&mut self, pos: usize, field: &str, kind: JsonKind) {
         let bit = kind_bit(kind);
         if let Some(&i) = self.slots.get(pos)
             && self.kinds[i].0 == field
@@ -330,16 +334,16 @@ impl Compressor {
 
 /// `number|string`, with `null` only when nothing else was seen.
 fn render_kinds(bits: u8) -> String {
-    let null = kind_bit("null");
+    let null = kind_bit(JsonKind::Null);
     let bits = if bits & !null != 0 {
         bits & !null
     } else {
         bits
     };
-    KINDS
+    JsonKind::ALL
         .iter()
-        .filter(|k| bits & kind_bit(k) != 0)
-        .copied()
+        .filter(|k| bits & kind_bit(**k) != 0)
+        .map(|k| k.name())
         .collect::<Vec<_>>()
         .join("|")
 }

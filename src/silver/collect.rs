@@ -193,8 +193,15 @@ fn process_batch(
     };
     let stop = || *rx.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let work = || -> Result<Vec<(usize, Validated)>, BlockError> {
+        let stamp = crate::bronze::stamp::Stamp {
+            batch_id: m.batch_id.clone(),
+            ingested_at: m.ingested_at.clone(),
+            source: m.source.clone(),
+            origin: m.origin.clone(),
+        };
         let mut builder =
-            super::decode::ChunkBuilder::new(contract.source_fields.clone(), CHUNK_ROWS);
+            super::decode::ChunkBuilder::new(contract.source_fields.clone(), CHUNK_ROWS)
+                .stamped_by(&stamp);
         let mut out = Vec::new();
         while let Some(block) = next() {
             let v = decode_block(m, &block, &mut builder)

@@ -71,9 +71,8 @@ pub async fn merge_new(
         // every new row wins its key: written as validated, without a copy
         out.added = valid.to_vec();
     } else {
-        let new = concat_batches(&contract.silver_schema, valid).map_err(err)?;
-        let winners = UInt32Array::from(decided.new_winners.clone());
-        out.added = vec![take_record_batch(&new, &winners).map_err(err)?];
+        let new = super::select::Chunks::new(valid);
+        out.added = new.keep(&decided.new_winners).map_err(err)?;
         superseded.push(superseded_rows(
             contract,
             &new,
@@ -197,13 +196,13 @@ fn superseded_homes(rows: &[RecordBatch]) -> BTreeSet<String> {
 /// Rows of `rows` (silver schema) superseded, each with its winner's batch and partition.
 fn superseded_rows<'a>(
     contract: &Contract,
-    rows: &RecordBatch,
+    rows: &super::select::Chunks<'_>,
     losers: &[merge::Loser],
     winner_of: &dyn Fn(u32) -> (&'a str, &'a str),
 ) -> KaratResult<RecordBatch> {
     let err = |e| KaratError::arrow(format!("table {}", contract.table), e);
-    let idx = UInt32Array::from(losers.iter().map(|l| l.row).collect::<Vec<_>>());
-    let lost = take_record_batch(rows, &idx).map_err(err)?;
+    let idx: Vec<u32> = losers.iter().map(|l| l.row).collect();
+    let lost = rows.pick(&idx).map_err(err)?;
     let by: StringArray = losers.iter().map(|l| Some(winner_of(l.winner).0)).collect();
     let home: StringArray = losers.iter().map(|l| Some(winner_of(l.winner).1)).collect();
     with_winner(contract, &lost, by, home)

@@ -1,8 +1,11 @@
 //! Merging versions of rows by key, table-wide: of all versions of a key the one with the
 //! greatest (`_ingested_at`, `_batch_id`, `_line`) wins — a total order, so the result never
 //! depends on arrival order, grouping or retries. Every other version is superseded by it.
-//! Keys are sorted in Arrow's row format (byte-comparable); only versions of the same key are
+//! Keys are hashed in Arrow's row format (one pass, no sort); only versions of the same key are
 //! compared by their provenance.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::row::{RowConverter, SortField};
@@ -12,7 +15,7 @@ use crate::error::{KaratError, KaratResult};
 /// The outcome of merging a set of row versions.
 #[derive(Debug, Default, PartialEq)]
 pub struct Merged {
-    /// Rows that win their key (every row, for a table without key), in key order.
+    /// Rows that win their key (every row, for a table without key), in row order.
     pub winners: Vec<u32>,
     /// Superseded rows, each with the row that beat it.
     pub losers: Vec<Loser>,
@@ -35,8 +38,7 @@ pub fn merge(batch: &RecordBatch, key_indexes: &[usize], context: &str) -> Karat
         });
     }
     let err = |e| KaratError::arrow(format!("{context}: merging by key"), e);
-    // sort by key alone (byte-comparable rows); versions of one key are rare, and are
-    // ordered among themselves by (`_ingested_at`, `_batch_id`, `_line`)
+    // the key's bytes in row format: equal keys have equal bytes, whatever their types
     let key_fields = key_indexes
         .iter()
         .map(|i| SortField::new(batch.schema().field(*i).data_type().clone()))
@@ -49,29 +51,38 @@ pub fn merge(batch: &RecordBatch, key_indexes: &[usize], context: &str) -> Karat
         .map_err(err)?
         .convert_columns(&keys)
         .map_err(err)?;
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    order.sort_unstable_by(|a, b| key_rows.row(*a as usize).cmp(&key_rows.row(*b as usize)));
     let version = Versions::of(batch);
-    let mut merged = Merged::default();
-    let mut start = 0;
-    while start < n {
-        let key = key_rows.row(order[start] as usize);
-        let mut end = start + 1;
-        while end < n && key_rows.row(order[end] as usize) == key {
-            end += 1;
+    // the newest version of each key seen so far; every version it beats, or that loses to
+    // it, is superseded (versions of one key are rare)
+    let mut newest: HashMap<&[u8], u32> = HashMap::with_capacity(n);
+    let mut beaten = Vec::new();
+    for row in 0..n as u32 {
+        match newest.entry(key_rows.row(row as usize).data()) {
+            Entry::Vacant(e) => {
+                e.insert(row);
+            }
+            Entry::Occupied(mut e) => {
+                let held = *e.get();
+                if version.cmp(row as usize, held as usize).is_gt() {
+                    e.insert(row);
+                    beaten.push(held);
+                } else {
+                    beaten.push(row);
+                }
+            }
         }
-        let group = &order[start..end];
-        let winner = *group
-            .iter()
-            .max_by(|a, b| version.cmp(**a as usize, **b as usize))
-            .expect("a group has a row");
-        merged.winners.push(winner);
-        for &row in group.iter().filter(|r| **r != winner) {
-            merged.losers.push(Loser { row, winner });
-        }
-        start = end;
     }
-    Ok(merged)
+    let mut lost = vec![false; n];
+    let losers: Vec<Loser> = beaten
+        .into_iter()
+        .map(|row| {
+            lost[row as usize] = true;
+            let winner = newest[key_rows.row(row as usize).data()];
+            Loser { row, winner }
+        })
+        .collect();
+    let winners = (0..n as u32).filter(|r| !lost[*r as usize]).collect();
+    Ok(Merged { winners, losers })
 }
 
 /// The provenance that orders versions of one key.
@@ -181,6 +192,20 @@ mod tests {
             (vec![1], vec![2]),
             "batch b2 line 1 wins both times"
         );
+    }
+
+    #[test]
+    fn a_key_of_several_columns_groups_by_all_of_them() {
+        // key (id, batch): ("a","x") twice, ("a","y") once; winners come in row order
+        let b = rows(
+            &["a", "a", "a", "b"],
+            &["x", "y", "x", "x"],
+            &[1, 1, 2, 1],
+            &[1, 2, 3, 4],
+        );
+        let m = merge(&b, &[0, 1], "t").unwrap();
+        assert_eq!(m.winners, vec![1, 2, 3]);
+        assert_eq!(m.losers, vec![Loser { row: 0, winner: 2 }]);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod labels;
 pub mod mask;
 pub mod merge;
 pub mod preview;
+pub mod select;
 pub mod store;
 pub mod validate;
 
@@ -162,6 +163,7 @@ pub async fn update(
         )
         .await?;
     crate::lake::fault::after("silver.superseded");
+    clock.lap("write superseded");
     let silver_version = match (&applied.replace, &applied.keep_stored_except) {
         (Some(partitions), Some(except)) => {
             store
@@ -179,6 +181,7 @@ pub async fn update(
         }
     };
     crate::lake::fault::after("silver.rows");
+    clock.lap("write silver");
     let dead_version = store
         .write_dead(
             collected.dead.clone(),
@@ -187,7 +190,7 @@ pub async fn update(
         )
         .await?;
     crate::lake::fault::after("silver.dead_letters");
-    clock.lap("write silver, superseded, dead letters");
+    clock.lap("write dead letters");
     let counts = Store::open(lake, contract.clone())
         .await?
         .counts(&labels)
@@ -324,8 +327,7 @@ fn append(contract: &Contract, valid: &[RecordBatch]) -> KaratResult<Applied> {
         });
     }
     // the narrow rows are in the same order as the full ones: the merge holds for both
-    let rows = concat_batches(schema, valid).map_err(err)?;
-    let mut applied = split_merged(contract, &rows, &merged)?;
+    let mut applied = split_merged(contract, valid, &merged)?;
     applied.changed = applied.silver.clone();
     Ok(applied)
 }
@@ -402,7 +404,7 @@ fn rewrite_partitions(
     if !outside.is_empty() {
         return Ok((Applied::default(), outside));
     }
-    let mut applied = split_merged(contract, &all, &merged)?;
+    let mut applied = split_merged(contract, std::slice::from_ref(&all), &merged)?;
     // changed: rows of the batches that were in silver, old winners now superseded, and every
     // winner that was not in silver before
     let mut changed = vec![removed, pushed_out];
@@ -427,36 +429,25 @@ fn rewrite_partitions(
 /// Silver rows (winners) and superseded rows (losers, with their winner's batch and partition).
 fn split_merged(
     contract: &Contract,
-    rows: &RecordBatch,
+    rows: &[RecordBatch],
     merged: &merge::Merged,
 ) -> KaratResult<Applied> {
     let err = |e| KaratError::arrow(format!("table {}", contract.table), e);
-    let winners =
-        take_record_batch(rows, &UInt32Array::from(merged.winners.clone())).map_err(err)?;
+    let rows = select::Chunks::new(rows);
     let mut applied = Applied {
-        silver: vec![winners],
+        silver: rows.keep(&merged.winners).map_err(err)?,
         ..Applied::default()
     };
     if merged.losers.is_empty() {
         return Ok(applied);
     }
-    let labels = labels_of(contract, rows)?;
-    let batch_ids = delta_utf8(rows, "_batch_id");
-    let loser_idx = UInt32Array::from(merged.losers.iter().map(|l| l.row).collect::<Vec<_>>());
-    let losers = take_record_batch(rows, &loser_idx).map_err(err)?;
-    let by: StringArray = merged
-        .losers
-        .iter()
-        .map(|l| Some(batch_ids.value(l.winner as usize)))
-        .collect();
-    let home: StringArray = merged
-        .losers
-        .iter()
-        .map(|l| Some(labels.value(l.winner as usize)))
-        .collect();
+    let (lost, won): (Vec<u32>, Vec<u32>) = merged.losers.iter().map(|l| (l.row, l.winner)).unzip();
+    let losers = rows.pick(&lost).map_err(err)?;
+    // each loser's winner: its batch, and the partition the loser is now stored under
+    let won = rows.pick(&won).map_err(err)?;
     let mut cols = losers.columns().to_vec();
-    cols.push(Arc::new(by));
-    cols.push(Arc::new(home));
+    cols.push(Arc::new(delta_utf8(&won, "_batch_id")));
+    cols.push(Arc::new(labels_of(contract, &won)?));
     applied.superseded =
         vec![RecordBatch::try_new(contract.superseded_schema.clone(), cols).map_err(err)?];
     Ok(applied)
