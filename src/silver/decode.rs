@@ -229,6 +229,8 @@ impl ChunkBuilder {
         object.clear();
         object.push('{');
         match rest.as_bytes().get(digits) {
+            // `,}` is a trailing comma in the whole line: not JSON, so no shortcut
+            Some(b',') if rest[digits + 1..].trim_start().starts_with('}') => {}
             Some(b',') => object.push_str(&rest[digits + 1..]),
             Some(b'}') => object.push_str(&rest[digits..]),
             _ => {}
@@ -446,6 +448,18 @@ mod tests {
             .downcast_ref::<StringArray>()
             .unwrap();
         assert_eq!(ids.value(2), "3", "the first of repeated keys");
+    }
+
+    #[test]
+    fn a_line_that_is_not_json_is_refused_on_both_paths() {
+        let ours = stamp("b1");
+        let fields: Vec<String> = vec!["id".into()];
+        for tail in ["5,}", "5, }", "05}", "5,\"id\":1}x"] {
+            let line = format!("{}{tail}", ours.prefix());
+            assert!(!ChunkBuilder::new(fields.clone(), 4).push(&line), "{line}");
+            let mut fast = ChunkBuilder::new(fields.clone(), 4).stamped_by(&ours);
+            assert!(!fast.push(&line), "{line}");
+        }
     }
 
     #[test]
