@@ -347,9 +347,9 @@ impl ChunkBuilder {
             .collect();
         match &mut self.stamps {
             StampColumns::Repeated(n) => {
-                let values = self.known.as_ref().map(|k| k.values.clone());
-                let values = values.unwrap_or_default();
-                for v in values {
+                // only a builder that knows its batch's stamp repeats it
+                let known = self.known.as_ref().expect("a repeated stamp is known");
+                for v in &known.values {
                     cols.push(Arc::new(StringArray::new_repeated(v, *n)));
                 }
             }
