@@ -98,6 +98,11 @@ pub async fn write(
 ) -> KaratResult<i64> {
     let table = open_for_write(url, label).await?;
     let exists = table.version().is_some();
+    if let (true, Replace::Append, Some(p)) = (exists, &replace, partition_by)
+        && super::append::qualifies(&table, &schema, &batches, p)
+    {
+        return super::append::append(table, label, batches, p, metadata).await;
+    }
     let mut batches = batches;
     if batches.is_empty() {
         batches.push(RecordBatch::new_empty(schema.clone()));

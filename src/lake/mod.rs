@@ -2,6 +2,7 @@
 //! objects, the Delta tables of silver, gold and dead letters, and karat's own ledger under
 //! `_karat/`. Every other module reaches storage through here; nothing else assumes a local disk.
 
+pub mod append;
 pub mod delta;
 pub mod fault;
 pub mod layout;

@@ -187,8 +187,14 @@ impl Changes {
             .collect();
         for b in &rows {
             let ids = crate::lake::delta::utf8(b.column_by_name("_batch_id").expect("provenance"));
-            self.batches
-                .extend(ids.iter().flatten().map(str::to_string));
+            // a batch's rows come in runs: one lookup per run, not per row
+            let mut last = None;
+            for id in ids.iter().flatten() {
+                if last != Some(id) && !self.batches.contains(id) {
+                    self.batches.insert(id.to_string());
+                }
+                last = Some(id);
+            }
         }
         let table = &contract.table;
         // rows of failed partitions are few: they are derived when gold runs, against the

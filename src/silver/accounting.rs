@@ -204,10 +204,7 @@ async fn duplicate_keys(
                 .map(|n| format!("s.{c} = k.{c}", c = ident(n)))
                 .collect();
             // the keys first: the hash join builds its table from its first input
-            format!(
-                "(SELECT DISTINCT * FROM changed_keys) k JOIN s ON {}",
-                on.join(" AND ")
-            )
+            format!("changed_keys k RIGHT SEMI JOIN s ON {}", on.join(" AND "))
         }
     };
     let q = format!(

@@ -165,7 +165,7 @@ impl Store {
             return Ok(BTreeSet::new());
         };
         let q = format!(
-            "SELECT DISTINCT CAST(s.{} AS VARCHAR) FROM (SELECT DISTINCT * FROM k) k JOIN s ON {on}",
+            "SELECT DISTINCT CAST(s.{} AS VARCHAR) FROM k RIGHT SEMI JOIN s ON {on}",
             self.pcol(),
         );
         Ok(strings(&self.query(&q, "key lookup").await?))
@@ -184,7 +184,7 @@ impl Store {
             .collect();
         // the partition value as it is stored: labels are written once per day, not per row
         let q = format!(
-            "SELECT {}, s.{} AS {LABEL} FROM (SELECT DISTINCT * FROM k) k JOIN s ON {on}",
+            "SELECT {}, s.{} AS {LABEL} FROM k RIGHT SEMI JOIN s ON {on}",
             cols.join(", "),
             self.pcol(),
         );
@@ -216,7 +216,7 @@ impl Store {
             return Ok(Vec::new());
         };
         let q = format!(
-            "SELECT s.* FROM (SELECT DISTINCT * FROM r) r JOIN s ON {on} WHERE s.{} IN ({})",
+            "SELECT s.* FROM r RIGHT SEMI JOIN s ON {on} WHERE s.{} IN ({})",
             self.pcol(),
             date_list(partitions)
         );

@@ -1,0 +1,195 @@
+//! Large appends to a partitioned Delta table, encoded on every core and committed as one
+//! Delta write.
+//!
+//! delta-rs's write operation gives each partition value to one writer task, so the rows of a
+//! day (a daily run's usual shape) are encoded on one core while the other waits. Here the
+//! rows are shared out among one delta-rs `DeltaWriter` per core; their files are committed in
+//! one transaction through the deltalake commit API, as the write operation would commit them
+//! (operation `WRITE`, mode `Append`, karat's commit metadata; delta-rs's `operationMetrics`
+//! are not recorded). Only plain tables qualify: writer protocol 2 or lower (no column
+//! mapping, constraints, generated columns or deletion vectors), the table's schema and
+//! partitioning exactly, and a partition value of at least [`PARALLEL_ROWS`] rows; anything
+//! else takes delta-rs's own write.
+
+use std::collections::HashMap;
+
+use deltalake::DeltaTable;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::arrow::row::{RowConverter, SortField};
+use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
+use deltalake::kernel::{Action, Add};
+use deltalake::operations::write::WriterStatsConfig;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::config::TablePropertiesExt;
+
+use crate::error::{KaratError, KaratResult};
+
+/// A partition value with fewer rows than this is appended by delta-rs's write (one file).
+pub const PARALLEL_ROWS: usize = 256 * 1024;
+
+/// Whether `batches` would be appended to `table` (partitioned by `partition_by`) in
+/// parallel: a plain table with exactly this schema and partitioning, and one partition value
+/// holding at least [`PARALLEL_ROWS`] rows (the other partition values of the same append get
+/// a file per writer).
+pub fn qualifies(
+    table: &DeltaTable,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    partition_by: &str,
+) -> bool {
+    let Ok(state) = table.snapshot() else {
+        return false;
+    };
+    let snapshot = state.snapshot();
+    cores() > 1
+        && batches.len() > 1
+        && batches.iter().map(RecordBatch::num_rows).sum::<usize>() >= PARALLEL_ROWS
+        && snapshot.protocol().min_writer_version() <= 2
+        && snapshot.metadata().partition_columns() == [partition_by.to_string()].as_slice()
+        && snapshot.arrow_schema().fields() == schema.fields()
+        && batches
+            .iter()
+            .all(|b| b.schema().fields() == schema.fields())
+        && largest_partition(batches, partition_by) >= PARALLEL_ROWS
+}
+
+/// Rows of the most frequent value of `column` (0 when it cannot be read).
+fn largest_partition(batches: &[RecordBatch], column: &str) -> usize {
+    let Some(first) = batches[0].column_by_name(column) else {
+        return 0;
+    };
+    let Ok(converter) = RowConverter::new(vec![SortField::new(first.data_type().clone())]) else {
+        return 0;
+    };
+    let mut counts: HashMap<Vec<u8>, usize> = HashMap::new();
+    for b in batches {
+        let Some(c) = b.column_by_name(column) else {
+            return 0;
+        };
+        let Ok(rows) = converter.convert_columns(std::slice::from_ref(c)) else {
+            return 0;
+        };
+        for r in rows.iter() {
+            match counts.get_mut(r.as_ref()) {
+                Some(n) => *n += 1,
+                None => {
+                    counts.insert(r.as_ref().to_vec(), 1);
+                }
+            }
+        }
+    }
+    counts.into_values().max().unwrap_or(0)
+}
+
+/// Appends `batches` to `table` (partitioned by `partition_by`) in one commit; the new
+/// version.
+pub async fn append(
+    table: DeltaTable,
+    label: &str,
+    batches: Vec<RecordBatch>,
+    partition_by: &str,
+    metadata: Vec<(String, serde_json::Value)>,
+) -> KaratResult<i64> {
+    let err = |e| KaratError::delta(label, e);
+    let state = table.snapshot().map_err(err)?;
+    let snapshot = state.snapshot();
+    let stats = WriterStatsConfig::from_config(snapshot.table_configuration());
+    // as delta-rs's write configures its writers: default Parquet properties, the table's
+    // target file size and statistics columns
+    let file_size = snapshot
+        .table_configuration()
+        .table_properties()
+        .target_file_size();
+    let config = WriterConfig::new(
+        snapshot.arrow_schema(),
+        vec![partition_by.to_string()],
+        None,
+        Some(file_size),
+        None,
+        stats.num_indexed_cols,
+        stats.stats_columns,
+    );
+    let adds = write_shares(&table, config, share_out(batches), label).await?;
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: Some(vec![partition_by.to_string()]),
+        predicate: None,
+    };
+    let commit = CommitBuilder::from(CommitProperties::default().with_metadata(metadata))
+        .with_actions(adds.into_iter().map(Action::Add).collect())
+        .build(
+            Some(state as &dyn TableReference),
+            table.log_store(),
+            operation,
+        )
+        .await
+        .map_err(err)?;
+    Ok(commit.version() as i64)
+}
+
+/// The number of writers: one per core.
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+/// The batches dealt out round robin, one share per core.
+fn share_out(batches: Vec<RecordBatch>) -> Vec<Vec<RecordBatch>> {
+    let mut shares: Vec<Vec<RecordBatch>> = vec![Vec::new(); cores().min(batches.len())];
+    let n = shares.len();
+    for (i, b) in batches.into_iter().enumerate() {
+        shares[i % n].push(b);
+    }
+    shares
+}
+
+/// Writes each share with its own writer on its own task; the files written. A writer that
+/// fails aborts its uploads; the others are awaited, and what they wrote stays unreferenced
+/// (no commit names it) until `karat maintain` vacuums it.
+async fn write_shares(
+    table: &DeltaTable,
+    config: WriterConfig,
+    shares: Vec<Vec<RecordBatch>>,
+    label: &str,
+) -> KaratResult<Vec<Add>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for share in shares {
+        let writer = DeltaWriter::new(table.log_store().object_store(None), config.clone());
+        tasks.spawn(write_share(writer, share));
+    }
+    let mut adds = Vec::new();
+    let mut failed = None;
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(written)) => adds.extend(written),
+            Ok(Err(e)) => {
+                failed.get_or_insert(KaratError::delta(label, e));
+            }
+            Err(e) => {
+                failed.get_or_insert(KaratError::Other(format!(
+                    "{label}: a writer task failed: {e}"
+                )));
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(adds),
+    }
+}
+
+async fn write_share(
+    mut writer: DeltaWriter,
+    share: Vec<RecordBatch>,
+) -> deltalake::DeltaResult<Vec<Add>> {
+    for b in &share {
+        if let Err(e) = writer.write(b).await {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+    }
+    writer.close().await
+}

@@ -1,0 +1,109 @@
+//! Delta writes as karat makes them: a large append to a partitioned table is encoded by one
+//! writer per core and still lands as one commit holding every row once.
+
+use std::sync::Arc;
+
+use deltalake::arrow::array::{Date32Array, Int64Array, RecordBatch};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use karat::lake::append::PARALLEL_ROWS;
+use karat::lake::delta::{self, Replace};
+
+use crate::util::{Scratch, rows as table_rows, scalar, sql};
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("day", DataType::Date32, false),
+    ]))
+}
+
+/// Rows `from..to`, all on `day` (days since 1970-01-01).
+fn rows(from: i64, to: i64, day: i32) -> RecordBatch {
+    let n = (to - from) as usize;
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(from..to)),
+            Arc::new(Date32Array::from(vec![day; n])),
+        ],
+    )
+    .unwrap()
+}
+
+async fn write(dir: &std::path::Path, batches: Vec<RecordBatch>) -> i64 {
+    let url = url::Url::from_directory_path(dir.join("t")).unwrap();
+    let meta = vec![("karat.operation".to_string(), serde_json::json!("test"))];
+    delta::write(
+        &url,
+        "t",
+        schema(),
+        batches,
+        Some("day"),
+        Replace::Append,
+        meta,
+    )
+    .await
+    .unwrap()
+}
+
+async fn rows_of(dir: &std::path::Path, query: &str) -> Vec<Vec<String>> {
+    table_rows(dir, "t", query).await
+}
+
+fn files_of_day(dir: &std::path::Path, day: &str) -> usize {
+    std::fs::read_dir(dir.join("t").join(format!("day={day}")))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_append_to_one_partition_is_written_in_parallel_as_one_commit() {
+    let s = Scratch::new();
+    assert_eq!(write(s.path(), vec![rows(0, 10, 20_000)]).await, 0);
+    // one partition's rows in several batches, more than the parallel threshold
+    let per = (PARALLEL_ROWS / 2 + 1000) as i64;
+    let batches = vec![
+        rows(10, 10 + per, 20_001),
+        rows(10 + per, 10 + 2 * per, 20_001),
+        rows(10 + 2 * per, 10 + 3 * per, 20_001),
+    ];
+    assert_eq!(write(s.path(), batches).await, 1);
+
+    let total = 10 + 3 * per;
+    let got = rows_of(
+        s.path(),
+        "SELECT CAST(COUNT(*) AS VARCHAR), CAST(COUNT(DISTINCT id) AS VARCHAR), \
+         CAST(MIN(id) AS VARCHAR), CAST(MAX(id) AS VARCHAR) FROM t",
+    )
+    .await;
+    let all = total.to_string();
+    let last = (total - 1).to_string();
+    assert_eq!(
+        got,
+        vec![vec![all.as_str(), all.as_str(), "0", last.as_str()]]
+    );
+    let on_day = sql(
+        s.path(),
+        "t",
+        "SELECT COUNT(*) FROM t WHERE day = '2024-10-05'",
+    )
+    .await;
+    assert_eq!(scalar(&on_day), (3 * per).to_string());
+    let cores = karat::lake::append::cores();
+    // each core's writer wrote its own file of the day (one file when there is one core)
+    assert_eq!(files_of_day(s.path(), "2024-10-05"), cores.min(3));
+    let log = std::fs::read_to_string(s.join("t/_delta_log/00000000000000000001.json")).unwrap();
+    assert!(log.contains(r#""operation":"WRITE""#), "{log}");
+    assert!(log.contains(r#""mode":"Append""#), "{log}");
+    assert!(log.contains(r#""karat.operation":"test""#), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_append_keeps_one_file_per_partition() {
+    let s = Scratch::new();
+    write(s.path(), vec![rows(0, 10, 20_000)]).await;
+    write(s.path(), vec![rows(10, 20, 20_001), rows(20, 30, 20_001)]).await;
+    assert_eq!(files_of_day(s.path(), "2024-10-05"), 1);
+    let got = sql(s.path(), "t", "SELECT COUNT(DISTINCT id) FROM t").await;
+    assert_eq!(scalar(&got), "30");
+}
