@@ -107,3 +107,38 @@ async fn a_small_append_keeps_one_file_per_partition() {
     let got = sql(s.path(), "t", "SELECT COUNT(DISTINCT id) FROM t").await;
     assert_eq!(scalar(&got), "30");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_append_partitioned_unlike_its_table_is_refused_and_writes_nothing() {
+    let s = Scratch::new();
+    write(s.path(), vec![rows(0, 10, 20_000)]).await;
+    // one id for every row: as a partition column it would qualify by size
+    let n = PARALLEL_ROWS / 2 + 1000;
+    let same_id = || {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from(vec![7; n])),
+                Arc::new(Date32Array::from(vec![20_001; n])),
+            ],
+        )
+        .unwrap()
+    };
+    let url = url::Url::from_directory_path(s.join("t")).unwrap();
+    let res = delta::write(
+        &url,
+        "t",
+        schema(),
+        vec![same_id(), same_id()],
+        Some("id"),
+        Replace::Append,
+        Vec::new(),
+    )
+    .await;
+    assert!(
+        res.is_err(),
+        "a write partitioned by id into a table partitioned by day"
+    );
+    let got = sql(s.path(), "t", "SELECT COUNT(*) FROM t").await;
+    assert_eq!(scalar(&got), "10");
+}
