@@ -9,7 +9,8 @@
 //! are not recorded). Only plain tables qualify: writer protocol 2 or lower (no column
 //! mapping, constraints, generated columns or deletion vectors), the table's schema and
 //! partitioning exactly, and a partition value of at least [`PARALLEL_ROWS`] rows; anything
-//! else takes delta-rs's own write.
+//! else takes delta-rs's own write. A table that does not exist yet is first created empty by
+//! delta-rs's write (so it is made exactly as delta-rs makes it), then appended to.
 
 use std::collections::HashMap;
 
@@ -29,30 +30,29 @@ use crate::error::{KaratError, KaratResult};
 /// A partition value with fewer rows than this is appended by delta-rs's write (one file).
 pub const PARALLEL_ROWS: usize = 256 * 1024;
 
-/// Whether `batches` would be appended to `table` (partitioned by `partition_by`) in
-/// parallel: a plain table with exactly this schema and partitioning, and one partition value
-/// holding at least [`PARALLEL_ROWS`] rows (the other partition values of the same append get
-/// a file per writer).
-pub fn qualifies(
-    table: &DeltaTable,
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    partition_by: &str,
-) -> bool {
-    let Ok(state) = table.snapshot() else {
-        return false;
-    };
-    let snapshot = state.snapshot();
+/// Whether `batches` are worth appending in parallel: at least two batches, all of
+/// `schema`, one partition value holding at least [`PARALLEL_ROWS`] rows (the other partition
+/// values of the same append get a file per writer), and more than one core.
+pub fn suits(schema: &SchemaRef, batches: &[RecordBatch], partition_by: &str) -> bool {
     cores() > 1
         && batches.len() > 1
         && batches.iter().map(RecordBatch::num_rows).sum::<usize>() >= PARALLEL_ROWS
-        && snapshot.protocol().min_writer_version() <= 2
-        && snapshot.metadata().partition_columns() == [partition_by.to_string()].as_slice()
-        && snapshot.arrow_schema().fields() == schema.fields()
         && batches
             .iter()
             .all(|b| b.schema().fields() == schema.fields())
         && largest_partition(batches, partition_by) >= PARALLEL_ROWS
+}
+
+/// Whether `table` takes a parallel append of rows of `schema`: a plain table (writer
+/// protocol 2 or lower) with exactly this schema, partitioned by `partition_by` alone.
+pub fn table_allows(table: &DeltaTable, schema: &SchemaRef, partition_by: &str) -> bool {
+    let Ok(state) = table.snapshot() else {
+        return false;
+    };
+    let snapshot = state.snapshot();
+    snapshot.protocol().min_writer_version() <= 2
+        && snapshot.metadata().partition_columns() == [partition_by.to_string()].as_slice()
+        && snapshot.arrow_schema().fields() == schema.fields()
 }
 
 /// Rows of the most frequent value of `column` (0 when it cannot be read).

@@ -96,13 +96,18 @@ pub async fn write(
     replace: Replace,
     metadata: Vec<(String, serde_json::Value)>,
 ) -> KaratResult<i64> {
-    let table = open_for_write(url, label).await?;
-    let exists = table.version().is_some();
-    if let (true, Replace::Append, Some(p)) = (exists, &replace, partition_by)
-        && super::append::qualifies(&table, &schema, &batches, p)
+    let mut table = open_for_write(url, label).await?;
+    if let (Replace::Append, Some(p)) = (&replace, partition_by)
+        && super::append::suits(&schema, &batches, p)
     {
-        return super::append::append(table, label, batches, p, metadata).await;
+        if table.version().is_none() {
+            table = create(table, label, &schema, p, metadata.clone()).await?;
+        }
+        if super::append::table_allows(&table, &schema, p) {
+            return super::append::append(table, label, batches, p, metadata).await;
+        }
     }
+    let exists = table.version().is_some();
     let mut batches = batches;
     if batches.is_empty() {
         batches.push(RecordBatch::new_empty(schema.clone()));
@@ -117,6 +122,27 @@ pub async fn write(
     let builder = target.configure(table.write(batches), metadata)?;
     let table = builder.await.map_err(|e| KaratError::delta(label, e))?;
     Ok(table.version().unwrap_or(0) as i64)
+}
+
+/// Creates the table at `url` empty (schema and partitioning, no rows), as delta-rs's write
+/// creates a table, so that a large first append can be encoded in parallel.
+async fn create(
+    table: DeltaTable,
+    label: &str,
+    schema: &SchemaRef,
+    partition_by: &str,
+    metadata: Vec<(String, serde_json::Value)>,
+) -> KaratResult<DeltaTable> {
+    let target = Target {
+        label,
+        schema,
+        partition_by: Some(partition_by),
+        replace: &Replace::Append,
+        exists: false,
+    };
+    let empty = vec![RecordBatch::new_empty(schema.clone())];
+    let builder = target.configure(table.write(empty), metadata)?;
+    builder.await.map_err(|e| KaratError::delta(label, e))
 }
 
 /// Like [`write`], with the rows streamed from a DataFusion plan (which may read the table

@@ -4,8 +4,10 @@
 //! Keys are hashed in Arrow's row format (one pass, no sort); only versions of the same key are
 //! compared by their provenance.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::row::{RowConverter, SortField};
@@ -52,19 +54,23 @@ pub fn merge(batch: &RecordBatch, key_indexes: &[usize], context: &str) -> Karat
         .convert_columns(&keys)
         .map_err(err)?;
     let version = Versions::of(batch);
-    // the newest version of each key seen so far; every version it beats, or that loses to
-    // it, is superseded (versions of one key are rare)
-    let mut newest: HashMap<&[u8], u32> = HashMap::with_capacity(n);
+    // the newest version of each key seen so far (a row number: 4 bytes a key, hashed once);
+    // every version it beats, or that loses to it, is superseded (versions of one key are rare)
+    let state = foldhash::fast::RandomState::default();
+    let key = |row: u32| key_rows.row(row as usize).data();
+    let hash = |row: u32| state.hash_one(key(row));
+    let mut newest: HashTable<u32> = HashTable::with_capacity(n);
     let mut beaten = Vec::new();
     for row in 0..n as u32 {
-        match newest.entry(key_rows.row(row as usize).data()) {
+        let k = key(row);
+        match newest.entry(hash(row), |held| key(*held) == k, |held| hash(*held)) {
             Entry::Vacant(e) => {
                 e.insert(row);
             }
             Entry::Occupied(mut e) => {
                 let held = *e.get();
                 if version.cmp(row as usize, held as usize).is_gt() {
-                    e.insert(row);
+                    *e.get_mut() = row;
                     beaten.push(held);
                 } else {
                     beaten.push(row);
@@ -77,7 +83,10 @@ pub fn merge(batch: &RecordBatch, key_indexes: &[usize], context: &str) -> Karat
         .into_iter()
         .map(|row| {
             lost[row as usize] = true;
-            let winner = newest[key_rows.row(row as usize).data()];
+            let k = key(row);
+            let winner = *newest
+                .find(hash(row), |held| key(*held) == k)
+                .expect("every key has its newest version");
             Loser { row, winner }
         })
         .collect();

@@ -1,5 +1,6 @@
-//! Delta writes as karat makes them: a large append to a partitioned table is encoded by one
-//! writer per core and still lands as one commit holding every row once.
+//! Delta writes as karat makes them: a large append to a partitioned table (or the first write
+//! that creates it) is encoded by one writer per core and still lands as one commit holding
+//! every row once.
 
 use std::sync::Arc;
 
@@ -96,6 +97,35 @@ async fn a_large_append_to_one_partition_is_written_in_parallel_as_one_commit() 
     assert!(log.contains(r#""operation":"WRITE""#), "{log}");
     assert!(log.contains(r#""mode":"Append""#), "{log}");
     assert!(log.contains(r#""karat.operation":"test""#), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_first_write_creates_the_table_empty_then_appends_in_parallel() {
+    let s = Scratch::new();
+    let per = (PARALLEL_ROWS / 2 + 1000) as i64;
+    let batches = vec![rows(0, per, 20_001), rows(per, 2 * per, 20_001)];
+    // version 0 creates the table as delta-rs's write does; version 1 holds the rows
+    assert_eq!(write(s.path(), batches).await, 1);
+
+    let got = rows_of(
+        s.path(),
+        "SELECT CAST(COUNT(*) AS VARCHAR), CAST(COUNT(DISTINCT id) AS VARCHAR) FROM t",
+    )
+    .await;
+    let all = (2 * per).to_string();
+    assert_eq!(got, vec![vec![all.as_str(), all.as_str()]]);
+    assert_eq!(
+        files_of_day(s.path(), "2024-10-05"),
+        karat::lake::append::cores().min(2)
+    );
+    let create = std::fs::read_to_string(s.join("t/_delta_log/00000000000000000000.json")).unwrap();
+    assert!(create.contains(r#""partitionColumns":["day"]"#), "{create}");
+    assert!(
+        !create.contains(r#""add""#),
+        "the create holds no rows: {create}"
+    );
+    let append = std::fs::read_to_string(s.join("t/_delta_log/00000000000000000001.json")).unwrap();
+    assert!(append.contains(r#""mode":"Append""#), "{append}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
