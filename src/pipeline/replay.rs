@@ -146,6 +146,17 @@ pub(super) async fn resolve(
             }
             // a typo must not replace a partition with nothing
             let known = known_partitions(plan, lake, &ledger, t.zone, table).await?;
+            // `2026-3-7` names the partition 2026-03-07, unless a partition is literally named so
+            let partitions: Vec<String> = partitions
+                .iter()
+                .map(|p| {
+                    if known.contains(p) {
+                        p.clone()
+                    } else {
+                        date_label(p)
+                    }
+                })
+                .collect();
             if let Some(p) = partitions.iter().find(|p| !known.contains(*p)) {
                 let recent: Vec<&str> = known.iter().rev().take(5).map(String::as_str).collect();
                 return Err(KaratError::Usage(format!(
@@ -161,6 +172,7 @@ pub(super) async fn resolve(
         }
         ReplayTarget::Range { table, from, to } => {
             let t = cfg.table_or_err(table)?;
+            let (from, to) = (date_label(from), date_label(to));
             if from > to {
                 return Err(KaratError::Usage(format!(
                     "--from {from} is after --to {to}"
@@ -188,6 +200,14 @@ pub(super) async fn resolve(
         }
     }
     Ok(wanted)
+}
+
+/// A partition label as karat writes a date (`2026-3-7` is `2026-03-07`), so that partitions
+/// match and ranges compare as dates; anything that is not a date is left as it is.
+fn date_label(label: &str) -> String {
+    chrono::NaiveDate::parse_from_str(label.trim(), "%Y-%m-%d")
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|_| label.to_string())
 }
 
 /// The work that replays `wanted`: silver tables re-process the batches behind their
@@ -261,4 +281,19 @@ async fn known_partitions(
             .map(|s| s.partition)
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::date_label;
+
+    #[test]
+    fn dates_are_written_as_karat_writes_them_and_other_labels_are_kept() {
+        assert_eq!(date_label("2026-3-7"), "2026-03-07");
+        assert_eq!(date_label("2026-03-28"), "2026-03-28");
+        assert_eq!(date_label(" 2026-12-1 "), "2026-12-01");
+        // not a date: left for the "no partition" error to name
+        assert_eq!(date_label("2026-02-30"), "2026-02-30");
+        assert_eq!(date_label("FR"), "FR");
+    }
 }

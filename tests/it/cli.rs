@@ -309,3 +309,21 @@ fn a_replay_over_its_budget_needs_approval() {
     assert_eq!(code, 0);
     assert_eq!(doc["last_run"]["trigger"], "replay");
 }
+
+#[test]
+fn a_replay_names_a_day_as_people_write_it() {
+    let s = Scratch::new();
+    let (code, _, err) = karat(s.path(), &["init"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = karat(s.path(), &["run"]);
+    assert_eq!(code, 0, "{err}");
+    // unpadded: the partition 2026-03-27
+    let (code, out, err) = karat(s.path(), &["replay", "orders", "--partition", "2026-3-27"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, _, err) = karat(s.path(), &["replay", "orders", "--partition", "2026-3-32"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("table orders has no partition 2026-3-32"),
+        "{err}"
+    );
+}
