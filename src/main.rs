@@ -75,7 +75,7 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Run the pipeline: ingest new source data, rebuild touched silver partitions, recompute gold.
+    /// Run the pipeline: ingest new source data, merge it into silver by key, recompute the gold partitions it feeds.
     Run {
         /// Only these tables (repeatable).
         #[arg(long = "table", short = 't')]

@@ -1,12 +1,14 @@
 //! `karat bench --daily N`: the daily incremental benchmark. One gzip file of orders arrives per
 //! day, as real sources send them: new orders of the day, late orders (3%, up to five days
 //! back), re-sends of orders from any earlier day (3%, same key, newer status), a few percent
-//! bad values and one invalid line in a thousand. `karat run` runs after each arrival; the
-//! figures are each day's seconds and peak memory, which must stay flat as history grows.
+//! bad values and one invalid line in a thousand. `karat run` runs after each arrival, in a
+//! process of its own; the figures are each day's seconds and peak memory, which must stay flat
+//! as history grows.
 
+use std::io::Read;
 use std::io::Write;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -14,11 +16,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::{BENCH_CONFIG, peak_memory_mb, reset_peak_memory};
+use super::BENCH_CONFIG;
 use crate::error::{KaratError, KaratResult};
-use crate::events::Events;
-use crate::ledger::Trigger;
-use crate::pipeline::{Plan, RunOptions};
+use crate::silver::PartitionStatus;
 
 /// One day's run.
 #[derive(Debug, Clone, Serialize)]
@@ -79,35 +79,28 @@ pub fn write_day(data: &Path, day: usize, per_day: usize, rng: &mut StdRng) -> K
     Ok(())
 }
 
-/// Runs `days` daily arrivals of `per_day` lines in `dir`, one `karat run` after each.
+/// Runs `days` daily arrivals of `per_day` lines in `dir`, one `karat run` after each, in a
+/// process of its own as cron or Airflow would start it (so a day's peak memory is that run's,
+/// not what earlier days left in this process).
 pub async fn run_daily(dir: &Path, days: usize, per_day: usize) -> KaratResult<DailyResult> {
     let data = dir.join("data");
     std::fs::create_dir_all(&data).map_err(|e| KaratError::io(&data, e))?;
-    std::fs::write(dir.join("karat.toml"), BENCH_CONFIG).map_err(|e| KaratError::io(dir, e))?;
-    let plan = Plan::load(&dir.join("karat.toml")).await?;
-    let lake = crate::lake::Lake::open(&plan.config.lake_url)?;
+    let config = dir.join("karat.toml");
+    std::fs::write(&config, BENCH_CONFIG).map_err(|e| KaratError::io(dir, e))?;
     let mut rng = StdRng::seed_from_u64(11);
     let mut out = Vec::new();
     for day in 0..days {
         write_day(&data, day, per_day, &mut rng)?;
-        reset_peak_memory();
-        let t0 = Instant::now();
-        let report = crate::pipeline::run(
-            &plan,
-            &lake,
-            RunOptions::new(Trigger::Bench),
-            &Events::none(),
-        )
-        .await?;
+        let config = config.clone();
+        let run = tokio::task::spawn_blocking(move || run_day(&config))
+            .await
+            .map_err(|e| KaratError::Other(format!("bench day {}: {e}", day + 1)))??;
         out.push(DayFigures {
             day: day + 1,
             lines: per_day,
-            seconds: t0.elapsed().as_secs_f64(),
-            peak_memory_mb: peak_memory_mb(),
-            partitions_failed: report
-                .partitions()
-                .filter(|(_, _, p)| !p.status.promoted())
-                .count(),
+            seconds: run.seconds,
+            peak_memory_mb: run.peak_memory_mb,
+            partitions_failed: run.partitions_failed,
         });
     }
     let first = out.first().cloned();
@@ -126,4 +119,81 @@ pub async fn run_daily(dir: &Path, days: usize, per_day: usize) -> KaratResult<D
         time_ratio,
         memory_ratio,
     })
+}
+
+/// What one day's `karat run` process took.
+struct DayRun {
+    seconds: f64,
+    peak_memory_mb: Option<f64>,
+    partitions_failed: usize,
+}
+
+/// Runs `karat -c config run --json` (this executable) and waits for it, reading its peak
+/// resident memory (VmHWM, which only grows) until it exits.
+fn run_day(config: &Path) -> KaratResult<DayRun> {
+    let exe = std::env::current_exe().map_err(|e| KaratError::io(Path::new("karat"), e))?;
+    let t0 = Instant::now();
+    let mut child = std::process::Command::new(&exe)
+        .arg("-c")
+        .arg(config)
+        .args(["run", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| KaratError::io(&exe, e))?;
+    // read the report as it comes, so a large one cannot block the run on a full pipe
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).map(|_| text)
+    });
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb: Option<f64> = None;
+    let status = loop {
+        if let Some(s) = peak_kb_of(&status_file) {
+            peak_kb = Some(peak_kb.map_or(s, |p: f64| p.max(s)));
+        }
+        match child.try_wait().map_err(|e| KaratError::io(&exe, e))? {
+            Some(status) => break status,
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    let seconds = t0.elapsed().as_secs_f64();
+    let report = reader
+        .join()
+        .map_err(|_| KaratError::Other("bench: reading karat run's report failed".into()))?
+        .map_err(|e| KaratError::io(&exe, e))?;
+    let partitions_failed = not_promoted(&report).ok_or_else(|| {
+        KaratError::Other(format!(
+            "bench: karat run ({status}) printed no run report: {}",
+            report.chars().take(200).collect::<String>()
+        ))
+    })?;
+    Ok(DayRun {
+        seconds,
+        peak_memory_mb: peak_kb.map(|kb| kb / 1024.0),
+        partitions_failed,
+    })
+}
+
+/// VmHWM of a process's status file, in kB.
+fn peak_kb_of(status_file: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(status_file).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Silver and gold partitions a `karat run --json` report did not promote.
+fn not_promoted(report: &str) -> Option<usize> {
+    let doc: serde_json::Value = serde_json::from_str(report).ok()?;
+    let mut n = 0;
+    for zone in ["silver", "gold"] {
+        for table in doc[zone].as_array()? {
+            for p in table["partitions"].as_array()? {
+                let status: PartitionStatus = serde_json::from_value(p["status"].clone()).ok()?;
+                n += usize::from(!status.promoted());
+            }
+        }
+    }
+    Some(n)
 }
