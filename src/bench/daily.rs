@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::BENCH_CONFIG;
+use super::{BENCH_CONFIG, peak_kb_of};
 use crate::error::{KaratError, KaratResult};
 use crate::silver::PartitionStatus;
 
@@ -174,13 +174,6 @@ fn run_day(config: &Path) -> KaratResult<DayRun> {
         peak_memory_mb: peak_kb.map(|kb| kb / 1024.0),
         partitions_failed,
     })
-}
-
-/// VmHWM of a process's status file, in kB.
-fn peak_kb_of(status_file: &str) -> Option<f64> {
-    let s = std::fs::read_to_string(status_file).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Silver and gold partitions a `karat run --json` report did not promote.

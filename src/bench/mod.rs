@@ -171,10 +171,14 @@ pub fn order_line(rng: &mut StdRng, id: &str, status: &str, date: &str, truncate
 
 /// Peak resident memory of this process in MB (Linux), and a reset of that peak.
 pub fn peak_memory_mb() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    peak_kb_of("/proc/self/status").map(|kb| kb / 1024.0)
+}
+
+/// VmHWM (peak resident memory) of a process's status file, in kB.
+pub(crate) fn peak_kb_of(status_file: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(status_file).ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 pub(crate) fn reset_peak_memory() {
