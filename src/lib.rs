@@ -23,6 +23,7 @@ pub mod schema;
 pub mod serve;
 pub mod silver;
 pub mod summary;
+pub mod timings;
 pub mod tui;
 pub mod webhook;
 

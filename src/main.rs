@@ -262,6 +262,9 @@ enum Command {
         /// Instead: the ledger after N runs, read before and after `karat maintain`.
         #[arg(long)]
         ledger: Option<usize>,
+        /// Keep the daily bench's folder (its data, lake and ledger) to look at afterwards.
+        #[arg(long)]
+        keep: bool,
         #[arg(long)]
         json: bool,
     },
@@ -718,12 +721,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             daily: Some(n),
             per_day,
             dir,
+            keep,
             json,
             ..
         } => {
             let d = fresh_bench_dir(dir, "bench-daily")?;
             let r = karat::bench::daily::run_daily(&d, n, per_day).await?;
-            let _ = std::fs::remove_dir_all(&d);
+            if keep {
+                eprintln!("kept {}", d.display());
+            } else {
+                let _ = std::fs::remove_dir_all(&d);
+            }
             if json {
                 json_out(&r)?;
             } else {

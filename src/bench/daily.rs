@@ -16,9 +16,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::{BENCH_CONFIG, peak_kb_of};
+use super::BENCH_CONFIG;
 use crate::error::{KaratError, KaratResult};
 use crate::silver::PartitionStatus;
+use crate::timings::peak_kb_of;
 
 /// One day's run.
 #[derive(Debug, Clone, Serialize)]

@@ -169,22 +169,6 @@ pub fn order_line(rng: &mut StdRng, id: &str, status: &str, date: &str, truncate
     )
 }
 
-/// Peak resident memory of this process in MB (Linux), and a reset of that peak.
-pub fn peak_memory_mb() -> Option<f64> {
-    peak_kb_of("/proc/self/status").map(|kb| kb / 1024.0)
-}
-
-/// VmHWM (peak resident memory) of a process's status file, in kB.
-pub(crate) fn peak_kb_of(status_file: &str) -> Option<f64> {
-    let s = std::fs::read_to_string(status_file).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-pub(crate) fn reset_peak_memory() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 /// Runs the bench for one size in `dir` (which must be empty or absent).
 pub async fn run_one(dir: &Path, lines: usize, days: usize) -> KaratResult<BenchResult> {
     let input_bytes = generate(dir, lines, days)?;
@@ -192,7 +176,7 @@ pub async fn run_one(dir: &Path, lines: usize, days: usize) -> KaratResult<Bench
     let lake = crate::lake::Lake::open(&plan.config.lake_url)?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let events = Events::new(tx);
-    reset_peak_memory();
+    crate::timings::reset_peak();
     let t0 = Instant::now();
     let collector = tokio::spawn(async move {
         let mut marks: Vec<(Stage, bool, Instant)> = Vec::new();
@@ -215,7 +199,7 @@ pub async fn run_one(dir: &Path, lines: usize, days: usize) -> KaratResult<Bench
     let marks = collector
         .await
         .map_err(|e| KaratError::Other(format!("bench: {e}")))?;
-    let peak = peak_memory_mb();
+    let peak = crate::timings::peak_mb();
     if report.silver.iter().all(|s| s.partitions.is_empty()) {
         return Err(KaratError::Other("bench: silver processed nothing".into()));
     }

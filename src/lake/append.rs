@@ -5,9 +5,9 @@
 //! day (a daily run's usual shape) are encoded on one core while the other waits. Here the
 //! rows are shared out among one delta-rs `DeltaWriter` per core; their files are committed in
 //! one transaction through the deltalake commit API, as the write operation would commit them
-//! (operation `WRITE`, mode `Append`, karat's commit metadata; delta-rs's `operationMetrics`
-//! are not recorded). Only plain tables qualify: writer protocol 2 or lower (no column
-//! mapping, constraints, generated columns or deletion vectors), the table's schema and
+//! (operation `WRITE`, mode `Append`, karat's commit metadata and `operationMetrics`). Only
+//! plain tables qualify: writer protocol 2 or lower (no column mapping, constraints, generated
+//! columns or deletion vectors), the table's schema and
 //! partitioning exactly, and a partition value of at least [`PARALLEL_ROWS`] rows; anything
 //! else takes delta-rs's own write. A table that does not exist yet is first created empty by
 //! delta-rs's write (so it is made exactly as delta-rs makes it), then appended to.
@@ -92,17 +92,39 @@ pub async fn append(
     partition_by: &str,
     metadata: Vec<(String, serde_json::Value)>,
 ) -> KaratResult<i64> {
-    let err = |e| KaratError::delta(label, e);
-    let state = table.snapshot().map_err(err)?;
+    let started = std::time::Instant::now();
+    let config = writer_config(&table, partition_by, label)?;
+    let adds = write_shares(&table, config, share_out(batches), label).await?;
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: Some(vec![partition_by.to_string()]),
+        predicate: None,
+    };
+    let metrics = Metrics {
+        added: &adds,
+        removed_files: 0,
+        partitions: partitions_of(&adds),
+        started,
+    };
+    let actions = adds.iter().cloned().map(Action::Add).collect();
+    commit(&table, label, actions, operation, metadata, metrics).await
+}
+
+/// A writer's configuration as delta-rs's write configures it: default Parquet properties,
+/// the table's target file size and statistics columns.
+pub fn writer_config(
+    table: &DeltaTable,
+    partition_by: &str,
+    label: &str,
+) -> KaratResult<WriterConfig> {
+    let state = table.snapshot().map_err(|e| KaratError::delta(label, e))?;
     let snapshot = state.snapshot();
     let stats = WriterStatsConfig::from_config(snapshot.table_configuration());
-    // as delta-rs's write configures its writers: default Parquet properties, the table's
-    // target file size and statistics columns
     let file_size = snapshot
         .table_configuration()
         .table_properties()
         .target_file_size();
-    let config = WriterConfig::new(
+    Ok(WriterConfig::new(
         snapshot.arrow_schema(),
         vec![partition_by.to_string()],
         None,
@@ -110,15 +132,61 @@ pub async fn append(
         None,
         stats.num_indexed_cols,
         stats.stats_columns,
-    );
-    let adds = write_shares(&table, config, share_out(batches), label).await?;
-    let operation = DeltaOperation::Write {
-        mode: SaveMode::Append,
-        partition_by: Some(vec![partition_by.to_string()]),
-        predicate: None,
-    };
+    ))
+}
+
+/// What a commit made by karat records as its `operationMetrics` (delta-rs's names).
+pub struct Metrics<'a> {
+    pub added: &'a [Add],
+    pub removed_files: usize,
+    pub partitions: usize,
+    pub started: std::time::Instant,
+}
+
+impl Metrics<'_> {
+    fn json(&self) -> serde_json::Value {
+        let rows: i64 = self
+            .added
+            .iter()
+            .filter_map(|a| a.stats.as_deref())
+            .filter_map(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+            .filter_map(|s| s["numRecords"].as_i64())
+            .sum();
+        serde_json::json!({
+            "num_added_files": self.added.len(),
+            "num_removed_files": self.removed_files,
+            "num_partitions": self.partitions,
+            "num_added_rows": rows,
+            "execution_time_ms": self.started.elapsed().as_millis() as u64,
+            "num_retries": 0,
+        })
+    }
+}
+
+/// The number of partition values among `adds`.
+fn partitions_of(adds: &[Add]) -> usize {
+    let mut values: Vec<_> = adds.iter().map(|a| &a.partition_values).collect();
+    values.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    values.dedup();
+    values.len()
+}
+
+/// Commits `actions` to `table` as `operation`, with karat's `metadata` and `metrics`, through
+/// the deltalake commit API (which checks for conflicting commits); the new version.
+pub async fn commit(
+    table: &DeltaTable,
+    label: &str,
+    actions: Vec<Action>,
+    operation: DeltaOperation,
+    metadata: Vec<(String, serde_json::Value)>,
+    metrics: Metrics<'_>,
+) -> KaratResult<i64> {
+    let err = |e| KaratError::delta(label, e);
+    let state = table.snapshot().map_err(err)?;
+    let mut metadata = metadata;
+    metadata.push(("operationMetrics".to_string(), metrics.json()));
     let commit = CommitBuilder::from(CommitProperties::default().with_metadata(metadata))
-        .with_actions(adds.into_iter().map(Action::Add).collect())
+        .with_actions(actions)
         .build(
             Some(state as &dyn TableReference),
             table.log_store(),

@@ -294,7 +294,7 @@ pub async fn register_as(
 
 /// Registers an opened table as `name` in `ctx`, read through its own table provider (`label`
 /// in errors).
-async fn register_table(
+pub(crate) async fn register_table(
     ctx: &SessionContext,
     name: &str,
     table: DeltaTable,

@@ -8,6 +8,7 @@ pub const POINTS: &[&str] = &[
     "bronze.object",
     "bronze.manifest",
     "silver.superseded",
+    "delta.rewrite_files",
     "silver.rows",
     "silver.dead_letters",
     "ledger.drift",

@@ -7,6 +7,7 @@ pub mod delta;
 pub mod fault;
 pub mod layout;
 pub mod lease;
+pub mod rewrite;
 
 use std::sync::Arc;
 

@@ -308,21 +308,28 @@ async fn execute_holding(
     work: Work,
     events: &Events,
 ) -> KaratResult<RunReport> {
+    let mut clock = crate::timings::Clock::new(command.to_string(), events);
     let versions_before = super::restore::table_versions(plan, lake).await?;
     let mut x = Execution::new(plan, lake, trigger, command, events);
     if let Some((approval, scope)) = &work.approval {
         x.record_approval(approval, scope).await?;
     }
+    clock.lap("table versions");
     for source in &work.sources {
         x.bronze(source).await?;
+        clock.lap(&format!("bronze {source}"));
     }
     for (table, mode) in &work.silver {
         x.silver(table, mode).await;
+        clock.lap(&format!("silver {table} with its accounting"));
     }
     for g in &plan.gold {
         x.gold(g, work.gold_forced.get(&g.name)).await?;
+        clock.lap(&format!("gold {}", g.name));
     }
-    x.record(&versions_before).await
+    let report = x.record(&versions_before).await;
+    clock.lap("ledger");
+    report
 }
 
 impl<'a> Execution<'a> {
@@ -909,6 +916,7 @@ async fn silver_table(
         groups.push(Vec::new());
     }
     let last = groups.len() - 1;
+    let mut clock = crate::timings::Clock::new(format!("silver {table}"), events);
     for (i, group) in groups.into_iter().enumerate() {
         let t = if i == last {
             targets.clone()
@@ -916,8 +924,10 @@ async fn silver_table(
             BTreeSet::new()
         };
         let mut r = silver::update(lake, contract.clone(), group, &t, run_id, events).await?;
+        clock.lap("update");
         let changed = std::mem::take(&mut r.changed);
         changes.add(plan, lake, &contract, changed).await?;
+        clock.lap("changed keys");
         report.absorb(r);
     }
     Ok((report, changes))

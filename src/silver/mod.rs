@@ -17,6 +17,7 @@ pub mod contract_doc;
 pub mod decode;
 pub mod gate;
 pub mod incremental;
+pub mod keyset;
 pub mod labels;
 pub mod mask;
 pub mod merge;
@@ -136,7 +137,7 @@ pub async fn update(
     events: &Events,
 ) -> KaratResult<SilverReport> {
     let table = contract.table.clone();
-    let mut clock = Clock::new(&table, events);
+    let mut clock = crate::timings::Clock::new(format!("silver {table}"), events);
     let ids: BTreeSet<String> = batches.iter().map(|m| m.batch_id.clone()).collect();
     let collected = collect::collect(lake, contract.clone(), batches, run_id, events).await?;
     clock.lap("decode + validate");
@@ -224,36 +225,6 @@ pub async fn update(
         dead_letter_version: Some(dead_version),
         changed,
     })
-}
-
-/// With `KARAT_TIMINGS` set, notes how long each step of an update took.
-struct Clock<'a> {
-    table: &'a str,
-    events: &'a Events,
-    on: bool,
-    last: std::time::Instant,
-}
-
-impl<'a> Clock<'a> {
-    fn new(table: &'a str, events: &'a Events) -> Clock<'a> {
-        Clock {
-            table,
-            events,
-            on: std::env::var_os("KARAT_TIMINGS").is_some(),
-            last: std::time::Instant::now(),
-        }
-    }
-
-    fn lap(&mut self, step: &str) {
-        if self.on {
-            let t = self.last.elapsed().as_secs_f64();
-            let line = format!("silver {}: {step} {t:.3}s", self.table);
-            // a benchmark diagnostic: also on stderr, where `karat bench` runs have no events
-            eprintln!("{line}");
-            self.events.note(line);
-        }
-        self.last = std::time::Instant::now();
-    }
 }
 
 /// Decides the new content of silver and superseded rows. A keyed table's normal run (new

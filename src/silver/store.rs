@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use deltalake::arrow::datatypes::{Schema, SchemaRef};
 use deltalake::datafusion::common::{Column, JoinType};
 use deltalake::datafusion::datasource::MemTable;
@@ -20,6 +20,7 @@ use crate::config::Zone;
 use crate::error::{KaratError, KaratResult};
 use crate::lake::delta::{self, Replace};
 use crate::lake::{Lake, layout};
+use crate::lake::{append, rewrite};
 
 /// A DataFusion session over a silver table's Delta tables, as they are now.
 pub struct Store {
@@ -454,6 +455,15 @@ impl Store {
     ) -> KaratResult<i64> {
         let c = &self.contract;
         let label = format!("silver.{}", c.table);
+        let url = self.lake.url_of(&layout::table(Zone::Silver, &c.table));
+        if let Some(table) = delta::open(&url, &label).await?
+            && append::table_allows(&table, &c.silver_schema, &c.partition_column)
+        {
+            let rewrite = self.partition_rewrite(partitions, removed, added)?;
+            let schema = &c.silver_schema;
+            let pcol = &c.partition_column;
+            return rewrite::replace_partitions(table, &label, schema, pcol, rewrite, meta).await;
+        }
         let err = |e| KaratError::sql(format!("rewriting {label}"), e);
         let values: Vec<String> = partitions.iter().cloned().collect();
         let pdt = c.silver_schema.field(c.partition_index).data_type();
@@ -521,6 +531,47 @@ impl Store {
             meta,
         )
         .await
+    }
+
+    /// [`Store::rewrite_silver`] as a partition-by-partition rewrite: the stored rows of keys
+    /// other than `removed`'s, and `added` by partition.
+    fn partition_rewrite(
+        &self,
+        partitions: &BTreeSet<String>,
+        removed: &[RecordBatch],
+        added: Vec<RecordBatch>,
+    ) -> KaratResult<rewrite::Rewrite> {
+        let c = &self.contract;
+        let err = |e| KaratError::arrow(format!("rewriting silver.{}", c.table), e);
+        let names: Vec<String> = c
+            .key_indexes
+            .iter()
+            .map(|i| c.silver_schema.field(*i).name().clone())
+            .collect();
+        let removed: Vec<RecordBatch> = removed
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .cloned()
+            .collect();
+        let gone = super::keyset::KeySet::new(&names, &removed).map_err(err)?;
+        let mut by_partition: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+        for b in added.iter().filter(|b| b.num_rows() > 0) {
+            let labels = super::labels::of(b.column(c.partition_index)).map_err(err)?;
+            for label in super::labels::distinct(b.column(c.partition_index)).map_err(err)? {
+                let mask = deltalake::arrow::compute::kernels::cmp::eq(
+                    &labels,
+                    &StringArray::new_scalar(label.as_str()),
+                )
+                .map_err(err)?;
+                let rows = deltalake::arrow::compute::filter_record_batch(b, &mask).map_err(err)?;
+                by_partition.entry(label).or_default().push(rows);
+            }
+        }
+        Ok(rewrite::Rewrite {
+            partitions: partitions.clone(),
+            keep: Arc::new(move |b: &RecordBatch| gone.absent(b)),
+            added: by_partition,
+        })
     }
 
     /// Writes superseded rows: appended, or replacing exactly `partitions` (by winner).

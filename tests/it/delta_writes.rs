@@ -1,13 +1,18 @@
 //! Delta writes as karat makes them: a large append to a partitioned table (or the first write
 //! that creates it) is encoded by one writer per core and still lands as one commit holding
-//! every row once.
+//! every row once; a rewrite of some partitions (each streamed through a filter by a writer of
+//! its own) replaces exactly those partitions in one commit.
 
 use std::sync::Arc;
 
-use deltalake::arrow::array::{Date32Array, Int64Array, RecordBatch};
+use std::collections::{BTreeMap, BTreeSet};
+
+use deltalake::arrow::array::{AsArray, BooleanArray, Date32Array, Int64Array, RecordBatch};
+use deltalake::arrow::datatypes::Int64Type;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use karat::lake::append::PARALLEL_ROWS;
 use karat::lake::delta::{self, Replace};
+use karat::lake::rewrite::{self, Rewrite};
 
 use crate::util::{Scratch, rows as table_rows, scalar, sql};
 
@@ -171,4 +176,128 @@ async fn a_large_append_partitioned_unlike_its_table_is_refused_and_writes_nothi
     );
     let got = sql(s.path(), "t", "SELECT COUNT(*) FROM t").await;
     assert_eq!(scalar(&got), "10");
+}
+
+/// Keeps the rows whose id is odd.
+fn odd_ids() -> rewrite::Keep {
+    Arc::new(|b: &RecordBatch| {
+        let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+        Ok(ids
+            .iter()
+            .map(|id| id.map(|id| id % 2 == 1))
+            .collect::<BooleanArray>())
+    })
+}
+
+async fn replace(dir: &std::path::Path, rewrite: Rewrite) -> karat::KaratResult<i64> {
+    let url = url::Url::from_directory_path(dir.join("t")).unwrap();
+    let table = delta::open(&url, "t").await.unwrap().unwrap();
+    let meta = vec![("karat.operation".to_string(), serde_json::json!("test"))];
+    rewrite::replace_partitions(table, "t", &schema(), "day", rewrite, meta).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrite_replaces_exactly_its_partitions_in_one_commit() {
+    let s = Scratch::new();
+    // three days of ten rows; a fourth day appears with the rewrite
+    write(
+        s.path(),
+        vec![
+            rows(0, 10, 20_000),
+            rows(10, 20, 20_001),
+            rows(20, 30, 20_002),
+        ],
+    )
+    .await;
+    let partitions: BTreeSet<String> = ["2024-10-04", "2024-10-05", "2024-10-07"]
+        .map(String::from)
+        .into();
+    let added = BTreeMap::from([
+        ("2024-10-05".to_string(), vec![rows(100, 102, 20_001)]),
+        ("2024-10-07".to_string(), vec![rows(200, 201, 20_003)]),
+    ]);
+    let version = replace(
+        s.path(),
+        Rewrite {
+            partitions,
+            keep: odd_ids(),
+            added,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(version, 1, "one commit");
+
+    let got = rows_of(
+        s.path(),
+        "SELECT CAST(d AS VARCHAR), CAST(n AS VARCHAR), CAST(total AS VARCHAR) FROM \
+         (SELECT day AS d, COUNT(*) AS n, SUM(id) AS total FROM t GROUP BY day) ORDER BY d",
+    )
+    .await;
+    assert_eq!(
+        got,
+        vec![
+            vec!["2024-10-04", "5", "25"],   // odd ids of 0..10 kept
+            vec!["2024-10-05", "7", "276"],  // odd ids of 10..20, and 100, 101
+            vec!["2024-10-06", "10", "245"], // not named: untouched
+            vec!["2024-10-07", "1", "200"],  // a new partition
+        ]
+    );
+    let log = std::fs::read_to_string(s.join("t/_delta_log/00000000000000000001.json")).unwrap();
+    assert!(log.contains(r#""mode":"Overwrite""#), "{log}");
+    assert!(
+        log.contains("2024-10-05"),
+        "the predicate names the days: {log}"
+    );
+    assert!(log.contains(r#""operationMetrics""#), "{log}");
+    assert!(log.contains(r#""karat.operation":"test""#), "{log}");
+    // the two files replaced are removed; the untouched day's is not
+    assert_eq!(log.matches(r#""remove""#).count(), 2, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrite_that_keeps_nothing_empties_the_partition() {
+    let s = Scratch::new();
+    write(s.path(), vec![rows(0, 10, 20_000), rows(10, 20, 20_001)]).await;
+    let none: rewrite::Keep =
+        Arc::new(|b: &RecordBatch| Ok(BooleanArray::from(vec![false; b.num_rows()])));
+    replace(
+        s.path(),
+        Rewrite {
+            partitions: ["2024-10-04".to_string()].into(),
+            keep: none,
+            added: BTreeMap::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let got = sql(
+        s.path(),
+        "t",
+        "SELECT COUNT(*) FROM t WHERE day = '2024-10-04'",
+    )
+    .await;
+    assert_eq!(scalar(&got), "0");
+    let got = sql(s.path(), "t", "SELECT COUNT(*) FROM t").await;
+    assert_eq!(scalar(&got), "10");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_for_a_partition_the_rewrite_does_not_name_are_refused_and_nothing_changes() {
+    let s = Scratch::new();
+    write(s.path(), vec![rows(0, 10, 20_000)]).await;
+    let err = replace(
+        s.path(),
+        Rewrite {
+            partitions: ["2024-10-04".to_string()].into(),
+            keep: odd_ids(),
+            added: BTreeMap::from([("2024-10-09".to_string(), vec![rows(50, 51, 20_005)])]),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("2024-10-09"), "{err}");
+    let got = sql(s.path(), "t", "SELECT COUNT(*) FROM t").await;
+    assert_eq!(scalar(&got), "10");
+    assert!(!s.join("t/_delta_log/00000000000000000001.json").exists());
 }
