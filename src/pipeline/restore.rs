@@ -44,10 +44,7 @@ pub(crate) async fn table_versions(
 }
 
 async fn version_of(lake: &Lake, folder: &str) -> KaratResult<Option<i64>> {
-    Ok(delta::open(&lake.url_of(folder), folder)
-        .await?
-        .and_then(|t| t.version())
-        .map(|v| v as i64))
+    delta::latest_version(&lake.url_of(folder), folder).await
 }
 
 /// The records of a run's versions, from the versions before and after it.

@@ -301,3 +301,27 @@ async fn rows_for_a_partition_the_rewrite_does_not_name_are_refused_and_nothing_
     assert_eq!(scalar(&got), "10");
     assert!(!s.join("t/_delta_log/00000000000000000001.json").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_karat_creates_is_checkpointed_every_ten_commits() {
+    let s = Scratch::new();
+    let every = delta::CHECKPOINT_INTERVAL as i64;
+    for v in 0..=every {
+        write(s.path(), vec![rows(v * 10, v * 10 + 10, 20_000)]).await;
+    }
+    let log = s.join("t/_delta_log");
+    let create = std::fs::read_to_string(log.join("00000000000000000000.json")).unwrap();
+    assert!(
+        create.contains(r#""delta.checkpointInterval":"10""#),
+        "{create}"
+    );
+    // delta-rs checkpoints the commit that completes an interval: versions 9, 19, …
+    let checkpoint = log.join(format!("{:020}.checkpoint.parquet", every - 1));
+    assert!(
+        checkpoint.exists(),
+        "no checkpoint at version {}",
+        every - 1
+    );
+    let got = sql(s.path(), "t", "SELECT COUNT(*) FROM t").await;
+    assert_eq!(scalar(&got), ((every + 1) * 10).to_string());
+}
