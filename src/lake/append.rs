@@ -165,10 +165,14 @@ impl Metrics<'_> {
 
 /// The number of partition values among `adds`.
 fn partitions_of(adds: &[Add]) -> usize {
-    let mut values: Vec<_> = adds.iter().map(|a| &a.partition_values).collect();
-    values.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-    values.dedup();
-    values.len()
+    adds.iter()
+        .map(|a| {
+            let mut values: Vec<_> = a.partition_values.iter().collect();
+            values.sort();
+            values
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
 }
 
 /// Commits `actions` to `table` as `operation`, with karat's `metadata` and `metrics`, through

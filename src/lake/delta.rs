@@ -209,6 +209,10 @@ async fn open_for_write(url: &Url, label: &str) -> KaratResult<DeltaTable> {
 /// Delta Lake's own default; delta-rs's is 100). Opening a table replays every JSON commit
 /// since its last checkpoint, and every run opens each table several times: with a checkpoint
 /// every 10 commits, what a daily run reads of a table's log stays flat as its history grows.
+/// The same tables turn off delta-rs's cleanup of expired commits
+/// (`delta.enableExpiredLogCleanup`), which after every commit deletes the JSON commits older
+/// than 30 days below the last checkpoint: every version stays readable (time travel, restore,
+/// `karat diff --replay`) until `karat maintain` vacuums its files.
 pub const CHECKPOINT_INTERVAL: u64 = 10;
 
 /// Where and how a write lands.
@@ -234,10 +238,13 @@ impl Target<'_> {
             builder = builder.with_partition_columns([p.to_string()]);
         }
         if !self.exists {
-            builder = builder.with_configuration([(
-                "delta.checkpointInterval",
-                Some(CHECKPOINT_INTERVAL.to_string()),
-            )]);
+            builder = builder.with_configuration([
+                (
+                    "delta.checkpointInterval",
+                    Some(CHECKPOINT_INTERVAL.to_string()),
+                ),
+                ("delta.enableExpiredLogCleanup", Some("false".to_string())),
+            ]);
         }
         Ok(match (self.replace, self.exists) {
             (_, false) | (Replace::Append, true) => builder.with_save_mode(SaveMode::Append),

@@ -555,6 +555,7 @@ impl Store {
             .collect();
         let gone = super::keyset::KeySet::new(&names, &removed).map_err(err)?;
         let mut by_partition: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+        let rows: usize = added.iter().map(|b| b.num_rows()).sum();
         for b in added.iter().filter(|b| b.num_rows() > 0) {
             let labels = super::labels::of(b.column(c.partition_index)).map_err(err)?;
             for label in super::labels::distinct(b.column(c.partition_index)).map_err(err)? {
@@ -566,6 +567,16 @@ impl Store {
                 let rows = deltalake::arrow::compute::filter_record_batch(b, &mask).map_err(err)?;
                 by_partition.entry(label).or_default().push(rows);
             }
+        }
+        let placed: usize = by_partition.values().flatten().map(|b| b.num_rows()).sum();
+        if placed != rows {
+            // validation requires the partition value: a row without one is a bug, not a drop
+            return Err(KaratError::Other(format!(
+                "rewriting silver.{}: {} new row(s) have no {} value",
+                c.table,
+                rows - placed,
+                c.partition_column
+            )));
         }
         Ok(rewrite::Rewrite {
             partitions: partitions.clone(),

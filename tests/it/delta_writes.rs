@@ -315,6 +315,11 @@ async fn a_table_karat_creates_is_checkpointed_every_ten_commits() {
         create.contains(r#""delta.checkpointInterval":"10""#),
         "{create}"
     );
+    // no commit is deleted behind the checkpoints: every version stays readable
+    assert!(
+        create.contains(r#""delta.enableExpiredLogCleanup":"false""#),
+        "{create}"
+    );
     // delta-rs checkpoints the commit that completes an interval: versions 9, 19, …
     let checkpoint = log.join(format!("{:020}.checkpoint.parquet", every - 1));
     assert!(
@@ -324,4 +329,6 @@ async fn a_table_karat_creates_is_checkpointed_every_ten_commits() {
     );
     let got = sql(s.path(), "t", "SELECT COUNT(*) FROM t").await;
     assert_eq!(scalar(&got), ((every + 1) * 10).to_string());
+    let url = url::Url::from_directory_path(s.join("t")).unwrap();
+    assert_eq!(delta::latest_version(&url, "t").await.unwrap(), Some(every));
 }
