@@ -411,6 +411,21 @@ pub async fn query(
         .map_err(|e| KaratError::sql(context.to_string(), e))
 }
 
+/// Runs a read-only query as a stream of batches, for results too large to collect.
+pub async fn query_stream(
+    ctx: &SessionContext,
+    sql: &str,
+    context: &str,
+) -> KaratResult<deltalake::datafusion::execution::SendableRecordBatchStream> {
+    let df = ctx
+        .sql_with_options(sql, read_only())
+        .await
+        .map_err(|e| KaratError::sql(context.to_string(), e))?;
+    df.execute_stream()
+        .await
+        .map_err(|e| KaratError::sql(context.to_string(), e))
+}
+
 fn quoted(side: &str, col: &str) -> String {
     format!("{side}.\"{}\"", col.replace('"', "\"\""))
 }

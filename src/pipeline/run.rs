@@ -19,6 +19,7 @@ use crate::ledger::{
 };
 
 use crate::silver::contract_doc::ContractDoc;
+use crate::silver::key_check::KeyCheck;
 use crate::silver::{self, PartitionOutcome, PartitionStatus, accounting};
 
 use super::plan::Plan;
@@ -154,9 +155,9 @@ struct Upstream {
 struct Changes {
     /// Whether any row entered or left.
     any: bool,
-    /// Their keys that the table holds twice (checked after each group, while the group's
-    /// rows are at hand).
-    duplicate_keys: Vec<String>,
+    /// Their keys, checked against the table once its last group is written (None: the
+    /// table has no key, or the check ran).
+    keys: Option<silver::key_check::KeyCheck>,
     /// Their bronze batches (the accounting's batches to balance).
     batches: BTreeSet<String>,
     /// Per gold table reading the table: the partitions they feed, derived when they changed
@@ -236,10 +237,11 @@ impl Changes {
             }
             Ok(feeds)
         };
-        let (twice, feeds) =
-            tokio::try_join!(accounting::duplicates_among(lake, contract, &rows), feeds)?;
-        self.duplicate_keys.extend(twice);
-        for (gold, fed) in feeds {
+        if let Some(keys) = &mut self.keys {
+            keys.add(&rows)
+                .map_err(|e| KaratError::arrow(format!("changed keys of {table}"), e))?;
+        }
+        for (gold, fed) in feeds.await? {
             self.feeds.entry(gold).or_default().absorb(fed);
         }
         Ok(())
@@ -561,7 +563,7 @@ impl<'a> Execution<'a> {
             self.events,
         )
         .await;
-        let (r, changes) = match res {
+        let (r, mut changes) = match res {
             Ok(r) => r,
             Err(e) => return self.table_failed(Zone::Silver, table, &t0, &e),
         };
@@ -591,7 +593,7 @@ impl<'a> Execution<'a> {
             run_id: self.report.run_id.clone(),
             processed_at: processed_at.clone(),
         }));
-        let checked = self.check_accounting(table, &r, &changes).await;
+        let checked = self.check_accounting(table, &r, &mut changes).await;
         up.changed = Some(changes);
         self.upstream.insert(table.to_string(), up);
         if let Err(e) = checked {
@@ -606,7 +608,7 @@ impl<'a> Execution<'a> {
         &self,
         table: &str,
         r: &silver::SilverReport,
-        changes: &Changes,
+        changes: &mut Changes,
     ) -> KaratResult<()> {
         let contract = &self.plan.contracts[table];
         let mut batches: BTreeSet<String> = r.batches.iter().cloned().collect();
@@ -619,8 +621,18 @@ impl<'a> Execution<'a> {
             .into_iter()
             .filter(|m| batches.contains(&m.batch_id))
             .collect();
-        let mut balance = accounting::balance(self.lake, contract, &manifests, Some(&[])).await?;
-        balance.duplicate_keys = changes.duplicate_keys.clone();
+        let keys = changes.keys.take();
+        let duplicates = async {
+            match keys {
+                Some(keys) => accounting::duplicates_of(self.lake, contract, keys).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let (mut balance, duplicates) = tokio::try_join!(
+            accounting::balance(self.lake, contract, &manifests, false),
+            duplicates
+        )?;
+        balance.duplicate_keys = duplicates;
         match balance.errors().into_iter().next() {
             None => Ok(()),
             Some(first) => {
@@ -906,7 +918,10 @@ async fn silver_table(
             (batches, partitions.clone())
         }
     };
-    let mut changes = Changes::default();
+    let mut changes = Changes {
+        keys: KeyCheck::new(&contract)?,
+        ..Changes::default()
+    };
     if batches.is_empty() && targets.is_empty() {
         return Ok((report, changes));
     }

@@ -11,6 +11,7 @@ use deltalake::arrow::datatypes::Int64Type;
 use serde::Serialize;
 
 use super::contract::{Contract, ident};
+use super::key_check::{KeyCheck, SHOWN};
 use super::store::sql_list;
 use crate::bronze::Manifest;
 use crate::config::Zone;
@@ -84,13 +85,13 @@ impl TableBalance {
 }
 
 /// Counts rows per batch in a table's silver, dead-letter and superseded tables and compares
-/// them with the manifests. With `keys`, only keys among these rows are checked for
-/// uniqueness; without, the whole table is.
+/// them with the manifests; with `all_keys`, also checks that the table holds no key twice
+/// (a run checks only the keys it changed: [`duplicates_of`]).
 pub async fn balance(
     lake: &Lake,
     contract: &Arc<Contract>,
     manifests: &[Manifest],
-    keys: Option<&[RecordBatch]>,
+    all_keys: bool,
 ) -> KaratResult<TableBalance> {
     let table = &contract.table;
     let ctx = delta::session();
@@ -125,8 +126,8 @@ pub async fn balance(
             superseded: sup.get(&m.batch_id).copied().unwrap_or(0),
         })
         .collect();
-    let duplicate_keys = if has_silver && !contract.key_indexes.is_empty() {
-        duplicate_keys(&ctx, contract, keys).await?
+    let duplicate_keys = if all_keys && has_silver && !contract.key_indexes.is_empty() {
+        duplicate_keys(&ctx, contract).await?
     } else {
         Vec::new()
     };
@@ -137,19 +138,19 @@ pub async fn balance(
     })
 }
 
-/// Keys among `keys` (key columns, by name) that the silver table holds more than once; at
-/// most 20, rendered as in [`TableBalance::duplicate_keys`].
-pub async fn duplicates_among(
+/// Keys among those of `keys` that the silver table holds more than once; at most
+/// [`key_check::SHOWN`], rendered as in [`TableBalance::duplicate_keys`].
+pub async fn duplicates_of(
     lake: &Lake,
-    contract: &Arc<Contract>,
-    keys: &[RecordBatch],
+    contract: &Contract,
+    keys: KeyCheck,
 ) -> KaratResult<Vec<String>> {
     let ctx = delta::session();
     let url = lake.url_of(&layout::table(Zone::Silver, &contract.table));
-    if contract.key_indexes.is_empty() || !delta::register(&ctx, "s", &url).await? {
+    if keys.is_empty() || !delta::register(&ctx, "s", &url).await? {
         return Ok(Vec::new());
     }
-    duplicate_keys(&ctx, contract, Some(keys)).await
+    keys.duplicates(&ctx, &contract.table).await
 }
 
 fn per_batch(rows: &[RecordBatch]) -> BTreeMap<String, u64> {
@@ -164,11 +165,10 @@ fn per_batch(rows: &[RecordBatch]) -> BTreeMap<String, u64> {
     out
 }
 
-/// Keys of the silver table held more than once (among `keys` when given).
+/// Keys the silver table holds more than once, looked for in the whole table.
 async fn duplicate_keys(
     ctx: &deltalake::datafusion::prelude::SessionContext,
     contract: &Contract,
-    keys: Option<&[RecordBatch]>,
 ) -> KaratResult<Vec<String>> {
     let names: Vec<String> = contract
         .key_indexes
@@ -176,39 +176,8 @@ async fn duplicate_keys(
         .map(|i| contract.silver_schema.field(*i).name().clone())
         .collect();
     let cols: Vec<String> = names.iter().map(|n| format!("s.{}", ident(n))).collect();
-    let from = match keys {
-        None => "s".to_string(),
-        Some(rows) => {
-            if rows.iter().all(|b| b.num_rows() == 0) {
-                return Ok(Vec::new());
-            }
-            let projected = rows
-                .iter()
-                .map(|b| {
-                    let at = names
-                        .iter()
-                        .map(|n| b.schema().index_of(n))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    b.project(&at)
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| KaratError::arrow("key columns", e))?;
-            let schema = projected[0].schema();
-            let t = deltalake::datafusion::datasource::MemTable::try_new(schema, vec![projected])
-                .map_err(|e| KaratError::sql("key check", e))?;
-            let _ = ctx.deregister_table("changed_keys");
-            ctx.register_table("changed_keys", Arc::new(t))
-                .map_err(|e| KaratError::sql("key check", e))?;
-            let on: Vec<String> = names
-                .iter()
-                .map(|n| format!("s.{c} = k.{c}", c = ident(n)))
-                .collect();
-            // the keys first: the hash join builds its table from its first input
-            format!("changed_keys k RIGHT SEMI JOIN s ON {}", on.join(" AND "))
-        }
-    };
     let q = format!(
-        "SELECT {c}, COUNT(*) AS n FROM {from} GROUP BY {c} HAVING COUNT(*) > 1 LIMIT 20",
+        "SELECT {c}, COUNT(*) AS n FROM s GROUP BY {c} HAVING COUNT(*) > 1 LIMIT {SHOWN}",
         c = cols.join(", ")
     );
     let rows = delta::query(ctx, &q, &format!("key check of {}", contract.table)).await?;

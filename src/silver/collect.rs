@@ -7,6 +7,7 @@ use std::io::BufRead;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{AsArray, RecordBatch, StringArray};
+use deltalake::arrow::buffer::Buffer;
 use futures::StreamExt;
 
 use super::contract::Contract;
@@ -117,11 +118,13 @@ fn split_batch(m: &Manifest, gz: &[u8], tx: std::sync::mpsc::SyncSender<Block>) 
         std::io::BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(gz));
     let gone = || KaratError::Other(format!("validating batch {} stopped early", m.batch_id));
     let mut line_no = 0u64;
+    // blocks are sized like the one before (lines of a batch are alike), so none grows
+    let mut size = CHUNK_ROWS * 160;
     for index in 0.. {
         let mut block = Block {
             index,
             first_line: line_no + 1,
-            text: String::with_capacity(CHUNK_ROWS * 160),
+            text: String::with_capacity(size),
         };
         let mut lines = 0;
         while lines < CHUNK_ROWS {
@@ -142,18 +145,23 @@ fn split_batch(m: &Manifest, gz: &[u8], tx: std::sync::mpsc::SyncSender<Block>) 
         if lines == 0 {
             break;
         }
+        size = size.max(block.text.len() + block.text.len() / 16);
         tx.send(block).map_err(|_| gone())?;
     }
     Ok(())
 }
 
-/// Decodes the lines of a block into a chunk.
+/// Decodes the lines of a block into a chunk (which keeps the block, its lines' `_raw`).
 fn decode_block(
     m: &Manifest,
-    block: &Block,
+    block: Block,
     builder: &mut super::decode::ChunkBuilder,
 ) -> KaratResult<RecordBatch> {
-    for (i, line) in block.text.lines().enumerate() {
+    let first_line = block.first_line;
+    let text = builder.start_block(Buffer::from(block.text.into_bytes()));
+    let text = std::str::from_utf8(text.as_slice())
+        .map_err(|e| KaratError::Other(format!("bronze object {} is not UTF-8: {e}", m.object)))?;
+    for (i, line) in text.lines().enumerate() {
         let text = line.trim_end();
         if text.is_empty() {
             continue;
@@ -162,7 +170,7 @@ fn decode_block(
             return Err(KaratError::Other(format!(
                 "bronze object {} line {} is not a bronze record; the object is damaged",
                 m.object,
-                block.first_line + i as u64
+                first_line + i as u64
             )));
         }
     }
@@ -204,13 +212,14 @@ fn process_batch(
                 .stamped_by(&stamp);
         let mut out = Vec::new();
         while let Some(block) = next() {
-            let v = decode_block(m, &block, &mut builder)
+            let index = block.index;
+            let v = decode_block(m, block, &mut builder)
                 .and_then(|chunk| validate::validate(contract, &chunk, &m.ingest_date, run_id))
                 .map_err(|e| {
                     stop();
-                    Box::new((block.index, e))
+                    Box::new((index, e))
                 })?;
-            out.push((block.index, v));
+            out.push((index, v));
         }
         Ok(out)
     };

@@ -11,7 +11,10 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use deltalake::arrow::array::{ArrayRef, Int64Builder, RecordBatch, StringArray, StringBuilder};
+use deltalake::arrow::array::{
+    ArrayRef, Int64Builder, RecordBatch, StringArray, StringBuilder, StringViewBuilder,
+};
+use deltalake::arrow::buffer::Buffer;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde_json::value::RawValue;
 
@@ -30,10 +33,11 @@ pub fn chunk_schema(fields: &[String]) -> SchemaRef {
         .map(|(i, _)| Field::new(format!("c{i}"), DataType::Utf8, true))
         .collect();
     for p in PROVENANCE {
-        let dt = if p == "_line" {
-            DataType::Int64
-        } else {
-            DataType::Utf8
+        let dt = match p {
+            "_line" => DataType::Int64,
+            // views into the block of lines the chunk was decoded from
+            "_raw" => DataType::Utf8View,
+            _ => DataType::Utf8,
         };
         fs.push(Field::new(p, dt, true));
     }
@@ -48,7 +52,10 @@ pub struct ChunkBuilder {
     known: Option<Arc<KnownStamp>>,
     stamps: StampColumns,
     line: Int64Builder,
-    raw: StringBuilder,
+    /// Each line as a view into its block (no copy), or its own text.
+    raw: StringViewBuilder,
+    /// The block of lines being decoded: its index in `raw`, address and length.
+    block: Option<(u32, usize, usize)>,
     error: StringBuilder,
     rows: usize,
     capacity: usize,
@@ -140,7 +147,8 @@ impl ChunkBuilder {
             known: None,
             stamps: StampColumns::PerRow(Box::new(stamp_builders(capacity))),
             line: Int64Builder::with_capacity(capacity),
-            raw: StringBuilder::with_capacity(capacity, capacity * 160),
+            raw: StringViewBuilder::with_capacity(capacity),
+            block: None,
             error: StringBuilder::new(),
             rows: 0,
             capacity,
@@ -199,7 +207,7 @@ impl ChunkBuilder {
                 }
                 self.line
                     .append_option(m.get("_line").and_then(|v| v.as_i64()));
-                self.raw.append_value(line);
+                self.push_line(line);
                 self.error.append_null();
                 self.rows += 1;
                 true
@@ -290,10 +298,35 @@ impl ChunkBuilder {
                 self.error.append_option(raw_text(err));
             }
             None => {
-                self.raw.append_value(line);
+                self.push_line(line);
                 self.error.append_null();
             }
         }
+    }
+
+    /// Decodes the lines of `text` next: a line pushed from it is kept as a view into it.
+    /// Returns the text, to take the lines from.
+    pub fn start_block(&mut self, text: Buffer) -> Buffer {
+        let (at, len) = (text.as_ptr() as usize, text.len());
+        let index = self.raw.append_block(text.clone());
+        self.block = Some((index, at, len));
+        text
+    }
+
+    /// A line as `_raw`: a view when it lies in the current block, else a copy.
+    fn push_line(&mut self, line: &str) {
+        let at = line.as_ptr() as usize;
+        if let Some((index, start, len)) = self.block
+            && at >= start
+            && at + line.len() <= start + len
+            && self
+                .raw
+                .try_append_view(index, (at - start) as u32, line.len() as u32)
+                .is_ok()
+        {
+            return;
+        }
+        self.raw.append_value(line);
     }
 
     /// The stamp columns as one value per row (the repeated stamp written out so far).
@@ -372,6 +405,7 @@ impl ChunkBuilder {
 mod tests {
     use super::*;
     use crate::bronze::stamp::BatchWriter;
+    use deltalake::arrow::array::AsArray;
     use std::io::Read;
 
     fn stamp(batch: &str) -> Stamp {
@@ -402,6 +436,32 @@ mod tests {
             assert!(b.push(l), "{l}");
         }
         b.finish()
+    }
+
+    #[test]
+    fn lines_of_a_block_are_kept_as_views_into_it_and_equal_copied_ones() {
+        let ours = stamp("b1");
+        let lines = bronze_lines(
+            &ours,
+            &[r#"{"id":1,"name":"a long enough name"}"#, "{\"id\":2"],
+        );
+        let fields: Vec<String> = ["id", "name"].map(String::from).to_vec();
+        let copied = decode(ChunkBuilder::new(fields.clone(), 4), &lines);
+        let mut b = ChunkBuilder::new(fields, 4).stamped_by(&ours);
+        let text = b.start_block(Buffer::from(format!("{}\n", lines.join("\n")).into_bytes()));
+        let text = std::str::from_utf8(text.as_slice()).unwrap();
+        text.lines().for_each(|l| assert!(b.push(l)));
+        // a line from elsewhere is copied
+        assert!(b.push(&lines[0].clone()));
+        let viewed = b.finish();
+        let raw = viewed.column_by_name("_raw").unwrap().as_string_view();
+        assert_eq!(
+            raw.data_buffers().len(),
+            2,
+            "the block, and the copied line"
+        );
+        assert_eq!(raw.value(2), lines[0]);
+        assert_eq!(viewed.slice(0, 2), copied);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod contract_doc;
 pub mod decode;
 pub mod gate;
 pub mod incremental;
+pub mod key_check;
 pub mod keyset;
 pub mod labels;
 pub mod mask;

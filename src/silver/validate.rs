@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Date32Array, Int64Array, ListBuilder, RecordBatch,
-    StringArray, StringBuilder, TimestampMicrosecondBuilder,
+    StringArray, StringBuilder, TimestampMicrosecondBuilder, UInt32Array,
 };
 use deltalake::arrow::compute::{self, CastOptions, filter_record_batch};
 use deltalake::arrow::datatypes::DataType;
@@ -79,6 +79,34 @@ pub fn day_of(ts: &ArrayRef, tz: Option<&str>) -> KaratResult<Date32Array> {
             })
         })
         .collect())
+}
+
+/// Casts a text column whose values come in runs of one value (a batch's stamp, repeated on
+/// each of its rows): each run's value is cast once, then repeated, as casting every row
+/// would give.
+fn cast_by_runs(
+    a: &ArrayRef,
+    to: &DataType,
+    opts: &CastOptions,
+) -> Result<ArrayRef, deltalake::arrow::error::ArrowError> {
+    let s = a.as_string::<i32>();
+    let same = |i: usize, j: usize| {
+        s.is_valid(i) == s.is_valid(j) && (s.is_null(i) || s.value(i) == s.value(j))
+    };
+    let mut firsts: Vec<u32> = Vec::new();
+    let mut run_of: Vec<u32> = Vec::with_capacity(s.len());
+    for i in 0..s.len() {
+        if i == 0 || !same(i - 1, i) {
+            firsts.push(i as u32);
+        }
+        run_of.push(firsts.len() as u32 - 1);
+    }
+    if firsts.len() == s.len() {
+        return compute::cast_with_options(a, to, opts);
+    }
+    let values = compute::take(a, &UInt32Array::from(firsts), None)?;
+    let cast = compute::cast_with_options(&values, to, opts)?;
+    compute::take(&cast, &UInt32Array::from(run_of), None)
 }
 
 /// Shows a raw value in a reason: quoted, escaped, at most 60 characters.
@@ -206,9 +234,8 @@ pub fn validate(
     }
     let batch_ids = prov("_batch_id");
     typed.push(batch_ids.clone());
-    let ingested_at =
-        compute::cast_with_options(&prov("_ingested_at"), &timestamp_type(), &cast_opts)
-            .map_err(|e| KaratError::arrow(ctx("_ingested_at"), e))?;
+    let ingested_at = cast_by_runs(&prov("_ingested_at"), &timestamp_type(), &cast_opts)
+        .map_err(|e| KaratError::arrow(ctx("_ingested_at"), e))?;
     typed.push(ingested_at.clone());
     let lines = prov("_line");
     typed.push(lines.clone());
@@ -384,7 +411,12 @@ fn dead_letters(
             .as_string::<i32>()
             .clone()
     };
-    let (raw, batch, source, file) = (s("_raw"), s("_batch_id"), s("_source"), s("_file"));
+    let (batch, source, file) = (s("_batch_id"), s("_source"), s("_file"));
+    let raw = chunk
+        .column_by_name("_raw")
+        .expect("provenance")
+        .as_string_view()
+        .clone();
     let line = chunk
         .column_by_name("_line")
         .expect("provenance")
@@ -422,7 +454,8 @@ fn dead_letters(
                 None
             }
         };
-        b_raw.append_option(opt(&raw).map(|r| {
+        let text = raw.is_valid(r).then(|| raw.value(r).to_string());
+        b_raw.append_option(text.map(|r| {
             if masks {
                 super::mask::raw(contract, &r)
             } else {
@@ -494,4 +527,39 @@ fn dedup_windows(
         .iter()
         .map(|m| m.map(|m| m.div_euclid(window)))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn casting_by_runs_equals_casting_every_row() {
+        let opts = CastOptions {
+            safe: true,
+            format_options: FormatOptions::default(),
+        };
+        let stamp = "2026-03-28T10:00:00.000001Z";
+        let other = "2026-03-29T00:00:00Z";
+        let cases: Vec<Vec<Option<&str>>> = vec![
+            vec![Some(stamp); 5],
+            vec![
+                Some(stamp),
+                Some(stamp),
+                None,
+                None,
+                Some(other),
+                Some(stamp),
+            ],
+            vec![Some("not a time"), Some("not a time"), Some(stamp)],
+            vec![Some(stamp), Some(other)],
+            vec![],
+        ];
+        for values in cases {
+            let a: ArrayRef = Arc::new(StringArray::from(values.clone()));
+            let by_runs = cast_by_runs(&a, &timestamp_type(), &opts).unwrap();
+            let every = compute::cast_with_options(&a, &timestamp_type(), &opts).unwrap();
+            assert_eq!(&by_runs, &every, "{values:?}");
+        }
+    }
 }

@@ -413,6 +413,55 @@ async fn verify_fails_when_a_key_is_held_twice() {
     assert!(text.contains("order_id=o-1"), "{text}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_key_check_names_a_changed_key_held_twice_and_no_other() {
+    let s = Scratch::new();
+    let cfg = init(s.path(), |t| t);
+    let (plan, lake) = open(&cfg).await;
+    run(&plan, &lake).await;
+    // copy o-1's silver row into the table behind karat's back
+    let lake_dir = s.join("lake");
+    let url = url::Url::from_directory_path(lake_dir.join("silver/orders")).unwrap();
+    let table = deltalake::open_table(url).await.unwrap();
+    let contract = &plan.contracts["orders"];
+    let rows: Vec<_> = sql(
+        &lake_dir,
+        "silver/orders",
+        "SELECT * FROM t WHERE order_id = 'o-1'",
+    )
+    .await
+    .iter()
+    .map(|b| karat::lake::delta::conform(b, &contract.silver_schema).unwrap())
+    .collect();
+    table.write(rows).await.unwrap();
+    let keys = |ids: &[&str]| {
+        let schema = std::sync::Arc::new(deltalake::arrow::datatypes::Schema::new(vec![
+            deltalake::arrow::datatypes::Field::new(
+                "order_id",
+                deltalake::arrow::datatypes::DataType::Utf8,
+                false,
+            ),
+        ]));
+        let col = deltalake::arrow::array::StringArray::from(ids.to_vec());
+        let batch =
+            deltalake::arrow::array::RecordBatch::try_new(schema, vec![std::sync::Arc::new(col)])
+                .unwrap();
+        let mut check = karat::silver::key_check::KeyCheck::new(contract)
+            .unwrap()
+            .unwrap();
+        check.add(&[batch]).unwrap();
+        check
+    };
+    let found = karat::silver::accounting::duplicates_of(&lake, contract, keys(&["o-2", "o-1"]))
+        .await
+        .unwrap();
+    assert_eq!(found, vec!["order_id=o-1 (2 rows)".to_string()]);
+    let found = karat::silver::accounting::duplicates_of(&lake, contract, keys(&["o-2"]))
+        .await
+        .unwrap();
+    assert!(found.is_empty(), "{found:?}");
+}
+
 const JOIN_CONFIG: &str = r#"[lake]
 url = "lake"
 [[source]]

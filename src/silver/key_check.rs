@@ -1,0 +1,294 @@
+//! The end-of-run check that no key a run changed is held twice by its silver table.
+//!
+//! The keys that entered or left silver are remembered, group after group, as 64-bit hashes
+//! (8 bytes a key, not the keys); once the table's last group is written, the hashes are
+//! bucketed by their top bits and one scan of the table's key columns flags every hash met
+//! twice. A flagged hash is a duplicate (or, about once in 2^64 pairs, two keys sharing a
+//! hash): a second scan, run only then, counts the flagged rows' keys exactly, so the check
+//! reports real duplicates only and misses none (both rows of a key have its hash). This
+//! replaced a join and a grouping of the changed keys against the whole table after every
+//! group of a run.
+
+use std::collections::{BTreeMap, HashSet};
+use std::hash::BuildHasher;
+
+use deltalake::arrow::array::{Array, ArrayRef, RecordBatch};
+use deltalake::arrow::datatypes::DataType;
+use deltalake::arrow::error::ArrowError;
+use deltalake::arrow::row::{RowConverter, Rows, SortField};
+use deltalake::datafusion::prelude::SessionContext;
+use futures::StreamExt;
+
+use super::contract::{Contract, ident};
+use crate::error::{KaratError, KaratResult};
+use crate::lake::delta;
+
+/// At most this many duplicate keys are reported.
+pub const SHOWN: usize = 20;
+
+/// Hashes of the keys a run changed in one table.
+pub struct KeyCheck {
+    names: Vec<String>,
+    types: Vec<DataType>,
+    converter: RowConverter,
+    hashes: Vec<u64>,
+    state: foldhash::fast::RandomState,
+}
+
+impl std::fmt::Debug for KeyCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCheck")
+            .field("names", &self.names)
+            .field("keys", &self.hashes.len())
+            .finish()
+    }
+}
+
+impl KeyCheck {
+    /// An empty check for the key columns of `contract`; None for a table without key.
+    pub fn new(contract: &Contract) -> KaratResult<Option<KeyCheck>> {
+        if contract.key_indexes.is_empty() {
+            return Ok(None);
+        }
+        let fields: Vec<_> = contract
+            .key_indexes
+            .iter()
+            .map(|i| contract.silver_schema.field(*i).clone())
+            .collect();
+        let converter = RowConverter::new(
+            fields
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )
+        .map_err(|e| KaratError::arrow(format!("key check of {}", contract.table), e))?;
+        Ok(Some(KeyCheck {
+            names: fields.iter().map(|f| f.name().clone()).collect(),
+            types: fields.iter().map(|f| f.data_type().clone()).collect(),
+            converter,
+            hashes: Vec::new(),
+            state: foldhash::fast::RandomState::default(),
+        }))
+    }
+
+    /// Remembers the keys of `rows` (holding the key columns by name).
+    pub fn add(&mut self, rows: &[RecordBatch]) -> Result<(), ArrowError> {
+        let n: usize = rows.iter().map(RecordBatch::num_rows).sum();
+        self.hashes.reserve_exact(n);
+        for b in rows.iter().filter(|b| b.num_rows() > 0) {
+            let keys = self.rows_of(b)?;
+            for k in keys.iter() {
+                self.hashes.push(self.state.hash_one(k.data()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// Keys among those added that the table registered as `s` in `ctx` holds more than
+    /// once, rendered `k1=v1,k2=v2 (n rows)`; at most [`SHOWN`].
+    pub async fn duplicates(
+        mut self,
+        ctx: &SessionContext,
+        table: &str,
+    ) -> KaratResult<Vec<String>> {
+        if self.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut index = Buckets::of(&std::mem::take(&mut self.hashes));
+        let mut twice: HashSet<u64> = HashSet::new();
+        let mut scan = self.scan(ctx, table).await?;
+        while let Some(b) = scan.next().await {
+            let keys = self.rows_of(&self.batch(b, table)?).map_err(arrow(table))?;
+            for k in keys.iter() {
+                let hash = self.state.hash_one(k.data());
+                if index.meet(hash) {
+                    twice.insert(hash);
+                }
+            }
+        }
+        drop(index);
+        if twice.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.count_exactly(ctx, table, &twice).await
+    }
+
+    /// The second scan: the rows whose hash was met twice, counted by their key.
+    async fn count_exactly(
+        &self,
+        ctx: &SessionContext,
+        table: &str,
+        twice: &HashSet<u64>,
+    ) -> KaratResult<Vec<String>> {
+        let mut counts: BTreeMap<Vec<u8>, (u64, String)> = BTreeMap::new();
+        let mut scan = self.scan(ctx, table).await?;
+        while let Some(b) = scan.next().await {
+            let b = self.batch(b, table)?;
+            let keys = self.rows_of(&b).map_err(arrow(table))?;
+            let shown: Vec<_> = b.columns().iter().map(delta::utf8).collect();
+            for (r, k) in keys.iter().enumerate() {
+                if !twice.contains(&self.state.hash_one(k.data())) {
+                    continue;
+                }
+                let entry = counts.entry(k.data().to_vec()).or_insert_with(|| {
+                    let parts: Vec<String> = self
+                        .names
+                        .iter()
+                        .zip(&shown)
+                        .map(|(name, v)| {
+                            format!("{name}={}", if v.is_valid(r) { v.value(r) } else { "null" })
+                        })
+                        .collect();
+                    (0, parts.join(","))
+                });
+                entry.0 += 1;
+            }
+        }
+        Ok(counts
+            .into_values()
+            .filter(|(n, _)| *n > 1)
+            .take(SHOWN)
+            .map(|(n, key)| format!("{key} ({n} rows)"))
+            .collect())
+    }
+
+    /// The key columns of every row of the table registered as `s`.
+    async fn scan(
+        &self,
+        ctx: &SessionContext,
+        table: &str,
+    ) -> KaratResult<deltalake::datafusion::execution::SendableRecordBatchStream> {
+        let cols: Vec<String> = self.names.iter().map(|n| ident(n)).collect();
+        let q = format!("SELECT {} FROM s", cols.join(", "));
+        delta::query_stream(ctx, &q, &format!("key check of {table}")).await
+    }
+
+    /// A scanned batch with its key columns of the types the keys were added with.
+    fn batch(
+        &self,
+        b: Result<RecordBatch, deltalake::datafusion::error::DataFusionError>,
+        table: &str,
+    ) -> KaratResult<RecordBatch> {
+        let b = b.map_err(|e| KaratError::sql(format!("key check of {table}"), e))?;
+        let cols = b
+            .columns()
+            .iter()
+            .zip(&self.types)
+            .map(|(c, t)| {
+                if c.data_type() == t {
+                    Ok(c.clone())
+                } else {
+                    deltalake::arrow::compute::cast(c, t)
+                }
+            })
+            .collect::<Result<Vec<ArrayRef>, _>>()
+            .map_err(arrow(table))?;
+        let fields: Vec<_> = self
+            .names
+            .iter()
+            .zip(&self.types)
+            .map(|(n, t)| deltalake::arrow::datatypes::Field::new(n, t.clone(), true))
+            .collect();
+        RecordBatch::try_new(
+            std::sync::Arc::new(deltalake::arrow::datatypes::Schema::new(fields)),
+            cols,
+        )
+        .map_err(arrow(table))
+    }
+
+    fn rows_of(&self, b: &RecordBatch) -> Result<Rows, ArrowError> {
+        let cols = self
+            .names
+            .iter()
+            .map(|n| {
+                b.column_by_name(n)
+                    .cloned()
+                    .ok_or_else(|| ArrowError::SchemaError(format!("key column {n} is missing")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.converter.convert_columns(&cols)
+    }
+}
+
+/// The hashes bucketed by their top bits, each with whether the scan met it yet.
+struct Buckets {
+    bits: u32,
+    /// `starts[b]..starts[b + 1]` are bucket `b`'s hashes in `hashes`.
+    starts: Vec<u32>,
+    hashes: Vec<u64>,
+    met: Vec<u64>,
+}
+
+impl Buckets {
+    /// About four hashes a bucket.
+    fn of(hashes: &[u64]) -> Buckets {
+        let bits = (hashes.len() / 4).max(1).ilog2().clamp(1, 30);
+        let bucket = |h: u64| (h >> (64 - bits)) as usize;
+        let mut starts = vec![0u32; (1 << bits) + 1];
+        for h in hashes {
+            starts[bucket(*h) + 1] += 1;
+        }
+        for b in 1..starts.len() {
+            starts[b] += starts[b - 1];
+        }
+        let mut next = starts.clone();
+        let mut sorted = vec![0u64; hashes.len()];
+        for h in hashes {
+            let at = &mut next[bucket(*h)];
+            sorted[*at as usize] = *h;
+            *at += 1;
+        }
+        Buckets {
+            bits,
+            starts,
+            met: vec![0; hashes.len().div_ceil(64)],
+            hashes: sorted,
+        }
+    }
+
+    /// Notes a row with `hash`; true when a row with it was met before.
+    fn meet(&mut self, hash: u64) -> bool {
+        let b = (hash >> (64 - self.bits)) as usize;
+        let (from, to) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+        let Some(i) = self.hashes[from..to].iter().position(|h| *h == hash) else {
+            return false;
+        };
+        let (word, bit) = ((from + i) / 64, 1u64 << ((from + i) % 64));
+        let before = self.met[word] & bit != 0;
+        self.met[word] |= bit;
+        before
+    }
+}
+
+fn arrow(table: &str) -> impl Fn(ArrowError) -> KaratError + '_ {
+    move |e| KaratError::arrow(format!("key check of {table}"), e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_met_twice_is_told_and_one_never_added_is_ignored() {
+        let hashes: Vec<u64> = (0..1000u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect();
+        let mut index = Buckets::of(&hashes);
+        assert!(hashes.iter().all(|h| !index.meet(*h)), "first meetings");
+        assert!(index.meet(hashes[7]), "second meeting");
+        assert!(!index.meet(12345), "a hash never added");
+        assert!(!index.meet(12345), "still never added");
+    }
+
+    #[test]
+    fn one_hash_makes_a_usable_index() {
+        let mut index = Buckets::of(&[u64::MAX]);
+        assert!(!index.meet(u64::MAX));
+        assert!(index.meet(u64::MAX));
+        assert!(!index.meet(0));
+    }
+}
