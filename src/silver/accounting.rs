@@ -139,7 +139,7 @@ pub async fn balance(
 }
 
 /// Keys among those of `keys` that the silver table holds more than once; at most
-/// [`key_check::SHOWN`], rendered as in [`TableBalance::duplicate_keys`].
+/// [`SHOWN`], rendered as in [`TableBalance::duplicate_keys`].
 pub async fn duplicates_of(
     lake: &Lake,
     contract: &Contract,

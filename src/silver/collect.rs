@@ -118,7 +118,8 @@ fn split_batch(m: &Manifest, gz: &[u8], tx: std::sync::mpsc::SyncSender<Block>) 
         std::io::BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(gz));
     let gone = || KaratError::Other(format!("validating batch {} stopped early", m.batch_id));
     let mut line_no = 0u64;
-    // blocks are sized like the one before (lines of a batch are alike), so none grows
+    // a block starts as large as the largest so far and a little more (lines of a batch are
+    // alike), so it rarely grows while it is read
     let mut size = CHUNK_ROWS * 160;
     for index in 0.. {
         let mut block = Block {
@@ -159,8 +160,12 @@ fn decode_block(
 ) -> KaratResult<RecordBatch> {
     let first_line = block.first_line;
     let text = builder.start_block(Buffer::from(block.text.into_bytes()));
-    let text = std::str::from_utf8(text.as_slice())
-        .map_err(|e| KaratError::Other(format!("bronze object {} is not UTF-8: {e}", m.object)))?;
+    let text = std::str::from_utf8(text.as_slice()).map_err(|e| {
+        KaratError::Other(format!(
+            "bronze object {} (batch {}) line {first_line} and after: not UTF-8: {e}",
+            m.object, m.batch_id
+        ))
+    })?;
     for (i, line) in text.lines().enumerate() {
         let text = line.trim_end();
         if text.is_empty() {

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::hash::BuildHasher;
 
 use deltalake::arrow::array::{Array, ArrayRef, RecordBatch};
-use deltalake::arrow::datatypes::DataType;
+use deltalake::arrow::datatypes::{DataType, Field};
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::row::{RowConverter, Rows, SortField};
 use deltalake::datafusion::prelude::SessionContext;
@@ -26,6 +26,10 @@ use crate::lake::delta;
 
 /// At most this many duplicate keys are reported.
 pub const SHOWN: usize = 20;
+
+/// At most this many hashes met twice are recounted exactly: enough for [`SHOWN`] real
+/// duplicates whatever the rare false ones, and bounded when a whole batch is held twice.
+const RECOUNTED: usize = 50 * SHOWN;
 
 /// Hashes of the keys a run changed in one table.
 pub struct KeyCheck {
@@ -51,31 +55,36 @@ impl KeyCheck {
         if contract.key_indexes.is_empty() {
             return Ok(None);
         }
-        let fields: Vec<_> = contract
+        let fields: Vec<Field> = contract
             .key_indexes
             .iter()
             .map(|i| contract.silver_schema.field(*i).clone())
             .collect();
+        KeyCheck::of_columns(&contract.table, &fields).map(Some)
+    }
+
+    /// An empty check for keys made of `fields` (of table `table`).
+    fn of_columns(table: &str, fields: &[Field]) -> KaratResult<KeyCheck> {
         let converter = RowConverter::new(
             fields
                 .iter()
                 .map(|f| SortField::new(f.data_type().clone()))
                 .collect(),
         )
-        .map_err(|e| KaratError::arrow(format!("key check of {}", contract.table), e))?;
-        Ok(Some(KeyCheck {
+        .map_err(arrow(table))?;
+        Ok(KeyCheck {
             names: fields.iter().map(|f| f.name().clone()).collect(),
             types: fields.iter().map(|f| f.data_type().clone()).collect(),
             converter,
             hashes: Vec::new(),
             state: foldhash::fast::RandomState::default(),
-        }))
+        })
     }
 
     /// Remembers the keys of `rows` (holding the key columns by name).
     pub fn add(&mut self, rows: &[RecordBatch]) -> Result<(), ArrowError> {
         let n: usize = rows.iter().map(RecordBatch::num_rows).sum();
-        self.hashes.reserve_exact(n);
+        self.hashes.reserve(n);
         for b in rows.iter().filter(|b| b.num_rows() > 0) {
             let keys = self.rows_of(b)?;
             for k in keys.iter() {
@@ -85,6 +94,7 @@ impl KeyCheck {
         Ok(())
     }
 
+    /// Whether no key was added.
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty()
     }
@@ -99,6 +109,12 @@ impl KeyCheck {
         if self.is_empty() {
             return Ok(Vec::new());
         }
+        if self.hashes.len() >= u32::MAX as usize {
+            return Err(KaratError::Other(format!(
+                "key check of {table}: {} changed keys in one run, more than it can hold",
+                self.hashes.len()
+            )));
+        }
         let mut index = Buckets::of(&std::mem::take(&mut self.hashes));
         let mut twice: HashSet<u64> = HashSet::new();
         let mut scan = self.scan(ctx, table).await?;
@@ -107,7 +123,7 @@ impl KeyCheck {
             let hashes: Vec<u64> = keys.iter().map(|k| self.state.hash_one(k.data())).collect();
             index.warm(&hashes);
             for hash in hashes {
-                if index.meet(hash) {
+                if index.meet(hash) && twice.len() < RECOUNTED {
                     twice.insert(hash);
                 }
             }
@@ -131,11 +147,18 @@ impl KeyCheck {
         while let Some(b) = scan.next().await {
             let b = self.batch(b, table)?;
             let keys = self.rows_of(&b).map_err(arrow(table))?;
+            let flagged: Vec<usize> = keys
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| twice.contains(&self.state.hash_one(k.data())))
+                .map(|(r, _)| r)
+                .collect();
+            if flagged.is_empty() {
+                continue;
+            }
             let shown: Vec<_> = b.columns().iter().map(delta::utf8).collect();
-            for (r, k) in keys.iter().enumerate() {
-                if !twice.contains(&self.state.hash_one(k.data())) {
-                    continue;
-                }
+            for r in flagged {
+                let k = keys.row(r);
                 let entry = counts.entry(k.data().to_vec()).or_insert_with(|| {
                     let parts: Vec<String> = self
                         .names
@@ -193,7 +216,7 @@ impl KeyCheck {
             .names
             .iter()
             .zip(&self.types)
-            .map(|(n, t)| deltalake::arrow::datatypes::Field::new(n, t.clone(), true))
+            .map(|(n, t)| Field::new(n, t.clone(), true))
             .collect();
         RecordBatch::try_new(
             std::sync::Arc::new(deltalake::arrow::datatypes::Schema::new(fields)),
@@ -315,6 +338,70 @@ mod tests {
         assert!(hashes.iter().all(|h| h >> 26 != never >> 26));
         assert!(!index.meet(never), "a hash never added");
         assert!(!index.meet(never), "still never added");
+    }
+
+    fn keys(ids: &[&str], n: &[i64], view: bool) -> RecordBatch {
+        use deltalake::arrow::array::{Int64Array, StringArray, StringViewArray};
+        let id: ArrayRef = if view {
+            std::sync::Arc::new(StringViewArray::from(ids.to_vec()))
+        } else {
+            std::sync::Arc::new(StringArray::from(ids.to_vec()))
+        };
+        let schema = deltalake::arrow::datatypes::Schema::new(vec![
+            Field::new("id", id.data_type().clone(), false),
+            Field::new("n", DataType::Int64, false),
+        ]);
+        RecordBatch::try_new(
+            std::sync::Arc::new(schema),
+            vec![id, std::sync::Arc::new(Int64Array::from(n.to_vec()))],
+        )
+        .unwrap()
+    }
+
+    /// `stored` registered as `s`, read back as string views as Parquet scans give them.
+    fn table(stored: RecordBatch) -> SessionContext {
+        let ctx = SessionContext::new();
+        let t = deltalake::datafusion::datasource::MemTable::try_new(
+            stored.schema(),
+            vec![vec![stored]],
+        )
+        .unwrap();
+        ctx.register_table("s", std::sync::Arc::new(t)).unwrap();
+        ctx
+    }
+
+    fn check(added: &[RecordBatch]) -> KeyCheck {
+        let fields = [
+            Field::new("id", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+        ];
+        let mut check = KeyCheck::of_columns("t", &fields).unwrap();
+        for b in added {
+            check.add(std::slice::from_ref(b)).unwrap();
+        }
+        check
+    }
+
+    #[tokio::test]
+    async fn a_key_of_two_columns_held_twice_is_named_once_with_its_count() {
+        // (a,1) three times, (a,2) and (b,1) once: the whole key counts, not its parts
+        let stored = keys(&["a", "a", "b", "a", "a"], &[1, 2, 1, 1, 1], true);
+        let added = [
+            keys(&["a", "b"], &[1, 1], false),
+            keys(&["a", "a"], &[2, 1], false),
+        ];
+        let found = check(&added).duplicates(&table(stored), "t").await.unwrap();
+        assert_eq!(found, vec!["id=a,n=1 (3 rows)".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn a_key_held_twice_but_not_added_is_not_this_runs_to_report() {
+        let stored = keys(&["a", "a", "b"], &[1, 1, 1], true);
+        let found = check(&[keys(&["b", "c"], &[1, 1], false)])
+            .duplicates(&table(stored), "t")
+            .await
+            .unwrap();
+        assert!(found.is_empty(), "{found:?}");
     }
 
     #[test]

@@ -89,7 +89,9 @@ fn cast_by_runs(
     to: &DataType,
     opts: &CastOptions,
 ) -> Result<ArrayRef, deltalake::arrow::error::ArrowError> {
-    let s = a.as_string::<i32>();
+    let Some(s) = a.as_string_opt::<i32>() else {
+        return compute::cast_with_options(a, to, opts);
+    };
     let same = |i: usize, j: usize| {
         s.is_valid(i) == s.is_valid(j) && (s.is_null(i) || s.value(i) == s.value(j))
     };
