@@ -402,10 +402,7 @@ pub async fn query(
     sql: &str,
     context: &str,
 ) -> KaratResult<Vec<RecordBatch>> {
-    let df = ctx
-        .sql_with_options(sql, read_only())
-        .await
-        .map_err(|e| KaratError::sql(context.to_string(), e))?;
+    let df = read_only_frame(ctx, sql, context).await?;
     df.collect()
         .await
         .map_err(|e| KaratError::sql(context.to_string(), e))
@@ -417,11 +414,19 @@ pub async fn query_stream(
     sql: &str,
     context: &str,
 ) -> KaratResult<deltalake::datafusion::execution::SendableRecordBatchStream> {
-    let df = ctx
-        .sql_with_options(sql, read_only())
-        .await
-        .map_err(|e| KaratError::sql(context.to_string(), e))?;
+    let df = read_only_frame(ctx, sql, context).await?;
     df.execute_stream()
+        .await
+        .map_err(|e| KaratError::sql(context.to_string(), e))
+}
+
+/// Plans a query under [`read_only`].
+async fn read_only_frame(
+    ctx: &SessionContext,
+    sql: &str,
+    context: &str,
+) -> KaratResult<deltalake::datafusion::dataframe::DataFrame> {
+    ctx.sql_with_options(sql, read_only())
         .await
         .map_err(|e| KaratError::sql(context.to_string(), e))
 }

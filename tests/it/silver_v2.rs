@@ -384,42 +384,8 @@ async fn verify_passes_on_the_demo_and_fails_when_rows_go_missing() {
     }));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verify_fails_when_a_key_is_held_twice() {
-    let s = Scratch::new();
-    let cfg = init(s.path(), |t| t);
-    let (plan, lake) = open(&cfg).await;
-    run(&plan, &lake).await;
-    verify_ok(&plan, &lake).await;
-    // copy one silver row into another partition behind karat's back
-    let lake_dir = s.join("lake");
-    let url = url::Url::from_directory_path(lake_dir.join("silver/orders")).unwrap();
-    let table = deltalake::open_table(url).await.unwrap();
-    let rows = sql(
-        &lake_dir,
-        "silver/orders",
-        "SELECT * FROM t WHERE order_id = 'o-1'",
-    )
-    .await;
-    let contract = &plan.contracts["orders"];
-    let rows: Vec<_> = rows
-        .iter()
-        .map(|b| karat::lake::delta::conform(b, &contract.silver_schema).unwrap())
-        .collect();
-    table.write(rows).await.unwrap();
-    let v = karat::pipeline::verify(&plan, &lake).await.unwrap();
-    assert!(!v.ok());
-    let text = v.lines().join("\n");
-    assert!(text.contains("order_id=o-1"), "{text}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_run_key_check_names_a_changed_key_held_twice_and_no_other() {
-    let s = Scratch::new();
-    let cfg = init(s.path(), |t| t);
-    let (plan, lake) = open(&cfg).await;
-    run(&plan, &lake).await;
-    // copy o-1's silver row into the table behind karat's back
+/// Appends a copy of o-1's silver row to silver.orders with a plain Delta write.
+async fn copy_o1_behind_karats_back(s: &Scratch, plan: &Plan) {
     let lake_dir = s.join("lake");
     let url = url::Url::from_directory_path(lake_dir.join("silver/orders")).unwrap();
     let table = deltalake::open_table(url).await.unwrap();
@@ -434,6 +400,30 @@ async fn the_run_key_check_names_a_changed_key_held_twice_and_no_other() {
     .map(|b| karat::lake::delta::conform(b, &contract.silver_schema).unwrap())
     .collect();
     table.write(rows).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_fails_when_a_key_is_held_twice() {
+    let s = Scratch::new();
+    let cfg = init(s.path(), |t| t);
+    let (plan, lake) = open(&cfg).await;
+    run(&plan, &lake).await;
+    verify_ok(&plan, &lake).await;
+    copy_o1_behind_karats_back(&s, &plan).await;
+    let v = karat::pipeline::verify(&plan, &lake).await.unwrap();
+    assert!(!v.ok());
+    let text = v.lines().join("\n");
+    assert!(text.contains("order_id=o-1"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_key_check_names_a_changed_key_held_twice_and_no_other() {
+    let s = Scratch::new();
+    let cfg = init(s.path(), |t| t);
+    let (plan, lake) = open(&cfg).await;
+    run(&plan, &lake).await;
+    copy_o1_behind_karats_back(&s, &plan).await;
+    let contract = &plan.contracts["orders"];
     let keys = |ids: &[&str]| {
         let schema = std::sync::Arc::new(deltalake::arrow::datatypes::Schema::new(vec![
             deltalake::arrow::datatypes::Field::new(
