@@ -226,16 +226,8 @@ impl KeyCheck {
     }
 
     fn rows_of(&self, b: &RecordBatch) -> Result<Rows, ArrowError> {
-        let cols = self
-            .names
-            .iter()
-            .map(|n| {
-                b.column_by_name(n)
-                    .cloned()
-                    .ok_or_else(|| ArrowError::SchemaError(format!("key column {n} is missing")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.converter.convert_columns(&cols)
+        self.converter
+            .convert_columns(&super::keyset::columns(b, &self.names)?)
     }
 }
 

@@ -81,7 +81,7 @@ impl KeySet {
     }
 }
 
-fn columns(b: &RecordBatch, names: &[String]) -> Result<Vec<ArrayRef>, ArrowError> {
+pub(super) fn columns(b: &RecordBatch, names: &[String]) -> Result<Vec<ArrayRef>, ArrowError> {
     names
         .iter()
         .map(|n| {
