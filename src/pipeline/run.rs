@@ -157,7 +157,7 @@ struct Changes {
     any: bool,
     /// Their keys, checked against the table once its last group is written (None: the
     /// table has no key, or the check ran).
-    keys: Option<silver::key_check::KeyCheck>,
+    keys: Option<KeyCheck>,
     /// Their bronze batches (the accounting's batches to balance).
     batches: BTreeSet<String>,
     /// Per gold table reading the table: the partitions they feed, derived when they changed

@@ -54,14 +54,23 @@ pub struct ChunkBuilder {
     line: Int64Builder,
     /// Each line as a view into its block (no copy), or its own text.
     raw: StringViewBuilder,
-    /// The block of lines being decoded: its index in `raw`, address and length.
-    block: Option<(u32, usize, usize)>,
+    /// The block of lines being decoded.
+    block: Option<BlockAt>,
     error: StringBuilder,
     rows: usize,
     capacity: usize,
     layout: Layout,
     /// A record's own fields as an object, for the stamped shortcut.
     scratch: String,
+}
+
+/// A block of lines held by a chunk's `_raw`: its index among the column's buffers, and where
+/// its text is in memory.
+#[derive(Debug, Clone, Copy)]
+struct BlockAt {
+    index: u32,
+    at: usize,
+    len: usize,
 }
 
 /// A batch's stamp, and the text its lines start with.
@@ -309,19 +318,19 @@ impl ChunkBuilder {
     pub fn start_block(&mut self, text: Buffer) -> Buffer {
         let (at, len) = (text.as_ptr() as usize, text.len());
         let index = self.raw.append_block(text.clone());
-        self.block = Some((index, at, len));
+        self.block = Some(BlockAt { index, at, len });
         text
     }
 
     /// A line as `_raw`: a view when it lies in the current block, else a copy.
     fn push_line(&mut self, line: &str) {
         let at = line.as_ptr() as usize;
-        if let Some((index, start, len)) = self.block
-            && at >= start
-            && at + line.len() <= start + len
+        if let Some(block) = self.block
+            && at >= block.at
+            && at + line.len() <= block.at + block.len
             && self
                 .raw
-                .try_append_view(index, (at - start) as u32, line.len() as u32)
+                .try_append_view(block.index, (at - block.at) as u32, line.len() as u32)
                 .is_ok()
         {
             return;
