@@ -384,6 +384,17 @@ async fn verify_passes_on_the_demo_and_fails_when_rows_go_missing() {
     }));
 }
 
+/// The init example run (and verified), then o-1's row copied behind karat's back.
+async fn init_example_with_o1_twice() -> (Scratch, Plan, karat::lake::Lake) {
+    let s = Scratch::new();
+    let cfg = init(s.path(), |t| t);
+    let (plan, lake) = open(&cfg).await;
+    run(&plan, &lake).await;
+    verify_ok(&plan, &lake).await;
+    copy_o1_behind_karats_back(&s, &plan).await;
+    (s, plan, lake)
+}
+
 /// Appends a copy of o-1's silver row to silver.orders with a plain Delta write.
 async fn copy_o1_behind_karats_back(s: &Scratch, plan: &Plan) {
     let lake_dir = s.join("lake");
@@ -404,12 +415,7 @@ async fn copy_o1_behind_karats_back(s: &Scratch, plan: &Plan) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_fails_when_a_key_is_held_twice() {
-    let s = Scratch::new();
-    let cfg = init(s.path(), |t| t);
-    let (plan, lake) = open(&cfg).await;
-    run(&plan, &lake).await;
-    verify_ok(&plan, &lake).await;
-    copy_o1_behind_karats_back(&s, &plan).await;
+    let (_s, plan, lake) = init_example_with_o1_twice().await;
     let v = karat::pipeline::verify(&plan, &lake).await.unwrap();
     assert!(!v.ok());
     let text = v.lines().join("\n");
@@ -418,11 +424,7 @@ async fn verify_fails_when_a_key_is_held_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_key_check_names_a_changed_key_held_twice_and_no_other() {
-    let s = Scratch::new();
-    let cfg = init(s.path(), |t| t);
-    let (plan, lake) = open(&cfg).await;
-    run(&plan, &lake).await;
-    copy_o1_behind_karats_back(&s, &plan).await;
+    let (_s, plan, lake) = init_example_with_o1_twice().await;
     let contract = &plan.contracts["orders"];
     let keys = |ids: &[&str]| {
         let schema = std::sync::Arc::new(deltalake::arrow::datatypes::Schema::new(vec![
