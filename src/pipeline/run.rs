@@ -629,7 +629,12 @@ impl<'a> Execution<'a> {
             }
         };
         let (mut balance, duplicates) = tokio::try_join!(
-            accounting::balance(self.lake, contract, &manifests, false),
+            accounting::balance(
+                self.lake,
+                contract,
+                &manifests,
+                accounting::KeysChecked::ByCaller
+            ),
             duplicates
         )?;
         balance.duplicate_keys = duplicates;

@@ -103,7 +103,8 @@ pub async fn verify(plan: &Plan, lake: &Lake) -> KaratResult<Verification> {
             .await?
             .into_iter()
             .partition(|m| processed.contains(&m.batch_id));
-        let balance = accounting::balance(lake, contract, &done, true).await?;
+        let balance =
+            accounting::balance(lake, contract, &done, accounting::KeysChecked::All).await?;
         tables.push(TableVerification {
             balance,
             pending: pending.len(),

@@ -84,14 +84,23 @@ impl TableBalance {
     }
 }
 
+/// Which keys [`balance`] checks for being held twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysChecked {
+    /// Every key the table holds (`karat verify`).
+    All,
+    /// None: the caller checks the keys it changed ([`duplicates_of`], a run).
+    ByCaller,
+}
+
 /// Counts rows per batch in a table's silver, dead-letter and superseded tables and compares
-/// them with the manifests; with `all_keys`, also checks that the table holds no key twice
-/// (a run checks only the keys it changed: [`duplicates_of`]).
+/// them with the manifests; with [`KeysChecked::All`], also checks that the table holds no
+/// key twice.
 pub async fn balance(
     lake: &Lake,
     contract: &Arc<Contract>,
     manifests: &[Manifest],
-    all_keys: bool,
+    keys: KeysChecked,
 ) -> KaratResult<TableBalance> {
     let table = &contract.table;
     let ctx = delta::session();
@@ -126,11 +135,12 @@ pub async fn balance(
             superseded: sup.get(&m.batch_id).copied().unwrap_or(0),
         })
         .collect();
-    let duplicate_keys = if all_keys && has_silver && !contract.key_indexes.is_empty() {
-        duplicate_keys(&ctx, contract).await?
-    } else {
-        Vec::new()
-    };
+    let duplicate_keys =
+        if keys == KeysChecked::All && has_silver && !contract.key_indexes.is_empty() {
+            duplicate_keys(&ctx, contract).await?
+        } else {
+            Vec::new()
+        };
     Ok(TableBalance {
         table: table.clone(),
         batches,
