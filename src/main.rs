@@ -265,6 +265,10 @@ enum Command {
         /// Keep the daily bench's folder (its data, lake and ledger) to look at afterwards.
         #[arg(long)]
         keep: bool,
+        /// The daily bench's silver table deletes superseded rows by deletion vector
+        /// (`deletion_vectors = true`) instead of rewriting their partitions.
+        #[arg(long)]
+        deletion_vectors: bool,
         #[arg(long)]
         json: bool,
     },
@@ -722,11 +726,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             per_day,
             dir,
             keep,
+            deletion_vectors,
             json,
             ..
         } => {
             let d = fresh_bench_dir(dir, "bench-daily")?;
-            let r = karat::bench::daily::run_daily(&d, n, per_day).await?;
+            let r = karat::bench::daily::run_daily(&d, n, per_day, deletion_vectors).await?;
             if keep {
                 eprintln!("kept {}", d.display());
             } else {

@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::BENCH_CONFIG;
+use super::bench_config;
 use crate::error::{KaratError, KaratResult};
 use crate::silver::PartitionStatus;
 use crate::timings::peak_kb_of;
@@ -82,12 +82,18 @@ pub fn write_day(data: &Path, day: usize, per_day: usize, rng: &mut StdRng) -> K
 
 /// Runs `days` daily arrivals of `per_day` lines in `dir`, one `karat run` after each, in a
 /// process of its own as cron or Airflow would start it (so a day's peak memory is that run's,
-/// not what earlier days left in this process).
-pub async fn run_daily(dir: &Path, days: usize, per_day: usize) -> KaratResult<DailyResult> {
+/// not what earlier days left in this process). With `deletion_vectors`, silver deletes
+/// superseded rows by deletion vector instead of rewriting their partitions.
+pub async fn run_daily(
+    dir: &Path,
+    days: usize,
+    per_day: usize,
+    deletion_vectors: bool,
+) -> KaratResult<DailyResult> {
     let data = dir.join("data");
     std::fs::create_dir_all(&data).map_err(|e| KaratError::io(&data, e))?;
     let config = dir.join("karat.toml");
-    std::fs::write(&config, BENCH_CONFIG).map_err(|e| KaratError::io(dir, e))?;
+    std::fs::write(&config, bench_config(deletion_vectors)).map_err(|e| KaratError::io(dir, e))?;
     let mut rng = StdRng::seed_from_u64(11);
     let mut out = Vec::new();
     for day in 0..days {

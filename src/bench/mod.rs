@@ -51,6 +51,20 @@ partition_by = "order_date"
 sql = "SELECT order_date, currency, SUM(amount) AS revenue, COUNT(*) AS orders FROM orders GROUP BY order_date, currency"
 "#;
 
+/// [`BENCH_CONFIG`], its silver table deleting superseded rows by deletion vector when
+/// `deletion_vectors` (the table setting of that name).
+pub fn bench_config(deletion_vectors: bool) -> String {
+    if deletion_vectors {
+        BENCH_CONFIG.replacen(
+            "max_reject_rate = 0.5\n",
+            "max_reject_rate = 0.5\ndeletion_vectors = true\n",
+            1,
+        )
+    } else {
+        BENCH_CONFIG.to_string()
+    }
+}
+
 /// Figures for one stage.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageFigures {

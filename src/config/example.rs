@@ -33,6 +33,8 @@ zone = "silver"
 from = "orders"
 partition_by = "order_date"    # a date/timestamp column, or "_ingest_date"
 key = ["order_id"]             # dedup key: the newest _ingested_at wins
+# deletion_vectors = true      # delete superseded rows in place: faster daily runs, but the
+#                              # table needs a reader with deletion vectors (Delta 3/7), for good
 owner = "payments-oncall"
 description = "One row per order"
 freshness = { warn_after = "2h", error_after = "1d" }

@@ -191,6 +191,10 @@ pub struct SilverSpec {
     pub max_reject_rate: f64,
     /// `dedup`: window dedup of an event stream.
     pub dedup: Option<WindowDedup>,
+    /// `deletion_vectors`: superseded rows are deleted in place by Delta deletion vectors
+    /// (false: their partitions are rewritten). How rows are stored, not which: not part of
+    /// the contract's fingerprint.
+    pub deletion_vectors: bool,
 }
 
 /// Window dedup: versions of a key are duplicates only when their `time` falls in the same
@@ -881,6 +885,7 @@ impl Config {
             expectations,
             max_reject_rate,
             dedup,
+            deletion_vectors: t.deletion_vectors.as_ref().is_some_and(|d| *d.get_ref()),
         })
     }
 
@@ -1046,6 +1051,9 @@ impl Config {
         }
         if let Some(from) = &t.from {
             return Err(self.error_at(&from.span(), format!("table \"{name}\": `from` is for silver tables; gold tables are defined by `sql`")));
+        }
+        if let Some(d) = &t.deletion_vectors {
+            return Err(self.error_at(&d.span(), format!("table \"{name}\": deletion_vectors is for silver tables (how superseded rows are deleted); gold partitions are recomputed whole")));
         }
         if !t.columns.is_empty() || t.key.is_some() || !t.expect.is_empty() {
             return Err(self.error_at(&span, format!("table \"{name}\": columns, key and expect are for silver tables; gold is defined by `sql` and [[table.check]]")));

@@ -288,6 +288,10 @@ pub struct TableConfig {
     pub expect: Vec<ExpectConfig>,
     /// silver: override of `[defaults] max_reject_rate`.
     pub max_reject_rate: Option<f64>,
+    /// silver: delete superseded rows in place with Delta deletion vectors instead of
+    /// rewriting their partitions (default false). Raises the table to Delta reader 3 /
+    /// writer 7 at its first such change, for good.
+    pub deletion_vectors: Option<Spanned<bool>>,
     /// gold: the query, over silver and gold tables by name.
     pub sql: Option<Spanned<String>>,
     /// gold: `sql` (default) or `scd2` (a Slowly Changing Dimension Type 2 of the silver table

@@ -6,14 +6,15 @@
 //! rows are shared out among one delta-rs `DeltaWriter` per core; their files are committed in
 //! one transaction through the deltalake commit API, as the write operation would commit them
 //! (operation `WRITE`, mode `Append`, karat's commit metadata and `operationMetrics`). Only
-//! plain tables qualify: writer protocol 2 or lower (no column mapping, constraints, generated
-//! columns or deletion vectors), the table's schema and
+//! plain tables qualify: writer protocol 2 or lower, or deletion vectors besides (no column
+//! mapping, constraints or generated columns), the table's schema and
 //! partitioning exactly, and a partition value of at least [`PARALLEL_ROWS`] rows; anything
 //! else takes delta-rs's own write. A table that does not exist yet is first created empty by
 //! delta-rs's write (so it is made exactly as delta-rs makes it), then appended to.
 
 use std::collections::HashMap;
 
+use delta_kernel::table_features::TableFeature;
 use deltalake::DeltaTable;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
@@ -44,13 +45,26 @@ pub fn suits(schema: &SchemaRef, batches: &[RecordBatch], partition_by: &str) ->
 }
 
 /// Whether `table` takes a parallel append of rows of `schema`: a plain table (writer
-/// protocol 2 or lower) with exactly this schema, partitioned by `partition_by` alone.
+/// protocol 2 or lower, or writer features no more than those and deletion vectors) with
+/// exactly this schema, partitioned by `partition_by` alone.
 pub fn table_allows(table: &DeltaTable, schema: &SchemaRef, partition_by: &str) -> bool {
     let Ok(state) = table.snapshot() else {
         return false;
     };
     let snapshot = state.snapshot();
-    snapshot.protocol().min_writer_version() <= 2
+    let protocol = snapshot.protocol();
+    let plain = protocol.min_writer_version() <= 2
+        || protocol.writer_features().is_some_and(|features| {
+            features.iter().all(|f| {
+                matches!(
+                    f,
+                    TableFeature::AppendOnly
+                        | TableFeature::Invariants
+                        | TableFeature::DeletionVectors
+                )
+            })
+        });
+    plain
         && snapshot.metadata().partition_columns() == [partition_by.to_string()].as_slice()
         && snapshot.arrow_schema().fields() == schema.fields()
 }
@@ -199,6 +213,24 @@ pub async fn commit(
         .await
         .map_err(err)?;
     Ok(commit.version() as i64)
+}
+
+/// Writes `batches` (rows of `schema`) as new files of `table`, committing nothing: shared out
+/// among a writer per core when they [`suits`], else through one writer; the files written.
+pub async fn write_files(
+    table: &DeltaTable,
+    label: &str,
+    schema: &SchemaRef,
+    partition_by: &str,
+    batches: Vec<RecordBatch>,
+) -> KaratResult<Vec<Add>> {
+    let config = writer_config(table, partition_by, label)?;
+    let shares = if suits(schema, &batches, partition_by) {
+        share_out(batches)
+    } else {
+        vec![batches]
+    };
+    write_shares(table, config, shares, label).await
 }
 
 /// The number of writers: one per core.

@@ -9,6 +9,7 @@ pub const POINTS: &[&str] = &[
     "bronze.manifest",
     "silver.superseded",
     "delta.rewrite_files",
+    "delta.deletion_vectors",
     "silver.rows",
     "silver.dead_letters",
     "ledger.drift",

@@ -3,10 +3,12 @@
 //! `_karat/`. Every other module reaches storage through here; nothing else assumes a local disk.
 
 pub mod append;
+pub mod deletion;
 pub mod delta;
 pub mod fault;
 pub mod layout;
 pub mod lease;
+pub mod lookup;
 pub mod rewrite;
 
 use std::sync::Arc;

@@ -29,6 +29,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::append::{self, cores};
 use super::delta;
+use super::lookup::Located;
 use crate::error::{KaratError, KaratResult};
 
 /// Which stored rows a rewrite keeps (true) of a batch of the table's schema.
@@ -42,6 +43,10 @@ pub struct Rewrite {
     pub keep: Keep,
     /// Rows each partition gains (keyed by its value; every key one of `partitions`).
     pub added: BTreeMap<String, Vec<RecordBatch>>,
+    /// Where the stored rows `keep` refuses are, when a lookup found them already: deletion
+    /// vectors ([`super::deletion`]) then mark them without reading the files again; a
+    /// rewrite reads every row anyway and has no use for them.
+    pub found: Option<Vec<Located>>,
 }
 
 /// Replaces `rewrite.partitions` of `table` (partitioned by `partition_by`, rows of
@@ -59,6 +64,7 @@ pub async fn replace_partitions(
         partitions,
         keep,
         mut added,
+        found: _,
     } = rewrite;
     if let Some(stray) = added.keys().find(|p| !partitions.contains(*p)) {
         return Err(KaratError::Other(format!(
@@ -66,23 +72,11 @@ pub async fn replace_partitions(
         )));
     }
     let removes = files_of(&table, label, partition_by, &partitions).await?;
-    let ctx = delta::session();
-    delta::register_table(&ctx, "t", table.clone(), label).await?;
-    let job = Job {
-        ctx,
-        table: table.clone(),
-        config: append::writer_config(&table, partition_by, label)?,
-        schema: schema.clone(),
-        partition_by: partition_by.to_string(),
-        keep,
-        label: label.to_string(),
-    };
-    let mut todo: Vec<(String, Vec<RecordBatch>)> = partitions
+    let todo: Vec<(String, Vec<RecordBatch>)> = partitions
         .iter()
         .map(|p| (p.clone(), added.remove(p).unwrap_or_default()))
         .collect();
-    todo.reverse();
-    let adds = job.run(todo).await?;
+    let adds = rewrite_whole(&table, label, schema, partition_by, keep, todo).await?;
     // the new files are written and no commit names them yet
     super::fault::after("delta.rewrite_files");
     let predicate = predicate_sql(schema, partition_by, &partitions, label)?;
@@ -100,6 +94,35 @@ pub async fn replace_partitions(
     let mut actions: Vec<Action> = removes.into_iter().map(Action::Remove).collect();
     actions.extend(adds.iter().cloned().map(Action::Add));
     append::commit(&table, label, actions, operation, metadata, metrics).await
+}
+
+/// Rewrites `todo`'s partitions of `table` (partitioned by `partition_by`, rows of `schema`)
+/// whole, committing nothing: each partition's stored rows that `keep` keeps, then the rows it
+/// gains; the files written. The caller removes the partitions' files in its commit.
+pub(super) async fn rewrite_whole(
+    table: &DeltaTable,
+    label: &str,
+    schema: &SchemaRef,
+    partition_by: &str,
+    keep: Keep,
+    mut todo: Vec<(String, Vec<RecordBatch>)>,
+) -> KaratResult<Vec<Add>> {
+    if todo.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ctx = delta::session();
+    delta::register_table(&ctx, "t", table.clone(), label).await?;
+    let job = Job {
+        ctx,
+        table: table.clone(),
+        config: append::writer_config(table, partition_by, label)?,
+        schema: schema.clone(),
+        partition_by: partition_by.to_string(),
+        keep,
+        label: label.to_string(),
+    };
+    todo.reverse();
+    job.run(todo).await
 }
 
 /// The files `partitions` hold now, as removals.
@@ -131,7 +154,7 @@ async fn files_of(
 }
 
 /// `partition_by IN (…)` as SQL, as delta-rs records a replace-where's predicate.
-fn predicate_sql(
+pub(super) fn predicate_sql(
     schema: &SchemaRef,
     partition_by: &str,
     partitions: &BTreeSet<String>,

@@ -16,7 +16,7 @@ use deltalake::arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 
 use super::contract::{Contract, SUPERSEDED_BY, WINNER_PARTITION};
 use super::merge;
-use super::store::{self, Store};
+use super::store::{self, Removed, Store};
 use crate::error::{KaratError, KaratResult};
 
 /// What an incremental merge decided, ready to be written.
@@ -24,8 +24,9 @@ use crate::error::{KaratError, KaratResult};
 pub struct Incremental {
     /// New rows that win their key.
     pub added: Vec<RecordBatch>,
-    /// Keys (key columns, by name) whose stored winner lost: removed from silver.
-    pub removed_keys: Vec<RecordBatch>,
+    /// Stored winners that lost, by key and place (their rows are in `changed`): removed
+    /// from silver.
+    pub removed: Removed,
     /// Silver partitions to rewrite (None: append `added`).
     pub silver_partitions: Option<BTreeSet<String>>,
     /// Superseded rows to write, and the winner partitions they replace (None: append).
@@ -44,8 +45,8 @@ pub async fn merge_new(
 ) -> KaratResult<Option<Incremental>> {
     let ctx = format!("table {}", contract.table);
     let err = |e| KaratError::arrow(ctx.clone(), e);
-    let stored = store.versions_of_keys(valid).await?;
-    if stored.iter().all(|b| b.num_rows() == 0) {
+    let stored = store.versions(valid).await?;
+    if stored.batches.iter().all(|b| b.num_rows() == 0) {
         return Ok(None);
     }
     let schema = store::version_schema(contract)?;
@@ -53,7 +54,7 @@ pub async fn merge_new(
         .iter()
         .map(|b| narrow(contract, b, &schema))
         .collect::<KaratResult<Vec<_>>>()?;
-    narrowed.extend(stored);
+    narrowed.extend(stored.batches.iter().cloned());
     let versions = concat_batches(&schema, &narrowed).map_err(err)?;
     drop(narrowed);
     let nkeys = contract.key_indexes.len();
@@ -93,13 +94,12 @@ pub async fn merge_new(
         .project(&(0..nkeys).collect::<Vec<_>>())
         .map_err(err)?;
     let old_homes = labels_of(&labels, &gone);
-    let removed = concat_batches(
-        &contract.silver_schema,
-        &store
-            .rows_of_keys(&old_homes, std::slice::from_ref(&removed_keys))
-            .await?,
-    )
-    .map_err(err)?;
+    let stored_rows: Vec<u32> = gone.iter().map(|r| r - n_new).collect();
+    let mut located = store
+        .removed(&stored, &stored_rows, &removed_keys, &old_homes)
+        .await?;
+    let removed =
+        concat_batches(&contract.silver_schema, &std::mem::take(&mut located.rows)).map_err(err)?;
     let moved = Moved::new(contract, &removed_keys, &decided.stored_losers, &winner_of)?;
     superseded.push(moved.supersede(contract, &removed)?);
     let mut homes = old_homes.clone();
@@ -110,7 +110,7 @@ pub async fn merge_new(
     let mut rewrite = old_homes;
     rewrite.extend(labels_of(&labels, &decided.new_winners));
     out.changed.push(removed);
-    out.removed_keys = vec![removed_keys];
+    out.removed = located;
     out.silver_partitions = Some(rewrite);
     out.superseded = superseded;
     out.superseded_partitions = Some(homes);

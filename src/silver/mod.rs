@@ -118,7 +118,7 @@ struct Applied {
     replace: Option<BTreeSet<String>>,
     /// With `replace`: the partitions keep their stored rows but those of these keys, and
     /// gain `silver` (None: `silver` is their whole new content).
-    keep_stored_except: Option<Vec<RecordBatch>>,
+    keep_stored_except: Option<store::Removed>,
     silver: Vec<RecordBatch>,
     /// Winner partitions of superseded rows replaced whole (None: appended).
     replace_superseded: Option<BTreeSet<String>>,
@@ -166,7 +166,7 @@ pub async fn update(
         .await?;
     crate::lake::fault::after("silver.superseded");
     clock.lap("write superseded");
-    let silver_version = match (&applied.replace, &applied.keep_stored_except) {
+    let silver_version = match (&applied.replace, applied.keep_stored_except) {
         (Some(partitions), Some(except)) => {
             store
                 .rewrite_silver(partitions, except, applied.silver, meta("silver update"))
@@ -244,7 +244,7 @@ async fn apply(
         return match incremental::merge_new(store, contract, valid).await? {
             None => append(contract, valid),
             Some(i) => Ok(Applied {
-                keep_stored_except: i.silver_partitions.as_ref().map(|_| i.removed_keys),
+                keep_stored_except: i.silver_partitions.as_ref().map(|_| i.removed),
                 replace: i.silver_partitions,
                 silver: i.added,
                 replace_superseded: i.superseded_partitions,

@@ -20,7 +20,7 @@ use crate::config::Zone;
 use crate::error::{KaratError, KaratResult};
 use crate::lake::delta::{self, Replace};
 use crate::lake::{Lake, layout};
-use crate::lake::{append, rewrite};
+use crate::lake::{append, deletion, lookup, rewrite};
 
 /// A DataFusion session over a silver table's Delta tables, as they are now.
 pub struct Store {
@@ -97,6 +97,65 @@ fn strings(batches: &[RecordBatch]) -> BTreeSet<String> {
         );
     }
     out
+}
+
+/// The stored versions of some keys ([`version_schema`] batches), and, when they were read
+/// from silver's files, their whole rows and places: one [`lookup::Found`] per batch.
+pub struct Versions {
+    pub batches: Vec<RecordBatch>,
+    pub found: Option<Vec<lookup::Found>>,
+}
+
+/// Stored silver rows a merge removes: whole, by key, and where they are when known.
+#[derive(Debug, Default)]
+pub struct Removed {
+    pub rows: Vec<RecordBatch>,
+    pub keys: Vec<RecordBatch>,
+    pub at: Option<Vec<lookup::Located>>,
+}
+
+/// Of `found` (one entry per batch of versions, in order), the rows `rows` (indexes into
+/// those batches taken together): their whole rows, and where they are.
+type Picked = (Vec<RecordBatch>, Vec<lookup::Located>);
+fn pick(
+    found: &[lookup::Found],
+    rows: &[u32],
+) -> Result<Picked, deltalake::arrow::error::ArrowError> {
+    let mut rows = rows.to_vec();
+    rows.sort_unstable();
+    let mut taken_rows = Vec::new();
+    let mut places = Vec::new();
+    let mut next = rows.iter().peekable();
+    let mut start = 0u32;
+    for f in found {
+        let end = start + f.at.rows.len() as u32;
+        let mut idx = Vec::new();
+        while let Some(r) = next.next_if(|r| **r < end) {
+            idx.push(*r - start);
+        }
+        if !idx.is_empty() {
+            places.push(lookup::Located {
+                file: f.at.file.clone(),
+                partition: f.at.partition.clone(),
+                rows: idx.iter().map(|i| f.at.rows[*i as usize]).collect(),
+            });
+            let idx = deltalake::arrow::array::UInt32Array::from(idx);
+            taken_rows.push(deltalake::arrow::compute::take_record_batch(
+                &f.values, &idx,
+            )?);
+        }
+        start = end;
+    }
+    Ok((taken_rows, places))
+}
+
+/// The key column names of `contract`'s table.
+fn key_names(contract: &Contract) -> Vec<String> {
+    contract
+        .key_indexes
+        .iter()
+        .map(|i| contract.silver_schema.field(*i).name().clone())
+        .collect()
 }
 
 impl Store {
@@ -205,6 +264,113 @@ impl Store {
                 KaratError::arrow(format!("key versions of {}", self.contract.table), e)
             })?;
         conform_all(labelled, &schema)
+    }
+
+    /// The stored version of each key of `rows`, as [`Store::versions_of_keys`] finds it. With
+    /// deletion vectors, read from silver's files with the whole row and place of each (so
+    /// that the losers are taken and deleted in place without reading any file again); a
+    /// query without them, or when silver is not a plain table or its partition column is
+    /// part of the key.
+    pub async fn versions(&self, rows: &[RecordBatch]) -> KaratResult<Versions> {
+        let c = &self.contract;
+        let reading = match self.reading().await? {
+            Some(r) if c.spec.deletion_vectors && !c.key_indexes.contains(&c.partition_index) => r,
+            _ => {
+                return Ok(Versions {
+                    batches: self.versions_of_keys(rows).await?,
+                    found: None,
+                });
+            }
+        };
+        let err = |e| KaratError::arrow(format!("key versions of {}", c.table), e);
+        let names = key_names(c);
+        let keys = super::keyset::KeySet::new(&names, rows).map_err(err)?;
+        let wanted: lookup::Wanted =
+            Arc::new(move |b: &RecordBatch| deltalake::arrow::compute::not(&keys.absent(b)?));
+        let files = reading.files(None).await?;
+        let found = reading.find(files, &names, wanted, true).await?;
+        let schema = version_schema(c)?;
+        let batches = found
+            .iter()
+            .map(|f| self.version_of(&schema, f))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(Versions {
+            batches,
+            found: Some(found),
+        })
+    }
+
+    /// The [`version_schema`] columns of whole rows found in one file.
+    fn version_of(
+        &self,
+        schema: &SchemaRef,
+        found: &lookup::Found,
+    ) -> Result<RecordBatch, deltalake::arrow::error::ArrowError> {
+        let n = found.values.num_rows();
+        let fields = schema.fields();
+        let mut cols = fields[..fields.len() - 1]
+            .iter()
+            .map(|f| {
+                let at = self.contract.silver_schema.index_of(f.name())?;
+                Ok(found.values.column(at).clone())
+            })
+            .collect::<Result<Vec<_>, deltalake::arrow::error::ArrowError>>()?;
+        cols.push(Arc::new(StringArray::from(vec![
+            found.at.partition.clone();
+            n
+        ])));
+        RecordBatch::try_new(schema.clone(), cols)
+    }
+
+    /// Reading silver's files directly, when it is a plain table ([`append::table_allows`]).
+    async fn reading(&self) -> KaratResult<Option<Arc<lookup::Reading>>> {
+        let c = &self.contract;
+        if !self.has_silver {
+            return Ok(None);
+        }
+        let label = format!("silver.{}", c.table);
+        let url = self.lake.url_of(&layout::table(Zone::Silver, &c.table));
+        let Some(table) = delta::open(&url, &label).await? else {
+            return Ok(None);
+        };
+        if !append::table_allows(&table, &c.silver_schema, &c.partition_column) {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(lookup::Reading {
+            table,
+            schema: c.silver_schema.clone(),
+            partition_by: c.partition_column.clone(),
+            label,
+        })))
+    }
+
+    /// The whole stored rows of versions `rows` (indexes into `versions`' batches taken
+    /// together), which hold the keys `keys` and live in `partitions`: as the lookup found
+    /// them, or by a query.
+    pub async fn removed(
+        &self,
+        versions: &Versions,
+        rows: &[u32],
+        keys: &RecordBatch,
+        partitions: &BTreeSet<String>,
+    ) -> KaratResult<Removed> {
+        let Some(found) = &versions.found else {
+            return Ok(Removed {
+                rows: self
+                    .rows_of_keys(partitions, std::slice::from_ref(keys))
+                    .await?,
+                keys: vec![keys.clone()],
+                at: None,
+            });
+        };
+        let (rows, at) = pick(found, rows)
+            .map_err(|e| KaratError::arrow(format!("table {}", self.contract.table), e))?;
+        Ok(Removed {
+            rows,
+            keys: vec![keys.clone()],
+            at: Some(at),
+        })
     }
 
     /// The whole silver rows of the keys of `rows` in `partitions`.
@@ -444,26 +610,63 @@ impl Store {
     }
 
     /// Replaces `partitions` of silver with their stored rows but those of `removed` keys, plus
-    /// `added` rows, streamed from the stored table into one replace-where commit (memory
-    /// does not grow with the partitions' size).
+    /// `added` rows, in one commit. With the table's `deletion_vectors`, the stored rows of
+    /// those keys are deleted by deletion vector (where `removed` says they are, or found by
+    /// reading each file's key columns; a file keeps its other rows as they are) and the added
+    /// rows appended; without, the partitions are streamed from the stored table into new
+    /// files (memory does not grow with the partitions' size).
     pub async fn rewrite_silver(
         &self,
         partitions: &BTreeSet<String>,
-        removed: &[RecordBatch],
+        removed: Removed,
         added: Vec<RecordBatch>,
         meta: Vec<(String, serde_json::Value)>,
     ) -> KaratResult<i64> {
         let c = &self.contract;
         let label = format!("silver.{}", c.table);
         let url = self.lake.url_of(&layout::table(Zone::Silver, &c.table));
-        if let Some(table) = delta::open(&url, &label).await?
-            && append::table_allows(&table, &c.silver_schema, &c.partition_column)
-        {
-            let rewrite = self.partition_rewrite(partitions, removed, added)?;
-            let schema = &c.silver_schema;
-            let pcol = &c.partition_column;
-            return rewrite::replace_partitions(table, &label, schema, pcol, rewrite, meta).await;
+        match delta::open(&url, &label).await? {
+            Some(table) if append::table_allows(&table, &c.silver_schema, &c.partition_column) => {
+                let rewrite = self.partition_rewrite(partitions, removed, added)?;
+                self.rewrite_plain(table, &label, rewrite, meta).await
+            }
+            _ => {
+                self.rewrite_by_query(partitions, removed, added, meta)
+                    .await
+            }
         }
+    }
+
+    /// [`Store::rewrite_silver`] of a plain table: by deletion vectors with the table's
+    /// `deletion_vectors`, else partition by partition (copy-on-write).
+    async fn rewrite_plain(
+        &self,
+        table: deltalake::DeltaTable,
+        label: &str,
+        rewrite: rewrite::Rewrite,
+        meta: Vec<(String, serde_json::Value)>,
+    ) -> KaratResult<i64> {
+        let c = &self.contract;
+        let (schema, pcol) = (&c.silver_schema, &c.partition_column);
+        if !c.spec.deletion_vectors {
+            return rewrite::replace_partitions(table, label, schema, pcol, rewrite, meta).await;
+        }
+        let table = deletion::enable(table, label).await?;
+        let keys = key_names(c);
+        deletion::delete_and_append(table, label, schema, pcol, rewrite, &keys, meta).await
+    }
+
+    /// [`Store::rewrite_silver`] of any other table: the partitions' stored rows but those of
+    /// `removed` keys, plus `added`, as one query written by delta-rs's replace-where.
+    async fn rewrite_by_query(
+        &self,
+        partitions: &BTreeSet<String>,
+        removed: Removed,
+        added: Vec<RecordBatch>,
+        meta: Vec<(String, serde_json::Value)>,
+    ) -> KaratResult<i64> {
+        let c = &self.contract;
+        let label = format!("silver.{}", c.table);
         let err = |e| KaratError::sql(format!("rewriting {label}"), e);
         let values: Vec<String> = partitions.iter().cloned().collect();
         let pdt = c.silver_schema.field(c.partition_index).data_type();
@@ -476,9 +679,9 @@ impl Store {
             .filter(in_parts)
             .map_err(err)?;
         let removed: Vec<RecordBatch> = removed
-            .iter()
+            .keys
+            .into_iter()
             .filter(|b| b.num_rows() > 0)
-            .cloned()
             .collect();
         if !removed.is_empty() {
             let keys: Vec<&str> = c
@@ -538,22 +741,17 @@ impl Store {
     fn partition_rewrite(
         &self,
         partitions: &BTreeSet<String>,
-        removed: &[RecordBatch],
+        removed: Removed,
         added: Vec<RecordBatch>,
     ) -> KaratResult<rewrite::Rewrite> {
         let c = &self.contract;
         let err = |e| KaratError::arrow(format!("rewriting silver.{}", c.table), e);
-        let names: Vec<String> = c
-            .key_indexes
-            .iter()
-            .map(|i| c.silver_schema.field(*i).name().clone())
-            .collect();
-        let removed: Vec<RecordBatch> = removed
-            .iter()
+        let keys: Vec<RecordBatch> = removed
+            .keys
+            .into_iter()
             .filter(|b| b.num_rows() > 0)
-            .cloned()
             .collect();
-        let gone = super::keyset::KeySet::new(&names, &removed).map_err(err)?;
+        let gone = super::keyset::KeySet::new(&key_names(c), &keys).map_err(err)?;
         let mut by_partition: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
         let rows: usize = added.iter().map(|b| b.num_rows()).sum();
         for b in added.iter().filter(|b| b.num_rows() > 0) {
@@ -582,6 +780,7 @@ impl Store {
             partitions: partitions.clone(),
             keep: Arc::new(move |b: &RecordBatch| gone.absent(b)),
             added: by_partition,
+            found: removed.at,
         })
     }
 

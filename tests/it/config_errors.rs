@@ -186,3 +186,44 @@ async fn on_call_settings_are_checked_where_they_are_written() {
     let cfg = Config::load(&path).unwrap();
     assert!(cfg.schedule.is_some());
 }
+
+#[tokio::test]
+async fn deletion_vectors_are_a_silver_setting() {
+    let text = base().replace(
+        "zone = \"gold\"\npartition_by = \"order_date\"",
+        "zone = \"gold\"\npartition_by = \"order_date\"\ndeletion_vectors = true",
+    );
+    let (line, _, msg) = load_err(&text).await;
+    // the line set, not the example's commented hint above it
+    let set = text
+        .lines()
+        .position(|l| l == "deletion_vectors = true")
+        .unwrap()
+        + 1;
+    assert_eq!(line, set, "{msg}");
+    assert!(
+        msg.contains("deletion_vectors is for silver tables"),
+        "{msg}"
+    );
+    // on a silver table it loads, and does not change the contract's fingerprint
+    let s = Scratch::new();
+    let path = s.join("karat.toml");
+    let fingerprint = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(&path).unwrap();
+        let table = config.tables.iter().find(|t| t.name == "orders").unwrap();
+        let spec = table.silver().unwrap().clone();
+        (
+            spec.deletion_vectors,
+            karat::silver::contract::fingerprint(&spec),
+        )
+    };
+    let on = base().replace(
+        "key = [\"order_id\"]",
+        "key = [\"order_id\"]\ndeletion_vectors = true",
+    );
+    let (plain, before) = fingerprint(&base());
+    let (dv, after) = fingerprint(&on);
+    assert!(!plain && dv);
+    assert_eq!(before, after);
+}

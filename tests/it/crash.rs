@@ -2,7 +2,8 @@
 //! point: bronze object, manifest, each Delta commit, each ledger append) leaves a lake whose
 //! silver a Delta reader sees whole, with no key twice; the next run recovers it, `karat
 //! verify` balances, and silver, dead letters and gold equal those of a lake that never
-//! crashed. Needs the `failpoints` feature (the README's test command turns it on).
+//! crashed (the deletion vectors' own point with `deletion_vectors = true`, the rest without).
+//! Needs the `failpoints` feature (the README's test command turns it on).
 
 use std::io::Write;
 use std::path::Path;
@@ -13,9 +14,12 @@ use rand::rngs::StdRng;
 use crate::util::{Scratch, finish, pretty, scalar, spawn_karat, sql};
 
 /// Days 0 and 1 landed and processed; day 2 (re-sending orders of both) and a file with a
-/// new field wait for the next run.
-fn history(dir: &Path) {
-    std::fs::write(dir.join("karat.toml"), karat::bench::BENCH_CONFIG).unwrap();
+/// new field wait for the next run. Silver deletes superseded rows by deletion vector when
+/// `point` is the deletion vectors' own fault point, else rewrites their partitions.
+fn history(dir: &Path, point: &str) {
+    let deletion_vectors = point == "delta.deletion_vectors";
+    let config = karat::bench::bench_config(deletion_vectors);
+    std::fs::write(dir.join("karat.toml"), config).unwrap();
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     for day in 0..2 {
@@ -81,14 +85,14 @@ async fn keys_twice(lake: &Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_crash_point_recovers_to_a_balanced_lake() {
     let never = Scratch::new();
-    history(never.path());
+    history(never.path(), "");
     let (oracle_code, out) = finish(spawn_karat(never.path(), &["run"], &[]));
     assert!(matches!(oracle_code, Some(0 | 1)), "{out}");
     let expected = content(&never.join("lake")).await;
 
     for point in karat::lake::fault::POINTS {
         let s = Scratch::new();
-        history(s.path());
+        history(s.path(), point);
         let fault = format!("{point}=return");
         let (code, out) = finish(spawn_karat(s.path(), &["run"], &[("FAILPOINTS", &fault)]));
         assert_eq!(
@@ -121,14 +125,14 @@ async fn every_crash_point_recovers_to_a_balanced_lake() {
 async fn an_interrupted_replay_is_healed_by_running_it_again() {
     let replay = ["replay", "orders", "--partition", "2026-01-02"];
     let never = Scratch::new();
-    history(never.path());
+    history(never.path(), "");
     let (oracle_code, out) = finish(spawn_karat(never.path(), &["run"], &[]));
     assert!(matches!(oracle_code, Some(0 | 1)), "{out}");
     let expected = content(&never.join("lake")).await;
     let mut reached = 0;
     for point in karat::lake::fault::POINTS {
         let s = Scratch::new();
-        history(s.path());
+        history(s.path(), point);
         let (code, out) = finish(spawn_karat(s.path(), &["run"], &[]));
         assert_eq!(code, oracle_code, "{out}");
         let fault = format!("{point}=return");

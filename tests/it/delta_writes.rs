@@ -16,7 +16,7 @@ use karat::lake::rewrite::{self, Rewrite};
 
 use crate::util::{Scratch, rows as table_rows, scalar, sql};
 
-fn schema() -> SchemaRef {
+pub(crate) fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("day", DataType::Date32, false),
@@ -24,7 +24,7 @@ fn schema() -> SchemaRef {
 }
 
 /// Rows `from..to`, all on `day` (days since 1970-01-01).
-fn rows(from: i64, to: i64, day: i32) -> RecordBatch {
+pub(crate) fn rows(from: i64, to: i64, day: i32) -> RecordBatch {
     let n = (to - from) as usize;
     RecordBatch::try_new(
         schema(),
@@ -36,7 +36,7 @@ fn rows(from: i64, to: i64, day: i32) -> RecordBatch {
     .unwrap()
 }
 
-async fn write(dir: &std::path::Path, batches: Vec<RecordBatch>) -> i64 {
+pub(crate) async fn write(dir: &std::path::Path, batches: Vec<RecordBatch>) -> i64 {
     let url = url::Url::from_directory_path(dir.join("t")).unwrap();
     let meta = vec![("karat.operation".to_string(), serde_json::json!("test"))];
     delta::write(
@@ -52,11 +52,11 @@ async fn write(dir: &std::path::Path, batches: Vec<RecordBatch>) -> i64 {
     .unwrap()
 }
 
-async fn rows_of(dir: &std::path::Path, query: &str) -> Vec<Vec<String>> {
+pub(crate) async fn rows_of(dir: &std::path::Path, query: &str) -> Vec<Vec<String>> {
     table_rows(dir, "t", query).await
 }
 
-fn files_of_day(dir: &std::path::Path, day: &str) -> usize {
+pub(crate) fn files_of_day(dir: &std::path::Path, day: &str) -> usize {
     std::fs::read_dir(dir.join("t").join(format!("day={day}")))
         .map(|d| d.count())
         .unwrap_or(0)
@@ -179,7 +179,7 @@ async fn a_large_append_partitioned_unlike_its_table_is_refused_and_writes_nothi
 }
 
 /// Keeps the rows whose id is odd.
-fn odd_ids() -> rewrite::Keep {
+pub(crate) fn odd_ids() -> rewrite::Keep {
     Arc::new(|b: &RecordBatch| {
         let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
         Ok(ids
@@ -222,6 +222,7 @@ async fn a_rewrite_replaces_exactly_its_partitions_in_one_commit() {
             partitions,
             keep: odd_ids(),
             added,
+            found: None,
         },
     )
     .await
@@ -267,6 +268,7 @@ async fn a_rewrite_that_keeps_nothing_empties_the_partition() {
             partitions: ["2024-10-04".to_string()].into(),
             keep: none,
             added: BTreeMap::new(),
+            found: None,
         },
     )
     .await
@@ -292,6 +294,7 @@ async fn rows_for_a_partition_the_rewrite_does_not_name_are_refused_and_nothing_
             partitions: ["2024-10-04".to_string()].into(),
             keep: odd_ids(),
             added: BTreeMap::from([("2024-10-09".to_string(), vec![rows(50, 51, 20_005)])]),
+            found: None,
         },
     )
     .await

@@ -8,6 +8,7 @@ mod corpus;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod dedup;
+mod deletion_vectors;
 mod delta_writes;
 mod demo;
 mod diff;

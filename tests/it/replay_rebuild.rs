@@ -2,8 +2,9 @@
 //! silver, dead letters, superseded rows and gold equal `rebuild(batches, contract_of)`,
 //! computed here by a plain in-memory model from the records the test wrote — not by karat's
 //! code path — and, at the end of every sequence, equal `karat rebuild` (karat's own code path
-//! on an empty lake), which also covers an SCD2 dimension of the table. proptest generates the sequences (keys repeating across batches and days,
-//! late rows, invalid rows, renamed fields) and shrinks a failure to the shortest one.
+//! on an empty lake), which also covers an SCD2 dimension of the table. proptest generates the
+//! sequences (keys repeating across batches and days, late rows, invalid rows, renamed fields,
+//! deletion vectors turned on and off) and shrinks a failure to the shortest one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -55,6 +56,8 @@ struct Rec {
 enum Step {
     Land(Vec<Rec>),
     Edit(usize),
+    /// The silver table's `deletion_vectors` set to this (how rows are deleted, not which).
+    Storage(bool),
     Replay(usize),
     ReplayAll,
 }
@@ -78,6 +81,7 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         5 => prop::collection::vec(rec(), 1..6).prop_map(Step::Land),
         2 => (0usize..4).prop_map(Step::Edit),
+        1 => any::<bool>().prop_map(Step::Storage),
         2 => (0usize..3).prop_map(Step::Replay),
         1 => Just(Step::ReplayAll),
     ]
@@ -204,7 +208,7 @@ impl Model {
     }
 }
 
-fn config(c: Contract) -> String {
+fn config(c: Contract, deletion_vectors: bool) -> String {
     format!(
         r#"[lake]
 url = "lake"
@@ -220,6 +224,7 @@ zone = "silver"
 from = "items"
 partition_by = "day"
 key = ["id"]
+deletion_vectors = {}
 [table.columns]
 id = {{ type = "string", nullable = false }}
 day = {{ type = "date", nullable = false, source_field = "{}" }}
@@ -236,7 +241,7 @@ kind = "scd2"
 from = "items"
 track = ["amount", "day"]
 "#,
-        c.day_field, c.min
+        deletion_vectors, c.day_field, c.min
     )
 }
 
@@ -292,7 +297,8 @@ async fn play(steps: Vec<Step>) -> Result<(), TestCaseError> {
     std::fs::create_dir_all(s.join("data")).unwrap();
     let cfg = s.join("karat.toml");
     let mut current = CONTRACTS[0];
-    std::fs::write(&cfg, config(current)).unwrap();
+    let mut deletion_vectors = false;
+    std::fs::write(&cfg, config(current, deletion_vectors)).unwrap();
     let mut model = Model::default();
     let lake_dir = s.join("lake");
     for (n, step) in steps.iter().enumerate() {
@@ -332,7 +338,12 @@ async fn play(steps: Vec<Step>) -> Result<(), TestCaseError> {
             }
             Step::Edit(i) => {
                 current = CONTRACTS[*i];
-                std::fs::write(&cfg, config(current)).unwrap();
+                std::fs::write(&cfg, config(current, deletion_vectors)).unwrap();
+                continue;
+            }
+            Step::Storage(on) => {
+                deletion_vectors = *on;
+                std::fs::write(&cfg, config(current, deletion_vectors)).unwrap();
                 continue;
             }
             Step::Replay(d) => {
@@ -442,7 +453,7 @@ async fn rebuild_names_a_row_changed_behind_karats_back() {
     let s = Scratch::new();
     std::fs::create_dir_all(s.join("data")).unwrap();
     let cfg = s.join("karat.toml");
-    std::fs::write(&cfg, config(CONTRACTS[0])).unwrap();
+    std::fs::write(&cfg, config(CONTRACTS[0], false)).unwrap();
     // k1 twice (the later line wins, the earlier is superseded), k2 under min: a dead letter
     let rec = |id, day, amount| Rec {
         id,

@@ -1,0 +1,348 @@
+//! Finding stored rows of a partitioned Delta table by some of their columns (a table's key),
+//! from its files themselves, so that each row found has a place: a file and a row of it.
+//!
+//! A daily run looks a few keys up among every row a table holds. Through a query a row found
+//! is a value without a place: deleting it means reading its partition's files again, and
+//! taking its other columns a second scan of every column. Here each file's reader decides on
+//! the key columns alone (a parquet row filter) and decodes the other columns of the rows it
+//! wants only, with their row numbers; rows the file's deletion vector deletes are passed
+//! over. The same positions are what a deletion vector then marks ([`super::deletion`]).
+//!
+//! Only plain tables are read this way (those [`super::append::table_allows`]): a file's
+//! columns are then the table's columns, by name, with the partition value beside the file.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, StringArray, new_null_array,
+};
+use deltalake::arrow::compute::{cast, filter, filter_record_batch};
+use deltalake::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use deltalake::arrow::error::ArrowError;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::delta_datafusion::{DeltaScanConfig, DeltaScanNext};
+use deltalake::kernel::LogicalFileView;
+use deltalake::logstore::parquet_reader::ParquetObjectReader;
+use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::arrow::arrow_reader::{ArrowPredicateFn, ArrowReaderOptions, RowFilter};
+use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use deltalake::parquet::file::metadata::PageIndexPolicy;
+use futures::{StreamExt, TryStreamExt};
+
+use super::append::cores;
+use super::delta;
+use crate::error::{KaratError, KaratResult};
+
+/// The row number column a file's reader adds (a parquet virtual column).
+const ROW_NUMBER: &str = "_karat_row_number";
+
+/// Rows a file's reader decides on at a time (the row filter runs once per batch).
+const BATCH_ROWS: usize = 8192;
+
+/// Which rows of a batch (holding at least the columns read) are wanted (true).
+pub type Wanted = Arc<dyn Fn(&RecordBatch) -> Result<BooleanArray, ArrowError> + Send + Sync>;
+
+/// Rows of one file.
+#[derive(Clone)]
+pub struct Located {
+    pub file: LogicalFileView,
+    /// The file's partition value as Delta stores it (None: null).
+    pub partition: Option<String>,
+    /// Rows of the file (physical, from 0), ascending.
+    pub rows: Vec<u64>,
+}
+
+impl std::fmt::Debug for Located {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Located")
+            .field("file", &self.file.path())
+            .field("partition", &self.partition)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+/// The rows found in one file, and the columns read of them.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub at: Located,
+    pub values: RecordBatch,
+}
+
+/// What reading files for some columns shares.
+pub struct Reading {
+    pub table: DeltaTable,
+    /// The table's schema (a file may store a column under another type of the same kind).
+    pub schema: SchemaRef,
+    pub partition_by: String,
+    pub label: String,
+}
+
+impl Reading {
+    /// Every live file of the table, or of `partitions` of it.
+    pub async fn files(
+        &self,
+        partitions: Option<&BTreeSet<String>>,
+    ) -> KaratResult<Vec<LogicalFileView>> {
+        let err = |e| KaratError::delta(&self.label, e);
+        let state = self.table.snapshot().map_err(err)?;
+        let store = self.table.log_store();
+        let files: Vec<LogicalFileView> = state
+            .snapshot()
+            .file_views(store.as_ref(), None)
+            .try_collect()
+            .await
+            .map_err(err)?;
+        Ok(files
+            .into_iter()
+            .filter(|f| {
+                partitions.is_none_or(|ps| self.partition_of(f).is_some_and(|v| ps.contains(&v)))
+            })
+            .collect())
+    }
+
+    /// The partition value of `file`, as Delta stores it.
+    pub fn partition_of(&self, file: &LogicalFileView) -> Option<String> {
+        file.partition_values_map()
+            .get(&self.partition_by)
+            .cloned()
+            .flatten()
+    }
+
+    /// The rows `wanted` of `files` (but those already deleted), with the columns `keys`
+    /// that `wanted` looks at, or whole (the table's schema, partition column included) with
+    /// `whole`; a file with none is left out. Files are read a task per core.
+    pub async fn find(
+        self: &Arc<Self>,
+        files: Vec<LogicalFileView>,
+        keys: &[String],
+        wanted: Wanted,
+        whole: bool,
+    ) -> KaratResult<Vec<Found>> {
+        let mut deleted = self.deleted().await?;
+        let keys: Arc<[String]> = keys.into();
+        let todo: Vec<_> = files
+            .into_iter()
+            .map(|f| {
+                let gone = deleted.remove(file_name(&f.path())).unwrap_or_default();
+                let job = self.clone();
+                let wanted = wanted.clone();
+                let keys = keys.clone();
+                async move { job.find_in(f, &keys, wanted, whole, &gone).await }
+            })
+            .collect();
+        let found: Vec<Option<Found>> = futures::stream::iter(todo)
+            .buffered(cores())
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// One file's rows `wanted` but not `gone` (ascending), as [`Reading::find`] has them.
+    async fn find_in(
+        self: Arc<Self>,
+        file: LogicalFileView,
+        keys: &[String],
+        wanted: Wanted,
+        whole: bool,
+        gone: &[u64],
+    ) -> KaratResult<Option<Found>> {
+        let context = format!("{} file {}", self.label, file.path());
+        let arrow = |e| KaratError::arrow(format!("reading {context}"), e);
+        let builder = self.builder(&file).await?;
+        let schema = builder.parquet_schema();
+        let decide = ProjectionMask::columns(schema, keys.iter().map(String::as_str));
+        let project = if whole {
+            ProjectionMask::all()
+        } else {
+            decide.clone()
+        };
+        let me = self.clone();
+        let predicate = ArrowPredicateFn::new(decide, move |b: RecordBatch| wanted(&me.typed(&b)?));
+        let mut stream = builder
+            .with_projection(project)
+            .with_batch_size(BATCH_ROWS)
+            .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
+            .build()
+            .map_err(|e| parquet_error(&context, e))?;
+        let gone: BTreeSet<u64> = gone.iter().copied().collect();
+        let mut rows = Vec::new();
+        let mut picked = Vec::new();
+        while let Some(b) = stream.next().await {
+            let b = self
+                .typed(&b.map_err(|e| parquet_error(&context, e))?)
+                .map_err(arrow)?;
+            let numbers = b
+                .column_by_name(ROW_NUMBER)
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                .ok_or_else(|| KaratError::Other(format!("reading {context}: no row numbers")))?
+                .clone();
+            let keep: BooleanArray = numbers
+                .iter()
+                .map(|n| n.map(|n| !gone.contains(&(n as u64))))
+                .collect();
+            let b = filter_record_batch(&b, &keep).map_err(arrow)?;
+            let numbers = filter(&numbers, &keep).map_err(arrow)?;
+            rows.extend(
+                numbers
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .map(|n| *n as u64),
+            );
+            let at = b.schema().index_of(ROW_NUMBER).map_err(arrow)?;
+            let mut b = b;
+            b.remove_column(at);
+            if b.num_rows() > 0 {
+                picked.push(if whole {
+                    self.whole(&b, self.partition_of(&file).as_deref())
+                        .map_err(arrow)?
+                } else {
+                    b
+                });
+            }
+        }
+        let Some(first) = picked.first() else {
+            return Ok(None);
+        };
+        let values =
+            deltalake::arrow::compute::concat_batches(&first.schema(), &picked).map_err(arrow)?;
+        let partition = self.partition_of(&file);
+        Ok(Some(Found {
+            at: Located {
+                file,
+                partition,
+                rows,
+            },
+            values,
+        }))
+    }
+
+    /// A reader of `file` that numbers its rows ([`ROW_NUMBER`]). Page indexes are not read:
+    /// fetching page by page was slower than whole column chunks (measured on the daily
+    /// benches).
+    async fn builder(
+        &self,
+        file: &LogicalFileView,
+    ) -> KaratResult<ParquetRecordBatchStreamBuilder<ParquetObjectReader>> {
+        let context = format!("{} file {}", self.label, file.path());
+        let store = self.table.log_store().object_store(None);
+        let reader = ParquetObjectReader::new(store, file.object_store_path())
+            .with_file_size(file.size() as u64);
+        // parquet's `RowNumber` virtual column, by its extension type's name (neither the type
+        // nor arrow's metadata keys are re-exported)
+        let number = Field::new(ROW_NUMBER, DataType::Int64, false).with_metadata(HashMap::from([
+            (
+                "ARROW:extension:name".to_string(),
+                "parquet.virtual.row_number".to_string(),
+            ),
+            ("ARROW:extension:metadata".to_string(), String::new()),
+        ]));
+        let options = ArrowReaderOptions::new()
+            .with_page_index_policy(PageIndexPolicy::Skip)
+            .with_virtual_columns(vec![Arc::new(number)])
+            .map_err(|e| parquet_error(&context, e))?;
+        ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
+            .await
+            .map_err(|e| parquet_error(&context, e))
+    }
+
+    /// `b`'s columns as the table's schema types them.
+    fn typed(&self, b: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+        let fields: Vec<_> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                self.schema
+                    .field_with_name(f.name())
+                    .map(|t| Arc::new(t.clone()))
+                    .unwrap_or_else(|_| f.clone())
+            })
+            .collect();
+        let columns = b
+            .columns()
+            .iter()
+            .zip(&fields)
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c.clone())
+                } else {
+                    cast(c, f.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+    }
+
+    /// A file's batch (every stored column) as rows of the table: its columns in the table's
+    /// order, the partition column from the file's partition value.
+    fn whole(&self, b: &RecordBatch, partition: Option<&str>) -> Result<RecordBatch, ArrowError> {
+        let columns = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| {
+                if f.name() == &self.partition_by {
+                    partition_column(partition, f.data_type(), b.num_rows())
+                } else {
+                    b.column_by_name(f.name()).cloned().ok_or_else(|| {
+                        ArrowError::SchemaError(format!("column {} is not in the file", f.name()))
+                    })
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(self.schema.clone(), columns)
+    }
+
+    /// The rows each file's current deletion vector deletes, by file name (names are unique in
+    /// a table: delta-rs names a file by a fresh UUID).
+    pub async fn deleted(&self) -> KaratResult<HashMap<String, Vec<u64>>> {
+        let label = &self.label;
+        let err = |e| KaratError::sql(format!("{label}: reading deletion vectors"), e);
+        let ctx = delta::session();
+        self.table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| KaratError::delta(label, e))?;
+        let snapshot = self
+            .table
+            .snapshot()
+            .map_err(|e| KaratError::delta(label, e))?
+            .snapshot()
+            .clone();
+        let scan = DeltaScanNext::new(snapshot, DeltaScanConfig::default()).map_err(err)?;
+        let vectors = scan.deletion_vectors(&ctx.state()).await.map_err(err)?;
+        Ok(vectors
+            .into_iter()
+            .map(|v| {
+                let rows = v
+                    .keep_mask
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, keep)| !**keep)
+                    .map(|(i, _)| i as u64)
+                    .collect();
+                (file_name(&v.filepath).to_string(), rows)
+            })
+            .collect())
+    }
+}
+
+/// The name of a file (the last part of its path).
+pub fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// A column of `n` rows of one partition value, typed as the table types it.
+fn partition_column(value: Option<&str>, dt: &DataType, n: usize) -> Result<ArrayRef, ArrowError> {
+    match value {
+        None => Ok(new_null_array(dt, n)),
+        Some(v) => cast(&StringArray::from(vec![v; n]), dt),
+    }
+}
+
+fn parquet_error(context: &str, e: impl std::fmt::Display) -> KaratError {
+    KaratError::Other(format!("reading {context}: {e}"))
+}

@@ -1,0 +1,297 @@
+//! Deletion vectors (a silver table's `deletion_vectors = true`): the stored rows a change drops
+//! are marked deleted in the files that hold them, the rows it adds appended, in one commit; a
+//! partition crowded with files has its small files merged, or is rewritten whole; rows a
+//! lookup found are deleted where it found them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{AsArray, RecordBatch};
+use deltalake::arrow::datatypes::Int64Type;
+use karat::lake::deletion;
+use karat::lake::delta;
+use karat::lake::lookup;
+use karat::lake::rewrite::{Keep, Rewrite};
+
+use crate::delta_writes::{files_of_day, odd_ids, rows, rows_of, schema, write};
+use crate::util::{Scratch, scalar, sql};
+
+/// Turns deletion vectors on (a commit) and applies `rewrite`, reading the id column.
+async fn replace(dir: &std::path::Path, rewrite: Rewrite) -> karat::KaratResult<i64> {
+    let url = url::Url::from_directory_path(dir.join("t")).unwrap();
+    let table = delta::open(&url, "t").await.unwrap().unwrap();
+    let table = deletion::enable(table, "t").await.unwrap();
+    let meta = vec![("karat.operation".to_string(), serde_json::json!("test"))];
+    let reads = ["id".to_string()];
+    deletion::delete_and_append(table, "t", &schema(), "day", rewrite, &reads, meta).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_replaces_exactly_its_partitions_in_one_commit() {
+    let s = Scratch::new();
+    // three days of ten rows; a fourth day appears with the rewrite
+    write(
+        s.path(),
+        vec![
+            rows(0, 10, 20_000),
+            rows(10, 20, 20_001),
+            rows(20, 30, 20_002),
+        ],
+    )
+    .await;
+    let partitions: BTreeSet<String> = ["2024-10-04", "2024-10-05", "2024-10-07"]
+        .map(String::from)
+        .into();
+    let added = BTreeMap::from([
+        ("2024-10-05".to_string(), vec![rows(100, 102, 20_001)]),
+        ("2024-10-07".to_string(), vec![rows(200, 201, 20_003)]),
+    ]);
+    let version = replace(
+        s.path(),
+        Rewrite {
+            partitions,
+            keep: odd_ids(),
+            added,
+            found: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(version, 2, "one commit after turning deletion vectors on");
+
+    let got = rows_of(
+        s.path(),
+        "SELECT CAST(d AS VARCHAR), CAST(n AS VARCHAR), CAST(total AS VARCHAR) FROM \
+         (SELECT day AS d, COUNT(*) AS n, SUM(id) AS total FROM t GROUP BY day) ORDER BY d",
+    )
+    .await;
+    assert_eq!(
+        got,
+        vec![
+            vec!["2024-10-04", "5", "25"],   // odd ids of 0..10 kept
+            vec!["2024-10-05", "7", "276"],  // odd ids of 10..20, and 100, 101
+            vec!["2024-10-06", "10", "245"], // not named: untouched
+            vec!["2024-10-07", "1", "200"],  // a new partition
+        ]
+    );
+    let log = std::fs::read_to_string(s.join("t/_delta_log/00000000000000000002.json")).unwrap();
+    assert!(log.contains(r#""mode":"Overwrite""#), "{log}");
+    assert!(
+        log.contains("2024-10-05"),
+        "the predicate names the days: {log}"
+    );
+    assert!(log.contains(r#""operationMetrics""#), "{log}");
+    assert!(log.contains(r#""karat.operation":"test""#), "{log}");
+    // the two files that lose rows are removed and added again with a deletion vector; the
+    // untouched day's file is not named
+    assert_eq!(log.matches(r#""remove""#).count(), 2, "{log}");
+    assert_eq!(log.matches(r#""deletionVector":{"#).count(), 2, "{log}");
+    let vectors = std::fs::read_dir(s.join("t"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("deletion_vector_")
+        })
+        .count();
+    assert_eq!(vectors, 1, "one deletion vector file per commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_deletion_keeps_the_rows_the_first_deleted_deleted() {
+    let s = Scratch::new();
+    write(s.path(), vec![rows(0, 10, 20_000)]).await;
+    let day: BTreeSet<String> = ["2024-10-04".to_string()].into();
+    replace(
+        s.path(),
+        Rewrite {
+            partitions: day.clone(),
+            keep: odd_ids(),
+            added: BTreeMap::new(),
+            found: None,
+        },
+    )
+    .await
+    .unwrap();
+    // then the multiples of three go too: 1, 5 and 7 are left, not the even ids back
+    let not_threes: Keep = Arc::new(|b: &RecordBatch| {
+        let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+        Ok(ids.iter().map(|id| id.map(|id| id % 3 != 0)).collect())
+    });
+    replace(
+        s.path(),
+        Rewrite {
+            partitions: day,
+            keep: not_threes,
+            added: BTreeMap::from([("2024-10-04".to_string(), vec![rows(41, 42, 20_000)])]),
+            found: None,
+        },
+    )
+    .await
+    .unwrap();
+    let got = rows_of(
+        s.path(),
+        "SELECT CAST(COUNT(*) AS VARCHAR), CAST(SUM(id) AS VARCHAR) FROM t",
+    )
+    .await;
+    assert_eq!(got, vec![vec!["4", "54"]], "1 + 5 + 7 + 41");
+    // a deletion that deletes nothing new (the odd ids are left) names no file
+    replace(
+        s.path(),
+        Rewrite {
+            partitions: ["2024-10-04".to_string()].into(),
+            keep: odd_ids(),
+            added: BTreeMap::new(),
+            found: None,
+        },
+    )
+    .await
+    .unwrap();
+    let log = std::fs::read_to_string(s.join("t/_delta_log/00000000000000000004.json")).unwrap();
+    assert_eq!(log.matches(r#""remove""#).count(), 0, "{log}");
+    let got = sql(s.path(), "t", "SELECT COUNT(*) FROM t").await;
+    assert_eq!(scalar(&got), "4");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_crowded_with_files_is_rewritten_whole_instead() {
+    let s = Scratch::new();
+    let crowded = deletion::COMPACT_FILES as i64 - 1;
+    for i in 0..crowded {
+        write(s.path(), vec![rows(i * 10, i * 10 + 10, 20_000)]).await;
+    }
+    write(s.path(), vec![rows(1000, 1010, 20_001)]).await;
+    assert_eq!(files_of_day(s.path(), "2024-10-04"), crowded as usize);
+    let both: BTreeSet<String> = ["2024-10-04", "2024-10-05"].map(String::from).into();
+    let version = replace(
+        s.path(),
+        Rewrite {
+            partitions: both,
+            keep: odd_ids(),
+            added: BTreeMap::from([("2024-10-04".to_string(), vec![rows(501, 502, 20_000)])]),
+            found: None,
+        },
+    )
+    .await
+    .unwrap();
+    let log = std::fs::read_to_string(s.join(&format!("t/_delta_log/{version:020}.json"))).unwrap();
+    // the crowded day: every file removed, its kept rows and the new one in a new file; the
+    // other day: its file marked by a deletion vector
+    assert_eq!(
+        log.matches(r#""remove""#).count(),
+        crowded as usize + 1,
+        "{log}"
+    );
+    assert_eq!(log.matches(r#""deletionVector":{"#).count(), 1, "{log}");
+    let got = rows_of(
+        s.path(),
+        "SELECT CAST(d AS VARCHAR), CAST(n AS VARCHAR), CAST(total AS VARCHAR) FROM \
+         (SELECT day AS d, COUNT(*) AS n, SUM(id) AS total FROM t GROUP BY day) ORDER BY d",
+    )
+    .await;
+    let odd = (0..crowded * 10).filter(|i| i % 2 == 1);
+    let (n, total) = (odd.clone().count() + 1, odd.sum::<i64>() + 501);
+    assert_eq!(
+        got,
+        vec![
+            vec!["2024-10-04".to_string(), n.to_string(), total.to_string()],
+            vec![
+                "2024-10-05".to_string(),
+                "5".to_string(),
+                "5025".to_string()
+            ],
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowded_partitions_small_files_are_merged_and_its_large_file_keeps_its_rows() {
+    let s = Scratch::new();
+    write(s.path(), vec![rows(0, 800, 20_000)]).await;
+    let small = deletion::COMPACT_FILES as i64 - 2;
+    for i in 0..small {
+        write(s.path(), vec![rows(800 + i * 10, 810 + i * 10, 20_000)]).await;
+    }
+    assert_eq!(files_of_day(s.path(), "2024-10-04"), small as usize + 1);
+    let version = replace(
+        s.path(),
+        Rewrite {
+            partitions: ["2024-10-04".to_string()].into(),
+            keep: odd_ids(),
+            added: BTreeMap::from([("2024-10-04".to_string(), vec![rows(1001, 1002, 20_000)])]),
+            found: None,
+        },
+    )
+    .await
+    .unwrap();
+    let log = std::fs::read_to_string(s.join(&format!("t/_delta_log/{version:020}.json"))).unwrap();
+    // the small files removed, the large one removed and added again with its vector, one new
+    // file for the small files' kept rows and the new row
+    assert_eq!(
+        log.matches(r#""remove""#).count(),
+        small as usize + 1,
+        "{log}"
+    );
+    assert_eq!(log.matches(r#""add""#).count(), 2, "{log}");
+    assert_eq!(log.matches(r#""deletionVector":{"#).count(), 1, "{log}");
+    let got = rows_of(
+        s.path(),
+        "SELECT CAST(COUNT(*) AS VARCHAR), CAST(SUM(id) AS VARCHAR) FROM t",
+    )
+    .await;
+    let odd = (0..800 + small * 10).filter(|i| i % 2 == 1);
+    let (n, total) = (odd.clone().count() + 1, odd.sum::<i64>() + 1001);
+    assert_eq!(got, vec![vec![n.to_string(), total.to_string()]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_a_lookup_found_are_deleted_where_it_found_them_without_reading_the_file_again() {
+    let s = Scratch::new();
+    write(s.path(), vec![rows(0, 10, 20_000)]).await;
+    let url = url::Url::from_directory_path(s.join("t")).unwrap();
+    let table = delta::open(&url, "t").await.unwrap().unwrap();
+    let reading = Arc::new(lookup::Reading {
+        table,
+        schema: schema(),
+        partition_by: "day".to_string(),
+        label: "t".to_string(),
+    });
+    // the lookup wants ids 2 and 4 only; the rewrite's own rule (keep odd ids) is not applied
+    // to a file the lookup has placed rows in
+    let wanted: lookup::Wanted = Arc::new(|b: &RecordBatch| {
+        let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+        Ok(ids
+            .iter()
+            .map(|id| id.map(|id| id == 2 || id == 4))
+            .collect())
+    });
+    let files = reading.files(None).await.unwrap();
+    let found = reading
+        .find(files, &["id".to_string()], wanted, true)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].at.rows, vec![2, 4]);
+    assert_eq!(found[0].values.num_rows(), 2);
+    assert_eq!(
+        found[0].values.schema(),
+        schema(),
+        "whole rows, partition column included"
+    );
+    replace(
+        s.path(),
+        Rewrite {
+            partitions: ["2024-10-04".to_string()].into(),
+            keep: odd_ids(),
+            added: BTreeMap::new(),
+            found: Some(found.into_iter().map(|f| f.at).collect()),
+        },
+    )
+    .await
+    .unwrap();
+    let got = rows_of(
+        s.path(),
+        "SELECT CAST(COUNT(*) AS VARCHAR), CAST(SUM(id) AS VARCHAR) FROM t",
+    )
+    .await;
+    assert_eq!(got, vec![vec!["8".to_string(), (45 - 6).to_string()]]);
+}
