@@ -34,7 +34,6 @@ use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::{Action, Add, DeletionVectorDescriptor, LogicalFileView, StorageType};
-use deltalake::protocol::{DeltaOperation, SaveMode};
 use object_store::ObjectStoreExt;
 
 use super::append;
@@ -139,12 +138,7 @@ pub async fn delete_and_append(
         .iter()
         .filter(|a| matches!(a, Action::Remove(_)))
         .count();
-    let predicate = rewrite::predicate_sql(schema, partition_by, &partitions, label)?;
-    let operation = DeltaOperation::Write {
-        mode: SaveMode::Overwrite,
-        partition_by: Some(vec![partition_by.to_string()]),
-        predicate: Some(predicate),
-    };
+    let operation = rewrite::replace_where(schema, partition_by, &partitions, label)?;
     let metrics = append::Metrics {
         added: &adds,
         removed_files: removed,

@@ -86,29 +86,12 @@ impl Reading {
         &self,
         partitions: Option<&BTreeSet<String>>,
     ) -> KaratResult<Vec<LogicalFileView>> {
-        let err = |e| KaratError::delta(&self.label, e);
-        let state = self.table.snapshot().map_err(err)?;
-        let store = self.table.log_store();
-        let files: Vec<LogicalFileView> = state
-            .snapshot()
-            .file_views(store.as_ref(), None)
-            .try_collect()
-            .await
-            .map_err(err)?;
-        Ok(files
-            .into_iter()
-            .filter(|f| {
-                partitions.is_none_or(|ps| self.partition_of(f).is_some_and(|v| ps.contains(&v)))
-            })
-            .collect())
+        live_files(&self.table, &self.label, &self.partition_by, partitions).await
     }
 
     /// The partition value of `file`, as Delta stores it.
     pub fn partition_of(&self, file: &LogicalFileView) -> Option<String> {
-        file.partition_values_map()
-            .get(&self.partition_by)
-            .cloned()
-            .flatten()
+        partition_value(file, &self.partition_by)
     }
 
     /// The rows `wanted` of `files` (but those already deleted), with the columns `keys`
@@ -328,6 +311,39 @@ impl Reading {
             })
             .collect())
     }
+}
+
+/// Every live file of `table` (partitioned by `partition_by`), or of `partitions` of it.
+pub async fn live_files(
+    table: &DeltaTable,
+    label: &str,
+    partition_by: &str,
+    partitions: Option<&BTreeSet<String>>,
+) -> KaratResult<Vec<LogicalFileView>> {
+    let err = |e| KaratError::delta(label, e);
+    let state = table.snapshot().map_err(err)?;
+    let store = table.log_store();
+    let files: Vec<LogicalFileView> = state
+        .snapshot()
+        .file_views(store.as_ref(), None)
+        .try_collect()
+        .await
+        .map_err(err)?;
+    Ok(files
+        .into_iter()
+        .filter(|f| {
+            partitions
+                .is_none_or(|ps| partition_value(f, partition_by).is_some_and(|v| ps.contains(&v)))
+        })
+        .collect())
+}
+
+/// The value of `file`'s partition column `partition_by`, as Delta stores it.
+fn partition_value(file: &LogicalFileView, partition_by: &str) -> Option<String> {
+    file.partition_values_map()
+        .get(partition_by)
+        .cloned()
+        .flatten()
 }
 
 /// The name of a file (the last part of its path).

@@ -25,7 +25,7 @@ use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::{Action, Add, Remove};
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use super::append::{self, cores};
 use super::delta;
@@ -79,12 +79,7 @@ pub async fn replace_partitions(
     let adds = rewrite_whole(&table, label, schema, partition_by, keep, todo).await?;
     // the new files are written and no commit names them yet
     super::fault::after("delta.rewrite_files");
-    let predicate = predicate_sql(schema, partition_by, &partitions, label)?;
-    let operation = DeltaOperation::Write {
-        mode: SaveMode::Overwrite,
-        partition_by: Some(vec![partition_by.to_string()]),
-        predicate: Some(predicate),
-    };
+    let operation = replace_where(schema, partition_by, &partitions, label)?;
     let metrics = append::Metrics {
         added: &adds,
         removed_files: removes.len(),
@@ -132,29 +127,27 @@ async fn files_of(
     partition_by: &str,
     partitions: &BTreeSet<String>,
 ) -> KaratResult<Vec<Remove>> {
-    let err = |e| KaratError::delta(label, e);
-    let state = table.snapshot().map_err(err)?;
-    let store = table.log_store();
-    let files: Vec<_> = state
-        .snapshot()
-        .file_views(store.as_ref(), None)
-        .try_collect()
-        .await
-        .map_err(err)?;
-    Ok(files
-        .into_iter()
-        .filter(|f| {
-            f.partition_values_map()
-                .get(partition_by)
-                .and_then(|v| v.as_ref())
-                .is_some_and(|v| partitions.contains(v))
-        })
-        .map(|f| f.remove_action(true))
-        .collect())
+    let files = super::lookup::live_files(table, label, partition_by, Some(partitions)).await?;
+    Ok(files.into_iter().map(|f| f.remove_action(true)).collect())
+}
+
+/// A replace-where of `partitions` as delta-rs records it: a `WRITE` in mode `Overwrite` with
+/// the predicate `partition_by IN (…)`.
+pub(super) fn replace_where(
+    schema: &SchemaRef,
+    partition_by: &str,
+    partitions: &BTreeSet<String>,
+    label: &str,
+) -> KaratResult<DeltaOperation> {
+    Ok(DeltaOperation::Write {
+        mode: SaveMode::Overwrite,
+        partition_by: Some(vec![partition_by.to_string()]),
+        predicate: Some(predicate_sql(schema, partition_by, partitions, label)?),
+    })
 }
 
 /// `partition_by IN (…)` as SQL, as delta-rs records a replace-where's predicate.
-pub(super) fn predicate_sql(
+fn predicate_sql(
     schema: &SchemaRef,
     partition_by: &str,
     partitions: &BTreeSet<String>,

@@ -13,7 +13,9 @@ use karat::lake::delta;
 use karat::lake::lookup;
 use karat::lake::rewrite::{Keep, Rewrite};
 
-use crate::delta_writes::{files_of_day, odd_ids, rows, rows_of, schema, write};
+use crate::delta_writes::{
+    files_of_day, odd_ids, rows, rows_of, schema, three_days, three_days_rewritten, write,
+};
 use crate::util::{Scratch, scalar, sql};
 
 /// Turns deletion vectors on (a commit) and applies `rewrite`, reading the id column.
@@ -29,59 +31,10 @@ async fn replace(dir: &std::path::Path, rewrite: Rewrite) -> karat::KaratResult<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deletion_replaces_exactly_its_partitions_in_one_commit() {
     let s = Scratch::new();
-    // three days of ten rows; a fourth day appears with the rewrite
-    write(
-        s.path(),
-        vec![
-            rows(0, 10, 20_000),
-            rows(10, 20, 20_001),
-            rows(20, 30, 20_002),
-        ],
-    )
-    .await;
-    let partitions: BTreeSet<String> = ["2024-10-04", "2024-10-05", "2024-10-07"]
-        .map(String::from)
-        .into();
-    let added = BTreeMap::from([
-        ("2024-10-05".to_string(), vec![rows(100, 102, 20_001)]),
-        ("2024-10-07".to_string(), vec![rows(200, 201, 20_003)]),
-    ]);
-    let version = replace(
-        s.path(),
-        Rewrite {
-            partitions,
-            keep: odd_ids(),
-            added,
-            found: None,
-        },
-    )
-    .await
-    .unwrap();
+    let rewrite = three_days(s.path()).await;
+    let version = replace(s.path(), rewrite).await.unwrap();
     assert_eq!(version, 2, "one commit after turning deletion vectors on");
-
-    let got = rows_of(
-        s.path(),
-        "SELECT CAST(d AS VARCHAR), CAST(n AS VARCHAR), CAST(total AS VARCHAR) FROM \
-         (SELECT day AS d, COUNT(*) AS n, SUM(id) AS total FROM t GROUP BY day) ORDER BY d",
-    )
-    .await;
-    assert_eq!(
-        got,
-        vec![
-            vec!["2024-10-04", "5", "25"],   // odd ids of 0..10 kept
-            vec!["2024-10-05", "7", "276"],  // odd ids of 10..20, and 100, 101
-            vec!["2024-10-06", "10", "245"], // not named: untouched
-            vec!["2024-10-07", "1", "200"],  // a new partition
-        ]
-    );
-    let log = std::fs::read_to_string(s.join("t/_delta_log/00000000000000000002.json")).unwrap();
-    assert!(log.contains(r#""mode":"Overwrite""#), "{log}");
-    assert!(
-        log.contains("2024-10-05"),
-        "the predicate names the days: {log}"
-    );
-    assert!(log.contains(r#""operationMetrics""#), "{log}");
-    assert!(log.contains(r#""karat.operation":"test""#), "{log}");
+    let log = three_days_rewritten(s.path(), version).await;
     // the two files that lose rows are removed and added again with a deletion vector; the
     // untouched day's file is not named
     assert_eq!(log.matches(r#""remove""#).count(), 2, "{log}");

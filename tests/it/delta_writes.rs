@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use deltalake::arrow::array::{AsArray, BooleanArray, Date32Array, Int64Array, RecordBatch};
 use deltalake::arrow::datatypes::Int64Type;
@@ -196,12 +196,11 @@ async fn replace(dir: &std::path::Path, rewrite: Rewrite) -> karat::KaratResult<
     rewrite::replace_partitions(table, "t", &schema(), "day", rewrite, meta).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rewrite_replaces_exactly_its_partitions_in_one_commit() {
-    let s = Scratch::new();
-    // three days of ten rows; a fourth day appears with the rewrite
+/// Three days of ten rows written to `dir`, and a rewrite of two of them and of a fourth, new
+/// day: odd ids kept, rows added to two days.
+pub(crate) async fn three_days(dir: &std::path::Path) -> Rewrite {
     write(
-        s.path(),
+        dir,
         vec![
             rows(0, 10, 20_000),
             rows(10, 20, 20_001),
@@ -209,28 +208,24 @@ async fn a_rewrite_replaces_exactly_its_partitions_in_one_commit() {
         ],
     )
     .await;
-    let partitions: BTreeSet<String> = ["2024-10-04", "2024-10-05", "2024-10-07"]
-        .map(String::from)
-        .into();
-    let added = BTreeMap::from([
-        ("2024-10-05".to_string(), vec![rows(100, 102, 20_001)]),
-        ("2024-10-07".to_string(), vec![rows(200, 201, 20_003)]),
-    ]);
-    let version = replace(
-        s.path(),
-        Rewrite {
-            partitions,
-            keep: odd_ids(),
-            added,
-            found: None,
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(version, 1, "one commit");
+    Rewrite {
+        partitions: ["2024-10-04", "2024-10-05", "2024-10-07"]
+            .map(String::from)
+            .into(),
+        keep: odd_ids(),
+        added: BTreeMap::from([
+            ("2024-10-05".to_string(), vec![rows(100, 102, 20_001)]),
+            ("2024-10-07".to_string(), vec![rows(200, 201, 20_003)]),
+        ]),
+        found: None,
+    }
+}
 
+/// The table [`three_days`]' rewrite must leave in `dir`, committed as `version` (a
+/// replace-where of the days it names); that commit's log.
+pub(crate) async fn three_days_rewritten(dir: &std::path::Path, version: i64) -> String {
     let got = rows_of(
-        s.path(),
+        dir,
         "SELECT CAST(d AS VARCHAR), CAST(n AS VARCHAR), CAST(total AS VARCHAR) FROM \
          (SELECT day AS d, COUNT(*) AS n, SUM(id) AS total FROM t GROUP BY day) ORDER BY d",
     )
@@ -244,7 +239,8 @@ async fn a_rewrite_replaces_exactly_its_partitions_in_one_commit() {
             vec!["2024-10-07", "1", "200"],  // a new partition
         ]
     );
-    let log = std::fs::read_to_string(s.join("t/_delta_log/00000000000000000001.json")).unwrap();
+    let log =
+        std::fs::read_to_string(dir.join(format!("t/_delta_log/{version:020}.json"))).unwrap();
     assert!(log.contains(r#""mode":"Overwrite""#), "{log}");
     assert!(
         log.contains("2024-10-05"),
@@ -252,6 +248,16 @@ async fn a_rewrite_replaces_exactly_its_partitions_in_one_commit() {
     );
     assert!(log.contains(r#""operationMetrics""#), "{log}");
     assert!(log.contains(r#""karat.operation":"test""#), "{log}");
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrite_replaces_exactly_its_partitions_in_one_commit() {
+    let s = Scratch::new();
+    let rewrite = three_days(s.path()).await;
+    let version = replace(s.path(), rewrite).await.unwrap();
+    assert_eq!(version, 1, "one commit");
+    let log = three_days_rewritten(s.path(), version).await;
     // the two files replaced are removed; the untouched day's is not
     assert_eq!(log.matches(r#""remove""#).count(), 2, "{log}");
 }
