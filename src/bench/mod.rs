@@ -264,3 +264,17 @@ pub async fn run_one(dir: &Path, lines: usize, days: usize) -> KaratResult<Bench
         duckdb_skipped,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_deletion_vector_bench_config_sets_the_setting_on_its_silver_table() {
+        let on = super::bench_config(true);
+        assert_ne!(on, super::BENCH_CONFIG, "the setting was not inserted");
+        let config: toml::Value = toml::from_str(&on).unwrap();
+        let silver = &config["table"][0];
+        assert_eq!(silver["zone"].as_str(), Some("silver"));
+        assert_eq!(silver["deletion_vectors"].as_bool(), Some(true));
+        assert_eq!(super::bench_config(false), super::BENCH_CONFIG);
+    }
+}

@@ -9,8 +9,9 @@
 //! commit in one `deletion_vector_<uuid>.bin` file beside the data), and the file is removed
 //! and added again with its vector, in one commit with the new rows' files: readers see every
 //! partition old or every partition new. Readers apply the vectors (delta-rs's scan, so every
-//! query karat makes; DuckDB, Spark); compaction drops the deleted rows for good; vacuum keeps
-//! the vector files that live files name.
+//! query karat makes; any Delta reader of version 3); rewriting a file drops its deleted rows
+//! for good (the merge of a crowded partition below; delta-rs's optimize leaves a partition's
+//! lone large file as it is); vacuum keeps the vector files that live files name.
 //!
 //! Where the rows to delete are was usually found already, by the lookup that decided they
 //! lose ([`super::lookup`]); only then are the other files not read at all.
@@ -310,7 +311,7 @@ async fn write_vectors(
         .object_store(None)
         .put(&path, bytes.into())
         .await
-        .map_err(|e| KaratError::Other(format!("{label}: writing {path}: {e}")))?;
+        .map_err(|e| KaratError::storage(format!("{label}: {path}"), e))?;
     let mut actions = Vec::with_capacity(marked.len() * 2);
     for (m, w) in marked.into_iter().zip(written) {
         let vector = DeletionVectorDescriptor {
@@ -326,7 +327,9 @@ async fn write_vectors(
     Ok(actions)
 }
 
-/// `file` added again, with `vector`.
+/// `file` added again, with `vector`. Its statistics were counted before any row was deleted,
+/// so they are marked `tightBounds: false`, as the protocol asks of a file with a vector: the
+/// bounds still hold every live row, the row and null counts are no longer exact.
 fn with_vector(file: &LogicalFileView, vector: DeletionVectorDescriptor) -> Add {
     Add {
         path: file.path().to_string(),
@@ -334,11 +337,23 @@ fn with_vector(file: &LogicalFileView, vector: DeletionVectorDescriptor) -> Add 
         size: file.size(),
         modification_time: file.modification_time(),
         data_change: true,
-        stats: file.stats(),
+        stats: file.stats().map(|s| loose_bounds(&s)),
         tags: None,
         deletion_vector: Some(vector),
         base_row_id: None,
         default_row_commit_version: None,
         clustering_provider: None,
+    }
+}
+
+/// A file's statistics (JSON) marked `"tightBounds": false`; left as they are when they do not
+/// parse as a JSON object.
+fn loose_bounds(stats: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(stats) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            fields.insert("tightBounds".into(), serde_json::Value::Bool(false));
+            serde_json::Value::Object(fields).to_string()
+        }
+        _ => stats.to_string(),
     }
 }

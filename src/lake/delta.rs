@@ -562,13 +562,32 @@ pub struct TableStats {
     pub nulls: std::collections::BTreeMap<String, i64>,
 }
 
-/// The statistics of the table at `url`; `None` when nothing has been written there yet.
+/// The statistics of the table at `url`; `None` when nothing has been written there yet. Rows
+/// deleted by deletion vectors are not counted; their nulls still are (a file's statistics are
+/// those it was written with).
 pub async fn stats(url: &Url, label: &str) -> KaratResult<Option<TableStats>> {
     use deltalake::arrow::array::{Array, AsArray};
     use deltalake::arrow::datatypes::Int64Type;
-    let Some(actions) = add_actions(url, label).await? else {
+    use futures::TryStreamExt;
+    let Some(table) = open(url, label).await? else {
         return Ok(None);
     };
+    let err = |e| KaratError::delta(label, e);
+    let actions = table
+        .snapshot()
+        .and_then(|s| s.add_actions_table(true))
+        .map_err(err)?;
+    let deleted: i64 = table
+        .snapshot()
+        .map_err(err)?
+        .snapshot()
+        .file_views(table.log_store().as_ref(), None)
+        .try_filter_map(
+            |f| async move { Ok(f.deletion_vector_descriptor().map(|d| d.cardinality)) },
+        )
+        .try_fold(0, |sum, n| async move { Ok(sum + n) })
+        .await
+        .map_err(err)?;
     let sum = |name: &str| -> Option<i64> {
         let col = actions.column_by_name(name)?;
         let c = deltalake::arrow::compute::cast(col, &DataType::Int64).ok()?;
@@ -576,7 +595,7 @@ pub async fn stats(url: &Url, label: &str) -> KaratResult<Option<TableStats>> {
         (c.null_count() == 0).then(|| c.iter().flatten().sum())
     };
     let mut out = TableStats {
-        rows: sum("num_records").unwrap_or(0),
+        rows: sum("num_records").unwrap_or(0) - deleted,
         files: actions.num_rows(),
         nulls: Default::default(),
     };

@@ -37,7 +37,7 @@ pub struct KeySet {
     filter: Filter,
     /// With [`Encoding::Text`]: whether the null key is in the set.
     null: bool,
-    state: foldhash::fast::FixedState,
+    state: foldhash::fast::RandomState,
 }
 
 impl KeySet {
@@ -65,7 +65,7 @@ impl KeySet {
             table: HashTable::with_capacity(n),
             filter: Filter::for_keys(n),
             null: false,
-            state: foldhash::fast::FixedState::default(),
+            state: foldhash::fast::RandomState::default(),
         };
         for b in keys {
             set.insert_batch(b)?;
@@ -204,7 +204,9 @@ impl Filter {
     const BITS_PER_KEY: usize = 16;
 
     fn for_keys(n: usize) -> Filter {
-        let words = (n.max(1) * Self::BITS_PER_KEY / 64).next_power_of_two();
+        let words = (n.max(1) * Self::BITS_PER_KEY)
+            .div_ceil(64)
+            .next_power_of_two();
         Filter {
             words: vec![0; words],
         }

@@ -146,6 +146,12 @@ fn pick(
         }
         start = end;
     }
+    if let Some(stray) = next.next() {
+        // a loser the lookup did not place would stay beside its new winner
+        return Err(deltalake::arrow::error::ArrowError::InvalidArgumentError(
+            format!("stored version {stray} is past the {start} rows the lookup found"),
+        ));
+    }
     Ok((taken_rows, places))
 }
 

@@ -39,6 +39,12 @@ async fn a_deletion_replaces_exactly_its_partitions_in_one_commit() {
     // untouched day's file is not named
     assert_eq!(log.matches(r#""remove""#).count(), 2, "{log}");
     assert_eq!(log.matches(r#""deletionVector":{"#).count(), 2, "{log}");
+    // their statistics no longer count exactly (the protocol's tightBounds), and the row count
+    // karat reports from statistics leaves the deleted rows out
+    assert_eq!(log.matches(r#"tightBounds\":false"#).count(), 2, "{log}");
+    let url = url::Url::from_directory_path(s.join("t")).unwrap();
+    let stats = delta::stats(&url, "t").await.unwrap().unwrap();
+    assert_eq!(stats.rows, 5 + 7 + 10 + 1);
     let vectors = std::fs::read_dir(s.join("t"))
         .unwrap()
         .filter(|e| {
