@@ -28,6 +28,22 @@ async fn replace(dir: &std::path::Path, rewrite: Rewrite) -> karat::KaratResult<
     deletion::delete_and_append(table, "t", &schema(), "day", rewrite, &reads, meta).await
 }
 
+/// Replaces `partitions` keeping the odd ids, `row` (of 2024-10-04) added; the commit's log.
+async fn odd_ids_kept_and_one_row_added(
+    dir: &std::path::Path,
+    partitions: BTreeSet<String>,
+    row: RecordBatch,
+) -> String {
+    let rewrite = Rewrite {
+        partitions,
+        keep: odd_ids(),
+        added: BTreeMap::from([("2024-10-04".to_string(), vec![row])]),
+        found: None,
+    };
+    let version = replace(dir, rewrite).await.unwrap();
+    std::fs::read_to_string(dir.join(format!("t/_delta_log/{version:020}.json"))).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deletion_replaces_exactly_its_partitions_in_one_commit() {
     let s = Scratch::new();
@@ -121,18 +137,7 @@ async fn a_partition_crowded_with_files_is_rewritten_whole_instead() {
     write(s.path(), vec![rows(1000, 1010, 20_001)]).await;
     assert_eq!(files_of_day(s.path(), "2024-10-04"), crowded as usize);
     let both: BTreeSet<String> = ["2024-10-04", "2024-10-05"].map(String::from).into();
-    let version = replace(
-        s.path(),
-        Rewrite {
-            partitions: both,
-            keep: odd_ids(),
-            added: BTreeMap::from([("2024-10-04".to_string(), vec![rows(501, 502, 20_000)])]),
-            found: None,
-        },
-    )
-    .await
-    .unwrap();
-    let log = std::fs::read_to_string(s.join(&format!("t/_delta_log/{version:020}.json"))).unwrap();
+    let log = odd_ids_kept_and_one_row_added(s.path(), both, rows(501, 502, 20_000)).await;
     // the crowded day: every file removed, its kept rows and the new one in a new file; the
     // other day: its file marked by a deletion vector
     assert_eq!(
@@ -171,18 +176,8 @@ async fn a_crowded_partitions_small_files_are_merged_and_its_large_file_keeps_it
         write(s.path(), vec![rows(800 + i * 10, 810 + i * 10, 20_000)]).await;
     }
     assert_eq!(files_of_day(s.path(), "2024-10-04"), small as usize + 1);
-    let version = replace(
-        s.path(),
-        Rewrite {
-            partitions: ["2024-10-04".to_string()].into(),
-            keep: odd_ids(),
-            added: BTreeMap::from([("2024-10-04".to_string(), vec![rows(1001, 1002, 20_000)])]),
-            found: None,
-        },
-    )
-    .await
-    .unwrap();
-    let log = std::fs::read_to_string(s.join(&format!("t/_delta_log/{version:020}.json"))).unwrap();
+    let day: BTreeSet<String> = ["2024-10-04".to_string()].into();
+    let log = odd_ids_kept_and_one_row_added(s.path(), day, rows(1001, 1002, 20_000)).await;
     // the small files removed, the large one removed and added again with its vector, one new
     // file for the small files' kept rows and the new row
     assert_eq!(
