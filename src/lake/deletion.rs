@@ -34,6 +34,7 @@ use deltalake::arrow::array::BooleanArray;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{Action, Add, DeletionVectorDescriptor, LogicalFileView, StorageType};
 use object_store::ObjectStoreExt;
 
@@ -60,9 +61,13 @@ pub fn enabled(table: &DeltaTable) -> bool {
     })
 }
 
-/// Turns deletion vectors on for `table` (a commit of its own, raising the protocol to
-/// reader 3 / writer 7); the table as it is then.
-pub async fn enable(table: DeltaTable, label: &str) -> KaratResult<DeltaTable> {
+/// Turns deletion vectors on for `table` (a commit of its own carrying `metadata`, e.g. the
+/// run that did it, raising the protocol to reader 3 / writer 7); the table as it is then.
+pub async fn enable(
+    table: DeltaTable,
+    label: &str,
+    metadata: Vec<(String, serde_json::Value)>,
+) -> KaratResult<DeltaTable> {
     if enabled(&table) {
         return Ok(table);
     }
@@ -72,6 +77,7 @@ pub async fn enable(table: DeltaTable, label: &str) -> KaratResult<DeltaTable> {
             "delta.enableDeletionVectors".to_string(),
             "true".to_string(),
         )]))
+        .with_commit_properties(CommitProperties::default().with_metadata(metadata))
         .await
         .map_err(|e| KaratError::delta(format!("{label}: turning deletion vectors on"), e))
 }

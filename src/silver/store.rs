@@ -657,7 +657,7 @@ impl Store {
         if !c.spec.deletion_vectors {
             return rewrite::replace_partitions(table, label, schema, pcol, rewrite, meta).await;
         }
-        let table = deletion::enable(table, label).await?;
+        let table = deletion::enable(table, label, meta.clone()).await?;
         let keys = key_names(c);
         deletion::delete_and_append(table, label, schema, pcol, rewrite, &keys, meta).await
     }

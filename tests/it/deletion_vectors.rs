@@ -22,8 +22,8 @@ use crate::util::{Scratch, scalar, sql};
 async fn replace(dir: &std::path::Path, rewrite: Rewrite) -> karat::KaratResult<i64> {
     let url = url::Url::from_directory_path(dir.join("t")).unwrap();
     let table = delta::open(&url, "t").await.unwrap().unwrap();
-    let table = deletion::enable(table, "t").await.unwrap();
     let meta = vec![("karat.operation".to_string(), serde_json::json!("test"))];
+    let table = deletion::enable(table, "t", meta.clone()).await.unwrap();
     let reads = ["id".to_string()];
     deletion::delete_and_append(table, "t", &schema(), "day", rewrite, &reads, meta).await
 }
@@ -50,6 +50,9 @@ async fn a_deletion_replaces_exactly_its_partitions_in_one_commit() {
     let rewrite = three_days(s.path()).await;
     let version = replace(s.path(), rewrite).await.unwrap();
     assert_eq!(version, 2, "one commit after turning deletion vectors on");
+    let on = std::fs::read_to_string(s.join("t/_delta_log/00000000000000000001.json")).unwrap();
+    assert!(on.contains(r#""karat.operation":"test""#), "{on}");
+    assert!(on.contains(r#""minReaderVersion":3"#), "{on}");
     let log = three_days_rewritten(s.path(), version).await;
     // the two files that lose rows are removed and added again with a deletion vector; the
     // untouched day's file is not named
