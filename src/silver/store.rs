@@ -279,9 +279,16 @@ impl Store {
     /// part of the key.
     pub async fn versions(&self, rows: &[RecordBatch]) -> KaratResult<Versions> {
         let c = &self.contract;
-        let reading = match self.reading().await? {
-            Some(r) if c.spec.deletion_vectors && !c.key_indexes.contains(&c.partition_index) => r,
-            _ => {
+        // the files are read only to delete in place; otherwise the table is not opened again
+        let in_place = c.spec.deletion_vectors && !c.key_indexes.contains(&c.partition_index);
+        let reading = if in_place {
+            self.reading().await?
+        } else {
+            None
+        };
+        let reading = match reading {
+            Some(r) => r,
+            None => {
                 return Ok(Versions {
                     batches: self.versions_of_keys(rows).await?,
                     found: None,
