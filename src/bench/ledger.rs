@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::config::Zone;
 use crate::error::KaratResult;
-use crate::lake::{Lake, delta, layout};
+use crate::lake::{Lake, layout, stats};
 use crate::ledger::{Ledger, RunRecord, StepRecord};
 use crate::pipeline::Plan;
 use crate::silver::PartitionStatus;
@@ -89,7 +89,7 @@ async fn files(lake: &Lake) -> KaratResult<usize> {
     let mut n = 0;
     for t in ["runs", "steps"] {
         let folder = layout::ledger(t);
-        if let Some(s) = delta::stats(&lake.url_of(&folder), &folder).await? {
+        if let Some(s) = stats::stats(&lake.url_of(&folder), &folder).await? {
             n += s.files;
         }
     }

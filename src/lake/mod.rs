@@ -10,6 +10,7 @@ pub mod layout;
 pub mod lease;
 pub mod lookup;
 pub mod rewrite;
+pub mod stats;
 
 use std::sync::Arc;
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Zone};
 use crate::error::KaratResult;
-use crate::lake::{Lake, delta, layout};
+use crate::lake::{Lake, layout, stats};
 
 /// One table's event-time freshness.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -43,7 +43,7 @@ pub async fn lags(config: &Config, lake: &Lake, now: DateTime<Utc>) -> KaratResu
             continue;
         };
         let folder = layout::table(t.zone, &t.name);
-        let newest = delta::max_of(&lake.url_of(&folder), &folder, column).await?;
+        let newest = stats::max_of(&lake.url_of(&folder), &folder, column).await?;
         let lag_seconds = newest
             .as_deref()
             .and_then(instant)
@@ -80,7 +80,7 @@ pub async fn newest_by_partition(
         };
         let folder = layout::table(t.zone, &t.name);
         let newest =
-            delta::max_by_partition(&lake.url_of(&folder), &folder, column, &partition).await?;
+            stats::max_by_partition(&lake.url_of(&folder), &folder, column, &partition).await?;
         out.insert((t.zone, t.name.clone()), newest);
     }
     Ok(out)

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::config::{OpenLineage, SourceSpec, Zone};
 use crate::error::KaratResult;
-use crate::lake::{Lake, delta, layout};
+use crate::lake::{Lake, layout, stats};
 use crate::pipeline::{Plan, RunReport};
 use crate::silver::PartitionOutcome;
 
@@ -399,7 +399,7 @@ async fn gold_steps(plan: &Plan, lake: &Lake, report: &RunReport) -> KaratResult
             let folder = layout::table(zone, name);
             folders.insert(name.clone(), folder.clone());
             let mut input = dataset(lake, &folder, json!({}));
-            if let Some(stats) = delta::stats(&lake.url_of(&folder), &folder).await? {
+            if let Some(stats) = stats::stats(&lake.url_of(&folder), &folder).await? {
                 let columns: BTreeMap<&String, Value> = stats
                     .nulls
                     .iter()

@@ -169,7 +169,13 @@ pub async fn update(
     let silver_version = match (&applied.replace, applied.keep_stored_except) {
         (Some(partitions), Some(except)) => {
             store
-                .rewrite_silver(partitions, except, applied.silver, meta("silver update"))
+                .rewrite_silver(
+                    partitions,
+                    except,
+                    applied.silver,
+                    meta("silver update"),
+                    events,
+                )
                 .await?
         }
         _ => {

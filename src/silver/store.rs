@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::common::{Column, JoinType};
 use deltalake::datafusion::datasource::MemTable;
-use deltalake::datafusion::logical_expr::{Expr, cast};
+use deltalake::datafusion::logical_expr::{Expr, cast, lit};
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 
 use super::contract::{
@@ -18,6 +19,7 @@ use super::contract::{
 };
 use crate::config::Zone;
 use crate::error::{KaratError, KaratResult};
+use crate::events::Events;
 use crate::lake::delta::{self, Replace};
 use crate::lake::{Lake, layout};
 use crate::lake::{append, deletion, lookup, rewrite};
@@ -155,6 +157,16 @@ fn pick(
     Ok((taken_rows, places))
 }
 
+/// Partitions for a message: the first few, and how many more.
+fn shown_partitions(partitions: &BTreeSet<String>) -> String {
+    const SHOWN: usize = 5;
+    let first: Vec<&str> = partitions.iter().take(SHOWN).map(String::as_str).collect();
+    match partitions.len().saturating_sub(SHOWN) {
+        0 => first.join(", "),
+        more => format!("{} and {more} more", first.join(", ")),
+    }
+}
+
 /// The key column names of `contract`'s table.
 fn key_names(contract: &Contract) -> Vec<String> {
     contract
@@ -269,7 +281,7 @@ impl Store {
             .map_err(|e| {
                 KaratError::arrow(format!("key versions of {}", self.contract.table), e)
             })?;
-        conform_all(labelled, &schema)
+        conform_all(labelled, &schema, &self.contract.table)
     }
 
     /// The stored version of each key of `rows`, as [`Store::versions_of_keys`] finds it. With
@@ -403,6 +415,7 @@ impl Store {
         conform_all(
             self.query(&q, "rows of keys").await?,
             &self.contract.silver_schema,
+            &self.contract.table,
         )
     }
 
@@ -457,6 +470,7 @@ impl Store {
             out.silver = conform_all(
                 self.query(&q, "reading partitions").await?,
                 &self.contract.silver_schema,
+                &self.contract.table,
             )?;
         }
         out.superseded = self.superseded_of(partitions).await?;
@@ -478,6 +492,7 @@ impl Store {
         conform_all(
             self.query(&q, "reading superseded rows").await?,
             &self.contract.superseded_schema,
+            &self.contract.table,
         )
     }
 
@@ -634,6 +649,7 @@ impl Store {
         removed: Removed,
         added: Vec<RecordBatch>,
         meta: Vec<(String, serde_json::Value)>,
+        events: &Events,
     ) -> KaratResult<i64> {
         let c = &self.contract;
         let label = format!("silver.{}", c.table);
@@ -644,6 +660,15 @@ impl Store {
                 self.rewrite_plain(table, &label, rewrite, meta).await
             }
             _ => {
+                if c.spec.deletion_vectors {
+                    events.note(format!(
+                        "silver {}: deletion_vectors is on, but the stored table is not plain \
+                         (its schema, partitioning or protocol differs from the contract's): \
+                         partitions {} were rewritten whole instead",
+                        c.table,
+                        shown_partitions(partitions)
+                    ));
+                }
                 self.rewrite_by_query(partitions, removed, added, meta)
                     .await
             }
@@ -722,12 +747,21 @@ impl Store {
             // and the stored rows stream past it
             kept = gone.join_on(kept, JoinType::RightAnti, on).map_err(err)?;
         }
+        // a column the contract gained after the stored rows were written is null in them
         let as_silver = |df: DataFrame| {
+            let have = df.schema().clone();
             df.select(
                 c.silver_schema
                     .fields()
                     .iter()
-                    .map(|f| cast(column(f.name()), f.data_type().clone()).alias(f.name()))
+                    .map(|f| {
+                        let value = if have.has_column_with_unqualified_name(f.name()) {
+                            column(f.name())
+                        } else {
+                            lit(ScalarValue::Null)
+                        };
+                        cast(value, f.data_type().clone()).alias(f.name())
+                    })
                     .collect::<Vec<_>>(),
             )
         };
@@ -880,11 +914,44 @@ pub fn version_schema(contract: &Contract) -> KaratResult<SchemaRef> {
     Ok(Arc::new(Schema::new(fields)))
 }
 
-fn conform_all(batches: Vec<RecordBatch>, schema: &Arc<Schema>) -> KaratResult<Vec<RecordBatch>> {
+/// Stored rows cast onto `schema` (of `table`'s silver or superseded rows). A nullable column
+/// the stored table lacks is null in them: the contract gained it after they were written (as a
+/// Delta scan of the table reads them once a write has added the column); a missing column that
+/// may not be null is an error naming the table and the column.
+fn conform_all(
+    batches: Vec<RecordBatch>,
+    schema: &Arc<Schema>,
+    table: &str,
+) -> KaratResult<Vec<RecordBatch>> {
     batches
         .iter()
         .filter(|b| b.num_rows() > 0)
-        .map(|b| delta::conform(b, schema))
-        .collect::<Result<_, _>>()
-        .map_err(|e| KaratError::arrow("reading stored rows", e))
+        .map(|b| conform_widened(b, schema, table))
+        .collect()
+}
+
+fn conform_widened(b: &RecordBatch, schema: &Arc<Schema>, table: &str) -> KaratResult<RecordBatch> {
+    let err = |e| KaratError::arrow(format!("reading stored rows of silver table {table}"), e);
+    let mut cols = b.columns().to_vec();
+    let mut fields = b.schema().fields().to_vec();
+    for f in schema.fields() {
+        if b.column_by_name(f.name()).is_some() {
+            continue;
+        }
+        if !f.is_nullable() {
+            return Err(KaratError::Other(format!(
+                "silver table {table}: its stored rows have no column {}, which the contract \
+                 says may not be null; make it nullable, or rebuild the table under the new \
+                 contract (karat rebuild --into DIR)",
+                f.name()
+            )));
+        }
+        cols.push(deltalake::arrow::array::new_null_array(
+            f.data_type(),
+            b.num_rows(),
+        ));
+        fields.push(f.clone());
+    }
+    let widened = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(err)?;
+    delta::conform(&widened, schema).map_err(err)
 }

@@ -1,7 +1,9 @@
 //! Deletion vectors (a silver table's `deletion_vectors = true`): the stored rows a change drops
 //! are marked deleted in the files that hold them, the rows it adds appended, in one commit; a
 //! partition crowded with files has its small files merged, or is rewritten whole; rows a
-//! lookup found are deleted where it found them.
+//! lookup found are deleted where it found them; the largest values read past deleted rows. A
+//! contract that gained a column: stored rows read it as null, with the setting or without,
+//! and a table the setting cannot apply to is rewritten with a note saying so.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -12,11 +14,15 @@ use karat::lake::deletion;
 use karat::lake::delta;
 use karat::lake::lookup;
 use karat::lake::rewrite::{Keep, Rewrite};
+use karat::lake::stats;
 
 use crate::delta_writes::{
     files_of_day, odd_ids, rows, rows_of, schema, three_days, three_days_rewritten, write,
 };
-use crate::util::{Scratch, scalar, sql};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::util::{Scratch, finish, scalar, spawn_karat, sql};
 
 /// Turns deletion vectors on (a commit) and applies `rewrite`, reading the id column.
 async fn replace(dir: &std::path::Path, rewrite: Rewrite) -> karat::KaratResult<i64> {
@@ -62,7 +68,7 @@ async fn a_deletion_replaces_exactly_its_partitions_in_one_commit() {
     // karat reports from statistics leaves the deleted rows out
     assert_eq!(log.matches(r#"tightBounds\":false"#).count(), 2, "{log}");
     let url = url::Url::from_directory_path(s.join("t")).unwrap();
-    let stats = delta::stats(&url, "t").await.unwrap().unwrap();
+    let stats = stats::stats(&url, "t").await.unwrap().unwrap();
     assert_eq!(stats.rows, 5 + 7 + 10 + 1);
     let vectors = std::fs::read_dir(s.join("t"))
         .unwrap()
@@ -251,4 +257,101 @@ async fn rows_a_lookup_found_are_deleted_where_it_found_them_without_reading_the
     )
     .await;
     assert_eq!(got, vec![vec!["8".to_string(), (45 - 6).to_string()]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_values_leave_out_the_rows_a_vector_deletes() {
+    let s = Scratch::new();
+    // two-digit ids: the largest values compare as text (dates and timestamps sort so)
+    write(s.path(), vec![rows(10, 20, 20_000), rows(20, 30, 20_001)]).await;
+    let url = url::Url::from_directory_path(s.join("t")).unwrap();
+    let max = |column: &'static str| {
+        let url = url.clone();
+        async move { stats::max_of(&url, "t", column).await.unwrap() }
+    };
+    assert_eq!(
+        max("id").await.as_deref(),
+        Some("29"),
+        "from the statistics"
+    );
+    // each day's largest id deleted: the files' statistics still hold them
+    let keep: Keep = Arc::new(|b: &RecordBatch| {
+        let ids = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+        Ok(ids.iter().map(|id| id.map(|id| id % 10 != 9)).collect())
+    });
+    let rewrite = Rewrite {
+        partitions: ["2024-10-04", "2024-10-05"].map(String::from).into(),
+        keep,
+        added: BTreeMap::new(),
+        found: None,
+    };
+    let version = replace(s.path(), rewrite).await.unwrap();
+    let log = std::fs::read_to_string(s.join(&format!("t/_delta_log/{version:020}.json"))).unwrap();
+    assert_eq!(log.matches(r#""deletionVector":{"#).count(), 2, "{log}");
+    assert_eq!(max("id").await.as_deref(), Some("28"));
+    assert_eq!(max("day").await.as_deref(), Some("2024-10-05"));
+    let by_day = stats::max_by_partition(&url, "t", "id", "day")
+        .await
+        .unwrap();
+    let want: BTreeMap<String, String> = [("2024-10-04", "18"), ("2024-10-05", "28")]
+        .map(|(d, m)| (d.to_string(), m.to_string()))
+        .into();
+    assert_eq!(by_day, want);
+}
+
+/// A bench project run on day 0, then on day 1 (re-sending orders of day 0) with a column
+/// added to the contract: the output of the second run, which `verify` then balances.
+fn run_with_a_column_added(deletion_vectors: bool) -> String {
+    let s = Scratch::new();
+    let config = karat::bench::bench_config(deletion_vectors);
+    std::fs::write(s.join("karat.toml"), &config).unwrap();
+    let data = s.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let day = |n: usize| {
+        let mut rng = StdRng::seed_from_u64(n as u64);
+        karat::bench::daily::write_day(&data, n, 1_000, &mut rng).unwrap();
+    };
+    day(0);
+    let (code, out) = finish(spawn_karat(s.path(), &["run"], &[]));
+    assert_eq!(code, Some(0), "{out}");
+    // the stored table's schema is no longer the contract's
+    let wider = config.replacen(
+        "order_date = { type = \"date\", nullable = false }\n",
+        "order_date = { type = \"date\", nullable = false }\ncoupon = { type = \"string\" }\n",
+        1,
+    );
+    assert_ne!(wider, config);
+    std::fs::write(s.join("karat.toml"), wider).unwrap();
+    day(1);
+    let (code, run) = finish(spawn_karat(s.path(), &["run"], &[]));
+    assert_eq!(code, Some(0), "{run}");
+    let (code, out) = finish(spawn_karat(s.path(), &["verify"], &[]));
+    assert_eq!(code, Some(0), "{out}");
+    let nulls = scalar(&block_on_sql(
+        s.path(),
+        "SELECT CAST(COUNT(*) AS VARCHAR) FROM t WHERE coupon IS NULL",
+    ));
+    assert_ne!(nulls, "0", "stored rows read the new column as null");
+    run
+}
+
+fn block_on_sql(dir: &std::path::Path, query: &str) -> Vec<RecordBatch> {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(sql(&dir.join("lake"), "silver/orders", query))
+}
+
+#[test]
+fn a_column_added_to_the_contract_is_null_in_stored_rows_that_a_run_supersedes() {
+    let run = run_with_a_column_added(false);
+    assert!(!run.contains("deletion_vectors is on"), "{run}");
+}
+
+#[test]
+fn a_table_the_setting_cannot_apply_to_is_rewritten_and_the_run_says_so() {
+    let run = run_with_a_column_added(true);
+    assert!(
+        run.contains("deletion_vectors is on, but the stored table is not plain"),
+        "{run}"
+    );
 }
