@@ -265,6 +265,10 @@ enum Command {
         /// Keep the daily bench's folder (its data, lake and ledger) to look at afterwards.
         #[arg(long)]
         keep: bool,
+        /// Measure each size this many times on the same files (karat and the DuckDB
+        /// reference taking turns to go first) and print the medians.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         /// The daily bench's silver table deletes superseded rows by deletion vector
         /// (`deletion_vectors = true`) instead of rewriting their partitions.
         #[arg(long)]
@@ -766,6 +770,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             lines,
             days,
             dir,
+            rounds,
             json,
             ..
         } => {
@@ -787,38 +792,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     }
                 };
                 eprintln!("bench: {n} lines over {days} files in {}", d.display());
-                let r = karat::bench::run_one(&d, n, days).await?;
+                let r = karat::bench::rounds::run_rounds(&d, n, days, rounds).await?;
                 if !json {
-                    let mut text = format!(
-                        "{} lines ({:.0} MB of NDJSON): end to end {:.2}s = {:.0} rows/s, peak memory {}, {} partition(s) not promoted\n",
-                        r.lines,
-                        r.input_bytes as f64 / 1e6,
-                        r.end_to_end_seconds,
-                        r.end_to_end_rows_per_second,
-                        r.peak_memory_mb
-                            .map(|m| format!("{m:.0} MB"))
-                            .unwrap_or_else(|| "n/a".into()),
-                        r.partitions_failed
-                    );
-                    for s in &r.stages {
-                        text.push_str(&format!(
-                            "  {:<7} {:>7.2}s {:>12.0} rows/s\n",
-                            s.stage, s.seconds, s.rows_per_second
-                        ));
+                    let mut text = String::new();
+                    for round in &r.rounds {
+                        text.push_str(&karat::bench::rounds::describe(round));
                     }
-                    match (&r.duckdb, &r.duckdb_skipped) {
-                        (Some(d), _) => text.push_str(&format!(
-                            "  duckdb reference {:.2}s, peak {:.0} MB, silver {} (karat {}), dead {}: karat is {:.2}x {}\n",
-                            d.seconds,
-                            d.peak_memory_mb,
-                            d.silver,
-                            r.silver_rows,
-                            d.dead,
-                            (d.seconds / r.end_to_end_seconds).max(r.end_to_end_seconds / d.seconds),
-                            if r.end_to_end_seconds <= d.seconds { "faster" } else { "slower" }
-                        )),
-                        (None, Some(why)) => text.push_str(&format!("  duckdb reference skipped: {why}\n")),
-                        _ => {}
+                    if r.rounds.len() > 1 {
+                        text.push_str(&karat::bench::rounds::describe_medians(&r));
                     }
                     out(&text);
                 }

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 pub mod daily;
 pub mod ledger;
+pub mod rounds;
 
 use crate::error::{KaratError, KaratResult};
 use crate::events::{Event, Events, Stage};
@@ -186,6 +187,45 @@ pub fn order_line(rng: &mut StdRng, id: &str, status: &str, date: &str, truncate
 /// Runs the bench for one size in `dir` (which must be empty or absent).
 pub async fn run_one(dir: &Path, lines: usize, days: usize) -> KaratResult<BenchResult> {
     let input_bytes = generate(dir, lines, days)?;
+    measure(dir, lines, days, input_bytes, Order::KaratFirst).await
+}
+
+/// Which of karat and the DuckDB reference runs first in a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    KaratFirst,
+    ReferenceFirst,
+}
+
+/// One round on the files [`generate`] wrote to `dir` (its lake empty or absent): karat's run
+/// and the DuckDB reference's, in `order`.
+pub async fn measure(
+    dir: &Path,
+    lines: usize,
+    days: usize,
+    input_bytes: u64,
+    order: Order,
+) -> KaratResult<BenchResult> {
+    let early = (order == Order::ReferenceFirst).then(|| run_reference(dir));
+    let mut r = measure_karat(dir, lines, days, input_bytes).await?;
+    let reference = match early {
+        Some(r) => r,
+        None => run_reference(dir),
+    };
+    (r.duckdb, r.duckdb_skipped) = match reference {
+        Ok(r) => (Some(r), None),
+        Err(e) => (None, Some(e)),
+    };
+    Ok(r)
+}
+
+/// karat's run of the bench pipeline over `dir`'s files, timed per stage.
+async fn measure_karat(
+    dir: &Path,
+    lines: usize,
+    days: usize,
+    input_bytes: u64,
+) -> KaratResult<BenchResult> {
     let plan = Plan::load(&dir.join("karat.toml")).await?;
     let lake = crate::lake::Lake::open(&plan.config.lake_url)?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -238,10 +278,6 @@ pub async fn run_one(dir: &Path, lines: usize, days: usize) -> KaratResult<Bench
             });
         }
     }
-    let (duckdb, duckdb_skipped) = match run_reference(dir) {
-        Ok(r) => (Some(r), None),
-        Err(e) => (None, Some(e)),
-    };
     Ok(BenchResult {
         lines,
         days,
@@ -260,8 +296,8 @@ pub async fn run_one(dir: &Path, lines: usize, days: usize) -> KaratResult<Bench
             .flat_map(|s| s.partitions.iter())
             .map(|p| p.rows_out)
             .sum(),
-        duckdb,
-        duckdb_skipped,
+        duckdb: None,
+        duckdb_skipped: None,
     })
 }
 
