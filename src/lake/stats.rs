@@ -53,7 +53,8 @@ impl Files {
             .transpose()
     }
 
-    /// The first column of a query over the table (as `t`), as text, one value per row.
+    /// A query over the table (as `t`) whose last column is a value and whose first, when it
+    /// has two, a partition: (partition, value) as text, rows with a null value left out.
     async fn query(&self, sql: &str, label: &str) -> KaratResult<Vec<(Option<String>, String)>> {
         let ctx = delta::session();
         delta::register_table(&ctx, "t", self.table.clone(), label).await?;
