@@ -184,12 +184,6 @@ pub fn order_line(rng: &mut StdRng, id: &str, status: &str, date: &str, truncate
     )
 }
 
-/// Runs the bench for one size in `dir` (which must be empty or absent).
-pub async fn run_one(dir: &Path, lines: usize, days: usize) -> KaratResult<BenchResult> {
-    let input_bytes = generate(dir, lines, days)?;
-    measure(dir, lines, days, input_bytes, Order::KaratFirst).await
-}
-
 /// Which of karat and the DuckDB reference runs first in a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
