@@ -17,7 +17,7 @@ use karat::lake::rewrite::{Keep, Rewrite};
 use karat::lake::stats;
 
 use crate::delta_writes::{
-    files_of_day, odd_ids, rows, rows_of, schema, three_days, three_days_rewritten, write,
+    files_of_day, odd_ids, per_day, rows, rows_of, schema, three_days, three_days_rewritten, write,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -155,12 +155,7 @@ async fn a_partition_crowded_with_files_is_rewritten_whole_instead() {
         "{log}"
     );
     assert_eq!(log.matches(r#""deletionVector":{"#).count(), 1, "{log}");
-    let got = rows_of(
-        s.path(),
-        "SELECT CAST(d AS VARCHAR), CAST(n AS VARCHAR), CAST(total AS VARCHAR) FROM \
-         (SELECT day AS d, COUNT(*) AS n, SUM(id) AS total FROM t GROUP BY day) ORDER BY d",
-    )
-    .await;
+    let got = per_day(s.path()).await;
     let odd = (0..crowded * 10).filter(|i| i % 2 == 1);
     let (n, total) = (odd.clone().count() + 1, odd.sum::<i64>() + 501);
     assert_eq!(

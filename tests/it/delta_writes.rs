@@ -56,6 +56,16 @@ pub(crate) async fn rows_of(dir: &std::path::Path, query: &str) -> Vec<Vec<Strin
     table_rows(dir, "t", query).await
 }
 
+/// Each day's row count and sum of ids, as text, by day.
+pub(crate) async fn per_day(dir: &std::path::Path) -> Vec<Vec<String>> {
+    rows_of(
+        dir,
+        "SELECT CAST(d AS VARCHAR), CAST(n AS VARCHAR), CAST(total AS VARCHAR) FROM \
+         (SELECT day AS d, COUNT(*) AS n, SUM(id) AS total FROM t GROUP BY day) ORDER BY d",
+    )
+    .await
+}
+
 pub(crate) fn files_of_day(dir: &std::path::Path, day: &str) -> usize {
     std::fs::read_dir(dir.join("t").join(format!("day={day}")))
         .map(|d| d.count())
@@ -224,12 +234,7 @@ pub(crate) async fn three_days(dir: &std::path::Path) -> Rewrite {
 /// The table [`three_days`]' rewrite must leave in `dir`, committed as `version` (a
 /// replace-where of the days it names); that commit's log.
 pub(crate) async fn three_days_rewritten(dir: &std::path::Path, version: i64) -> String {
-    let got = rows_of(
-        dir,
-        "SELECT CAST(d AS VARCHAR), CAST(n AS VARCHAR), CAST(total AS VARCHAR) FROM \
-         (SELECT day AS d, COUNT(*) AS n, SUM(id) AS total FROM t GROUP BY day) ORDER BY d",
-    )
-    .await;
+    let got = per_day(dir).await;
     assert_eq!(
         got,
         vec![
