@@ -52,8 +52,19 @@ pub fn table_allows(table: &DeltaTable, schema: &SchemaRef, partition_by: &str) 
         return false;
     };
     let snapshot = state.snapshot();
-    let protocol = snapshot.protocol();
-    let plain = protocol.min_writer_version() <= 2
+    plain(table)
+        && snapshot.metadata().partition_columns() == [partition_by.to_string()].as_slice()
+        && snapshot.arrow_schema().fields() == schema.fields()
+}
+
+/// Whether `table` is plain: writer protocol 2 or lower, or writer features no more than
+/// those and deletion vectors (no column mapping: a file's columns are the table's, by name).
+pub fn plain(table: &DeltaTable) -> bool {
+    let Ok(state) = table.snapshot() else {
+        return false;
+    };
+    let protocol = state.snapshot().protocol();
+    protocol.min_writer_version() <= 2
         || protocol.writer_features().is_some_and(|features| {
             features.iter().all(|f| {
                 matches!(
@@ -63,10 +74,7 @@ pub fn table_allows(table: &DeltaTable, schema: &SchemaRef, partition_by: &str) 
                         | TableFeature::DeletionVectors
                 )
             })
-        });
-    plain
-        && snapshot.metadata().partition_columns() == [partition_by.to_string()].as_slice()
-        && snapshot.arrow_schema().fields() == schema.fields()
+        })
 }
 
 /// Rows of the most frequent value of `column` (0 when it cannot be read).

@@ -81,6 +81,25 @@ pub struct Reading {
 }
 
 impl Reading {
+    /// A reading of `table` as it is: its own schema, and its partition column when it is
+    /// plain ([`super::append::plain`]) and partitioned by one column; `None` otherwise.
+    pub fn of_table(table: DeltaTable, label: &str) -> Option<Reading> {
+        if !super::append::plain(&table) {
+            return None;
+        }
+        let snapshot = table.snapshot().ok()?.snapshot().clone();
+        let columns = snapshot.metadata().partition_columns();
+        let [partition_by] = columns else {
+            return None;
+        };
+        Some(Reading {
+            partition_by: partition_by.clone(),
+            schema: snapshot.arrow_schema(),
+            table,
+            label: label.to_string(),
+        })
+    }
+
     /// Every live file of the table, or of `partitions` of it.
     pub async fn files(
         &self,

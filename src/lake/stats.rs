@@ -7,18 +7,22 @@
 //! deleted rows out), and row counts subtract each vector's cardinality.
 
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{Array, ArrayRef, AsArray, StringArray};
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, StringArray, make_array,
+};
+use deltalake::arrow::buffer::NullBuffer;
 use deltalake::arrow::datatypes::{DataType, Int64Type};
 use deltalake::arrow::record_batch::RecordBatch;
-use futures::TryStreamExt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use url::Url;
 
-use super::delta;
+use super::{delta, lookup};
 use crate::error::{KaratError, KaratResult};
 
-/// A table and its live files, one row each, with their statistics and partition values
-/// flattened (`num_records`, `null_count.<col>`, `max.<col>`, `partition.<col>`).
+/// A table and its live files, one row each, with their statistics, partition values and
+/// deletion vectors (read by [`column_at`] as `num_records`, `null_count.<col>`, `max.<col>`,
+/// `partition.<col>`, `deletion_vector.cardinality`).
 struct Files {
     table: DeltaTable,
     actions: RecordBatch,
@@ -35,9 +39,10 @@ impl Files {
         let err = |e| KaratError::delta(label, e);
         let actions = table
             .snapshot()
-            .and_then(|s| s.add_actions_table(true))
+            .and_then(|s| s.add_actions_table(false))
             .map_err(err)?;
-        let deleted = deleted_rows(&table, label).await?;
+        let deleted =
+            int64(&actions, "deletion_vector.cardinality").map_or(0, |d| d.iter().flatten().sum());
         Ok(Some(Files {
             table,
             actions,
@@ -47,9 +52,8 @@ impl Files {
 
     /// Column `name` of the files' table as text, if it has one.
     fn text(&self, name: &str, label: &str) -> KaratResult<Option<StringArray>> {
-        self.actions
-            .column_by_name(name)
-            .map(|c| as_text(c, &format!("{label}: {name}")))
+        column_at(&self.actions, name)
+            .map(|c| as_text(&c, &format!("{label}: {name}")))
             .transpose()
     }
 
@@ -76,22 +80,6 @@ impl Files {
         }
         Ok(out)
     }
-}
-
-/// Rows the deletion vectors of `table`'s live files delete.
-async fn deleted_rows(table: &DeltaTable, label: &str) -> KaratResult<i64> {
-    let err = |e| KaratError::delta(label, e);
-    table
-        .snapshot()
-        .map_err(err)?
-        .snapshot()
-        .file_views(table.log_store().as_ref(), None)
-        .try_filter_map(
-            |f| async move { Ok(f.deletion_vector_descriptor().map(|d| d.cardinality)) },
-        )
-        .try_fold(0, |sum, n| async move { Ok(sum + n) })
-        .await
-        .map_err(err)
 }
 
 /// A column as text, as a date or timestamp is shown (`2026-03-28`, `2026-03-28T10:00:00Z`).
@@ -124,9 +112,7 @@ pub async fn stats(url: &Url, label: &str) -> KaratResult<Option<TableStats>> {
     };
     let actions = &files.actions;
     let sum = |name: &str| -> Option<i64> {
-        let col = actions.column_by_name(name)?;
-        let c = deltalake::arrow::compute::cast(col, &DataType::Int64).ok()?;
-        let c = c.as_primitive::<Int64Type>();
+        let c = int64(actions, name)?;
         (c.null_count() == 0).then(|| c.iter().flatten().sum())
     };
     let mut out = TableStats {
@@ -134,11 +120,14 @@ pub async fn stats(url: &Url, label: &str) -> KaratResult<Option<TableStats>> {
         files: actions.num_rows(),
         nulls: Default::default(),
     };
-    for f in actions.schema().fields() {
-        if let Some(column) = f.name().strip_prefix("null_count.")
-            && let Some(n) = sum(f.name())
-        {
-            out.nulls.insert(column.to_string(), n);
+    let columns = actions
+        .column_by_name("null_count")
+        .and_then(|c| c.as_struct_opt())
+        .map(|c| c.column_names().iter().map(|n| n.to_string()).collect())
+        .unwrap_or_else(Vec::<String>::new);
+    for column in columns {
+        if let Some(n) = sum(&format!("null_count.{column}")) {
+            out.nulls.insert(column, n);
         }
     }
     Ok(Some(out))
@@ -213,4 +202,189 @@ pub async fn max_of(url: &Url, label: &str, column: &str) -> KaratResult<Option<
         },
     };
     Ok(text.iter().flatten().max().map(str::to_string))
+}
+
+/// Text statistics at least this long may be truncated (parquet's default truncation length):
+/// such a minimum equal to its maximum does not show that a file holds one value.
+const EXACT_BELOW: usize = 64;
+
+/// Files holding several values are read rather than queried while they hold at most this
+/// share of the table's records (the read keeps their values; a query streams them).
+const READ_SHARED_UP_TO: f64 = 0.25;
+
+/// Rows per value of a text column, for some of its values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogCounts {
+    /// Live rows per value (a value in no file is absent).
+    pub counted: BTreeMap<String, u64>,
+    /// Values left for a query, their counts not in `counted`: those a file holding several
+    /// values may hold, when such files could not be read ([`counts_by_value`]).
+    pub unknown: BTreeSet<String>,
+}
+
+/// What the log alone tells of the values of a column.
+#[derive(Debug, Default)]
+struct FromLog {
+    /// Live rows per value in the files that hold that value alone (and no nulls): the file's
+    /// record count less the rows its deletion vector deletes.
+    counted: BTreeMap<String, u64>,
+    /// Names of the files that may hold a wanted value beside others, or lack statistics.
+    shared: BTreeSet<String>,
+    /// Records in those files, and in all.
+    shared_records: i64,
+    records: i64,
+    /// Wanted values those files may hold.
+    unknown: BTreeSet<String>,
+}
+
+/// Rows per value of `column` (a text column) for the values in `wanted`, in `table`
+/// (`label` in errors). A file holding one value alone is counted from the Delta log: its
+/// record count less the rows its deletion vector deletes. Files holding several are read (a
+/// plain table, while they hold a small share of it); otherwise the values they may hold are
+/// left `unknown`, for the caller to count with a query.
+pub async fn counts_by_value(
+    table: &DeltaTable,
+    label: &str,
+    column: &str,
+    wanted: &BTreeSet<String>,
+) -> KaratResult<LogCounts> {
+    let log = from_log(table, label, column, wanted)?;
+    let small = (log.shared_records as f64) <= READ_SHARED_UP_TO * log.records as f64;
+    let reading = small
+        .then(|| lookup::Reading::of_table(table.clone(), label))
+        .flatten();
+    let (mut counted, unknown) = match reading {
+        _ if log.shared.is_empty() => (log.counted, BTreeSet::new()),
+        Some(reading) => {
+            let mut counted = log.counted;
+            read_shared(reading, &log.shared, column, wanted, &mut counted).await?;
+            (counted, BTreeSet::new())
+        }
+        None => (log.counted, log.unknown),
+    };
+    counted.retain(|v, _| !unknown.contains(v));
+    Ok(LogCounts { counted, unknown })
+}
+
+/// The log's part of [`counts_by_value`].
+fn from_log(
+    table: &DeltaTable,
+    label: &str,
+    column: &str,
+    wanted: &BTreeSet<String>,
+) -> KaratResult<FromLog> {
+    let actions = table
+        .snapshot()
+        .and_then(|s| s.add_actions_table(false))
+        .map_err(|e| KaratError::delta(label, e))?;
+    let text = |name: &str| match column_at(&actions, name) {
+        Some(c) if matches!(c.data_type(), DataType::Utf8) => Some(c.as_string::<i32>().clone()),
+        _ => None,
+    };
+    let paths = text("path");
+    let records = int64(&actions, "num_records");
+    let min = text(&format!("min.{column}"));
+    let max = text(&format!("max.{column}"));
+    let nulls = int64(&actions, &format!("null_count.{column}"));
+    let deleted = int64(&actions, "deletion_vector.cardinality");
+    let mut out = FromLog::default();
+    for i in 0..actions.num_rows() {
+        let n = records
+            .as_ref()
+            .filter(|r| r.is_valid(i))
+            .map(|r| r.value(i));
+        let file = paths.as_ref().map_or("", |p| lookup::file_name(p.value(i)));
+        out.records += n.unwrap_or(0);
+        let stats = match (n, &min, &max, &nulls) {
+            (Some(n), Some(min), Some(max), Some(nulls)) if nulls.is_valid(i) => {
+                let range =
+                    (min.is_valid(i) && max.is_valid(i)).then(|| (min.value(i), max.value(i)));
+                Some((n, range, nulls.value(i)))
+            }
+            _ => None,
+        };
+        let may_hold = match stats {
+            // every row null: none of the wanted values
+            Some((n, None, nulls)) if nulls == n => continue,
+            Some((n, Some((lo, hi)), 0)) if lo == hi && lo.len() < EXACT_BELOW => {
+                if wanted.contains(lo) {
+                    let gone = deleted
+                        .as_ref()
+                        .filter(|d| d.is_valid(i))
+                        .map_or(0, |d| d.value(i));
+                    *out.counted.entry(lo.to_string()).or_default() +=
+                        u64::try_from(n - gone).unwrap_or(0);
+                }
+                continue;
+            }
+            Some((_, Some((lo, hi)), _)) if lo <= hi => wanted
+                .range::<str, _>((Bound::Included(lo), Bound::Included(hi)))
+                .cloned()
+                .collect::<Vec<_>>(),
+            _ => wanted.iter().cloned().collect(),
+        };
+        if !may_hold.is_empty() {
+            out.shared.insert(file.to_string());
+            out.shared_records += n.unwrap_or(i64::MAX / 2);
+            out.unknown.extend(may_hold);
+        }
+    }
+    Ok(out)
+}
+
+/// Adds the live rows per wanted value of the files named `shared`, read for `column` alone.
+async fn read_shared(
+    reading: lookup::Reading,
+    shared: &BTreeSet<String>,
+    column: &str,
+    wanted: &BTreeSet<String>,
+    counted: &mut BTreeMap<String, u64>,
+) -> KaratResult<()> {
+    let reading = std::sync::Arc::new(reading);
+    let files: Vec<_> = reading
+        .files(None)
+        .await?
+        .into_iter()
+        .filter(|f| shared.contains(lookup::file_name(&f.path())))
+        .collect();
+    let every_row: lookup::Wanted =
+        std::sync::Arc::new(|b: &RecordBatch| Ok(BooleanArray::from(vec![true; b.num_rows()])));
+    let label = reading.label.clone();
+    for found in reading
+        .find(files, &[column.to_string()], every_row, false)
+        .await?
+    {
+        // a file written before the column was added holds none of its values
+        let Some(values) = found.values.column_by_name(column) else {
+            continue;
+        };
+        let values = as_text(values, &label)?;
+        for v in values.iter().flatten().filter(|v| wanted.contains(*v)) {
+            *counted.entry(v.to_string()).or_default() += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Column `name` of the files' table as 64-bit integers, if it has one.
+fn int64(actions: &RecordBatch, name: &str) -> Option<Int64Array> {
+    let c = column_at(actions, name)?;
+    let c = deltalake::arrow::compute::cast(&c, &DataType::Int64).ok()?;
+    Some(c.as_primitive::<Int64Type>().clone())
+}
+
+/// Column `name` of the files' table: a top-level one (`path`, `num_records`) or, as
+/// `<struct>.<field>` (`min.<col>`, `partition.<col>`, `deletion_vector.cardinality`), a field
+/// of one of its struct columns, null where the struct is. (delta-rs's flattened table fails
+/// on a table where some files have a deletion vector and others none.)
+fn column_at(actions: &RecordBatch, name: &str) -> Option<ArrayRef> {
+    if let Some(c) = actions.column_by_name(name) {
+        return Some(c.clone());
+    }
+    let (outer, field) = name.split_once('.')?;
+    let parent = actions.column_by_name(outer)?.as_struct_opt()?;
+    let child = parent.column_by_name(field)?;
+    let nulls = NullBuffer::union(parent.nulls(), child.nulls());
+    let data = child.to_data().into_builder().nulls(nulls).build().ok()?;
+    Some(make_array(data))
 }

@@ -2,12 +2,19 @@
 //! alone: for every batch a silver table has processed,
 //! `manifest records = silver rows from it + dead letters from it + its rows superseded`,
 //! and no key is held twice. This is what `karat verify` and the end of every run check.
+//!
+//! A file holding one batch alone (every file an append writes for a run of one batch, and
+//! every file a deletion vector leaves in place) is counted from the Delta log: its record
+//! count less the rows its vector deletes. Files holding several batches are read for their
+//! batch column (or, when they are much of the table, the batches they may hold are counted
+//! by a query); so a daily run's check reads little data of earlier days.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::datatypes::Int64Type;
+use deltalake::datafusion::prelude::SessionContext;
 use serde::Serialize;
 
 use super::contract::{Contract, ident};
@@ -16,8 +23,8 @@ use super::store::sql_list;
 use crate::bronze::Manifest;
 use crate::config::Zone;
 use crate::error::{KaratError, KaratResult};
-use crate::lake::delta;
 use crate::lake::{Lake, layout};
+use crate::lake::{delta, stats};
 
 /// Where the records of one bronze batch are, for one silver table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -104,27 +111,20 @@ pub async fn balance(
 ) -> KaratResult<TableBalance> {
     let table = &contract.table;
     let ctx = delta::session();
-    let has_silver =
-        delta::register(&ctx, "s", &lake.url_of(&layout::table(Zone::Silver, table))).await?;
-    let has_dead = delta::register(&ctx, "d", &lake.url_of(&layout::dead_letters(table))).await?;
-    let has_sup = delta::register(&ctx, "u", &lake.url_of(&layout::superseded(table))).await?;
     let ids: BTreeSet<String> = manifests.iter().map(|m| m.batch_id.clone()).collect();
-    let list = sql_list(&ids);
-    let count = |t: &'static str, col: &'static str, present: bool| {
-        let ctx = ctx.clone();
-        let list = list.clone();
-        async move {
-            if !present || list.is_empty() {
-                return Ok(BTreeMap::new());
-            }
-            let q = format!("SELECT {col}, COUNT(*) FROM {t} WHERE {col} IN ({list}) GROUP BY 1");
-            let rows = delta::query(&ctx, &q, &format!("accounting of {table}")).await?;
-            Ok::<_, KaratError>(per_batch(&rows))
-        }
+    let of = |zone_path: String, name: &'static str, column: &'static str| {
+        let (ctx, ids) = (&ctx, &ids);
+        async move { per_batch_of(ctx, lake, &zone_path, name, column, ids, table).await }
     };
-    let silver = count("s", "_batch_id", has_silver).await?;
-    let dead = count("d", "batch_id", has_dead).await?;
-    let sup = count("u", "_batch_id", has_sup).await?;
+    let silver = of(layout::table(Zone::Silver, table), "s", "_batch_id").await?;
+    let has_silver = silver.is_some();
+    let silver = silver.unwrap_or_default();
+    let dead = of(layout::dead_letters(table), "d", "batch_id")
+        .await?
+        .unwrap_or_default();
+    let sup = of(layout::superseded(table), "u", "_batch_id")
+        .await?
+        .unwrap_or_default();
     let batches = manifests
         .iter()
         .map(|m| BatchBalance {
@@ -163,6 +163,36 @@ pub async fn duplicates_of(
     keys.duplicates(&ctx, &contract.table).await
 }
 
+/// Rows per batch among `ids` in one of a silver table's Delta tables (`path` in the lake,
+/// registered in `ctx` as `name`; `column` its batch column); `None` without the table. From
+/// the Delta log where a file holds one batch alone ([`stats::counts_by_value`]), by a query
+/// for the batches it leaves unknown.
+async fn per_batch_of(
+    ctx: &SessionContext,
+    lake: &Lake,
+    path: &str,
+    name: &str,
+    column: &str,
+    ids: &BTreeSet<String>,
+    table: &str,
+) -> KaratResult<Option<BTreeMap<String, u64>>> {
+    let Some(delta_table) = delta::open(&lake.url_of(path), path).await? else {
+        return Ok(None);
+    };
+    let log = stats::counts_by_value(&delta_table, path, column, ids).await?;
+    delta::register_table(ctx, name, delta_table, path).await?;
+    let mut counts = log.counted;
+    if !log.unknown.is_empty() {
+        let q = format!(
+            "SELECT {column}, COUNT(*) FROM {name} WHERE {column} IN ({}) GROUP BY 1",
+            sql_list(&log.unknown)
+        );
+        let rows = delta::query(ctx, &q, &format!("accounting of {table}")).await?;
+        counts.extend(per_batch(&rows));
+    }
+    Ok(Some(counts))
+}
+
 fn per_batch(rows: &[RecordBatch]) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for b in rows {
@@ -176,10 +206,7 @@ fn per_batch(rows: &[RecordBatch]) -> BTreeMap<String, u64> {
 }
 
 /// Keys the silver table holds more than once, looked for in the whole table.
-async fn duplicate_keys(
-    ctx: &deltalake::datafusion::prelude::SessionContext,
-    contract: &Contract,
-) -> KaratResult<Vec<String>> {
+async fn duplicate_keys(ctx: &SessionContext, contract: &Contract) -> KaratResult<Vec<String>> {
     let names: Vec<String> = contract
         .key_indexes
         .iter()

@@ -15,6 +15,7 @@ mod diff;
 mod hostile;
 mod http_source;
 mod ingest;
+mod log_counts;
 mod maintain;
 mod openlineage;
 mod pty;
