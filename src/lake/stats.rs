@@ -249,21 +249,33 @@ pub async fn counts_by_value(
     wanted: &BTreeSet<String>,
 ) -> KaratResult<LogCounts> {
     let log = from_log(table, label, column, wanted)?;
+    let mut counted = log.counted;
+    if log.shared.is_empty() {
+        return Ok(LogCounts {
+            counted,
+            unknown: BTreeSet::new(),
+        });
+    }
     let small = (log.shared_records as f64) <= READ_SHARED_UP_TO * log.records as f64;
-    let reading = small
+    match small
         .then(|| lookup::Reading::of_table(table.clone(), label))
-        .flatten();
-    let (mut counted, unknown) = match reading {
-        _ if log.shared.is_empty() => (log.counted, BTreeSet::new()),
+        .flatten()
+    {
         Some(reading) => {
-            let mut counted = log.counted;
             read_shared(reading, &log.shared, column, wanted, &mut counted).await?;
-            (counted, BTreeSet::new())
+            Ok(LogCounts {
+                counted,
+                unknown: BTreeSet::new(),
+            })
         }
-        None => (log.counted, log.unknown),
-    };
-    counted.retain(|v, _| !unknown.contains(v));
-    Ok(LogCounts { counted, unknown })
+        None => {
+            counted.retain(|v, _| !log.unknown.contains(v));
+            Ok(LogCounts {
+                counted,
+                unknown: log.unknown,
+            })
+        }
+    }
 }
 
 /// The log's part of [`counts_by_value`].
@@ -281,7 +293,11 @@ fn from_log(
         Some(c) if matches!(c.data_type(), DataType::Utf8) => Some(c.as_string::<i32>().clone()),
         _ => None,
     };
-    let paths = text("path");
+    let Some(paths) = text("path") else {
+        return Err(KaratError::Other(format!(
+            "table {label}: its Delta log lists files without paths"
+        )));
+    };
     let records = int64(&actions, "num_records");
     let min = text(&format!("min.{column}"));
     let max = text(&format!("max.{column}"));
@@ -293,7 +309,7 @@ fn from_log(
             .as_ref()
             .filter(|r| r.is_valid(i))
             .map(|r| r.value(i));
-        let file = paths.as_ref().map_or("", |p| lookup::file_name(p.value(i)));
+        let file = lookup::file_name(paths.value(i));
         out.records += n.unwrap_or(0);
         let stats = match (n, &min, &max, &nulls) {
             (Some(n), Some(min), Some(max), Some(nulls)) if nulls.is_valid(i) => {

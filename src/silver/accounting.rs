@@ -112,19 +112,15 @@ pub async fn balance(
     let table = &contract.table;
     let ctx = delta::session();
     let ids: BTreeSet<String> = manifests.iter().map(|m| m.batch_id.clone()).collect();
-    let of = |zone_path: String, name: &'static str, column: &'static str| {
-        let (ctx, ids) = (&ctx, &ids);
-        async move { per_batch_of(ctx, lake, &zone_path, name, column, ids, table).await }
-    };
-    let silver = of(layout::table(Zone::Silver, table), "s", "_batch_id").await?;
+    let silver_path = layout::table(Zone::Silver, table);
+    let silver = per_batch_of(&ctx, lake, &silver_path, "s", "_batch_id", &ids, table).await?;
     let has_silver = silver.is_some();
     let silver = silver.unwrap_or_default();
-    let dead = of(layout::dead_letters(table), "d", "batch_id")
-        .await?
-        .unwrap_or_default();
-    let sup = of(layout::superseded(table), "u", "_batch_id")
-        .await?
-        .unwrap_or_default();
+    let dead_path = layout::dead_letters(table);
+    let dead = per_batch_of(&ctx, lake, &dead_path, "d", "batch_id", &ids, table).await?;
+    let sup_path = layout::superseded(table);
+    let sup = per_batch_of(&ctx, lake, &sup_path, "u", "_batch_id", &ids, table).await?;
+    let (dead, sup) = (dead.unwrap_or_default(), sup.unwrap_or_default());
     let batches = manifests
         .iter()
         .map(|m| BatchBalance {

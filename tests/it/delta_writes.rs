@@ -37,12 +37,21 @@ pub(crate) fn rows(from: i64, to: i64, day: i32) -> RecordBatch {
 }
 
 pub(crate) async fn write(dir: &std::path::Path, batches: Vec<RecordBatch>) -> i64 {
+    write_rows(dir, schema(), batches).await
+}
+
+/// Appends `batches` (rows of `schema`, partitioned by `day`) to the table `t` in `dir`.
+pub(crate) async fn write_rows(
+    dir: &std::path::Path,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> i64 {
     let url = url::Url::from_directory_path(dir.join("t")).unwrap();
     let meta = vec![("karat.operation".to_string(), serde_json::json!("test"))];
     delta::write(
         &url,
         "t",
-        schema(),
+        schema,
         batches,
         Some("day"),
         Replace::Append,

@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::{AsArray, Date32Array, Int64Array, RecordBatch, StringArray};
 use deltalake::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
-use karat::lake::delta::{self, Replace};
+use karat::lake::delta;
 use karat::lake::rewrite::{Keep, Rewrite};
 use karat::lake::{deletion, stats};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use crate::delta_writes::write_rows;
 use crate::util::{Scratch, finish, rows as table_rows, scalar, spawn_karat, sql};
 
 fn schema() -> SchemaRef {
@@ -45,19 +46,7 @@ fn of(b: &'static str, n: usize) -> Vec<Option<&'static str>> {
 }
 
 async fn append(dir: &std::path::Path, batches: Vec<RecordBatch>) {
-    let url = url::Url::from_directory_path(dir.join("t")).unwrap();
-    let meta = vec![("karat.operation".to_string(), serde_json::json!("test"))];
-    delta::write(
-        &url,
-        "t",
-        schema(),
-        batches,
-        Some("day"),
-        Replace::Append,
-        meta,
-    )
-    .await
-    .unwrap();
+    write_rows(dir, schema(), batches).await;
 }
 
 /// Files of one batch on two days, a small file of two batches and nulls, a file of nulls
