@@ -12,13 +12,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::array::{AsArray, RecordBatch};
 use deltalake::arrow::datatypes::Int64Type;
 use deltalake::datafusion::prelude::SessionContext;
 use serde::Serialize;
 
-use super::contract::{Contract, ident};
-use super::key_check::{KeyCheck, SHOWN};
+use super::contract::Contract;
+use super::key_check::KeyCheck;
 use super::store::sql_list;
 use crate::bronze::Manifest;
 use crate::config::Zone;
@@ -145,7 +145,7 @@ pub async fn balance(
 }
 
 /// Keys among those of `keys` that the silver table holds more than once; at most
-/// [`SHOWN`], rendered as in [`TableBalance::duplicate_keys`].
+/// [`super::key_check::SHOWN`], rendered as in [`TableBalance::duplicate_keys`].
 pub async fn duplicates_of(
     lake: &Lake,
     contract: &Contract,
@@ -201,33 +201,11 @@ fn per_batch(rows: &[RecordBatch]) -> BTreeMap<String, u64> {
     out
 }
 
-/// Keys the silver table holds more than once, looked for in the whole table.
+/// Keys the silver table (registered as `s`) holds more than once, looked for in the whole
+/// table; at most [`super::key_check::SHOWN`].
 async fn duplicate_keys(ctx: &SessionContext, contract: &Contract) -> KaratResult<Vec<String>> {
-    let names: Vec<String> = contract
-        .key_indexes
-        .iter()
-        .map(|i| contract.silver_schema.field(*i).name().clone())
-        .collect();
-    let cols: Vec<String> = names.iter().map(|n| format!("s.{}", ident(n))).collect();
-    let q = format!(
-        "SELECT {c}, COUNT(*) AS n FROM s GROUP BY {c} HAVING COUNT(*) > 1 LIMIT {SHOWN}",
-        c = cols.join(", ")
-    );
-    let rows = delta::query(ctx, &q, &format!("key check of {}", contract.table)).await?;
-    let mut out = Vec::new();
-    for b in &rows {
-        let n = b.column(names.len()).as_primitive::<Int64Type>();
-        for r in 0..b.num_rows() {
-            let parts: Vec<String> = names
-                .iter()
-                .enumerate()
-                .map(|(i, name)| {
-                    let v = delta::utf8(b.column(i));
-                    format!("{name}={}", if v.is_valid(r) { v.value(r) } else { "null" })
-                })
-                .collect();
-            out.push(format!("{} ({} rows)", parts.join(","), n.value(r)));
-        }
+    match KeyCheck::new(contract)? {
+        Some(check) => check.duplicates_in_table(ctx, &contract.table).await,
+        None => Ok(Vec::new()),
     }
-    Ok(out)
 }

@@ -135,6 +135,35 @@ impl KeyCheck {
         self.count_exactly(ctx, table, &twice).await
     }
 
+    /// Keys the table registered as `s` in `ctx` holds more than once, among all its rows
+    /// (`karat verify`), rendered as [`KeyCheck::duplicates`] renders them: one scan hashes
+    /// every key (8 bytes a row, where a grouping by key held every key), hashes met twice are
+    /// found by sorting, and the second scan counts their rows exactly.
+    pub async fn duplicates_in_table(
+        mut self,
+        ctx: &SessionContext,
+        table: &str,
+    ) -> KaratResult<Vec<String>> {
+        let mut scan = self.scan(ctx, table).await?;
+        while let Some(b) = scan.next().await {
+            let b = self.batch(b, table)?;
+            self.add(std::slice::from_ref(&b)).map_err(arrow(table))?;
+        }
+        let mut hashes = std::mem::take(&mut self.hashes);
+        hashes.sort_unstable();
+        let twice: HashSet<u64> = hashes
+            .windows(2)
+            .filter(|w| w[0] == w[1])
+            .map(|w| w[0])
+            .take(RECOUNTED)
+            .collect();
+        drop(hashes);
+        if twice.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.count_exactly(ctx, table, &twice).await
+    }
+
     /// The second scan: the rows whose hash was met twice, counted by their key.
     async fn count_exactly(
         &self,
