@@ -1,4 +1,6 @@
-//! The end-of-run check that no key a run changed is held twice by its silver table.
+//! The end-of-run check that no key a run changed is held twice by its silver table, and
+//! `karat verify`'s check of every key ([`KeyCheck::duplicates_in_table`]: every key hashed,
+//! the hashes sorted, those met twice recounted exactly by the same second scan).
 //!
 //! The keys that entered or left silver are remembered, group after group, as 64-bit hashes
 //! (8 bytes a key, not the keys); once the table's last group is written, the hashes are
