@@ -4,7 +4,8 @@
 //! A file's statistics describe the rows it was written with. Once a deletion vector deletes
 //! some of them (a silver table with `deletion_vectors = true`), a maximum may be a deleted
 //! row's: the largest values are then read from the table itself (a query, which leaves the
-//! deleted rows out), and row counts subtract each vector's cardinality.
+//! deleted rows out), row counts subtract each vector's cardinality, and the nulls of such a
+//! file are counted by reading that one column of it.
 
 use deltalake::DeltaTable;
 use deltalake::arrow::array::{
@@ -94,7 +95,7 @@ fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Row and null counts of a table, summed from its files' Delta statistics (no data read).
+/// Row and null counts of a table's live rows, from its files' Delta statistics ([`stats`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TableStats {
     pub rows: i64,
@@ -104,8 +105,9 @@ pub struct TableStats {
 }
 
 /// The statistics of the table at `url`; `None` when nothing has been written there yet. Rows
-/// deleted by deletion vectors are not counted; their nulls still are (a file's statistics are
-/// those it was written with).
+/// deleted by deletion vectors are not counted, nor are their nulls: a file's statistics are
+/// those it was written with, so the nulls of a file that a vector has since shrunk are
+/// counted among its live rows by reading that column of it ([`live_nulls`]).
 pub async fn stats(url: &Url, label: &str) -> KaratResult<Option<TableStats>> {
     let Some(files) = Files::of(url, label).await? else {
         return Ok(None);
@@ -126,11 +128,79 @@ pub async fn stats(url: &Url, label: &str) -> KaratResult<Option<TableStats>> {
         .map(|c| c.column_names().iter().map(|n| n.to_string()).collect())
         .unwrap_or_else(Vec::<String>::new);
     for column in columns {
-        if let Some(n) = sum(&format!("null_count.{column}")) {
+        if let Some(n) = live_nulls(&files, &column, label).await? {
             out.nulls.insert(column, n);
         }
     }
     Ok(Some(out))
+}
+
+/// The nulls of `column` among the table's live rows: the files' statistics, but for a file
+/// holding nulls whose deletion vector deletes rows, its nulls counted by reading the column
+/// with the vector applied. `None` when a file lacks the statistics, or such files cannot be
+/// read (not a plain table): no figure rather than one that may count deleted rows.
+async fn live_nulls(files: &Files, column: &str, label: &str) -> KaratResult<Option<i64>> {
+    let actions = &files.actions;
+    let Some(nulls) = int64(actions, &format!("null_count.{column}")) else {
+        return Ok(None);
+    };
+    if nulls.null_count() > 0 {
+        return Ok(None);
+    }
+    let deleted = int64(actions, "deletion_vector.cardinality");
+    let shrunk = |i: usize| {
+        deleted
+            .as_ref()
+            .is_some_and(|d| d.is_valid(i) && d.value(i) > 0)
+    };
+    let paths = files.text("path", label)?;
+    let mut exact = 0;
+    let mut to_read = BTreeSet::new();
+    for (i, n) in nulls.values().iter().enumerate() {
+        if *n > 0 && shrunk(i) {
+            let Some(paths) = &paths else {
+                return Ok(None);
+            };
+            to_read.insert(lookup::file_name(paths.value(i)).to_string());
+        } else {
+            exact += n;
+        }
+    }
+    if to_read.is_empty() {
+        return Ok(Some(exact));
+    }
+    let Some(reading) = lookup::Reading::of_table(files.table.clone(), label) else {
+        return Ok(None);
+    };
+    let read = count_nulls(reading, &to_read, column).await?;
+    Ok(Some(exact + read))
+}
+
+/// The live rows of the files named `names` where `column` is null (a file written before
+/// the column was added holds nulls only).
+async fn count_nulls(
+    reading: lookup::Reading,
+    names: &BTreeSet<String>,
+    column: &str,
+) -> KaratResult<i64> {
+    let reading = std::sync::Arc::new(reading);
+    let files: Vec<_> = reading
+        .files(None)
+        .await?
+        .into_iter()
+        .filter(|f| names.contains(lookup::file_name(&f.path())))
+        .collect();
+    let name = column.to_string();
+    let null: lookup::Wanted = std::sync::Arc::new(move |b: &RecordBatch| {
+        Ok(match b.column_by_name(&name) {
+            Some(c) => deltalake::arrow::compute::is_null(c)?,
+            None => BooleanArray::from(vec![true; b.num_rows()]),
+        })
+    });
+    let found = reading
+        .find(files, &[column.to_string()], null, false)
+        .await?;
+    Ok(found.iter().map(|f| f.at.rows.len() as i64).sum())
 }
 
 /// The largest value of `column` per value of the partition column `partition` in the table at

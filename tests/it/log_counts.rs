@@ -262,3 +262,28 @@ async fn the_statistics_of_a_table_where_only_some_files_have_a_vector_are_read(
         .unwrap();
     assert_eq!(by_day.get("2024-10-06").map(String::as_str), Some("406"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_counts_leave_out_the_rows_a_vector_deletes() {
+    // OpenLineage's dataQualityMetrics: a file's statistics count the nulls it was written
+    // with, and the vector deletes one of the mixed file's two nulls (id 207)
+    let s = Scratch::new();
+    small_shared_files(s.path()).await;
+    let url = url::Url::from_directory_path(s.join("t")).unwrap();
+    let live = table_rows(
+        s.path(),
+        "t",
+        "SELECT CAST(COUNT(*) - COUNT(b) AS VARCHAR), CAST(COUNT(*) - COUNT(id) AS VARCHAR) FROM t",
+    )
+    .await;
+    assert_eq!(live[0][0], "7", "2 + 5 + 1 written, one deleted");
+    let got = stats::stats(&url, "t").await.unwrap().unwrap();
+    assert_eq!(
+        got.nulls.get("b").map(i64::to_string),
+        Some(live[0][0].clone())
+    );
+    assert_eq!(
+        got.nulls.get("id").map(i64::to_string),
+        Some(live[0][1].clone())
+    );
+}
