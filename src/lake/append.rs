@@ -132,8 +132,8 @@ pub async fn append(
     commit(&table, label, actions, operation, metadata, metrics).await
 }
 
-/// A writer's configuration as delta-rs's write configures it: default Parquet properties,
-/// the table's target file size and statistics columns.
+/// A writer's configuration as delta-rs's write configures it: karat's Parquet properties
+/// ([`super::encoding`]), the table's target file size and statistics columns.
 pub fn writer_config(
     table: &DeltaTable,
     partition_by: &str,
@@ -146,10 +146,11 @@ pub fn writer_config(
         .table_configuration()
         .table_properties()
         .target_file_size();
+    let schema = snapshot.arrow_schema();
     Ok(WriterConfig::new(
-        snapshot.arrow_schema(),
+        schema.clone(),
         vec![partition_by.to_string()],
-        None,
+        Some(super::encoding::writer_properties(&schema)),
         Some(file_size),
         None,
         stats.num_indexed_cols,

@@ -233,6 +233,7 @@ impl Target<'_> {
         let label = self.label;
         let mut builder = builder
             .with_table_name(label)
+            .with_writer_properties(super::encoding::writer_properties(self.schema))
             .with_commit_properties(CommitProperties::default().with_metadata(metadata));
         if let Some(p) = self.partition_by {
             builder = builder.with_partition_columns([p.to_string()]);

@@ -5,6 +5,7 @@
 pub mod append;
 pub mod deletion;
 pub mod delta;
+pub mod encoding;
 pub mod fault;
 pub mod layout;
 pub mod lease;

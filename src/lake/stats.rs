@@ -203,6 +203,46 @@ async fn count_nulls(
     Ok(found.iter().map(|f| f.at.rows.len() as i64).sum())
 }
 
+/// Live rows per value of `table`'s partition column `partition`, for the values in `wanted`
+/// (as text, as the log stores them: `2026-03-28`), from the Delta log alone: each file's
+/// record count less the rows its deletion vector deletes. `None` when a file lacks its
+/// record count or the log its partition values (count with a query then).
+pub fn rows_by_partition(
+    table: &DeltaTable,
+    label: &str,
+    partition: &str,
+    wanted: &BTreeSet<String>,
+) -> KaratResult<Option<BTreeMap<String, u64>>> {
+    let actions = table
+        .snapshot()
+        .and_then(|s| s.add_actions_table(false))
+        .map_err(|e| KaratError::delta(label, e))?;
+    let records = int64(&actions, "num_records");
+    let parts = column_at(&actions, &format!("partition.{partition}"));
+    let (Some(records), Some(parts)) = (records, parts) else {
+        return Ok(None);
+    };
+    if records.null_count() > 0 {
+        return Ok(None);
+    }
+    let parts = as_text(&parts, &format!("{label}: partition {partition}"))?;
+    let deleted = int64(&actions, "deletion_vector.cardinality");
+    let mut out = BTreeMap::new();
+    for i in (0..actions.num_rows()).filter(|i| parts.is_valid(*i)) {
+        let part = parts.value(i);
+        if !wanted.contains(part) {
+            continue;
+        }
+        let gone = deleted
+            .as_ref()
+            .filter(|d| d.is_valid(i))
+            .map_or(0, |d| d.value(i));
+        *out.entry(part.to_string()).or_default() +=
+            u64::try_from(records.value(i) - gone).unwrap_or(0);
+    }
+    Ok(Some(out))
+}
+
 /// The largest value of `column` per value of the partition column `partition` in the table at
 /// `url`, as text: from its files' Delta statistics (or partition values), partitions without
 /// statistics left out; read from the table when deletion vectors delete rows.

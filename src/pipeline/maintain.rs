@@ -126,7 +126,12 @@ async fn maintain_table(
             version_after: version_before,
         }));
     }
-    let (table, optimized) = table.optimize().await.map_err(err)?;
+    let schema = table.snapshot().map_err(err)?.snapshot().arrow_schema();
+    let (table, optimized) = table
+        .optimize()
+        .with_writer_properties(crate::lake::encoding::writer_properties(&schema))
+        .await
+        .map_err(err)?;
     let (table, vacuum) = table
         .vacuum()
         .with_retention_period(retention)

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, AsArray, RecordBatch, StringArray};
-use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use deltalake::arrow::datatypes::{DataType, Schema, SchemaRef};
 use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::common::{Column, JoinType};
 use deltalake::datafusion::datasource::MemTable;
@@ -22,13 +22,15 @@ use crate::error::{KaratError, KaratResult};
 use crate::events::Events;
 use crate::lake::delta::{self, Replace};
 use crate::lake::{Lake, layout};
-use crate::lake::{append, deletion, lookup, rewrite};
+use crate::lake::{append, deletion, lookup, rewrite, stats};
 
 /// A DataFusion session over a silver table's Delta tables, as they are now.
 pub struct Store {
     lake: Lake,
     contract: Arc<Contract>,
     ctx: SessionContext,
+    /// The silver table as opened (registered as `s`), when it exists.
+    silver: Option<deltalake::DeltaTable>,
     has_silver: bool,
     has_dead: bool,
     has_superseded: bool,
@@ -181,8 +183,12 @@ impl Store {
     pub async fn open(lake: &Lake, contract: Arc<Contract>) -> KaratResult<Store> {
         let ctx = delta::session();
         let t = &contract.table;
-        let has_silver =
-            delta::register(&ctx, "s", &lake.url_of(&layout::table(Zone::Silver, t))).await?;
+        let folder = layout::table(Zone::Silver, t);
+        let silver = delta::open(&lake.url_of(&folder), &folder).await?;
+        if let Some(table) = &silver {
+            delta::register_table(&ctx, "s", table.clone(), &folder).await?;
+        }
+        let has_silver = silver.is_some();
         let has_dead = delta::register(&ctx, "d", &lake.url_of(&layout::dead_letters(t))).await?;
         let has_superseded =
             delta::register(&ctx, "u", &lake.url_of(&layout::superseded(t))).await?;
@@ -190,6 +196,7 @@ impl Store {
             lake: lake.clone(),
             contract,
             ctx,
+            silver,
             has_silver,
             has_dead,
             has_superseded,
@@ -455,6 +462,39 @@ impl Store {
         Ok(Some(on.join(" AND ")))
     }
 
+    /// Silver rows per partition of `partitions`: from the Delta log (each file's record count
+    /// less the rows its deletion vector deletes) when the partition column is a date or text,
+    /// whose labels are the values the log stores; otherwise by a query.
+    async fn silver_counts(
+        &self,
+        partitions: &BTreeSet<String>,
+    ) -> KaratResult<Vec<(String, u64)>> {
+        let Some(table) = &self.silver else {
+            return Ok(Vec::new());
+        };
+        let c = &self.contract;
+        let labelled_as_stored = matches!(
+            c.silver_schema.field(c.partition_index).data_type(),
+            DataType::Date32 | DataType::Utf8
+        );
+        let label = format!("silver.{}", c.table);
+        if labelled_as_stored
+            && let Some(counts) =
+                stats::rows_by_partition(table, &label, &c.partition_column, partitions)?
+        {
+            return Ok(counts.into_iter().collect());
+        }
+        let pcol = self.pcol();
+        // grouped by the partition value and then labelled: a cast per row formatted a date
+        // per row
+        let q = format!(
+            "SELECT CAST(p AS VARCHAR), n FROM (SELECT {pcol} AS p, COUNT(*) AS n FROM s \
+             WHERE {pcol} IN ({}) GROUP BY 1)",
+            date_list(partitions)
+        );
+        Ok(pairs(&self.query(&q, "partition counts").await?))
+    }
+
     /// Every row of these partitions, silver and superseded.
     pub async fn read(&self, partitions: &BTreeSet<String>) -> KaratResult<Stored> {
         let mut out = Stored::default();
@@ -544,17 +584,8 @@ impl Store {
         }
         let list = sql_list(partitions);
         let pcol = self.pcol();
-        if self.has_silver {
-            // grouped by the partition value and then labelled: a cast per row formatted a
-            // date per row
-            let q = format!(
-                "SELECT CAST(p AS VARCHAR), n FROM (SELECT {pcol} AS p, COUNT(*) AS n FROM s \
-                 WHERE {pcol} IN ({}) GROUP BY 1)",
-                date_list(partitions)
-            );
-            for (p, n) in pairs(&self.query(&q, "partition counts").await?) {
-                out.entry(p).or_default().silver = n;
-            }
+        for (p, n) in self.silver_counts(partitions).await? {
+            out.entry(p).or_default().silver = n;
         }
         if self.has_superseded {
             // compared as dates rather than as a text cast per row (the table is partitioned by

@@ -355,3 +355,69 @@ async fn a_table_karat_creates_is_checkpointed_every_ten_commits() {
     let url = url::Url::from_directory_path(s.join("t")).unwrap();
     assert_eq!(delta::latest_version(&url, "t").await.unwrap(), Some(every));
 }
+
+/// The encodings of the `_line` column chunks of every live file of the table at `dir`.
+fn line_encodings(dir: &std::path::Path) -> Vec<Vec<deltalake::parquet::basic::Encoding>> {
+    use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = url::Url::from_directory_path(dir).unwrap();
+    let table = rt
+        .block_on(delta::open(&url, "t"))
+        .unwrap()
+        .expect("a table");
+    let uris: Vec<String> = table.get_file_uris().unwrap().collect();
+    assert!(!uris.is_empty(), "{}", dir.display());
+    let mut out = Vec::new();
+    for uri in uris {
+        let path = url::Url::parse(&uri)
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+            .unwrap_or_else(|| uri.into());
+        let file = std::fs::File::open(&path).unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        for rg in reader.metadata().row_groups() {
+            let line = rg
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == "_line")
+                .unwrap_or_else(|| panic!("{}: no _line", path.display()));
+            assert_eq!(line.dictionary_page_offset(), None, "{}", path.display());
+            out.push(line.encodings().collect());
+        }
+    }
+    out
+}
+
+#[test]
+fn line_numbers_are_delta_encoded_in_every_file_runs_and_maintenance_write() {
+    use crate::util::{finish, spawn_karat};
+    use deltalake::parquet::basic::Encoding;
+    use rand::SeedableRng;
+    let s = Scratch::new();
+    std::fs::write(s.join("karat.toml"), karat::bench::bench_config(true)).unwrap();
+    let data = s.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut steps = vec!["run", "run", "maintain"].into_iter();
+    for day in 0..2 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(day as u64);
+        karat::bench::daily::write_day(&data, day, 2_000, &mut rng).unwrap();
+        let (code, out) = finish(spawn_karat(s.path(), &[steps.next().unwrap()], &[]));
+        assert_eq!(code, Some(0), "{out}");
+    }
+    let check = || {
+        for table in ["silver/orders", "_karat/superseded/orders"] {
+            for encodings in line_encodings(&s.join("lake").join(table)) {
+                assert!(
+                    encodings.contains(&Encoding::DELTA_BINARY_PACKED),
+                    "{table}: {encodings:?}"
+                );
+            }
+        }
+    };
+    check();
+    let (code, out) = finish(spawn_karat(s.path(), &[steps.next().unwrap()], &[]));
+    assert_eq!(code, Some(0), "{out}");
+    check();
+    let (code, out) = finish(spawn_karat(s.path(), &["verify"], &[]));
+    assert_eq!(code, Some(0), "{out}");
+}

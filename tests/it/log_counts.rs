@@ -287,3 +287,37 @@ async fn null_counts_leave_out_the_rows_a_vector_deletes() {
         Some(live[0][1].clone())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_per_partition_from_the_log_equal_a_count_of_the_rows() {
+    // what each run's partition counts (its gate's figures) take from the log
+    let s = Scratch::new();
+    small_shared_files(s.path()).await;
+    let oracle: BTreeMap<String, u64> = table_rows(
+        s.path(),
+        "t",
+        "SELECT CAST(day AS VARCHAR), CAST(COUNT(*) AS VARCHAR) FROM t GROUP BY day",
+    )
+    .await
+    .into_iter()
+    .map(|r| (r[0].clone(), r[1].parse().unwrap()))
+    .collect();
+    assert_eq!(oracle.len(), 3, "{oracle:?}");
+    let url = url::Url::from_directory_path(s.join("t")).unwrap();
+    let table = delta::open(&url, "t").await.unwrap().unwrap();
+    let days: BTreeSet<String> = oracle
+        .keys()
+        .cloned()
+        .chain(["2024-12-31".into()])
+        .collect();
+    let got = stats::rows_by_partition(&table, "t", "day", &days).unwrap();
+    assert_eq!(got, Some(oracle.clone()), "a day without rows is absent");
+    let first: BTreeSet<String> = oracle.keys().take(1).cloned().collect();
+    let got = stats::rows_by_partition(&table, "t", "day", &first)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        first.iter().collect::<Vec<_>>()
+    );
+}
