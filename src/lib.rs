@@ -18,6 +18,7 @@ pub mod gold;
 pub mod lake;
 pub mod ledger;
 pub mod lineage;
+pub mod malloc;
 pub mod pipeline;
 pub mod schema;
 pub mod serve;

@@ -18,11 +18,6 @@ use karat::pipeline::{Plan, ReplayTarget, RunOptions, RunReport, Trigger};
 use karat::tui::sanitize::printable;
 use karat::{KaratError, summary};
 
-/// mimalloc keeps freed chunk buffers for the next chunk instead of unmapping them (see
-/// Cargo.toml).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "karat",
@@ -279,6 +274,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // glibc's malloc with one arena (see the module): may start karat again, in this process
+    karat::malloc::use_one_arena();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -112,6 +112,8 @@ pub fn run_reference(dir: &Path) -> Result<Reference, String> {
     let script = dir.join("duckdb_reference.py");
     std::fs::write(&script, DUCKDB_REFERENCE).map_err(|e| format!("{}: {e}", script.display()))?;
     let out = std::process::Command::new("python3")
+        // DuckDB with its own allocator settings, not the arena limit karat runs with
+        .env_remove(crate::malloc::ARENA_MAX)
         .arg(&script)
         .arg(dir)
         .output()

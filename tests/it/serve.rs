@@ -107,6 +107,17 @@ async fn prometheus_scrapes_karat_serve_and_sigterm_stops_it() {
     .await;
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["last_run"]["trigger"], "schedule", "{status:#}");
+    // karat started itself again with one malloc arena, in the same process (its id, which
+    // the SIGTERM below reaches, is the one spawned)
+    let pid = karat.0.as_ref().expect("running").id();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == b"MALLOC_ARENA_MAX=1"),
+        "{}",
+        String::from_utf8_lossy(&environ)
+    );
     // the failed silver partition (and the failed bronze file) fired, once each; the demo's
     // orders SLO burning its budget fast pages too, under its own key
     let partition_key = |b: &Value| b["key"].as_str().is_some_and(|k| k.contains("/failed/"));
