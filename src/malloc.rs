@@ -5,9 +5,10 @@
 //! tokio workers, the blocking threads that decode and validate, the Parquet writers), and
 //! those spread over up to sixteen arenas that each keep their free memory: the peak of a
 //! daily run then grew with the lake's history although its live heap did not (heaptrack:
-//! 216 MB on day 1, 238 MB on day 10 of the daily bench). With one arena, day 10's peak is
-//! within 1.15x of day 1's and the 5M-line run's is 575 MB; mimalloc, used before, peaked at
-//! 1.8x and 770 MB (figures in the README, "Performance").
+//! 216 MB on day 1, 238 MB on day 10 of the daily bench). With one arena, the last day's peak
+//! of the daily benches is within 1.3x of the first day's and the 5M-line run's is 560–620 MB,
+//! in the same time; with mimalloc, used before, 1.6–2.4x and 750–840 MB (figures in the
+//! README, "Performance").
 //!
 //! glibc reads the arena limit (`MALLOC_ARENA_MAX`) from the environment only when the
 //! process starts, and setting it from Rust afterwards takes `unsafe` (`mallopt`), which

@@ -108,6 +108,16 @@ impl Reading {
         live_files(&self.table, &self.label, &self.partition_by, partitions).await
     }
 
+    /// The live files of the table named (their last path part) in `names`.
+    pub async fn files_named(&self, names: &BTreeSet<String>) -> KaratResult<Vec<LogicalFileView>> {
+        Ok(self
+            .files(None)
+            .await?
+            .into_iter()
+            .filter(|f| names.contains(file_name(&f.path())))
+            .collect())
+    }
+
     /// The partition value of `file`, as Delta stores it.
     pub fn partition_of(&self, file: &LogicalFileView) -> Option<String> {
         partition_value(file, &self.partition_by)

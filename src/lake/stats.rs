@@ -184,12 +184,7 @@ async fn count_nulls(
     column: &str,
 ) -> KaratResult<i64> {
     let reading = std::sync::Arc::new(reading);
-    let files: Vec<_> = reading
-        .files(None)
-        .await?
-        .into_iter()
-        .filter(|f| names.contains(lookup::file_name(&f.path())))
-        .collect();
+    let files = reading.files_named(names).await?;
     let name = column.to_string();
     let null: lookup::Wanted = std::sync::Arc::new(move |b: &RecordBatch| {
         Ok(match b.column_by_name(&name) {
@@ -467,12 +462,7 @@ async fn read_shared(
     counted: &mut BTreeMap<String, u64>,
 ) -> KaratResult<()> {
     let reading = std::sync::Arc::new(reading);
-    let files: Vec<_> = reading
-        .files(None)
-        .await?
-        .into_iter()
-        .filter(|f| shared.contains(lookup::file_name(&f.path())))
-        .collect();
+    let files = reading.files_named(shared).await?;
     let every_row: lookup::Wanted =
         std::sync::Arc::new(|b: &RecordBatch| Ok(BooleanArray::from(vec![true; b.num_rows()])));
     let label = reading.label.clone();

@@ -31,7 +31,6 @@ pub struct Store {
     ctx: SessionContext,
     /// The silver table as opened (registered as `s`), when it exists.
     silver: Option<deltalake::DeltaTable>,
-    has_silver: bool,
     has_dead: bool,
     has_superseded: bool,
 }
@@ -188,7 +187,6 @@ impl Store {
         if let Some(table) = &silver {
             delta::register_table(&ctx, "s", table.clone(), &folder).await?;
         }
-        let has_silver = silver.is_some();
         let has_dead = delta::register(&ctx, "d", &lake.url_of(&layout::dead_letters(t))).await?;
         let has_superseded =
             delta::register(&ctx, "u", &lake.url_of(&layout::superseded(t))).await?;
@@ -197,7 +195,6 @@ impl Store {
             contract,
             ctx,
             silver,
-            has_silver,
             has_dead,
             has_superseded,
         })
@@ -229,7 +226,7 @@ impl Store {
         let pcol = self.pcol();
         let queries = [
             (
-                self.has_silver,
+                self.silver.is_some(),
                 format!(
                     "SELECT DISTINCT CAST({pcol} AS VARCHAR) FROM s WHERE _batch_id IN ({list})"
                 ),
@@ -298,14 +295,9 @@ impl Store {
     /// part of the key.
     pub async fn versions(&self, rows: &[RecordBatch]) -> KaratResult<Versions> {
         let c = &self.contract;
-        // the files are read only to delete in place; otherwise the table is not opened again
+        // the files are read only to delete in place (a hash-join query is faster otherwise)
         let in_place = c.spec.deletion_vectors && !c.key_indexes.contains(&c.partition_index);
-        let reading = if in_place {
-            self.reading().await?
-        } else {
-            None
-        };
-        let reading = match reading {
+        let reading = match in_place.then(|| self.reading()).flatten() {
             Some(r) => r,
             None => {
                 return Ok(Versions {
@@ -356,25 +348,18 @@ impl Store {
     }
 
     /// Reading silver's files directly, when it is a plain table ([`append::table_allows`]).
-    async fn reading(&self) -> KaratResult<Option<Arc<lookup::Reading>>> {
+    fn reading(&self) -> Option<Arc<lookup::Reading>> {
         let c = &self.contract;
-        if !self.has_silver {
-            return Ok(None);
-        }
-        let label = format!("silver.{}", c.table);
-        let url = self.lake.url_of(&layout::table(Zone::Silver, &c.table));
-        let Some(table) = delta::open(&url, &label).await? else {
-            return Ok(None);
-        };
+        let table = self.silver.clone()?;
         if !append::table_allows(&table, &c.silver_schema, &c.partition_column) {
-            return Ok(None);
+            return None;
         }
-        Ok(Some(Arc::new(lookup::Reading {
+        Some(Arc::new(lookup::Reading {
             table,
             schema: c.silver_schema.clone(),
             partition_by: c.partition_column.clone(),
-            label,
-        })))
+            label: format!("silver.{}", c.table),
+        }))
     }
 
     /// The whole stored rows of versions `rows` (indexes into `versions`' batches taken
@@ -431,7 +416,10 @@ impl Store {
     /// join builds its table from its first input, and the keys are the few.
     fn register_keys(&self, name: &str, rows: &[RecordBatch]) -> KaratResult<Option<String>> {
         let c = &self.contract;
-        if !self.has_silver || c.key_indexes.is_empty() || rows.iter().all(|b| b.num_rows() == 0) {
+        if self.silver.is_none()
+            || c.key_indexes.is_empty()
+            || rows.iter().all(|b| b.num_rows() == 0)
+        {
             return Ok(None);
         }
         let err = |e| KaratError::arrow(format!("key columns of {}", c.table), e);
@@ -501,7 +489,7 @@ impl Store {
         if partitions.is_empty() {
             return Ok(out);
         }
-        if self.has_silver {
+        if self.silver.is_some() {
             let q = format!(
                 "SELECT * FROM s WHERE {} IN ({})",
                 self.pcol(),
@@ -549,7 +537,7 @@ impl Store {
         let pcol = self.pcol();
         let queries = [
             (
-                self.has_silver,
+                self.silver.is_some(),
                 format!(
                     "SELECT DISTINCT _batch_id FROM s WHERE {pcol} IN ({})",
                     date_list(partitions)
@@ -628,7 +616,7 @@ impl Store {
     pub async fn partitions(&self) -> KaratResult<BTreeSet<String>> {
         let queries = [
             (
-                self.has_silver,
+                self.silver.is_some(),
                 format!("SELECT DISTINCT CAST({} AS VARCHAR) FROM s", self.pcol()),
             ),
             (

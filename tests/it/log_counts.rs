@@ -90,6 +90,14 @@ async fn small_shared_files(dir: &std::path::Path) {
         .unwrap();
 }
 
+/// [`small_shared_files`] in a scratch folder, and the table's URL.
+async fn small_shared_table() -> (Scratch, url::Url) {
+    let s = Scratch::new();
+    small_shared_files(s.path()).await;
+    let url = url::Url::from_directory_path(s.join("t")).unwrap();
+    (s, url)
+}
+
 /// Rows per batch, counted by a query: the oracle.
 async fn counted_by_query(dir: &std::path::Path) -> BTreeMap<String, u64> {
     table_rows(
@@ -242,9 +250,7 @@ async fn delete_by_vector(lake: &std::path::Path, order_id: &str, date: &str) {
 async fn the_statistics_of_a_table_where_only_some_files_have_a_vector_are_read() {
     // delta-rs's flattened table of files failed on such a table: the dashboard's and
     // /metrics's event-time freshness failed with it
-    let s = Scratch::new();
-    small_shared_files(s.path()).await;
-    let url = url::Url::from_directory_path(s.join("t")).unwrap();
+    let (s, url) = small_shared_table().await;
     let live = table_rows(
         s.path(),
         "t",
@@ -267,9 +273,7 @@ async fn the_statistics_of_a_table_where_only_some_files_have_a_vector_are_read(
 async fn null_counts_leave_out_the_rows_a_vector_deletes() {
     // OpenLineage's dataQualityMetrics: a file's statistics count the nulls it was written
     // with, and the vector deletes one of the mixed file's two nulls (id 207)
-    let s = Scratch::new();
-    small_shared_files(s.path()).await;
-    let url = url::Url::from_directory_path(s.join("t")).unwrap();
+    let (s, url) = small_shared_table().await;
     let live = table_rows(
         s.path(),
         "t",
@@ -291,8 +295,7 @@ async fn null_counts_leave_out_the_rows_a_vector_deletes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_per_partition_from_the_log_equal_a_count_of_the_rows() {
     // what each run's partition counts (its gate's figures) take from the log
-    let s = Scratch::new();
-    small_shared_files(s.path()).await;
+    let (s, url) = small_shared_table().await;
     let oracle: BTreeMap<String, u64> = table_rows(
         s.path(),
         "t",
@@ -303,7 +306,6 @@ async fn rows_per_partition_from_the_log_equal_a_count_of_the_rows() {
     .map(|r| (r[0].clone(), r[1].parse().unwrap()))
     .collect();
     assert_eq!(oracle.len(), 3, "{oracle:?}");
-    let url = url::Url::from_directory_path(s.join("t")).unwrap();
     let table = delta::open(&url, "t").await.unwrap().unwrap();
     let days: BTreeSet<String> = oracle
         .keys()
