@@ -175,8 +175,9 @@ enum Command {
         #[arg(long, default_value = "text")]
         log_format: LogFormat,
     },
-    /// Compact (Delta OPTIMIZE) and vacuum every table of the lake: silver, dead letters,
-    /// superseded rows, gold and the ledger. Holds the writer lease; recorded in the ledger.
+    /// Compact (Delta OPTIMIZE), purge deletion vectors and vacuum every table of the lake:
+    /// silver, dead letters, superseded rows, gold and the ledger. Holds the writer lease;
+    /// recorded in the ledger.
     Maintain {
         /// Say what would be compacted and deleted; change nothing.
         #[arg(long)]

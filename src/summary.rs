@@ -130,22 +130,29 @@ pub fn run_lines(r: &RunReport) -> String {
     out
 }
 
-/// `karat maintain`: per table, files before → after, compacted and vacuumed.
+/// `karat maintain`: per table, files before → after, compacted, purged of deletion vectors
+/// and vacuumed.
 pub fn maintenance_lines(r: &crate::pipeline::MaintenanceReport) -> String {
     let verb = if r.dry_run { "would" } else { "did" };
     let mut out = format!(
-        "maintenance{} ({verb} compact / vacuum):\n{:<36} {:>7} {:>7} {:>10} {:>9}\n",
+        "maintenance{} ({verb} compact / purge / vacuum):\n{:<36} {:>7} {:>7} {:>10} {:>7} {:>9}\n",
         if r.dry_run { ", dry run" } else { "" },
         "table",
         "files",
         "after",
         "compacted",
+        "purged",
         "vacuumed"
     );
     for t in &r.tables {
         out.push_str(&format!(
-            "{:<36} {:>7} {:>7} {:>10} {:>9}\n",
-            t.table, t.files_before, t.files_after, t.files_compacted, t.files_vacuumed
+            "{:<36} {:>7} {:>7} {:>10} {:>7} {:>9}\n",
+            t.table,
+            t.files_before,
+            t.files_after,
+            t.files_compacted,
+            t.files_purged,
+            t.files_vacuumed
         ));
     }
     let (before, after): (usize, usize) = r

@@ -1,19 +1,27 @@
 //! `karat maintain`: keeps the lake's Delta tables cheap to read. Every run appends small files
 //! (a replace-where rewrites a partition, each ledger write adds one); maintenance compacts
-//! them with Delta OPTIMIZE and removes the files no version younger than
-//! `[maintenance] vacuum_after` needs with VACUUM — silver, dead letters, superseded rows, gold
-//! and the ledger's own tables. It holds the writer lease and is recorded in the ledger as a
-//! run with each table's versions before and after (so `karat restore` of an older replay is
-//! refused rather than half-done; restoring past the vacuum horizon is not possible).
+//! them with Delta OPTIMIZE, purges the deletion vectors OPTIMIZE leaves (a partition of one
+//! file, or a file above the target size: their partitions are rewritten without the rows the
+//! vectors delete, as Delta's `REORG TABLE … APPLY (PURGE)` does), and removes the files no
+//! version younger than `[maintenance] vacuum_after` needs with VACUUM — silver, dead letters,
+//! superseded rows, gold and the ledger's own tables. It holds the writer lease and is
+//! recorded in the ledger as a run with each table's versions before and after (so `karat
+//! restore` of an older replay is refused rather than half-done; restoring past the vacuum
+//! horizon is not possible).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::Utc;
+use deltalake::DeltaTable;
+use deltalake::arrow::array::BooleanArray;
+use deltalake::arrow::record_batch::RecordBatch;
 use serde::Serialize;
 
 use crate::error::{KaratError, KaratResult};
-use crate::lake::lease;
-use crate::lake::{Lake, delta, layout};
+use crate::lake::lookup::Reading;
+use crate::lake::rewrite::{self, Keep, Rewrite};
+use crate::lake::{Lake, deletion, delta, layout, lease};
 use crate::ledger::{Ledger, RunRecord};
 
 use super::plan::Plan;
@@ -27,6 +35,9 @@ pub struct TableMaintenance {
     pub files_after: usize,
     /// Files OPTIMIZE merged away (dry run: files in partitions holding more than one).
     pub files_compacted: u64,
+    /// Files whose deletion vectors were purged, their partitions rewritten without the rows
+    /// the vectors delete (dry run: files holding a vector now).
+    pub files_purged: usize,
     /// Files VACUUM deleted (dry run: would delete).
     pub files_vacuumed: usize,
     pub version_before: Option<i64>,
@@ -109,6 +120,9 @@ async fn maintain_table(
         .map_err(|e| KaratError::Other(format!("[maintenance] vacuum_after: {e}")))?;
     if dry_run {
         let compactable = compactable_files(&table)?;
+        let purgeable = with_vectors(&table, folder)
+            .await?
+            .map_or(0, |(_, w)| w.files);
         let (_, vacuum) = table
             .vacuum()
             .with_retention_period(retention)
@@ -121,6 +135,7 @@ async fn maintain_table(
             files_before,
             files_after: files_before,
             files_compacted: compactable,
+            files_purged: purgeable,
             files_vacuumed: vacuum.files_deleted.len(),
             version_before,
             version_after: version_before,
@@ -132,6 +147,7 @@ async fn maintain_table(
         .with_writer_properties(crate::lake::encoding::writer_properties(&schema))
         .await
         .map_err(err)?;
+    let (table, purged) = purge_vectors(table, &url, folder).await?;
     let (table, vacuum) = table
         .vacuum()
         .with_retention_period(retention)
@@ -143,10 +159,83 @@ async fn maintain_table(
         files_before,
         files_after: table.get_file_uris().map_err(err)?.count(),
         files_compacted: optimized.num_files_removed,
+        files_purged: purged,
         files_vacuumed: vacuum.files_deleted.len(),
         version_before,
         version_after: table.version().map(|v| v as i64),
     }))
+}
+
+/// The live files of a table that carry a deletion vector, and their partitions.
+#[derive(Debug, Default)]
+struct WithVectors {
+    files: usize,
+    partitions: BTreeSet<String>,
+}
+
+/// [`WithVectors`] of `table`, with a reading of it; None unless it is a plain table
+/// partitioned by one column with deletion vectors on (the only tables karat writes vectors
+/// into).
+async fn with_vectors(
+    table: &DeltaTable,
+    folder: &str,
+) -> KaratResult<Option<(Reading, WithVectors)>> {
+    if !deletion::enabled(table) {
+        return Ok(None);
+    }
+    let Some(reading) = Reading::of_table(table.clone(), folder) else {
+        return Ok(None);
+    };
+    let mut out = WithVectors::default();
+    for file in reading.files(None).await? {
+        let partition = reading.partition_of(&file);
+        if let (Some(_), Some(p)) = (file.deletion_vector_descriptor(), partition) {
+            out.files += 1;
+            out.partitions.insert(p);
+        }
+    }
+    Ok(Some((reading, out)))
+}
+
+/// Rewrites, in one commit, the partitions of `table` (at `url`) whose files still carry a
+/// deletion vector, keeping every live row: the files then hold exactly the table's rows and
+/// readers apply no vector. The table after it, and how many files had a vector.
+async fn purge_vectors(
+    table: DeltaTable,
+    url: &url::Url,
+    folder: &str,
+) -> KaratResult<(DeltaTable, usize)> {
+    let Some((reading, found)) = with_vectors(&table, folder).await? else {
+        return Ok((table, 0));
+    };
+    if found.partitions.is_empty() {
+        return Ok((table, 0));
+    }
+    let every_row: Keep =
+        Arc::new(|b: &RecordBatch| Ok(BooleanArray::from(vec![true; b.num_rows()])));
+    let rewrite = Rewrite {
+        partitions: found.partitions,
+        keep: every_row,
+        added: BTreeMap::new(),
+        found: None,
+    };
+    let metadata = vec![(
+        "karat.operation".to_string(),
+        serde_json::json!("maintain: purge deletion vectors"),
+    )];
+    rewrite::replace_partitions(
+        table,
+        folder,
+        &reading.schema,
+        &reading.partition_by,
+        rewrite,
+        metadata,
+    )
+    .await?;
+    let table = delta::open(url, folder)
+        .await?
+        .ok_or_else(|| KaratError::Other(format!("{folder}: gone during maintenance")))?;
+    Ok((table, found.files))
 }
 
 /// Files in partitions that hold more than one (what OPTIMIZE would merge).

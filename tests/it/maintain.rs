@@ -125,3 +125,81 @@ async fn maintain_compacts_every_table_and_keeps_every_row() {
     let (code, out) = karat(s.path(), &["run"]);
     assert_eq!(code, Some(0), "runs go on after maintenance: {out}");
 }
+
+/// Whether any live file of the Delta table at `dir` carries a deletion vector.
+async fn holds_a_vector(dir: &Path) -> bool {
+    let url = url::Url::from_directory_path(dir).unwrap();
+    let table = karat::lake::delta::open(&url, "t").await.unwrap().unwrap();
+    let reading = karat::lake::lookup::Reading::of_table(table, "t").expect("a plain table");
+    reading
+        .files(None)
+        .await
+        .unwrap()
+        .iter()
+        .any(|f| f.deletion_vector_descriptor().is_some())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintain_purges_the_deletion_vectors_optimize_leaves() {
+    let s = Scratch::new();
+    let cfg = karat::config::example::write_example(s.path(), false).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let with_vectors = text.replacen(
+        "key = [\"order_id\"]",
+        "deletion_vectors = true\nkey = [\"order_id\"]",
+        1,
+    );
+    assert_ne!(with_vectors, text);
+    std::fs::write(&cfg, with_vectors).unwrap();
+    let (code, out) = karat(s.path(), &["run"]);
+    assert_eq!(code, Some(0), "{out}");
+    // o-1 moves to another day: a vector deletes it from its old day's only file, which
+    // OPTIMIZE leaves alone (a partition of one file)
+    std::fs::write(
+        s.join("data/orders/moved.ndjson"),
+        "{\"order_id\":\"o-1\",\"amount\":7,\"currency\":\"GBP\",\"quantity\":1,\"order_date\":\"2026-03-26\"}\n",
+    )
+    .unwrap();
+    let (code, out) = karat(s.path(), &["run"]);
+    assert_eq!(code, Some(0), "{out}");
+    let lake = s.join("lake");
+    let silver_dir = lake.join("silver/orders");
+    assert!(
+        holds_a_vector(&silver_dir).await,
+        "the run deleted in place"
+    );
+    let silver = pretty(&sql(&lake, "silver/orders", "SELECT * FROM t ORDER BY order_id").await);
+
+    let (code, dry) = karat(s.path(), &["maintain", "--dry-run", "--json"]);
+    assert_eq!(code, Some(0), "{dry}");
+    let of = |out: &str| -> serde_json::Value {
+        let report: serde_json::Value = serde_json::from_str(out).expect("json");
+        report["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == "silver/orders")
+            .cloned()
+            .unwrap_or_else(|| panic!("{out}"))
+    };
+    assert_eq!(of(&dry)["files_purged"], 1, "{dry}");
+    assert!(
+        holds_a_vector(&silver_dir).await,
+        "a dry run changes nothing"
+    );
+
+    let (code, out) = karat(s.path(), &["maintain", "--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(of(&out)["files_purged"], 1, "{out}");
+    assert!(
+        !holds_a_vector(&silver_dir).await,
+        "no file carries a vector after it"
+    );
+    assert_eq!(
+        pretty(&sql(&lake, "silver/orders", "SELECT * FROM t ORDER BY order_id").await),
+        silver,
+        "the same rows"
+    );
+    let (code, out) = karat(s.path(), &["verify"]);
+    assert_eq!(code, Some(0), "{out}");
+}
