@@ -96,17 +96,13 @@ pub async fn delete_and_append(
     metadata: Vec<(String, serde_json::Value)>,
 ) -> KaratResult<i64> {
     let started = std::time::Instant::now();
+    rewrite.check(label)?;
     let Rewrite {
         partitions,
         keep,
         added,
         found,
     } = rewrite;
-    if let Some(stray) = added.keys().find(|p| !partitions.contains(*p)) {
-        return Err(KaratError::Other(format!(
-            "{label}: rows for partition {stray}, which this rewrite does not replace"
-        )));
-    }
     let reading = Arc::new(Reading {
         table: table.clone(),
         schema: schema.clone(),

@@ -49,6 +49,19 @@ pub struct Rewrite {
     pub found: Option<Vec<Located>>,
 }
 
+impl Rewrite {
+    /// An error naming the table (`label`) and the partition when rows are added to a
+    /// partition the rewrite does not replace (they would be written nowhere).
+    pub fn check(&self, label: &str) -> KaratResult<()> {
+        match self.added.keys().find(|p| !self.partitions.contains(*p)) {
+            Some(stray) => Err(KaratError::Other(format!(
+                "{label}: rows for partition {stray}, which this rewrite does not replace"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Replaces `rewrite.partitions` of `table` (partitioned by `partition_by`, rows of
 /// `schema`) in one commit; the new version.
 pub async fn replace_partitions(
@@ -60,17 +73,13 @@ pub async fn replace_partitions(
     metadata: Vec<(String, serde_json::Value)>,
 ) -> KaratResult<i64> {
     let started = std::time::Instant::now();
+    rewrite.check(label)?;
     let Rewrite {
         partitions,
         keep,
         mut added,
         found: _,
     } = rewrite;
-    if let Some(stray) = added.keys().find(|p| !partitions.contains(*p)) {
-        return Err(KaratError::Other(format!(
-            "{label}: rows for partition {stray}, which this rewrite does not replace"
-        )));
-    }
     let removes = files_of(&table, label, partition_by, &partitions).await?;
     let todo: Vec<(String, Vec<RecordBatch>)> = partitions
         .iter()
