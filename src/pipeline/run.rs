@@ -158,6 +158,9 @@ struct Changes {
     /// Their keys, checked against the table once its last group is written (None: the
     /// table has no key, or the check ran).
     keys: Option<KeyCheck>,
+    /// Keys held twice that the updates found themselves, checking the keys they wrote
+    /// ([`silver::written_keys`]); those keys are not in `keys`.
+    held_twice: Vec<String>,
     /// Their bronze batches (the accounting's batches to balance).
     batches: BTreeSet<String>,
     /// Per gold table reading the table: the partitions they feed, derived when they changed
@@ -175,7 +178,10 @@ impl Changes {
         lake: &Lake,
         contract: &std::sync::Arc<silver::Contract>,
         changed: silver::Changed,
+        held_twice: Option<Vec<String>>,
     ) -> KaratResult<()> {
+        let checked = held_twice.is_some();
+        self.held_twice.extend(held_twice.into_iter().flatten());
         if changed.is_empty() {
             return Ok(());
         }
@@ -237,7 +243,7 @@ impl Changes {
             }
             Ok(feeds)
         };
-        if let Some(keys) = &mut self.keys {
+        if let Some(keys) = self.keys.as_mut().filter(|_| !checked) {
             keys.add(&rows)
                 .map_err(|e| KaratError::arrow(format!("changed keys of {table}"), e))?;
         }
@@ -628,7 +634,7 @@ impl<'a> Execution<'a> {
                 None => Ok(Vec::new()),
             }
         };
-        let (mut balance, duplicates) = tokio::try_join!(
+        let (mut balance, mut duplicates) = tokio::try_join!(
             accounting::balance(
                 self.lake,
                 contract,
@@ -637,6 +643,8 @@ impl<'a> Execution<'a> {
             ),
             duplicates
         )?;
+        duplicates.extend(std::mem::take(&mut changes.held_twice));
+        duplicates.truncate(crate::silver::key_check::SHOWN);
         balance.duplicate_keys = duplicates;
         match balance.errors().into_iter().next() {
             None => Ok(()),
@@ -946,7 +954,10 @@ async fn silver_table(
         let mut r = silver::update(lake, contract.clone(), group, &t, run_id, events).await?;
         clock.lap("update");
         let changed = std::mem::take(&mut r.changed);
-        changes.add(plan, lake, &contract, changed).await?;
+        let held_twice = r.keys_held_twice.take();
+        changes
+            .add(plan, lake, &contract, changed, held_twice)
+            .await?;
         clock.lap("changed keys");
         report.absorb(r);
     }

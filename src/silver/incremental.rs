@@ -17,6 +17,7 @@ use deltalake::arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 use super::contract::{Contract, SUPERSEDED_BY, WINNER_PARTITION};
 use super::merge;
 use super::store::{self, Removed, Store};
+use super::written_keys::Scanned;
 use crate::error::{KaratError, KaratResult};
 
 /// What an incremental merge decided, ready to be written.
@@ -36,19 +37,40 @@ pub struct Incremental {
     pub changed: Vec<RecordBatch>,
 }
 
-/// Merges the new valid rows with the stored versions of their keys; None when no key is
-/// stored yet (the rows are merged among themselves and appended).
+/// What [`merge_new`] decided, and what its lookup read.
+#[derive(Debug, Default)]
+pub struct NewRows {
+    /// None when no key is stored yet (the rows are merged among themselves and appended).
+    pub merged: Option<Incremental>,
+    /// The lookup of every live file, for the check after the write (None: by a query).
+    pub scanned: Option<Scanned>,
+}
+
+/// Merges the new valid rows with the stored versions of their keys.
 pub async fn merge_new(
     store: &Store,
     contract: &Contract,
     valid: &[RecordBatch],
-) -> KaratResult<Option<Incremental>> {
+) -> KaratResult<NewRows> {
+    let mut stored = store.versions(valid).await?;
+    let scanned = stored.scanned.take();
+    let merged = if stored.batches.iter().all(|b| b.num_rows() == 0) {
+        None
+    } else {
+        Some(merge_found(store, contract, valid, stored).await?)
+    };
+    Ok(NewRows { merged, scanned })
+}
+
+/// [`merge_new`] once some stored version was found.
+async fn merge_found(
+    store: &Store,
+    contract: &Contract,
+    valid: &[RecordBatch],
+    stored: store::Versions,
+) -> KaratResult<Incremental> {
     let ctx = format!("table {}", contract.table);
     let err = |e| KaratError::arrow(ctx.clone(), e);
-    let stored = store.versions(valid).await?;
-    if stored.batches.iter().all(|b| b.num_rows() == 0) {
-        return Ok(None);
-    }
     let schema = store::version_schema(contract)?;
     let mut narrowed = valid
         .iter()
@@ -84,7 +106,7 @@ pub async fn merge_new(
     out.changed = out.added.clone();
     if decided.stored_losers.is_empty() {
         out.superseded = superseded;
-        return Ok(Some(out));
+        return Ok(out);
     }
     // stored winners that lost: their rows leave silver, and their own superseded versions
     // follow them to the new winner's partition
@@ -114,7 +136,7 @@ pub async fn merge_new(
     out.silver_partitions = Some(rewrite);
     out.superseded = superseded;
     out.superseded_partitions = Some(homes);
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// Every version's fate, by row of the merged versions (new rows first, then stored ones).

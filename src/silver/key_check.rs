@@ -151,6 +151,24 @@ impl KeyCheck {
             let b = self.batch(b, table)?;
             self.add(std::slice::from_ref(&b)).map_err(arrow(table))?;
         }
+        self.met_twice(ctx, table).await
+    }
+
+    /// Keys met more than once among `rows` (holding the key columns by name), counted in
+    /// the table registered as `s` in `ctx`: the rows are every row the table holds of the
+    /// keys looked for ([`super::written_keys`]), so a key met twice is held twice.
+    pub async fn duplicates_among(
+        mut self,
+        ctx: &SessionContext,
+        table: &str,
+        rows: &[RecordBatch],
+    ) -> KaratResult<Vec<String>> {
+        self.add(rows).map_err(arrow(table))?;
+        self.met_twice(ctx, table).await
+    }
+
+    /// The keys whose hash was added twice, counted exactly by a scan of the table.
+    async fn met_twice(&mut self, ctx: &SessionContext, table: &str) -> KaratResult<Vec<String>> {
         let mut hashes = std::mem::take(&mut self.hashes);
         hashes.sort_unstable();
         let twice: HashSet<u64> = hashes

@@ -26,6 +26,7 @@ pub mod preview;
 pub mod select;
 pub mod store;
 pub mod validate;
+pub mod written_keys;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -56,6 +57,10 @@ pub struct SilverReport {
     /// Rows that entered or left silver, for the gold partitions they feed.
     #[serde(skip)]
     pub changed: Changed,
+    /// Keys this update looked up that silver now holds twice, when it checked them itself
+    /// ([`written_keys`]); None leaves the check of the changed keys to the caller.
+    #[serde(skip)]
+    pub keys_held_twice: Option<Vec<String>>,
 }
 
 impl SilverReport {
@@ -68,6 +73,7 @@ impl SilverReport {
             silver_version: None,
             dead_letter_version: None,
             changed: Changed::default(),
+            keys_held_twice: None,
         }
     }
 
@@ -125,6 +131,8 @@ struct Applied {
     superseded: Vec<RecordBatch>,
     /// Rows that entered or left silver.
     changed: Vec<RecordBatch>,
+    /// What the lookup before the merge read, for the key check after the write.
+    scanned: Option<written_keys::Scanned>,
 }
 
 /// (Re)processes `batches` with `contract` and applies the result. `targets` are partitions
@@ -199,11 +207,14 @@ pub async fn update(
         .await?;
     crate::lake::fault::after("silver.dead_letters");
     clock.lap("write dead letters");
-    let counts = Store::open(lake, contract.clone())
-        .await?
-        .counts(&labels)
-        .await?;
+    let after = Store::open(lake, contract.clone()).await?;
+    let counts = after.counts(&labels).await?;
     clock.lap("partition counts");
+    let keys_held_twice = match applied.scanned {
+        Some(scanned) => written_keys::held_twice(&after, &contract, scanned).await?,
+        None => None,
+    };
+    clock.lap("written keys");
     let mut outcomes = gate::outcomes(&contract, &collected, &counts);
     let changed = split_changed(&contract, applied.changed, &outcomes)?;
     for o in &mut outcomes {
@@ -231,6 +242,7 @@ pub async fn update(
         silver_version: Some(silver_version),
         dead_letter_version: Some(dead_version),
         changed,
+        keys_held_twice,
     })
 }
 
@@ -247,17 +259,23 @@ async fn apply(
 ) -> KaratResult<Applied> {
     let of_batches = store.partitions_of_batches(ids).await?;
     if !contract.key_indexes.is_empty() && targets.is_empty() && of_batches.is_empty() {
-        return match incremental::merge_new(store, contract, valid).await? {
-            None => append(contract, valid),
-            Some(i) => Ok(Applied {
+        let new = incremental::merge_new(store, contract, valid).await?;
+        let applied = match new.merged {
+            None => append(contract, valid)?,
+            Some(i) => Applied {
                 keep_stored_except: i.silver_partitions.as_ref().map(|_| i.removed),
                 replace: i.silver_partitions,
                 silver: i.added,
                 replace_superseded: i.superseded_partitions,
                 superseded: i.superseded,
                 changed: i.changed,
-            }),
+                scanned: None,
+            },
         };
+        return Ok(Applied {
+            scanned: new.scanned,
+            ..applied
+        });
     }
     // partitions already holding rows of these keys, or of these batches, or to replay
     let mut existing = store.partitions_of_keys(valid).await?;

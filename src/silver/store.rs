@@ -17,6 +17,7 @@ use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use super::contract::{
     Contract, DEAD_LETTER_PARTITION, SUPERSEDED_BY, WINNER_PARTITION, dead_letter_schema, ident,
 };
+use super::written_keys::Scanned;
 use crate::config::Zone;
 use crate::error::{KaratError, KaratResult};
 use crate::events::Events;
@@ -107,6 +108,9 @@ fn strings(batches: &[RecordBatch]) -> BTreeSet<String> {
 pub struct Versions {
     pub batches: Vec<RecordBatch>,
     pub found: Option<Vec<lookup::Found>>,
+    /// Every live file read and the rows found of the keys (None: found by a query), or
+    /// nothing found as silver did not exist yet.
+    pub scanned: Option<Scanned>,
 }
 
 /// Stored silver rows a merge removes: whole, by key, and where they are when known.
@@ -169,7 +173,7 @@ fn shown_partitions(partitions: &BTreeSet<String>) -> String {
 }
 
 /// The key column names of `contract`'s table.
-fn key_names(contract: &Contract) -> Vec<String> {
+pub(super) fn key_names(contract: &Contract) -> Vec<String> {
     contract
         .key_indexes
         .iter()
@@ -178,6 +182,12 @@ fn key_names(contract: &Contract) -> Vec<String> {
 }
 
 impl Store {
+    /// The session silver is registered in (as `s`, with its dead letters `d` and
+    /// superseded rows `u` when they exist).
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
     /// Opens the tables of `contract`'s table (those that exist yet).
     pub async fn open(lake: &Lake, contract: Arc<Contract>) -> KaratResult<Store> {
         let ctx = delta::session();
@@ -303,6 +313,7 @@ impl Store {
                 return Ok(Versions {
                     batches: self.versions_of_keys(rows).await?,
                     found: None,
+                    scanned: self.silver.is_none().then(Scanned::default),
                 });
             }
         };
@@ -312,6 +323,10 @@ impl Store {
         let wanted: lookup::Wanted =
             Arc::new(move |b: &RecordBatch| deltalake::arrow::compute::not(&keys.absent(b)?));
         let files = reading.files(None).await?;
+        let read: BTreeSet<String> = files
+            .iter()
+            .map(|f| lookup::file_name(&f.path()).to_string())
+            .collect();
         let found = reading.find(files, &names, wanted, true).await?;
         let schema = version_schema(c)?;
         let batches = found
@@ -321,6 +336,7 @@ impl Store {
             .map_err(err)?;
         Ok(Versions {
             batches,
+            scanned: Some(Scanned::of(c, read, &found)?),
             found: Some(found),
         })
     }
@@ -348,7 +364,7 @@ impl Store {
     }
 
     /// Reading silver's files directly, when it is a plain table ([`append::table_allows`]).
-    fn reading(&self) -> Option<Arc<lookup::Reading>> {
+    pub(super) fn reading(&self) -> Option<Arc<lookup::Reading>> {
         let c = &self.contract;
         let table = self.silver.clone()?;
         if !append::table_allows(&table, &c.silver_schema, &c.partition_column) {

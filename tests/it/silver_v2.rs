@@ -454,6 +454,55 @@ async fn the_run_key_check_names_a_changed_key_held_twice_and_no_other() {
     assert!(found.is_empty(), "{found:?}");
 }
 
+/// The keys `ids` as a batch of silver's key column.
+fn order_ids(ids: &[&str]) -> deltalake::arrow::array::RecordBatch {
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    let schema = std::sync::Arc::new(Schema::new(vec![Field::new(
+        "order_id",
+        DataType::Utf8,
+        false,
+    )]));
+    let col = deltalake::arrow::array::StringArray::from(ids.to_vec());
+    deltalake::arrow::array::RecordBatch::try_new(schema, vec![std::sync::Arc::new(col)]).unwrap()
+}
+
+/// The check a run makes right after a write with deletion vectors reads only the files added
+/// since its lookup: it must still see a key such a file holds again, and only that key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_written_keys_check_sees_a_looked_up_key_that_a_file_added_since_holds_again() {
+    use karat::silver::store::Store;
+    use karat::silver::written_keys::held_twice;
+    let s = Scratch::new();
+    let cfg = init(s.path(), |t| {
+        t.replace(
+            "key = [\"order_id\"]",
+            "deletion_vectors = true\nkey = [\"order_id\"]",
+        )
+    });
+    let (plan, lake) = open(&cfg).await;
+    run(&plan, &lake).await;
+    let contract = plan.contracts["orders"].clone();
+    let lookup = |ids: &'static [&'static str]| {
+        let (lake, contract) = (lake.clone(), contract.clone());
+        async move {
+            let store = Store::open(&lake, contract).await.unwrap();
+            let scanned = store.versions(&[order_ids(ids)]).await.unwrap().scanned;
+            scanned.expect("a lookup of every file")
+        }
+    };
+    let (both, other) = (lookup(&["o-1", "o-2"]).await, lookup(&["o-2"]).await);
+    let after = || async { Store::open(&lake, contract.clone()).await.unwrap() };
+    let before = held_twice(&after().await, &contract, both.clone())
+        .await
+        .unwrap();
+    assert_eq!(before, Some(Vec::new()));
+    copy_o1_behind_karats_back(&s, &plan).await;
+    let found = held_twice(&after().await, &contract, both).await.unwrap();
+    assert_eq!(found, Some(vec!["order_id=o-1 (2 rows)".to_string()]));
+    let found = held_twice(&after().await, &contract, other).await.unwrap();
+    assert_eq!(found, Some(Vec::new()));
+}
+
 const JOIN_CONFIG: &str = r#"[lake]
 url = "lake"
 [[source]]
