@@ -10,6 +10,7 @@ pub mod files;
 pub mod http;
 pub mod manifest;
 pub mod record;
+pub mod seen;
 pub mod stamp;
 
 use std::collections::HashSet;
@@ -25,6 +26,7 @@ use crate::events::{Event, Events, Stage};
 use crate::lake::{Lake, layout};
 pub use drift::SchemaDiff;
 pub use manifest::Manifest;
+use seen::SeenFiles;
 use stamp::{BatchWriter, Stamp};
 
 /// A source unit that could not become a batch.
@@ -92,6 +94,7 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                 total: Some(paths.len() as u64),
             });
             let base = Utc::now();
+            let seen = Arc::new(Mutex::new(SeenFiles::load(lake, &source.name).await?));
             let claimed = Arc::new(Mutex::new(known));
             let parallel = std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -99,6 +102,7 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
             let results = futures::stream::iter(paths.into_iter().enumerate().map(|(i, path)| {
                 let lake = lake.clone();
                 let claimed = claimed.clone();
+                let seen = seen.clone();
                 let name = source.name.clone();
                 let format = *format;
                 let limits = source.limits;
@@ -107,10 +111,24 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                 let at = base + ChronoDuration::microseconds(i as i64);
                 async move {
                     let origin = path.to_string_lossy().into_owned();
-                    let size = tokio::fs::metadata(&path)
-                        .await
-                        .map(|m| m.len())
-                        .unwrap_or(0);
+                    let meta = tokio::fs::metadata(&path).await.ok();
+                    let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+                    let modified = meta.as_ref().and_then(seen::modified);
+                    let seen_before = {
+                        let known = claimed.lock().expect("lock");
+                        let seen = seen.lock().expect("lock");
+                        seen.unchanged(&origin, size, modified.as_deref(), &known)
+                            .is_some()
+                    };
+                    if seen_before {
+                        return Unit::Skipped;
+                    }
+                    let read_at = Utc::now();
+                    let at_path = origin.clone();
+                    let read = move |batch_id: &str| {
+                        let mut seen = seen.lock().expect("lock");
+                        seen.read(&at_path, size, modified, batch_id, read_at);
+                    };
                     if let Err(error) = files::check_size(size, limits) {
                         return Unit::Failed(BatchFailure { origin, error });
                     }
@@ -126,6 +144,7 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                     let sha = sha256_hex(&bytes);
                     let batch_id = batch_id_of(&sha);
                     if !claimed.lock().expect("lock").insert(batch_id.clone()) {
+                        read(&batch_id);
                         return Unit::Skipped;
                     }
                     match lake
@@ -207,7 +226,10 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                         expected,
                     };
                     match land(&lake, &name, landing, stamped).await {
-                        Ok(m) => Unit::New(m),
+                        Ok(m) => {
+                            read(&batch_id);
+                            Unit::New(m)
+                        }
                         Err(e) => Unit::Failed(BatchFailure {
                             origin,
                             error: e.to_string(),
@@ -218,6 +240,8 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
             .buffer_unordered(parallel)
             .collect::<Vec<_>>()
             .await;
+            let seen = std::mem::take(&mut *seen.lock().expect("lock"));
+            seen.save(lake, &source.name).await?;
             for r in results {
                 match r {
                     Unit::New(m) => {

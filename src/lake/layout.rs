@@ -33,6 +33,11 @@ pub fn bronze_manifests(source: &str) -> String {
     format!("bronze/{source}/_manifests")
 }
 
+/// The files a source's runs read, by path, size and time ([`crate::bronze::seen`]).
+pub fn bronze_files_seen(source: &str) -> String {
+    format!("_karat/bronze_files/{source}.json")
+}
+
 /// Folder of a silver or gold Delta table.
 pub fn table(zone: Zone, name: &str) -> String {
     format!("{zone}/{name}")

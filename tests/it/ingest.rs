@@ -22,6 +22,46 @@ id = { type = "int64", nullable = false }
 kind = { type = "string" }
 "#;
 
+/// Sets `path`'s modification time to `secs` after the epoch.
+fn set_modified(path: &std::path::Path, secs: u64) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    f.set_modified(t).unwrap();
+}
+
+/// A file read before is known by its path, size and time and not read again; once its time
+/// changes it is read, and new bytes land as a new batch. A file modified just before it was
+/// read is read again (it could have changed within one clock tick), and the cache of files
+/// read is only a cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_read_before_is_known_by_its_path_size_and_time() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.join("in")).unwrap();
+    std::fs::write(s.join("karat.toml"), CONFIG).unwrap();
+    let (old, fresh) = (s.join("in/old.ndjson"), s.join("in/fresh.ndjson"));
+    std::fs::write(&old, "{\"id\":1,\"kind\":\"a\"}\n").unwrap();
+    std::fs::write(&fresh, "{\"id\":2,\"kind\":\"b\"}\n").unwrap();
+    set_modified(&old, 1_700_000_000);
+    let (plan, lake) = open(&s.join("karat.toml")).await;
+    let new_and_skipped =
+        |r: &karat::pipeline::RunReport| (r.bronze[0].new_batches.len(), r.bronze[0].skipped);
+    assert_eq!(new_and_skipped(&run(&plan, &lake).await), (2, 0));
+
+    // the same size and time: not read, so these new bytes are not seen; the fresh file is
+    // read again and its bytes are known by their hash
+    std::fs::write(&old, "{\"id\":3,\"kind\":\"c\"}\n").unwrap();
+    set_modified(&old, 1_700_000_000);
+    assert_eq!(new_and_skipped(&run(&plan, &lake).await), (0, 2));
+    let cache = s.join("lake/_karat/bronze_files/events.json");
+    std::fs::remove_file(&cache).unwrap();
+    assert_eq!(new_and_skipped(&run(&plan, &lake).await), (1, 1));
+    assert!(cache.exists());
+
+    // without the cache the old file was read: its new bytes landed
+    let n = crate::util::sql(&s.join("lake"), "silver/events", "SELECT COUNT(*) FROM t").await;
+    assert_eq!(crate::util::scalar(&n), "3");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_bytes_twice_add_nothing() {
     let s = Scratch::new();
