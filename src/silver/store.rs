@@ -605,21 +605,14 @@ impl Store {
         }
         if self.has_dead {
             let q = format!(
-                "SELECT {DEAD_LETTER_PARTITION} || '|' || r, COUNT(*) FROM (SELECT {DEAD_LETTER_PARTITION}, unnest(rules) AS r FROM d WHERE {DEAD_LETTER_PARTITION} IN ({list})) GROUP BY 1"
+                "SELECT {DEAD_LETTER_PARTITION}, rules FROM d \
+                 WHERE {DEAD_LETTER_PARTITION} IN ({list})"
             );
-            for (key, n) in pairs(&self.query(&q, "dead letters by rule").await?) {
-                if let Some((p, rule)) = key.split_once('|') {
-                    out.entry(p.to_string())
-                        .or_default()
-                        .by_rule
-                        .push((rule.to_string(), n));
-                }
-            }
-            let q = format!(
-                "SELECT {DEAD_LETTER_PARTITION}, COUNT(*) FROM d WHERE {DEAD_LETTER_PARTITION} IN ({list}) GROUP BY 1"
-            );
-            for (p, n) in pairs(&self.query(&q, "dead letters").await?) {
-                out.entry(p).or_default().dead = n;
+            let rows = self.query(&q, "dead letters by rule").await?;
+            for (p, dead) in dead_letter_counts(&rows) {
+                let c = out.entry(p).or_default();
+                c.dead = dead.rows;
+                c.by_rule.extend(dead.by_rule);
             }
         }
         for c in out.values_mut() {
@@ -928,6 +921,38 @@ fn column(name: &str) -> Expr {
 /// Partition label column of [`version_schema`] batches.
 pub const LABEL: &str = "_karat_label";
 
+/// Dead letters of one partition: how many, and how many broke each rule.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct DeadCounts {
+    rows: u64,
+    by_rule: BTreeMap<String, u64>,
+}
+
+/// Dead letters counted by partition and rule from rows of (partition, rules): one pass over
+/// the rows, where a query unnesting the rules and grouping by both took ten times longer
+/// than reading them (measured on the 30-day bench).
+fn dead_letter_counts(rows: &[RecordBatch]) -> BTreeMap<String, DeadCounts> {
+    let mut out: BTreeMap<String, DeadCounts> = BTreeMap::new();
+    for b in rows.iter().filter(|b| b.num_rows() > 0) {
+        let partitions = delta::utf8(b.column(0));
+        let rules = delta::utf8_list(b.column(1));
+        let names = rules.values().as_string::<i32>();
+        let offsets = rules.value_offsets();
+        for i in 0..b.num_rows() {
+            let c = out.entry(partitions.value(i).to_string()).or_default();
+            c.rows += 1;
+            if rules.is_null(i) {
+                continue;
+            }
+            let listed = offsets[i] as usize..offsets[i + 1] as usize;
+            for r in listed.filter(|r| names.is_valid(*r)) {
+                *c.by_rule.entry(names.value(r).to_string()).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Key columns, the provenance that orders versions, and the partition label.
 pub fn version_schema(contract: &Contract) -> KaratResult<SchemaRef> {
     let schema = &contract.silver_schema;
@@ -989,4 +1014,48 @@ fn conform_widened(b: &RecordBatch, schema: &Arc<Schema>, table: &str) -> KaratR
     }
     let widened = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(err)?;
     delta::conform(&widened, schema).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::arrow::array::{ListBuilder, StringBuilder};
+    use deltalake::arrow::datatypes::Field;
+
+    #[test]
+    fn dead_letters_are_counted_by_partition_and_by_each_rule_they_broke() {
+        let partitions = StringArray::from(vec!["d1", "d1", "d2", "d2"]);
+        let mut rules = ListBuilder::new(StringBuilder::new());
+        for row in [
+            vec![Some("a"), Some("b")],
+            vec![Some("a")],
+            vec![None],
+            vec![],
+        ] {
+            for r in row {
+                rules.values().append_option(r);
+            }
+            rules.append(true);
+        }
+        let rules = rules.finish();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("partition", DataType::Utf8, true),
+            Field::new("rules", rules.data_type().clone(), true),
+        ]));
+        let b = RecordBatch::try_new(schema, vec![Arc::new(partitions), Arc::new(rules)]).unwrap();
+        let counts = dead_letter_counts(&[b]);
+        let d1 = &counts["d1"];
+        assert_eq!(d1.rows, 2);
+        assert_eq!(
+            d1.by_rule,
+            BTreeMap::from([("a".into(), 2), ("b".into(), 1)])
+        );
+        assert_eq!(
+            counts["d2"],
+            DeadCounts {
+                rows: 2,
+                by_rule: BTreeMap::new()
+            }
+        );
+    }
 }
