@@ -94,7 +94,14 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                 total: Some(paths.len() as u64),
             });
             let base = Utc::now();
-            let seen = Arc::new(Mutex::new(SeenFiles::load(lake, &source.name).await?));
+            // a cache: when it cannot be read or written, every file is read and hashed
+            let seen = SeenFiles::load(lake, &source.name)
+                .await
+                .unwrap_or_else(|e| {
+                    events.note(format!("bronze {}: {e}: every file is read", source.name));
+                    SeenFiles::default()
+                });
+            let seen = Arc::new(Mutex::new(seen));
             let claimed = Arc::new(Mutex::new(known));
             let parallel = std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -241,7 +248,9 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
             .collect::<Vec<_>>()
             .await;
             let seen = std::mem::take(&mut *seen.lock().expect("lock"));
-            seen.save(lake, &source.name).await?;
+            if let Err(e) = seen.save(lake, &source.name).await {
+                events.note(format!("bronze {}: {e}", source.name));
+            }
             for r in results {
                 match r {
                     Unit::New(m) => {

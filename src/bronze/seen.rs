@@ -40,12 +40,14 @@ pub struct SeenFiles {
 }
 
 impl SeenFiles {
-    /// The files `source`'s runs read (none when the cache is missing or unreadable).
+    /// The files `source`'s runs read (none when there is no cache yet).
     pub async fn load(lake: &Lake, source: &str) -> KaratResult<SeenFiles> {
-        let Some(bytes) = lake.get_opt(&layout::bronze_files_seen(source)).await? else {
+        let path = layout::bronze_files_seen(source);
+        let Some(bytes) = lake.get_opt(&path).await? else {
             return Ok(SeenFiles::default());
         };
-        Ok(serde_json::from_slice(&bytes).unwrap_or_default())
+        serde_json::from_slice(&bytes)
+            .map_err(|e| KaratError::Other(format!("reading {path}: {e}")))
     }
 
     /// Writes the cache back when a run read a file it did not know.

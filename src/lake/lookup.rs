@@ -133,7 +133,21 @@ impl Reading {
         wanted: Wanted,
         whole: bool,
     ) -> KaratResult<Vec<Found>> {
-        let mut deleted = self.deleted().await?;
+        let deleted = self.deleted().await?;
+        self.find_deleting(files, deleted, keys, wanted, whole)
+            .await
+    }
+
+    /// [`Reading::find`] with the rows each file's deletion vector deletes, by file name, as
+    /// [`Reading::deleted`] read them.
+    pub async fn find_deleting(
+        self: &Arc<Self>,
+        files: Vec<LogicalFileView>,
+        mut deleted: HashMap<String, Vec<u64>>,
+        keys: &[String],
+        wanted: Wanted,
+        whole: bool,
+    ) -> KaratResult<Vec<Found>> {
         let keys: Arc<[String]> = keys.into();
         let todo: Vec<_> = files
             .into_iter()
@@ -373,6 +387,14 @@ fn partition_value(file: &LogicalFileView, partition_by: &str) -> Option<String>
         .get(partition_by)
         .cloned()
         .flatten()
+}
+
+/// The names of `files` ([`file_name`]).
+pub fn names(files: &[LogicalFileView]) -> BTreeSet<String> {
+    files
+        .iter()
+        .map(|f| file_name(&f.path()).to_string())
+        .collect()
 }
 
 /// The name of a file (the last part of its path).

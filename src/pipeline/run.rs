@@ -644,6 +644,8 @@ impl<'a> Execution<'a> {
             duplicates
         )?;
         duplicates.extend(std::mem::take(&mut changes.held_twice));
+        duplicates.sort();
+        duplicates.dedup();
         duplicates.truncate(crate::silver::key_check::SHOWN);
         balance.duplicate_keys = duplicates;
         match balance.errors().into_iter().next() {

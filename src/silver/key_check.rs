@@ -358,7 +358,7 @@ impl Buckets {
     }
 }
 
-fn arrow(table: &str) -> impl Fn(ArrowError) -> KaratError + '_ {
+pub(super) fn arrow(table: &str) -> impl Fn(ArrowError) -> KaratError + '_ {
     move |e| KaratError::arrow(format!("key check of {table}"), e)
 }
 

@@ -21,7 +21,7 @@ use deltalake::arrow::array::{BooleanArray, RecordBatch, UInt64Array};
 use deltalake::arrow::compute::take_record_batch;
 
 use super::contract::Contract;
-use super::key_check::KeyCheck;
+use super::key_check::{KeyCheck, arrow};
 use super::store::Store;
 use crate::error::{KaratError, KaratResult};
 use crate::lake::lookup::{self, Found};
@@ -38,8 +38,11 @@ pub struct Scanned {
 /// The rows of one file a lookup found, and their key columns (a batch in the rows' order).
 #[derive(Debug, Clone)]
 pub struct FoundKeys {
+    /// The file's name ([`lookup::file_name`]).
     pub file: String,
+    /// The rows found (physical, from 0), ascending.
     pub rows: Vec<u64>,
+    /// Their key columns, a row each.
     pub keys: RecordBatch,
 }
 
@@ -80,10 +83,7 @@ pub async fn held_twice(
         return Ok(None);
     };
     let files = reading.files(None).await?;
-    let live: BTreeSet<String> = files
-        .iter()
-        .map(|f| lookup::file_name(&f.path()).to_string())
-        .collect();
+    let live = lookup::names(&files);
     let mut deleted = reading.deleted().await?;
     let mut keys = Vec::new();
     for f in scanned.found.into_iter().filter(|f| live.contains(&f.file)) {
@@ -92,7 +92,7 @@ pub async fn held_twice(
             .unwrap_or_default()
             .into_iter()
             .collect();
-        keys.push(still_there(&f, &gone).map_err(arrow(contract))?);
+        keys.push(still_there(&f, &gone).map_err(arrow(&contract.table))?);
     }
     let added: Vec<_> = files
         .into_iter()
@@ -101,7 +101,10 @@ pub async fn held_twice(
     let names = super::store::key_names(contract);
     let every: lookup::Wanted =
         Arc::new(|b: &RecordBatch| Ok(BooleanArray::from(vec![true; b.num_rows()])));
-    for f in reading.find(added, &names, every, false).await? {
+    for f in reading
+        .find_deleting(added, deleted, &names, every, false)
+        .await?
+    {
         keys.push(f.values);
     }
     check
@@ -119,8 +122,4 @@ fn still_there(
         .filter(|i| !gone.contains(&f.rows[*i as usize]))
         .collect();
     take_record_batch(&f.keys, &UInt64Array::from(kept))
-}
-
-fn arrow(contract: &Contract) -> impl Fn(deltalake::arrow::error::ArrowError) -> KaratError + '_ {
-    move |e| KaratError::arrow(format!("written keys of {}", contract.table), e)
 }

@@ -60,6 +60,12 @@ async fn a_file_read_before_is_known_by_its_path_size_and_time() {
     // without the cache the old file was read: its new bytes landed
     let n = crate::util::sql(&s.join("lake"), "silver/events", "SELECT COUNT(*) FROM t").await;
     assert_eq!(crate::util::scalar(&n), "3");
+
+    // a cache that cannot be read is read around, and written again
+    std::fs::write(&cache, "not json").unwrap();
+    assert_eq!(new_and_skipped(&run(&plan, &lake).await), (0, 2));
+    let text = std::fs::read_to_string(&cache).unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).expect("the cache written again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
