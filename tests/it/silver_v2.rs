@@ -427,17 +427,7 @@ async fn the_run_key_check_names_a_changed_key_held_twice_and_no_other() {
     let (_s, plan, lake) = init_example_with_o1_twice().await;
     let contract = &plan.contracts["orders"];
     let keys = |ids: &[&str]| {
-        let schema = std::sync::Arc::new(deltalake::arrow::datatypes::Schema::new(vec![
-            deltalake::arrow::datatypes::Field::new(
-                "order_id",
-                deltalake::arrow::datatypes::DataType::Utf8,
-                false,
-            ),
-        ]));
-        let col = deltalake::arrow::array::StringArray::from(ids.to_vec());
-        let batch =
-            deltalake::arrow::array::RecordBatch::try_new(schema, vec![std::sync::Arc::new(col)])
-                .unwrap();
+        let batch = order_ids(ids);
         let mut check = karat::silver::key_check::KeyCheck::new(contract)
             .unwrap()
             .unwrap();
