@@ -8,28 +8,21 @@
 use std::io::Write;
 use std::path::Path;
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-
-use crate::util::{Scratch, finish, pretty, scalar, spawn_karat, sql};
+use crate::util::{Scratch, daily_file, daily_project, finish, pretty, scalar, spawn_karat, sql};
 
 /// Days 0 and 1 landed and processed; day 2 (re-sending orders of both) and a file with a
 /// new field wait for the next run. Silver deletes superseded rows by deletion vector when
 /// `point` is the deletion vectors' own fault point, else rewrites their partitions.
 fn history(dir: &Path, point: &str) {
     let deletion_vectors = point == "delta.deletion_vectors";
-    let config = karat::bench::bench_config(deletion_vectors);
-    std::fs::write(dir.join("karat.toml"), config).unwrap();
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
+    daily_project(dir, deletion_vectors);
     for day in 0..2 {
-        let mut rng = StdRng::seed_from_u64(day as u64);
-        karat::bench::daily::write_day(&data, day, 1_500, &mut rng).unwrap();
+        daily_file(dir, day, 1_500);
     }
     let (code, out) = finish(spawn_karat(dir, &["run"], &[]));
     assert_eq!(code, Some(0), "first run: {out}");
-    let mut rng = StdRng::seed_from_u64(2);
-    karat::bench::daily::write_day(&data, 2, 1_500, &mut rng).unwrap();
+    daily_file(dir, 2, 1_500);
+    let data = dir.join("data");
     let f = std::fs::File::create(data.join("orders-drift.ndjson.gz")).unwrap();
     let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
     writeln!(

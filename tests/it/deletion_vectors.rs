@@ -19,8 +19,6 @@ use karat::lake::stats;
 use crate::delta_writes::{
     files_of_day, odd_ids, per_day, rows, rows_of, schema, three_days, three_days_rewritten, write,
 };
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 
 use crate::util::{Scratch, finish, scalar, spawn_karat, sql};
 
@@ -298,14 +296,8 @@ async fn the_largest_values_leave_out_the_rows_a_vector_deletes() {
 /// added to the contract: the output of the second run, which `verify` then balances.
 fn run_with_a_column_added(deletion_vectors: bool) -> String {
     let s = Scratch::new();
-    let config = karat::bench::bench_config(deletion_vectors);
-    std::fs::write(s.join("karat.toml"), &config).unwrap();
-    let data = s.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let day = |n: usize| {
-        let mut rng = StdRng::seed_from_u64(n as u64);
-        karat::bench::daily::write_day(&data, n, 1_000, &mut rng).unwrap();
-    };
+    let config = crate::util::daily_project(s.path(), deletion_vectors);
+    let day = |n: usize| crate::util::daily_file(s.path(), n, 1_000);
     day(0);
     let (code, out) = finish(spawn_karat(s.path(), &["run"], &[]));
     assert_eq!(code, Some(0), "{out}");

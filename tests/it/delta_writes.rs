@@ -392,15 +392,11 @@ fn line_encodings(dir: &std::path::Path) -> Vec<Vec<deltalake::parquet::basic::E
 fn line_numbers_are_delta_encoded_in_every_file_runs_and_maintenance_write() {
     use crate::util::{finish, spawn_karat};
     use deltalake::parquet::basic::Encoding;
-    use rand::SeedableRng;
     let s = Scratch::new();
-    std::fs::write(s.join("karat.toml"), karat::bench::bench_config(true)).unwrap();
-    let data = s.join("data");
-    std::fs::create_dir_all(&data).unwrap();
+    crate::util::daily_project(s.path(), true);
     let mut steps = vec!["run", "run", "maintain"].into_iter();
     for day in 0..2 {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(day as u64);
-        karat::bench::daily::write_day(&data, day, 2_000, &mut rng).unwrap();
+        crate::util::daily_file(s.path(), day, 2_000);
         let (code, out) = finish(spawn_karat(s.path(), &[steps.next().unwrap()], &[]));
         assert_eq!(code, Some(0), "{out}");
     }

@@ -12,8 +12,6 @@ use deltalake::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef}
 use karat::lake::delta;
 use karat::lake::rewrite::{Keep, Rewrite};
 use karat::lake::{deletion, stats};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 
 use crate::delta_writes::write_rows;
 use crate::util::{Scratch, finish, rows as table_rows, scalar, spawn_karat, sql};
@@ -177,12 +175,9 @@ async fn shared_files_that_are_much_of_the_table_leave_their_batches_to_a_query(
 #[test]
 fn verify_fails_when_a_vector_deletes_a_row_behind_karats_back() {
     let s = Scratch::new();
-    std::fs::write(s.join("karat.toml"), karat::bench::bench_config(true)).unwrap();
-    let data = s.join("data");
-    std::fs::create_dir_all(&data).unwrap();
+    crate::util::daily_project(s.path(), true);
     for day in 0..2 {
-        let mut rng = StdRng::seed_from_u64(day as u64);
-        karat::bench::daily::write_day(&data, day, 1_000, &mut rng).unwrap();
+        crate::util::daily_file(s.path(), day, 1_000);
         let (code, out) = finish(spawn_karat(s.path(), &["run"], &[]));
         assert_eq!(code, Some(0), "{out}");
     }

@@ -219,6 +219,23 @@ pub fn finish(c: std::process::Child) -> (Option<i32>, String) {
     )
 }
 
+/// A daily bench project in `dir` (`karat::bench::bench_config`): its config, returned, and
+/// an empty `data` folder for [`daily_file`].
+pub fn daily_project(dir: &Path, deletion_vectors: bool) -> String {
+    let config = karat::bench::bench_config(deletion_vectors);
+    std::fs::write(dir.join("karat.toml"), &config).expect("bench config");
+    std::fs::create_dir_all(dir.join("data")).expect("data folder");
+    config
+}
+
+/// Writes the daily bench's day `n` (`per_day` lines) into `dir/data`, seeded by the day: the
+/// same lines every time.
+pub fn daily_file(dir: &Path, n: usize, per_day: usize) {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
+    karat::bench::daily::write_day(&dir.join("data"), n, per_day, &mut rng).expect("day file");
+}
+
 /// A bench project (`karat::bench::generate`) whose contract accepts only EUR: two rows in
 /// three of every day are dead letters and every day fails its gate the same way.
 pub fn bench_rejecting_most(dir: &Path, lines: usize, days: usize) {
