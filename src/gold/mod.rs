@@ -18,10 +18,12 @@ use crate::lake::{Lake, layout};
 use crate::silver::contract::ident;
 use crate::silver::{PartitionOutcome, PartitionStatus};
 pub use derive::{Affected, affected};
+pub use fold::Folding;
 pub use plan::{GoldPlan, check_sql};
 
 pub mod columns;
 pub mod derive;
+pub mod fold;
 pub mod plan;
 
 /// Label of the single "partition" of an unpartitioned gold table.
@@ -33,6 +35,10 @@ pub struct GoldReport {
     pub table: String,
     pub partitions: Vec<PartitionOutcome>,
     pub version: Option<i64>,
+    /// Partitions whose new rows were folded from the run's changes, not recomputed from
+    /// the inputs ([`fold`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub folded: Vec<String>,
 }
 
 /// Which part of a gold table to recompute.
@@ -71,17 +77,31 @@ fn only_partitions(sql: &str, pcol: &str, labels: &[String]) -> String {
     )
 }
 
-/// Recomputes `plan`'s table. `blocked` maps partitions (or [`WHOLE_TABLE`]) that must not be
-/// promoted to the upstream failure that blocks them.
+/// What of a gold table to recompute, and how.
+pub struct Work<'a> {
+    pub scope: Scope,
+    /// Partitions (or [`WHOLE_TABLE`]) that must not be promoted, with the upstream failure
+    /// that blocks them.
+    pub blocked: &'a BTreeMap<String, String>,
+    /// The run's changes to fold in, when the table's query folds ([`fold`]).
+    pub folding: Option<Folding>,
+}
+
+/// Recomputes `plan`'s table: `work`'s partitions, by folding the run's changes into them when
+/// its baseline holds, from its inputs otherwise.
 pub async fn process(
     lake: &Lake,
     config: &Config,
     plan: &GoldPlan,
-    scope: Scope,
-    blocked: &BTreeMap<String, String>,
+    work: Work<'_>,
     run_id: &str,
     events: &Events,
 ) -> KaratResult<GoldReport> {
+    let Work {
+        scope,
+        blocked,
+        folding,
+    } = work;
     let name = &plan.name;
     let table = config.table(name).expect("planned tables exist");
     let g = table.gold().expect("gold table");
@@ -116,11 +136,23 @@ pub async fn process(
                 table: name.clone(),
                 partitions: vec![outcome],
                 version: None,
+                folded: Vec::new(),
             });
         }
     }
     let base_sql = query_of(lake, &ctx, g).await?;
     let pcol = g.partition_by.clone().filter(|_| plan.incremental);
+    let baseline = match (&folding, &plan.fold) {
+        (Some(f), Ok(_)) => fold::Baseline::holding(lake, name, &f.before).await?,
+        _ => None,
+    };
+    // a table that folds but has no baseline is recomputed whole once, to start one
+    let scope = match scope {
+        Scope::Partitions(_) if folding.is_some() && baseline.is_none() && blocked.is_empty() => {
+            Scope::Full
+        }
+        s => s,
+    };
     // which partitions to compute
     let (wanted, sql): (Option<Vec<String>>, String) = match (&scope, &pcol) {
         (Scope::Partitions(ps), Some(p)) => {
@@ -160,9 +192,14 @@ pub async fn process(
             table: name.clone(),
             partitions: outcomes,
             version: None,
+            folded: Vec::new(),
         });
     }
     if matches!(&wanted, Some(w) if w.is_empty()) {
+        if folding.is_some() {
+            let stale = fold::stale_after(false, false, baseline.as_ref(), &[], &[], blocked);
+            fold::Baseline::keep(lake, config, plan, stale, events).await?;
+        }
         events.send(Event::Finished {
             stage: Stage::Gold,
             name: name.clone(),
@@ -174,10 +211,34 @@ pub async fn process(
             table: name.clone(),
             partitions: outcomes,
             version: None,
+            folded: Vec::new(),
         });
     }
-    let batches = delta::query(&ctx, &sql, &format!("gold table {name}")).await?;
     let schema = plan.schema.clone();
+    let partials = folding.as_ref().and_then(|f| f.partials.as_ref());
+    let mut vouched = true;
+    let mut folded = Vec::new();
+    let batches = match (&wanted, &pcol, &baseline, partials, &plan.fold) {
+        (Some(w), Some(p), Some(b), Some(partials), Ok(f)) => {
+            let rows = fold::rows(lake, &ctx, name, f, &schema, p, w, b, partials, &base_sql);
+            match rows.await {
+                Ok(done) => {
+                    folded = done.partitions;
+                    Some(done.rows)
+                }
+                Err(e) => {
+                    events.note(format!("gold {name}: recomputed from its inputs: {e}"));
+                    vouched = false;
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let batches = match batches {
+        Some(b) => b,
+        None => delta::query(&ctx, &sql, &format!("gold table {name}")).await?,
+    };
     let batches: Vec<RecordBatch> = batches
         .into_iter()
         .map(|b| delta::conform(&b, &schema))
@@ -291,7 +352,9 @@ pub async fn process(
         ),
     ];
     let mut version = None;
-    if !passing.is_empty() {
+    let mut replaced_all = false;
+    // a whole recompute that yields nothing empties the table
+    if !passing.is_empty() || (wanted.is_none() && counts.is_empty()) {
         let (keep, replace) = match &pcol {
             Some(p) => {
                 let idx = schema
@@ -312,6 +375,7 @@ pub async fn process(
                     );
                 }
                 let all_passing = wanted.is_none() && passing.len() == counts.len();
+                replaced_all = all_passing;
                 let replace = if all_passing {
                     Replace::All
                 } else {
@@ -322,7 +386,10 @@ pub async fn process(
                 };
                 (keep, replace)
             }
-            None => (batches, Replace::All),
+            None => {
+                replaced_all = true;
+                (batches, Replace::All)
+            }
         };
         let v = delta::write(
             &url,
@@ -341,6 +408,13 @@ pub async fn process(
                 o.delta_version = Some(v);
             }
         }
+    }
+    if folding.is_some() && vouched {
+        let wanted = wanted.unwrap_or_default();
+        let whole = matches!(scope, Scope::Full);
+        let held = baseline.as_ref();
+        let stale = fold::stale_after(whole, replaced_all, held, &wanted, &passing, blocked);
+        fold::Baseline::keep(lake, config, plan, stale, events).await?;
     }
     for o in &outcomes {
         events.send(Event::Partition {
@@ -362,6 +436,7 @@ pub async fn process(
         table: name.clone(),
         partitions: outcomes,
         version,
+        folded,
     })
 }
 

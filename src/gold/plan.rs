@@ -20,6 +20,8 @@ pub struct GoldPlan {
     pub derivable: bool,
     /// Where each output column comes from.
     pub columns: Vec<super::columns::ColumnLineage>,
+    /// How a run's changes fold into it, or why they do not ([`super::fold`]).
+    pub fold: Result<super::fold::Fold, String>,
 }
 
 /// Replaces `row_count` in a check by `COUNT(*)`.

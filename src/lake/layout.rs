@@ -38,6 +38,11 @@ pub fn bronze_files_seen(source: &str) -> String {
     format!("_karat/bronze_files/{source}.json")
 }
 
+/// What a gold table holds, for folding a run's changes into it ([`crate::gold::fold`]).
+pub fn gold_baseline(name: &str) -> String {
+    format!("_karat/gold_fold/{name}.json")
+}
+
 /// Folder of a silver or gold Delta table.
 pub fn table(zone: Zone, name: &str) -> String {
     format!("{zone}/{name}")

@@ -166,6 +166,13 @@ impl Plan {
                 .map_err(|e| KaratError::sql("planning", e))?;
             register_empty(&ctx, &t.name, schema.clone())?;
             let inputs = deps.get(&name).cloned().unwrap_or_default();
+            let fold = crate::gold::fold::of_table(
+                &config,
+                &name,
+                &inputs,
+                df.logical_plan(),
+                incremental,
+            );
             schemas.insert(name.clone(), schema.clone());
             gold.push(GoldPlan {
                 name,
@@ -174,6 +181,7 @@ impl Plan {
                 incremental,
                 derivable,
                 columns,
+                fold,
             });
         }
         Ok(Plan {

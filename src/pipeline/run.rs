@@ -169,6 +169,9 @@ struct Changes {
     /// Per gold table with an input that had no table yet when the rows changed: the rows,
     /// derived when the gold table runs (that input may be created later in the run).
     pending: BTreeMap<String, Vec<silver::Changed>>,
+    /// Per gold table whose query folds ([`gold::fold`]): the query over the rows that entered
+    /// and left; None once an update could not tell them apart.
+    folds: BTreeMap<String, Option<gold::fold::Partials>>,
 }
 
 impl Changes {
@@ -204,15 +207,18 @@ impl Changes {
             }
         }
         let table = &contract.table;
+        self.fold(plan, table, changed.signed.as_ref()).await;
         // rows of failed partitions are few: they are derived when gold runs, against the
         // other inputs as the run leaves them (what they block must not be promoted)
         let failed = silver::Changed {
             promoted: Vec::new(),
             failed: changed.failed,
+            signed: None,
         };
         let promoted = silver::Changed {
             promoted: changed.promoted,
             failed: Vec::new(),
+            signed: None,
         };
         let one = BTreeMap::from([(table.clone(), promoted)]);
         let feeds = async {
@@ -254,6 +260,44 @@ impl Changes {
     }
 }
 
+impl Changes {
+    /// Folds the rows of `table` that entered and `left` into the partials of each gold table
+    /// that folds them; a gold table whose rows were not told apart (or whose partials could
+    /// not be computed) is recomputed from silver instead.
+    async fn fold(&mut self, plan: &Plan, table: &str, signed: Option<&silver::Signed>) {
+        for g in plan
+            .gold
+            .iter()
+            .filter(|g| g.fold.is_ok() && g.inputs.iter().any(|i| i == table))
+        {
+            let entry = self
+                .folds
+                .entry(g.name.clone())
+                .or_insert_with(|| Some(gold::fold::Partials::default()));
+            let Some(sofar) = entry.as_mut() else {
+                continue;
+            };
+            let sql = plan
+                .config
+                .table(&g.name)
+                .and_then(|t| t.gold())
+                .map(|t| &t.sql);
+            let partials = match (signed, sql) {
+                (Some(s), Some(sql)) => {
+                    gold::fold::Partials::of(&g.name, sql, &g.schema, table, &s.entered, &s.left)
+                        .await
+                        .ok()
+                }
+                _ => None,
+            };
+            match partials {
+                Some(p) => sofar.absorb(p),
+                None => *entry = None,
+            }
+        }
+    }
+}
+
 /// Whether every input of `g` but `table` has a Delta table yet.
 async fn others_exist(plan: &Plan, lake: &Lake, g: &GoldPlan, table: &str) -> KaratResult<bool> {
     for other in g.inputs.iter().filter(|i| *i != table) {
@@ -291,6 +335,8 @@ struct Execution<'a> {
     drift: Vec<DriftRecord>,
     processed: Vec<BatchRecord>,
     upstream: BTreeMap<String, Upstream>,
+    /// Every data table's version before the run, by folder.
+    before: BTreeMap<String, Option<i64>>,
 }
 
 /// Runs `work` holding the lake's writer lease: bronze, then silver, then gold in dependency
@@ -319,6 +365,7 @@ async fn execute_holding(
     let mut clock = crate::timings::Clock::new(command.to_string(), events);
     let versions_before = super::restore::table_versions(plan, lake).await?;
     let mut x = Execution::new(plan, lake, trigger, command, events);
+    x.before = versions_before.clone();
     if let Some((approval, scope)) = &work.approval {
         x.record_approval(approval, scope).await?;
     }
@@ -390,6 +437,7 @@ impl<'a> Execution<'a> {
             drift: Vec::new(),
             processed: Vec::new(),
             upstream: BTreeMap::new(),
+            before: BTreeMap::new(),
         }
     }
 
@@ -671,6 +719,14 @@ impl<'a> Execution<'a> {
             .filter_map(|i| self.upstream.get(i))
             .collect();
         if forced.is_none() && !inputs.iter().any(|u| u.touched()) {
+            if let Some(f) = self.folding(g, forced) {
+                let carried =
+                    gold::fold::Baseline::carry(self.lake, &self.plan.config, g, &f.before);
+                if let Err(e) = carried.await {
+                    self.events
+                        .note(format!("gold {}: carrying what it holds: {e}", g.name));
+                }
+            }
             return Ok(());
         }
         let (scope, blocked, whole) = self.gold_scope(g, forced).await?;
@@ -679,8 +735,11 @@ impl<'a> Execution<'a> {
             self.lake,
             &self.plan.config,
             g,
-            scope,
-            &blocked,
+            gold::Work {
+                scope,
+                blocked: &blocked,
+                folding: self.folding(g, forced),
+            },
             &self.report.run_id,
             self.events,
         )
@@ -721,6 +780,44 @@ impl<'a> Execution<'a> {
         self.upstream.insert(g.name.clone(), up);
         self.report.gold.push(r);
         Ok(())
+    }
+
+    /// What folding this run's changes into gold table `g` needs (None: its query does not
+    /// fold): its inputs' versions before the run, and the query over the rows that entered
+    /// and left them (None when not told apart, or when a replay forces its partitions).
+    fn folding(
+        &self,
+        g: &GoldPlan,
+        forced: Option<&Option<BTreeSet<String>>>,
+    ) -> Option<gold::Folding> {
+        g.fold.as_ref().ok()?;
+        let zone = |i: &str| {
+            self.plan
+                .config
+                .table(i)
+                .map(|t| t.zone)
+                .unwrap_or(Zone::Silver)
+        };
+        let before = g
+            .inputs
+            .iter()
+            .map(|i| {
+                let folder = crate::lake::layout::table(zone(i), i);
+                (i.clone(), self.before.get(&folder).copied().flatten())
+            })
+            .collect();
+        let mut partials = forced.is_none().then(gold::fold::Partials::default);
+        for i in &g.inputs {
+            let Some(changes) = self.upstream.get(i).and_then(|u| u.changed.as_ref()) else {
+                continue;
+            };
+            match (changes.folds.get(&g.name), partials.as_mut()) {
+                (Some(Some(p)), Some(all)) => all.absorb(p.clone()),
+                (Some(None), _) => partials = None,
+                _ => {}
+            }
+        }
+        Some(gold::Folding { before, partials })
     }
 
     /// What of a gold table to recompute and what to block, derived from the changed rows of

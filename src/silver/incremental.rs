@@ -35,6 +35,8 @@ pub struct Incremental {
     pub superseded_partitions: Option<BTreeSet<String>>,
     /// Rows that entered or left silver.
     pub changed: Vec<RecordBatch>,
+    /// Of `changed`, the rows that left silver (the others, `added`, entered).
+    pub left: Vec<RecordBatch>,
 }
 
 /// What [`merge_new`] decided, and what its lookup read.
@@ -131,7 +133,8 @@ async fn merge_found(
     }
     let mut rewrite = old_homes;
     rewrite.extend(labels_of(&labels, &decided.new_winners));
-    out.changed.push(removed);
+    out.changed.push(removed.clone());
+    out.left.push(removed);
     out.removed = located;
     out.silver_partitions = Some(rewrite);
     out.superseded = superseded;

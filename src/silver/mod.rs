@@ -95,8 +95,7 @@ impl SilverReport {
         self.contract = later.contract;
         self.silver_version = later.silver_version.or(self.silver_version);
         self.dead_letter_version = later.dead_letter_version.or(self.dead_letter_version);
-        self.changed.promoted.extend(later.changed.promoted);
-        self.changed.failed.extend(later.changed.failed);
+        self.changed.absorb(later.changed);
     }
 }
 
@@ -106,6 +105,16 @@ impl SilverReport {
 pub struct Changed {
     pub promoted: Vec<RecordBatch>,
     pub failed: Vec<RecordBatch>,
+    /// The rows of `promoted` told apart, when the update knows which entered and which left
+    /// (None: it does not, as a replay's re-merge of whole partitions).
+    pub signed: Option<Signed>,
+}
+
+/// Rows of promoted partitions that entered silver, and rows that left it (silver schema).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Signed {
+    pub entered: Vec<RecordBatch>,
+    pub left: Vec<RecordBatch>,
 }
 
 impl Changed {
@@ -114,6 +123,28 @@ impl Changed {
             .iter()
             .chain(&self.failed)
             .all(|b| b.num_rows() == 0)
+    }
+
+    /// Adds the rows a later update changed: still told apart if both were (or one changed
+    /// nothing).
+    pub fn absorb(&mut self, later: Changed) {
+        let signed = if later.is_empty() {
+            self.signed.take()
+        } else if self.is_empty() {
+            later.signed
+        } else {
+            match (self.signed.take(), later.signed) {
+                (Some(mut a), Some(b)) => {
+                    a.entered.extend(b.entered);
+                    a.left.extend(b.left);
+                    Some(a)
+                }
+                _ => None,
+            }
+        };
+        self.promoted.extend(later.promoted);
+        self.failed.extend(later.failed);
+        self.signed = signed;
     }
 }
 
@@ -131,6 +162,8 @@ struct Applied {
     superseded: Vec<RecordBatch>,
     /// Rows that entered or left silver.
     changed: Vec<RecordBatch>,
+    /// `changed` told apart into the rows that entered and those that left, when known.
+    signed: Option<Signed>,
     /// What the lookup before the merge read, for the key check after the write.
     scanned: Option<written_keys::Scanned>,
 }
@@ -222,7 +255,7 @@ pub async fn update(
     };
     clock.lap("written keys");
     let mut outcomes = gate::outcomes(&contract, &collected, &counts);
-    let changed = split_changed(&contract, applied.changed, &outcomes)?;
+    let changed = split_changed(&contract, applied.changed, applied.signed, &outcomes)?;
     for o in &mut outcomes {
         o.delta_version = Some(silver_version);
         events.send(Event::Partition {
@@ -271,6 +304,10 @@ async fn apply(
             Some(i) => Applied {
                 keep_stored_except: i.silver_partitions.as_ref().map(|_| i.removed),
                 replace: i.silver_partitions,
+                signed: Some(Signed {
+                    entered: i.added.clone(),
+                    left: i.left,
+                }),
                 silver: i.added,
                 replace_superseded: i.superseded_partitions,
                 superseded: i.superseded,
@@ -304,6 +341,10 @@ fn append(contract: &Contract, valid: &[RecordBatch]) -> KaratResult<Applied> {
         return Ok(Applied {
             silver: valid.to_vec(),
             changed: valid.to_vec(),
+            signed: Some(Signed {
+                entered: valid.to_vec(),
+                left: Vec::new(),
+            }),
             ..Applied::default()
         });
     }
@@ -325,12 +366,20 @@ fn append(contract: &Contract, valid: &[RecordBatch]) -> KaratResult<Applied> {
         return Ok(Applied {
             silver: valid.to_vec(),
             changed: valid.to_vec(),
+            signed: Some(Signed {
+                entered: valid.to_vec(),
+                left: Vec::new(),
+            }),
             ..Applied::default()
         });
     }
     // the narrow rows are in the same order as the full ones: the merge holds for both
     let mut applied = split_merged(contract, valid, &merged)?;
     applied.changed = applied.silver.clone();
+    applied.signed = Some(Signed {
+        entered: applied.silver.clone(),
+        left: Vec::new(),
+    });
     Ok(applied)
 }
 
@@ -508,10 +557,12 @@ fn not(mask: &BooleanArray) -> BooleanArray {
     mask.iter().map(|v| Some(!v.unwrap_or(false))).collect()
 }
 
-/// Splits changed rows by whether their partition was promoted.
+/// Splits changed rows (and, when told apart, the rows that entered and left) by whether
+/// their partition was promoted.
 fn split_changed(
     contract: &Contract,
     changed: Vec<RecordBatch>,
+    signed: Option<Signed>,
     outcomes: &[PartitionOutcome],
 ) -> KaratResult<Changed> {
     let failed: HashSet<&str> = outcomes
@@ -519,18 +570,37 @@ fn split_changed(
         .filter(|o| !o.status.promoted())
         .map(|o| o.partition.as_str())
         .collect();
-    let mut out = Changed::default();
-    for b in changed.into_iter().filter(|b| b.num_rows() > 0) {
+    let (promoted, failed_rows) = split_by(contract, changed, &failed)?;
+    let signed = match signed {
+        Some(s) => Some(Signed {
+            entered: split_by(contract, s.entered, &failed)?.0,
+            left: split_by(contract, s.left, &failed)?.0,
+        }),
+        None => None,
+    };
+    Ok(Changed {
+        promoted,
+        failed: failed_rows,
+        signed,
+    })
+}
+
+/// Rows in partitions not `failed`, and rows in `failed` partitions.
+fn split_by(
+    contract: &Contract,
+    rows: Vec<RecordBatch>,
+    failed: &HashSet<&str>,
+) -> KaratResult<(Vec<RecordBatch>, Vec<RecordBatch>)> {
+    let err = |e| KaratError::arrow(format!("table {}", contract.table), e);
+    let (mut promoted, mut failed_rows) = (Vec::new(), Vec::new());
+    for b in rows.into_iter().filter(|b| b.num_rows() > 0) {
         let labels = labels_of(contract, &b)?;
         let mask: BooleanArray = labels
             .iter()
             .map(|l| Some(l.is_some_and(|l| failed.contains(l))))
             .collect();
-        let err = |e| KaratError::arrow(format!("table {}", contract.table), e);
-        out.failed
-            .push(filter_record_batch(&b, &mask).map_err(err)?);
-        out.promoted
-            .push(filter_record_batch(&b, &not(&mask)).map_err(err)?);
+        failed_rows.push(filter_record_batch(&b, &mask).map_err(err)?);
+        promoted.push(filter_record_batch(&b, &not(&mask)).map_err(err)?);
     }
-    Ok(out)
+    Ok((promoted, failed_rows))
 }

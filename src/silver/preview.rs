@@ -63,6 +63,7 @@ pub async fn preview(
         changed: Changed {
             promoted: applied.changed,
             failed: Vec::new(),
+            signed: None,
         },
     })
 }

@@ -1,0 +1,631 @@
+//! Folding a run's changed silver rows into an aggregate gold table, instead of recomputing its
+//! partitions from the whole of silver.
+//!
+//! A gold query that groups one silver table's rows and adds them up (`SUM` of an exact number
+//! the contract never lets be null, `COUNT`, and a `COUNT(*)` among them) changes by exactly
+//! what entered and what left silver: a partition's new rows are its stored rows, plus the
+//! query over the rows that entered, minus the query over the rows that left, added up by
+//! group; a group whose row count comes to zero is gone. A normal run's merge knows both sets
+//! of rows exactly ([`crate::silver::Signed`]), so a daily run's gold costs what changed, not
+//! what silver holds. Anything else (`AVG`, `MIN`, a float `SUM`, a join, `HAVING`) is
+//! recomputed from silver, as before.
+//!
+//! Folding is right only while the gold table holds exactly the query over silver as it was
+//! before the run. The [`Baseline`] says when it does: saved after each gold write, it names
+//! the gold version and the input versions it reflects, and the partitions left stale (blocked
+//! or failed, so not written). Any other write to gold or silver (a crash between commits,
+//! `karat maintain`, `karat restore`, a writer outside karat) makes a version differ: the run
+//! then recomputes whole from silver, which starts a new baseline.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{AsArray, RecordBatch};
+use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{KaratError, KaratResult};
+use crate::lake::{Lake, delta, layout};
+use crate::silver::contract::ident;
+use crate::silver::store::date_list;
+
+/// How a gold table's rows add up, read off its query.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fold {
+    /// Output columns the query groups by (its partition column among them).
+    pub groups: Vec<String>,
+    /// Output columns that add up: the SUMs and COUNTs.
+    pub sums: Vec<String>,
+    /// The output column counting each group's rows (a `COUNT(*)`).
+    pub rows: String,
+}
+
+/// What one aggregate of the query is.
+enum Measure {
+    /// `COUNT(*)`.
+    Rows,
+    /// A SUM or COUNT of values that adds up.
+    Adds,
+}
+
+/// How gold table `name`'s query `plan` over `inputs` adds up, or why it does not: it must
+/// be partitioned by a date (`incremental`) and read one silver table.
+pub fn of_table(
+    config: &crate::config::Config,
+    name: &str,
+    inputs: &[String],
+    plan: &LogicalPlan,
+    incremental: bool,
+) -> Result<Fold, String> {
+    let table = config.table(name).and_then(|t| t.gold());
+    if table.is_some_and(|g| g.scd2.is_some()) {
+        return Err("it is an SCD2 table".into());
+    }
+    if !incremental {
+        return Err("it is not partitioned by a date".into());
+    }
+    let [input] = inputs else {
+        return Err("it does not read exactly one table".into());
+    };
+    let Some(spec) = config.table(input).and_then(|t| t.silver()) else {
+        return Err(format!("its input {input} is not a silver table"));
+    };
+    let never_null = spec
+        .columns
+        .iter()
+        .filter(|c| !c.nullable)
+        .map(|c| c.name.clone())
+        .collect();
+    of(plan, &never_null)
+}
+
+/// How `plan` (a gold query reading one silver table, whose columns `never_null` the contract
+/// keeps from being null) adds up, or why it does not.
+pub fn of(plan: &LogicalPlan, never_null: &BTreeSet<String>) -> Result<Fold, String> {
+    let plan = match plan {
+        LogicalPlan::Sort(s) => s.input.as_ref(),
+        p => p,
+    };
+    let LogicalPlan::Projection(p) = plan else {
+        return Err("its result is not a grouped SELECT".into());
+    };
+    let LogicalPlan::Aggregate(a) = p.input.as_ref() else {
+        return Err("it does not GROUP BY its rows (or filters the groups with HAVING)".into());
+    };
+    rows_only(&a.input)?;
+    if a.group_expr
+        .iter()
+        .any(|e| matches!(e, Expr::GroupingSet(_)))
+    {
+        return Err("it groups by GROUPING SETS, ROLLUP or CUBE".into());
+    }
+    let n_groups = a.group_expr.len();
+    let mut fold = Fold::default();
+    for (expr, field) in p.expr.iter().zip(p.schema.fields()) {
+        let name = field.name().clone();
+        let Expr::Column(c) = bare(expr) else {
+            return Err(format!("its column {name} is computed after grouping"));
+        };
+        let at = a
+            .schema
+            .index_of_column(&c)
+            .map_err(|_| format!("its column {name} is not a group or an aggregate"))?;
+        if at < n_groups {
+            fold.groups.push(name);
+            continue;
+        }
+        if !exact(field.data_type()) {
+            return Err(format!("its column {name} is not an exact number"));
+        }
+        let m = measure(&a.aggr_expr[at - n_groups], &a.input, never_null)?;
+        if matches!(m, Measure::Rows) && fold.rows.is_empty() {
+            fold.rows = name.clone();
+        }
+        fold.sums.push(name);
+    }
+    if fold.rows.is_empty() {
+        return Err("it has no COUNT(*) to tell when a group is gone".into());
+    }
+    Ok(fold)
+}
+
+/// Below the grouping, only filters and aliases over one table: each input row feeds one group.
+fn rows_only(plan: &LogicalPlan) -> Result<(), String> {
+    match plan {
+        LogicalPlan::TableScan(_) => Ok(()),
+        LogicalPlan::Filter(f) if !f.predicate.to_string().contains("ubquery") => {
+            rows_only(&f.input)
+        }
+        LogicalPlan::SubqueryAlias(s) => rows_only(&s.input),
+        LogicalPlan::Projection(p) => rows_only(&p.input),
+        other => Err(format!(
+            "it reads its rows through {} (only filters over one table fold)",
+            other.display()
+        )),
+    }
+}
+
+/// What the aggregate `expr` (over `input`) is, if it adds up.
+fn measure(
+    expr: &Expr,
+    input: &LogicalPlan,
+    never_null: &BTreeSet<String>,
+) -> Result<Measure, String> {
+    let Expr::AggregateFunction(f) = bare(expr) else {
+        return Err(format!("{expr} is not an aggregate"));
+    };
+    let params = &f.params;
+    if params.distinct || params.filter.is_some() || !params.order_by.is_empty() {
+        return Err(format!("{expr} is DISTINCT, filtered or ordered"));
+    }
+    match (f.func.name(), params.args.as_slice()) {
+        ("count", [Expr::Literal(v, _)]) if !v.is_null() => Ok(Measure::Rows),
+        ("count", [_]) => Ok(Measure::Adds),
+        ("sum", [Expr::Column(c)]) if never_null.contains(&c.name) => {
+            let ty = Expr::Column(c.clone())
+                .get_type(input.schema())
+                .map_err(|e| e.to_string())?;
+            if exact(&ty) {
+                Ok(Measure::Adds)
+            } else {
+                Err(format!(
+                    "{expr} adds up floating-point numbers, not exactly"
+                ))
+            }
+        }
+        ("sum", _) => Err(format!(
+            "{expr} is not the SUM of a column its contract keeps from being null"
+        )),
+        (other, _) => Err(format!("{other}() does not add up (SUM and COUNT do)")),
+    }
+}
+
+/// `expr` without its aliases (`COUNT(*) AS n` is planned with two).
+fn bare(expr: &Expr) -> Expr {
+    let mut e = expr.clone();
+    while let Expr::Alias(a) = e {
+        e = *a.expr;
+    }
+    e
+}
+
+/// Integers and decimals: their sums add and subtract exactly.
+fn exact(ty: &DataType) -> bool {
+    ty.is_integer() || matches!(ty, DataType::Decimal128(..) | DataType::Decimal256(..))
+}
+
+/// The gold query over the rows that entered silver (`plus`) and over those that left
+/// (`minus`), in the gold table's schema.
+#[derive(Debug, Clone, Default)]
+pub struct Partials {
+    pub plus: Vec<RecordBatch>,
+    pub minus: Vec<RecordBatch>,
+}
+
+impl Partials {
+    /// Adds a later update's partials.
+    pub fn absorb(&mut self, later: Partials) {
+        self.plus.extend(later.plus);
+        self.minus.extend(later.minus);
+    }
+
+    /// The gold query `sql` of table `name` (output `schema`) over the rows of its input
+    /// `input` that `entered` and that `left` silver.
+    pub async fn of(
+        name: &str,
+        sql: &str,
+        schema: &SchemaRef,
+        input: &str,
+        entered: &[RecordBatch],
+        left: &[RecordBatch],
+    ) -> KaratResult<Partials> {
+        Ok(Partials {
+            plus: over(name, sql, schema, input, entered).await?,
+            minus: over(name, sql, schema, input, left).await?,
+        })
+    }
+}
+
+/// The query `sql` with its input `input` replaced by `rows`.
+async fn over(
+    name: &str,
+    sql: &str,
+    schema: &SchemaRef,
+    input: &str,
+    rows: &[RecordBatch],
+) -> KaratResult<Vec<RecordBatch>> {
+    let rows: Vec<RecordBatch> = rows.iter().filter(|b| b.num_rows() > 0).cloned().collect();
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let context = format!("gold table {name}: folding changed rows of {input}");
+    let ctx = delta::session();
+    let t = MemTable::try_new(first.schema(), vec![rows])
+        .map_err(|e| KaratError::sql(context.clone(), e))?;
+    ctx.register_table(input, Arc::new(t))
+        .map_err(|e| KaratError::sql(context.clone(), e))?;
+    conformed(delta::query(&ctx, sql, &context).await?, schema, &context)
+}
+
+fn conformed(
+    batches: Vec<RecordBatch>,
+    schema: &SchemaRef,
+    context: &str,
+) -> KaratResult<Vec<RecordBatch>> {
+    batches
+        .iter()
+        .map(|b| delta::conform(b, schema))
+        .collect::<Result<_, _>>()
+        .map_err(|e| KaratError::arrow(context.to_string(), e))
+}
+
+/// The new rows of gold `partitions` (of partition column `pcol`): their `stored` rows with
+/// `partials` added up by group, without the groups left with no row.
+pub async fn combine(
+    name: &str,
+    fold: &Fold,
+    schema: &SchemaRef,
+    pcol: &str,
+    partitions: &[String],
+    stored: Vec<RecordBatch>,
+    partials: &Partials,
+) -> KaratResult<Vec<RecordBatch>> {
+    let context = format!("gold table {name}: folding changed rows in");
+    let ctx = delta::session();
+    for (t, rows) in [
+        ("stored", stored),
+        ("plus", partials.plus.clone()),
+        ("minus", partials.minus.clone()),
+    ] {
+        let t_rows = MemTable::try_new(schema.clone(), vec![rows])
+            .map_err(|e| KaratError::sql(context.clone(), e))?;
+        ctx.register_table(t, Arc::new(t_rows))
+            .map_err(|e| KaratError::sql(context.clone(), e))?;
+    }
+    let adds = |f: &str| fold.sums.iter().any(|s| s == f);
+    let negated: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| match adds(f.name()) {
+            true => format!("-{0} AS {0}", ident(f.name())),
+            false => ident(f.name()),
+        })
+        .collect();
+    let out: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| match adds(f.name()) {
+            true => format!("SUM({0}) AS {0}", ident(f.name())),
+            false => ident(f.name()),
+        })
+        .collect();
+    let groups: Vec<String> = fold.groups.iter().map(|g| ident(g)).collect();
+    let q = format!(
+        "SELECT {} FROM (SELECT * FROM stored UNION ALL SELECT * FROM plus UNION ALL SELECT {} \
+         FROM minus) AS f WHERE {} IN ({}) GROUP BY {} HAVING SUM({}) <> 0",
+        out.join(", "),
+        negated.join(", "),
+        ident(pcol),
+        date_list(partitions),
+        groups.join(", "),
+        ident(&fold.rows),
+    );
+    let folded = conformed(delta::query(&ctx, &q, &context).await?, schema, &context)?;
+    for b in &folded {
+        let rows = b
+            .column_by_name(&fold.rows)
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .ok_or_else(|| KaratError::Other(format!("{context}: {} is no count", fold.rows)))?;
+        if rows.iter().any(|n| n.is_some_and(|n| n < 0)) {
+            return Err(KaratError::Other(format!(
+                "{context}: a group would hold fewer than no rows, so the table did not hold \
+                 what its baseline says"
+            )));
+        }
+    }
+    Ok(folded)
+}
+
+/// The stored rows of gold table `name`'s `partitions`, in its `schema`.
+pub async fn stored(
+    lake: &Lake,
+    name: &str,
+    schema: &SchemaRef,
+    pcol: &str,
+    partitions: &[String],
+) -> KaratResult<Vec<RecordBatch>> {
+    let ctx = delta::session();
+    let url = lake.url_of(&layout::table(crate::config::Zone::Gold, name));
+    if !delta::register(&ctx, "g", &url).await? {
+        return Ok(Vec::new());
+    }
+    let q = format!(
+        "SELECT * FROM g WHERE {} IN ({})",
+        ident(pcol),
+        date_list(partitions)
+    );
+    let context = format!("gold table {name}: its stored rows");
+    conformed(delta::query(&ctx, &q, &context).await?, schema, &context)
+}
+
+/// What a run brings to fold its changes into a gold table whose query folds.
+#[derive(Debug, Clone)]
+pub struct Folding {
+    /// Its inputs' versions before the run (None: no table yet).
+    pub before: BTreeMap<String, Option<i64>>,
+    /// The query over the rows that entered and left its inputs (None: not told apart, or a
+    /// replay forces its partitions).
+    pub partials: Option<Partials>,
+}
+
+/// New rows of gold partitions, and which of them were folded.
+#[derive(Debug, Default)]
+pub struct Folded {
+    pub rows: Vec<RecordBatch>,
+    /// The partitions whose rows were folded (the others were recomputed: stale).
+    pub partitions: Vec<String>,
+}
+
+/// The new rows of gold partitions `wanted`: the run's `partials` folded into their stored
+/// rows, and, for those the `baseline` has stale, the query `sql` over silver.
+#[allow(clippy::too_many_arguments)]
+pub async fn rows(
+    lake: &Lake,
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    name: &str,
+    fold: &Fold,
+    schema: &SchemaRef,
+    pcol: &str,
+    wanted: &[String],
+    baseline: &Baseline,
+    partials: &Partials,
+    sql: &str,
+) -> KaratResult<Folded> {
+    let (stale, fresh): (Vec<String>, Vec<String>) = wanted
+        .iter()
+        .cloned()
+        .partition(|p| baseline.stale.contains(p));
+    let mut out = Vec::new();
+    if !fresh.is_empty() {
+        let stored = stored(lake, name, schema, pcol, &fresh).await?;
+        out.extend(combine(name, fold, schema, pcol, &fresh, stored, partials).await?);
+    }
+    if !stale.is_empty() {
+        let q = super::only_partitions(sql, pcol, &stale);
+        out.extend(delta::query(ctx, &q, &format!("gold table {name}")).await?);
+    }
+    Ok(Folded {
+        rows: out,
+        partitions: fresh,
+    })
+}
+
+/// The partitions a gold write leaves stale, when its baseline holds after it: a whole
+/// recompute that replaced the table holds from scratch; a recompute of some partitions keeps
+/// what `held` before, less the partitions it wrote, plus those it could not (`wanted` but not
+/// `passing`, and the `blocked` ones). None: the write cannot vouch for the table.
+pub fn stale_after(
+    whole: bool,
+    replaced_all: bool,
+    held: Option<&Baseline>,
+    wanted: &[String],
+    passing: &[String],
+    blocked: &BTreeMap<String, String>,
+) -> Option<BTreeSet<String>> {
+    if whole {
+        return replaced_all.then(BTreeSet::new);
+    }
+    let mut stale = held?.stale.clone();
+    for p in passing {
+        stale.remove(p);
+    }
+    stale.extend(wanted.iter().filter(|w| !passing.contains(w)).cloned());
+    stale.extend(
+        blocked
+            .keys()
+            .filter(|p| p.as_str() != super::WHOLE_TABLE)
+            .cloned(),
+    );
+    Some(stale)
+}
+
+/// The current version of each of `inputs` (by name, in `config`'s zones).
+async fn versions_now(
+    lake: &Lake,
+    config: &crate::config::Config,
+    inputs: &[String],
+) -> KaratResult<BTreeMap<String, Option<i64>>> {
+    let mut out = BTreeMap::new();
+    for i in inputs {
+        let zone = config
+            .table(i)
+            .map(|t| t.zone)
+            .unwrap_or(crate::config::Zone::Silver);
+        let folder = layout::table(zone, i);
+        out.insert(
+            i.clone(),
+            delta::latest_version(&lake.url_of(&folder), &folder).await?,
+        );
+    }
+    Ok(out)
+}
+
+/// What a gold table holds: exactly its query over its inputs at `inputs` (by table; None:
+/// no table yet), at gold version `gold_version`, but in the `stale` partitions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    pub gold_version: Option<i64>,
+    pub inputs: BTreeMap<String, Option<i64>>,
+    pub stale: BTreeSet<String>,
+}
+
+impl Baseline {
+    /// Gold table `name`'s baseline, if it still holds: the gold table is at its version and
+    /// its inputs were at theirs `before` the run. An unreadable one does not hold.
+    pub async fn holding(
+        lake: &Lake,
+        name: &str,
+        before: &BTreeMap<String, Option<i64>>,
+    ) -> KaratResult<Option<Baseline>> {
+        let Some(bytes) = lake.get_opt(&layout::gold_baseline(name)).await? else {
+            return Ok(None);
+        };
+        let Ok(b) = serde_json::from_slice::<Baseline>(&bytes) else {
+            return Ok(None);
+        };
+        let gold = gold_version(lake, name).await?;
+        Ok((b.gold_version == gold && &b.inputs == before).then_some(b))
+    }
+
+    /// Saves what `plan`'s table holds after a run, with its inputs as they are now, when
+    /// the run can vouch for it (`stale`, from [`stale_after`]); a baseline that cannot be
+    /// saved is only noted: the next run then recomputes whole.
+    pub async fn keep(
+        lake: &Lake,
+        config: &crate::config::Config,
+        plan: &super::GoldPlan,
+        stale: Option<BTreeSet<String>>,
+        events: &crate::events::Events,
+    ) -> KaratResult<()> {
+        let Some(stale) = stale else {
+            return Ok(());
+        };
+        let now = versions_now(lake, config, &plan.inputs).await?;
+        if let Err(e) = Baseline::save(lake, &plan.name, now, stale).await {
+            events.note(format!("gold {}: saving what it holds: {e}", plan.name));
+        }
+        Ok(())
+    }
+
+    /// Carries `plan`'s baseline over a run that changed none of its inputs' rows (their
+    /// versions may still move: a commit of dead letters only, a compaction).
+    pub async fn carry(
+        lake: &Lake,
+        config: &crate::config::Config,
+        plan: &super::GoldPlan,
+        before: &BTreeMap<String, Option<i64>>,
+    ) -> KaratResult<()> {
+        let Some(held) = Baseline::holding(lake, &plan.name, before).await? else {
+            return Ok(());
+        };
+        let now = versions_now(lake, config, &plan.inputs).await?;
+        if now == held.inputs {
+            return Ok(());
+        }
+        Baseline::save(lake, &plan.name, now, held.stale).await
+    }
+
+    /// Saves the baseline of gold table `name` as it is now, its inputs at `inputs`.
+    pub async fn save(
+        lake: &Lake,
+        name: &str,
+        inputs: BTreeMap<String, Option<i64>>,
+        stale: BTreeSet<String>,
+    ) -> KaratResult<()> {
+        let b = Baseline {
+            gold_version: gold_version(lake, name).await?,
+            inputs,
+            stale,
+        };
+        let path = layout::gold_baseline(name);
+        let bytes = serde_json::to_vec(&b)
+            .map_err(|e| KaratError::Other(format!("writing {path}: {e}")))?;
+        lake.put(&path, bytes.into()).await
+    }
+}
+
+async fn gold_version(lake: &Lake, name: &str) -> KaratResult<Option<i64>> {
+    let folder = layout::table(crate::config::Zone::Gold, name);
+    delta::latest_version(&lake.url_of(&folder), &folder).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::arrow::datatypes::{Field, Schema};
+
+    async fn fold_of(sql: &str) -> Result<Fold, String> {
+        let ctx = delta::session();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("day", DataType::Date32, true),
+            Field::new("currency", DataType::Utf8, true),
+            Field::new("amount", DataType::Decimal128(12, 2), true),
+            Field::new("price", DataType::Float64, true),
+            Field::new("note", DataType::Int64, true),
+        ]));
+        let t = MemTable::try_new(schema, vec![vec![]]).unwrap();
+        ctx.register_table("orders", Arc::new(t)).unwrap();
+        let df = ctx.sql(sql).await.unwrap();
+        let never_null = ["day", "currency", "amount", "price"]
+            .map(String::from)
+            .into();
+        of(df.logical_plan(), &never_null)
+    }
+
+    #[tokio::test]
+    async fn sums_and_counts_of_one_table_grouped_fold() {
+        let f = fold_of(
+            "SELECT day, currency, SUM(amount) AS revenue, COUNT(*) AS orders, COUNT(note) AS noted \
+             FROM orders WHERE currency <> 'XXX' GROUP BY day, currency ORDER BY day",
+        )
+        .await
+        .unwrap();
+        assert_eq!(f.groups, ["day", "currency"]);
+        assert_eq!(f.sums, ["revenue", "orders", "noted"]);
+        assert_eq!(f.rows, "orders");
+    }
+
+    #[tokio::test]
+    async fn what_does_not_add_up_exactly_does_not_fold() {
+        for (sql, why) in [
+            (
+                "SELECT day, SUM(amount) AS r FROM orders GROUP BY day",
+                "no COUNT(*)",
+            ),
+            (
+                "SELECT day, AVG(amount) AS r, COUNT(*) AS n FROM orders GROUP BY day",
+                "avg() does not add up",
+            ),
+            (
+                "SELECT day, MIN(note) AS r, COUNT(*) AS n FROM orders GROUP BY day",
+                "min() does not add up",
+            ),
+            (
+                "SELECT day, SUM(note) AS r, COUNT(*) AS n FROM orders GROUP BY day",
+                "keeps from being null",
+            ),
+            (
+                "SELECT day, COUNT(*) AS n FROM orders GROUP BY day HAVING COUNT(*) > 1",
+                "HAVING",
+            ),
+            (
+                "SELECT day, COUNT(DISTINCT currency) AS n, COUNT(*) AS c FROM orders GROUP BY day",
+                "DISTINCT",
+            ),
+            (
+                "SELECT day, COUNT(*) + 1 AS n FROM orders GROUP BY day",
+                "computed after grouping",
+            ),
+            (
+                "SELECT a.day, COUNT(*) AS n FROM orders a JOIN orders b ON a.day = b.day GROUP BY a.day",
+                "only filters over one table",
+            ),
+            ("SELECT day, currency FROM orders", "does not group by"),
+        ] {
+            let got = fold_of(sql).await;
+            assert!(
+                matches!(&got, Err(e) if e.to_lowercase().contains(&why.to_lowercase())),
+                "{sql}: {got:?}"
+            );
+        }
+        // a float sum is refused for what it is, even over a column never null
+        let got =
+            fold_of("SELECT day, SUM(price) AS p, COUNT(*) AS n FROM orders GROUP BY day").await;
+        assert!(
+            matches!(&got, Err(e) if e.contains("not an exact") || e.contains("floating")),
+            "{got:?}"
+        );
+    }
+}

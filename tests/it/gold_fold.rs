@@ -1,0 +1,95 @@
+//! Folding a run's changes into an aggregate gold table ([`karat::gold::fold`]): after every
+//! daily run gold equals its query over silver (read by deltalake's own reader, not karat);
+//! the runs after the first fold instead of recomputing; a gold table changed behind karat's
+//! back is recomputed, not folded into; and with its baseline forged to hide the change, the
+//! same comparison sees gold go wrong.
+
+use std::path::Path;
+
+use crate::util::{self, Scratch};
+
+const PER_DAY: usize = 3000;
+
+/// Gold's rows and its query recomputed over silver, as sorted text rows.
+async fn gold_and_recomputed(lake_dir: &Path) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    let mut gold = util::rows(
+        lake_dir,
+        "gold/daily_revenue",
+        "SELECT CAST(order_date AS VARCHAR), currency, CAST(revenue AS VARCHAR), orders FROM t",
+    )
+    .await;
+    let mut want = util::rows(
+        lake_dir,
+        "silver/orders",
+        "SELECT CAST(order_date AS VARCHAR), currency, CAST(SUM(amount) AS VARCHAR), COUNT(*) \
+         FROM t GROUP BY 1, 2",
+    )
+    .await;
+    gold.sort();
+    want.sort();
+    (gold, want)
+}
+
+/// Day `n` arrives and is run; the partitions gold folded.
+async fn day(dir: &Path, n: usize) -> Vec<String> {
+    util::daily_file(dir, n, PER_DAY);
+    let (plan, lake) = util::open(&dir.join("karat.toml")).await;
+    let report = util::run(&plan, &lake).await;
+    report.gold[0].folded.clone()
+}
+
+/// Adds one to every gold row's count, as a writer outside karat might.
+async fn change_gold_behind_karats_back(lake_dir: &Path) {
+    let url = url::Url::from_directory_path(lake_dir.join("gold/daily_revenue")).unwrap();
+    deltalake::open_table(url)
+        .await
+        .unwrap()
+        .update()
+        .with_update("orders", "orders + 1")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn daily_runs_fold_their_changes_into_gold_and_equal_its_query_over_silver() {
+    for deletion_vectors in [false, true] {
+        let s = Scratch::new();
+        util::daily_project(s.path(), deletion_vectors);
+        for n in 0..4 {
+            let folded = day(s.path(), n).await;
+            let (gold, want) = gold_and_recomputed(&s.join("lake")).await;
+            assert_eq!(gold, want, "day {n}, deletion vectors {deletion_vectors}");
+            // the first run starts the baseline by recomputing; every later one folds (the
+            // bench re-sends orders of every earlier day)
+            assert_eq!(folded.is_empty(), n == 0, "day {n}: folded {folded:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_gold_table_changed_behind_karats_back_is_recomputed_and_a_forged_baseline_shows() {
+    let s = Scratch::new();
+    util::daily_project(s.path(), true);
+    let lake_dir = s.join("lake");
+    day(s.path(), 0).await;
+    day(s.path(), 1).await;
+
+    change_gold_behind_karats_back(&lake_dir).await;
+    let folded = day(s.path(), 2).await;
+    assert!(folded.is_empty(), "folded into a changed table: {folded:?}");
+    let (gold, want) = gold_and_recomputed(&lake_dir).await;
+    assert_eq!(gold, want, "recomputed after the change");
+
+    // the same change with the baseline rewritten to vouch for it: folding carries it on,
+    // and the comparison with the query over silver fails
+    change_gold_behind_karats_back(&lake_dir).await;
+    let path = lake_dir.join("_karat/gold_fold/daily_revenue.json");
+    let mut baseline: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    baseline["gold_version"] = (baseline["gold_version"].as_i64().unwrap() + 1).into();
+    std::fs::write(&path, baseline.to_string()).unwrap();
+    let folded = day(s.path(), 3).await;
+    assert!(!folded.is_empty(), "the forged baseline is trusted");
+    let (gold, want) = gold_and_recomputed(&lake_dir).await;
+    assert_ne!(gold, want, "the change behind karat's back shows");
+}
