@@ -22,8 +22,9 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::{AsArray, RecordBatch};
 use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use deltalake::datafusion::common::tree_node::TreeNode;
 use deltalake::datafusion::datasource::MemTable;
-use deltalake::datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
+use deltalake::datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Volatility};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{KaratError, KaratResult};
@@ -101,7 +102,13 @@ pub fn of(plan: &LogicalPlan, never_null: &BTreeSet<String>) -> Result<Fold, Str
     {
         return Err("it groups by GROUPING SETS, ROLLUP or CUBE".into());
     }
+    if let Some(e) = a.group_expr.iter().find(|e| !row_local(e)) {
+        return Err(format!(
+            "it groups by {e}, which is not a function of the row alone"
+        ));
+    }
     let n_groups = a.group_expr.len();
+    let mut selected_groups = BTreeSet::new();
     let mut fold = Fold::default();
     for (expr, field) in p.expr.iter().zip(p.schema.fields()) {
         let name = field.name().clone();
@@ -113,6 +120,7 @@ pub fn of(plan: &LogicalPlan, never_null: &BTreeSet<String>) -> Result<Fold, Str
             .index_of_column(&c)
             .map_err(|_| format!("its column {name} is not a group or an aggregate"))?;
         if at < n_groups {
+            selected_groups.insert(at);
             fold.groups.push(name);
             continue;
         }
@@ -125,23 +133,39 @@ pub fn of(plan: &LogicalPlan, never_null: &BTreeSet<String>) -> Result<Fold, Str
         }
         fold.sums.push(name);
     }
+    if selected_groups.len() < n_groups {
+        return Err("it groups by a column it does not select".into());
+    }
     if fold.rows.is_empty() {
         return Err("it has no COUNT(*) to tell when a group is gone".into());
     }
     Ok(fold)
 }
 
-/// Below the grouping, only filters and aliases over one table: each input row feeds one group.
+/// Whether `expr` depends on its row alone: no subquery, and no function that may answer
+/// differently another time (`now()`, `current_date`, `random()`), whose result over the
+/// rows that leave would not be what it was when they entered.
+fn row_local(expr: &Expr) -> bool {
+    let elsewhere = expr.exists(|e| {
+        Ok(match e {
+            Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_) => true,
+            Expr::ScalarFunction(f) => f.func.signature().volatility != Volatility::Immutable,
+            _ => false,
+        })
+    });
+    !elsewhere.unwrap_or(true)
+}
+
+/// Below the grouping, only filters of the row alone and aliases over one table: each input
+/// row feeds one group, the same one whenever it is asked, and a column keeps its table's name
+/// (what the contract says of it).
 fn rows_only(plan: &LogicalPlan) -> Result<(), String> {
     match plan {
         LogicalPlan::TableScan(_) => Ok(()),
-        LogicalPlan::Filter(f) if !f.predicate.to_string().contains("ubquery") => {
-            rows_only(&f.input)
-        }
+        LogicalPlan::Filter(f) if row_local(&f.predicate) => rows_only(&f.input),
         LogicalPlan::SubqueryAlias(s) => rows_only(&s.input),
-        LogicalPlan::Projection(p) => rows_only(&p.input),
         other => Err(format!(
-            "it reads its rows through {} (only filters over one table fold)",
+            "it reads its rows through {} (only filters of the row over one table fold)",
             other.display()
         )),
     }
@@ -159,6 +183,11 @@ fn measure(
     let params = &f.params;
     if params.distinct || params.filter.is_some() || !params.order_by.is_empty() {
         return Err(format!("{expr} is DISTINCT, filtered or ordered"));
+    }
+    if let Some(arg) = params.args.iter().find(|a| !row_local(a)) {
+        return Err(format!(
+            "{expr} reads {arg}, not a function of the row alone"
+        ));
     }
     match (f.func.name(), params.args.as_slice()) {
         ("count", [Expr::Literal(v, _)]) if !v.is_null() => Ok(Measure::Rows),
@@ -249,6 +278,7 @@ async fn over(
     conformed(delta::query(&ctx, sql, &context).await?, schema, &context)
 }
 
+/// `batches` cast onto `schema`.
 fn conformed(
     batches: Vec<RecordBatch>,
     schema: &SchemaRef,
@@ -272,7 +302,7 @@ pub async fn combine(
     stored: Vec<RecordBatch>,
     partials: &Partials,
 ) -> KaratResult<Vec<RecordBatch>> {
-    let context = format!("gold table {name}: folding changed rows in");
+    let context = format!("gold table {name}: folding the run's changes into its partitions");
     let ctx = delta::session();
     for (t, rows) in [
         ("stored", stored),
@@ -320,8 +350,9 @@ pub async fn combine(
             .ok_or_else(|| KaratError::Other(format!("{context}: {} is no count", fold.rows)))?;
         if rows.iter().any(|n| n.is_some_and(|n| n < 0)) {
             return Err(KaratError::Other(format!(
-                "{context}: a group would hold fewer than no rows, so the table did not hold \
-                 what its baseline says"
+                "{context}: a group would hold fewer than no rows: the table did not hold \
+                 what {} says",
+                layout::gold_baseline(name)
             )));
         }
     }
@@ -452,51 +483,56 @@ async fn versions_now(
     Ok(out)
 }
 
-/// What a gold table holds: exactly its query over its inputs at `inputs` (by table; None:
-/// no table yet), at gold version `gold_version`, but in the `stale` partitions.
+/// What a gold table holds: exactly its query `query` over its inputs at `inputs` (by table;
+/// None: no table yet), at gold version `gold_version`, but in the `stale` partitions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
     pub gold_version: Option<i64>,
+    pub query: String,
     pub inputs: BTreeMap<String, Option<i64>>,
     pub stale: BTreeSet<String>,
 }
 
 impl Baseline {
-    /// Gold table `name`'s baseline, if it still holds: the gold table is at its version and
-    /// its inputs were at theirs `before` the run. An unreadable one does not hold.
+    /// `plan`'s baseline, if it still holds: the gold table is at its version, its query is
+    /// the same, and its inputs were at theirs `before` the run. One that cannot be read does
+    /// not hold.
     pub async fn holding(
         lake: &Lake,
-        name: &str,
+        config: &crate::config::Config,
+        plan: &super::GoldPlan,
         before: &BTreeMap<String, Option<i64>>,
-    ) -> KaratResult<Option<Baseline>> {
-        let Some(bytes) = lake.get_opt(&layout::gold_baseline(name)).await? else {
-            return Ok(None);
-        };
-        let Ok(b) = serde_json::from_slice::<Baseline>(&bytes) else {
-            return Ok(None);
-        };
-        let gold = gold_version(lake, name).await?;
-        Ok((b.gold_version == gold && &b.inputs == before).then_some(b))
+    ) -> Option<Baseline> {
+        let bytes = lake
+            .get_opt(&layout::gold_baseline(&plan.name))
+            .await
+            .ok()??;
+        let b = serde_json::from_slice::<Baseline>(&bytes).ok()?;
+        let gold = gold_version(lake, &plan.name).await.ok()?;
+        let same = b.gold_version == gold && b.query == query(config, plan) && &b.inputs == before;
+        same.then_some(b)
     }
 
     /// Saves what `plan`'s table holds after a run, with its inputs as they are now, when
-    /// the run can vouch for it (`stale`, from [`stale_after`]); a baseline that cannot be
-    /// saved is only noted: the next run then recomputes whole.
+    /// the run can vouch for it (`stale`, from [`stale_after`]). One that cannot be saved is
+    /// noted: the next run then recomputes the table whole.
     pub async fn keep(
         lake: &Lake,
         config: &crate::config::Config,
         plan: &super::GoldPlan,
         stale: Option<BTreeSet<String>>,
         events: &crate::events::Events,
-    ) -> KaratResult<()> {
+    ) {
         let Some(stale) = stale else {
-            return Ok(());
+            return;
         };
-        let now = versions_now(lake, config, &plan.inputs).await?;
-        if let Err(e) = Baseline::save(lake, &plan.name, now, stale).await {
-            events.note(format!("gold {}: saving what it holds: {e}", plan.name));
+        if let Err(e) = Baseline::save(lake, config, plan, stale).await {
+            events.note(format!(
+                "gold {}: saving what it holds in {}: {e}",
+                plan.name,
+                layout::gold_baseline(&plan.name)
+            ));
         }
-        Ok(())
     }
 
     /// Carries `plan`'s baseline over a run that changed none of its inputs' rows (their
@@ -506,36 +542,47 @@ impl Baseline {
         config: &crate::config::Config,
         plan: &super::GoldPlan,
         before: &BTreeMap<String, Option<i64>>,
-    ) -> KaratResult<()> {
-        let Some(held) = Baseline::holding(lake, &plan.name, before).await? else {
-            return Ok(());
+        events: &crate::events::Events,
+    ) {
+        let Some(held) = Baseline::holding(lake, config, plan, before).await else {
+            return;
         };
-        let now = versions_now(lake, config, &plan.inputs).await?;
-        if now == held.inputs {
-            return Ok(());
+        if versions_now(lake, config, &plan.inputs).await.ok().as_ref() != Some(&held.inputs) {
+            Baseline::keep(lake, config, plan, Some(held.stale), events).await;
         }
-        Baseline::save(lake, &plan.name, now, held.stale).await
     }
 
-    /// Saves the baseline of gold table `name` as it is now, its inputs at `inputs`.
-    pub async fn save(
+    /// Saves the baseline of `plan`'s table as it is now, with `stale` partitions.
+    async fn save(
         lake: &Lake,
-        name: &str,
-        inputs: BTreeMap<String, Option<i64>>,
+        config: &crate::config::Config,
+        plan: &super::GoldPlan,
         stale: BTreeSet<String>,
     ) -> KaratResult<()> {
         let b = Baseline {
-            gold_version: gold_version(lake, name).await?,
-            inputs,
+            gold_version: gold_version(lake, &plan.name).await?,
+            query: query(config, plan).to_string(),
+            inputs: versions_now(lake, config, &plan.inputs).await?,
             stale,
         };
-        let path = layout::gold_baseline(name);
-        let bytes = serde_json::to_vec(&b)
-            .map_err(|e| KaratError::Other(format!("writing {path}: {e}")))?;
+        let path = layout::gold_baseline(&plan.name);
+        let bytes = serde_json::to_vec(&b).map_err(|e| {
+            KaratError::Other(format!("gold table {}: writing {path}: {e}", plan.name))
+        })?;
         lake.put(&path, bytes.into()).await
     }
 }
 
+/// The SQL of `plan`'s table.
+fn query<'a>(config: &'a crate::config::Config, plan: &super::GoldPlan) -> &'a str {
+    config
+        .table(&plan.name)
+        .and_then(|t| t.gold())
+        .map(|g| g.sql.as_str())
+        .unwrap_or_default()
+}
+
+/// The current version of gold table `name` (None: no table yet).
 async fn gold_version(lake: &Lake, name: &str) -> KaratResult<Option<i64>> {
     let folder = layout::table(crate::config::Zone::Gold, name);
     delta::latest_version(&lake.url_of(&folder), &folder).await
@@ -610,7 +657,23 @@ mod tests {
             ),
             (
                 "SELECT a.day, COUNT(*) AS n FROM orders a JOIN orders b ON a.day = b.day GROUP BY a.day",
-                "only filters over one table",
+                "over one table fold",
+            ),
+            (
+                "SELECT day, SUM(amount) AS r, COUNT(*) AS n FROM orders GROUP BY day, currency",
+                "does not select",
+            ),
+            (
+                "SELECT day, COUNT(*) AS n FROM orders WHERE day >= current_date GROUP BY day",
+                "of the row over one table",
+            ),
+            (
+                "SELECT day, COUNT(*) AS n FROM orders WHERE random() < 0.5 GROUP BY day",
+                "of the row over one table",
+            ),
+            (
+                "SELECT day, SUM(amount) AS r, COUNT(*) AS n FROM (SELECT day, note AS amount FROM orders) o GROUP BY day",
+                "of the row over one table",
             ),
             ("SELECT day, currency FROM orders", "does not group by"),
         ] {

@@ -143,14 +143,14 @@ pub async fn process(
     let base_sql = query_of(lake, &ctx, g).await?;
     let pcol = g.partition_by.clone().filter(|_| plan.incremental);
     let baseline = match (&folding, &plan.fold) {
-        (Some(f), Ok(_)) => fold::Baseline::holding(lake, name, &f.before).await?,
+        (Some(f), Ok(_)) => fold::Baseline::holding(lake, config, plan, &f.before).await,
         _ => None,
     };
-    // a table that folds but has no baseline is recomputed whole once, to start one
+    // a normal run over a table that folds but has no baseline recomputes it whole once, to
+    // start one (a replay recomputes just its partitions)
+    let normal = folding.as_ref().is_some_and(|f| f.partials.is_some());
     let scope = match scope {
-        Scope::Partitions(_) if folding.is_some() && baseline.is_none() && blocked.is_empty() => {
-            Scope::Full
-        }
+        Scope::Partitions(_) if normal && baseline.is_none() && blocked.is_empty() => Scope::Full,
         s => s,
     };
     // which partitions to compute
@@ -198,7 +198,7 @@ pub async fn process(
     if matches!(&wanted, Some(w) if w.is_empty()) {
         if folding.is_some() {
             let stale = fold::stale_after(false, false, baseline.as_ref(), &[], &[], blocked);
-            fold::Baseline::keep(lake, config, plan, stale, events).await?;
+            fold::Baseline::keep(lake, config, plan, stale, events).await;
         }
         events.send(Event::Finished {
             stage: Stage::Gold,
@@ -414,7 +414,7 @@ pub async fn process(
         let whole = matches!(scope, Scope::Full);
         let held = baseline.as_ref();
         let stale = fold::stale_after(whole, replaced_all, held, &wanted, &passing, blocked);
-        fold::Baseline::keep(lake, config, plan, stale, events).await?;
+        fold::Baseline::keep(lake, config, plan, stale, events).await;
     }
     for o in &outcomes {
         events.send(Event::Partition {

@@ -170,8 +170,8 @@ struct Changes {
     /// derived when the gold table runs (that input may be created later in the run).
     pending: BTreeMap<String, Vec<silver::Changed>>,
     /// Per gold table whose query folds ([`gold::fold`]): the query over the rows that entered
-    /// and left; None once an update could not tell them apart.
-    folds: BTreeMap<String, Option<gold::fold::Partials>>,
+    /// and left, or why the run cannot fold (an update that could not tell them apart).
+    folds: BTreeMap<String, Result<gold::fold::Partials, String>>,
 }
 
 impl Changes {
@@ -258,23 +258,18 @@ impl Changes {
         }
         Ok(())
     }
-}
 
-impl Changes {
-    /// Folds the rows of `table` that entered and `left` into the partials of each gold table
+    /// Folds the rows of `table` that entered and left into the partials of each gold table
     /// that folds them; a gold table whose rows were not told apart (or whose partials could
     /// not be computed) is recomputed from silver instead.
     async fn fold(&mut self, plan: &Plan, table: &str, signed: Option<&silver::Signed>) {
-        for g in plan
-            .gold
-            .iter()
-            .filter(|g| g.fold.is_ok() && g.inputs.iter().any(|i| i == table))
-        {
+        let reads = |g: &&GoldPlan| g.fold.is_ok() && g.inputs.iter().any(|i| i == table);
+        for g in plan.gold.iter().filter(reads) {
             let entry = self
                 .folds
                 .entry(g.name.clone())
-                .or_insert_with(|| Some(gold::fold::Partials::default()));
-            let Some(sofar) = entry.as_mut() else {
+                .or_insert_with(|| Ok(gold::fold::Partials::default()));
+            let Ok(sofar) = entry.as_mut() else {
                 continue;
             };
             let sql = plan
@@ -286,13 +281,13 @@ impl Changes {
                 (Some(s), Some(sql)) => {
                     gold::fold::Partials::of(&g.name, sql, &g.schema, table, &s.entered, &s.left)
                         .await
-                        .ok()
+                        .map_err(|e| e.to_string())
                 }
-                _ => None,
+                _ => Err(format!("an update of {table} re-merged whole partitions")),
             };
             match partials {
-                Some(p) => sofar.absorb(p),
-                None => *entry = None,
+                Ok(p) => sofar.absorb(p),
+                Err(why) => *entry = Err(why),
             }
         }
     }
@@ -720,12 +715,8 @@ impl<'a> Execution<'a> {
             .collect();
         if forced.is_none() && !inputs.iter().any(|u| u.touched()) {
             if let Some(f) = self.folding(g, forced) {
-                let carried =
-                    gold::fold::Baseline::carry(self.lake, &self.plan.config, g, &f.before);
-                if let Err(e) = carried.await {
-                    self.events
-                        .note(format!("gold {}: carrying what it holds: {e}", g.name));
-                }
+                let config = &self.plan.config;
+                gold::fold::Baseline::carry(self.lake, config, g, &f.before, self.events).await;
             }
             return Ok(());
         }
@@ -812,8 +803,12 @@ impl<'a> Execution<'a> {
                 continue;
             };
             match (changes.folds.get(&g.name), partials.as_mut()) {
-                (Some(Some(p)), Some(all)) => all.absorb(p.clone()),
-                (Some(None), _) => partials = None,
+                (Some(Ok(p)), Some(all)) => all.absorb(p.clone()),
+                (Some(Err(why)), Some(_)) => {
+                    let note = format!("gold {}: recomputed from its inputs: {why}", g.name);
+                    self.events.note(note);
+                    partials = None;
+                }
                 _ => {}
             }
         }

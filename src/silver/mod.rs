@@ -125,22 +125,15 @@ impl Changed {
             .all(|b| b.num_rows() == 0)
     }
 
-    /// Adds the rows a later update changed: still told apart if both were (or one changed
-    /// nothing).
+    /// Adds the rows a later update changed. They stay told apart only when one of the two
+    /// changed nothing (a run takes each update's changes before it absorbs its report).
     pub fn absorb(&mut self, later: Changed) {
         let signed = if later.is_empty() {
             self.signed.take()
         } else if self.is_empty() {
             later.signed
         } else {
-            match (self.signed.take(), later.signed) {
-                (Some(mut a), Some(b)) => {
-                    a.entered.extend(b.entered);
-                    a.left.extend(b.left);
-                    Some(a)
-                }
-                _ => None,
-            }
+            None
         };
         self.promoted.extend(later.promoted);
         self.failed.extend(later.failed);

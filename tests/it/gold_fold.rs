@@ -12,6 +12,14 @@ const PER_DAY: usize = 3000;
 
 /// Gold's rows and its query recomputed over silver, as sorted text rows.
 async fn gold_and_recomputed(lake_dir: &Path) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    gold_and_recomputed_where(lake_dir, "true").await
+}
+
+/// [`gold_and_recomputed`] for a gold query that keeps the rows `filter` holds for.
+async fn gold_and_recomputed_where(
+    lake_dir: &Path,
+    filter: &str,
+) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
     let mut gold = util::rows(
         lake_dir,
         "gold/daily_revenue",
@@ -21,8 +29,10 @@ async fn gold_and_recomputed(lake_dir: &Path) -> (Vec<Vec<String>>, Vec<Vec<Stri
     let mut want = util::rows(
         lake_dir,
         "silver/orders",
-        "SELECT CAST(order_date AS VARCHAR), currency, CAST(SUM(amount) AS VARCHAR), COUNT(*) \
-         FROM t GROUP BY 1, 2",
+        &format!(
+            "SELECT CAST(order_date AS VARCHAR), currency, CAST(SUM(amount) AS VARCHAR), \
+             COUNT(*) FROM t WHERE {filter} GROUP BY 1, 2"
+        ),
     )
     .await;
     gold.sort();
@@ -92,4 +102,26 @@ async fn a_gold_table_changed_behind_karats_back_is_recomputed_and_a_forged_base
     assert!(!folded.is_empty(), "the forged baseline is trusted");
     let (gold, want) = gold_and_recomputed(&lake_dir).await;
     assert_ne!(gold, want, "the change behind karat's back shows");
+}
+
+#[tokio::test]
+async fn a_gold_query_edited_between_runs_is_recomputed_then_folded_again() {
+    let s = Scratch::new();
+    util::daily_project(s.path(), false);
+    day(s.path(), 0).await;
+    let cfg = s.join("karat.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let edited = text.replacen(
+        "FROM orders GROUP BY",
+        "FROM orders WHERE currency <> 'GBP' GROUP BY",
+        1,
+    );
+    assert_ne!(text, edited, "the bench's gold query");
+    std::fs::write(&cfg, edited).unwrap();
+    for n in 1..3 {
+        let folded = day(s.path(), n).await;
+        assert_eq!(folded.is_empty(), n == 1, "day {n}: folded {folded:?}");
+        let (gold, want) = gold_and_recomputed_where(&s.join("lake"), "currency <> 'GBP'").await;
+        assert_eq!(gold, want, "day {n}");
+    }
 }
