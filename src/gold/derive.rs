@@ -5,14 +5,12 @@
 //! [`super::plan::derivable`]) the whole table is recomputed, and the report says why.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, RecordBatch};
-use deltalake::datafusion::datasource::MemTable;
 
 use super::plan::GoldPlan;
 use crate::config::{Config, Zone};
-use crate::error::{KaratError, KaratResult};
+use crate::error::KaratResult;
 use crate::lake::delta;
 use crate::lake::{Lake, layout};
 use crate::silver::Changed;
@@ -103,10 +101,7 @@ async fn run_over(
         "gold table {}: partitions fed by changed rows of {input}",
         plan.name
     );
-    let t = MemTable::try_new(rows[0].schema(), vec![rows])
-        .map_err(|e| KaratError::sql(context.clone(), e))?;
-    ctx.register_table(input, Arc::new(t))
-        .map_err(|e| KaratError::sql(context.clone(), e))?;
+    super::register_rows(&ctx, input, rows[0].schema(), rows, &context)?;
     let q = format!(
         "SELECT DISTINCT CAST(q.{} AS VARCHAR) FROM ({sql}) AS q",
         ident(pcol)

@@ -18,12 +18,10 @@
 //! then recomputes whole from silver, which starts a new baseline.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use deltalake::arrow::array::{AsArray, RecordBatch};
 use deltalake::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use deltalake::datafusion::common::tree_node::TreeNode;
-use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Volatility};
 use serde::{Deserialize, Serialize};
 
@@ -271,10 +269,7 @@ async fn over(
     };
     let context = format!("gold table {name}: folding changed rows of {input}");
     let ctx = delta::session();
-    let t = MemTable::try_new(first.schema(), vec![rows])
-        .map_err(|e| KaratError::sql(context.clone(), e))?;
-    ctx.register_table(input, Arc::new(t))
-        .map_err(|e| KaratError::sql(context.clone(), e))?;
+    super::register_rows(&ctx, input, first.schema(), rows, &context)?;
     conformed(delta::query(&ctx, sql, &context).await?, schema, &context)
 }
 
@@ -309,10 +304,7 @@ pub async fn combine(
         ("plus", partials.plus.clone()),
         ("minus", partials.minus.clone()),
     ] {
-        let t_rows = MemTable::try_new(schema.clone(), vec![rows])
-            .map_err(|e| KaratError::sql(context.clone(), e))?;
-        ctx.register_table(t, Arc::new(t_rows))
-            .map_err(|e| KaratError::sql(context.clone(), e))?;
+        super::register_rows(&ctx, t, schema.clone(), rows, &context)?;
     }
     let adds = |f: &str| fold.sums.iter().any(|s| s == f);
     let negated: Vec<String> = schema
@@ -592,6 +584,8 @@ async fn gold_version(lake: &Lake, name: &str) -> KaratResult<Option<i64>> {
 mod tests {
     use super::*;
     use deltalake::arrow::datatypes::{Field, Schema};
+    use deltalake::datafusion::datasource::MemTable;
+    use std::sync::Arc;
 
     async fn fold_of(sql: &str) -> Result<Fold, String> {
         let ctx = delta::session();

@@ -87,6 +87,21 @@ pub struct Work<'a> {
     pub folding: Option<Folding>,
 }
 
+/// Registers `rows` (of `schema`) in `ctx` as the table `name`.
+pub(crate) fn register_rows(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    name: &str,
+    schema: deltalake::arrow::datatypes::SchemaRef,
+    rows: Vec<RecordBatch>,
+    context: &str,
+) -> KaratResult<()> {
+    let t = MemTable::try_new(schema, vec![rows])
+        .map_err(|e| KaratError::sql(context.to_string(), e))?;
+    ctx.register_table(name, Arc::new(t))
+        .map_err(|e| KaratError::sql(context.to_string(), e))?;
+    Ok(())
+}
+
 /// Recomputes `plan`'s table: `work`'s partitions, by folding the run's changes into them when
 /// its baseline holds, from its inputs otherwise.
 pub async fn process(
@@ -283,10 +298,8 @@ pub async fn process(
     }
 
     // checks, per partition
-    let result = MemTable::try_new(schema.clone(), vec![batches.clone()])
-        .map_err(|e| KaratError::sql(format!("gold table {name}"), e))?;
-    ctx.register_table("result", Arc::new(result))
-        .map_err(|e| KaratError::sql(format!("gold table {name}"), e))?;
+    let context = format!("gold table {name}");
+    register_rows(&ctx, "result", schema.clone(), batches.clone(), &context)?;
     let mut passing = Vec::new();
     for (part, rows) in &counts {
         let mut status = PartitionStatus::Ok;
