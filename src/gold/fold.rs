@@ -238,6 +238,23 @@ impl Partials {
         self.minus.extend(later.minus);
     }
 
+    /// The values of partition column `pcol` these rows hold: the partitions they feed (None
+    /// when they cannot be read so).
+    pub fn partitions(&self, pcol: &str) -> Option<BTreeSet<String>> {
+        let mut out = BTreeSet::new();
+        for b in self.plus.iter().chain(&self.minus) {
+            let text = deltalake::arrow::compute::cast(b.column_by_name(pcol)?, &DataType::Utf8);
+            out.extend(
+                text.ok()?
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(str::to_string),
+            );
+        }
+        Some(out)
+    }
+
     /// The gold query `sql` of table `name` (output `schema`) over the rows of its input
     /// `input` that `entered` and that `left` silver.
     pub async fn of(

@@ -207,7 +207,7 @@ impl Changes {
             }
         }
         let table = &contract.table;
-        self.fold(plan, table, changed.signed.as_ref()).await;
+        let folded = self.fold(plan, table, changed.signed.as_ref()).await;
         // rows of failed partitions are few: they are derived when gold runs, against the
         // other inputs as the run leaves them (what they block must not be promoted)
         let failed = silver::Changed {
@@ -229,6 +229,15 @@ impl Changes {
                         .entry(g.name.clone())
                         .or_default()
                         .push(failed.clone());
+                }
+                if let Some(parts) = folded.get(&g.name) {
+                    // the partitions a folded change feeds are those its partials hold
+                    let fed = gold::Affected {
+                        recompute: parts.clone(),
+                        ..gold::Affected::default()
+                    };
+                    feeds.push((g.name.clone(), fed));
+                    continue;
                 }
                 if !others_exist(plan, lake, g, table).await? {
                     self.pending
@@ -261,8 +270,15 @@ impl Changes {
 
     /// Folds the rows of `table` that entered and left into the partials of each gold table
     /// that folds them; a gold table whose rows were not told apart (or whose partials could
-    /// not be computed) is recomputed from silver instead.
-    async fn fold(&mut self, plan: &Plan, table: &str, signed: Option<&silver::Signed>) {
+    /// not be computed) is recomputed from silver instead. Returns, per gold table folded,
+    /// the partitions these rows feed.
+    async fn fold(
+        &mut self,
+        plan: &Plan,
+        table: &str,
+        signed: Option<&silver::Signed>,
+    ) -> BTreeMap<String, BTreeSet<String>> {
+        let mut fed = BTreeMap::new();
         let reads = |g: &&GoldPlan| g.fold.is_ok() && g.inputs.iter().any(|i| i == table);
         for g in plan.gold.iter().filter(reads) {
             let entry = self
@@ -285,11 +301,22 @@ impl Changes {
                 }
                 _ => Err(format!("an update of {table} re-merged whole partitions")),
             };
-            match partials {
-                Ok(p) => sofar.absorb(p),
-                Err(why) => *entry = Err(why),
+            let pcol = plan
+                .config
+                .table(&g.name)
+                .and_then(|t| t.gold()?.partition_by.clone());
+            match (partials, pcol) {
+                (Ok(p), Some(pcol)) => {
+                    if let Some(parts) = p.partitions(&pcol) {
+                        fed.insert(g.name.clone(), parts);
+                    }
+                    sofar.absorb(p);
+                }
+                (Ok(_), None) => *entry = Err("it is not partitioned".into()),
+                (Err(why), _) => *entry = Err(why),
             }
         }
+        fed
     }
 }
 
