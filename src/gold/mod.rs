@@ -129,30 +129,9 @@ pub async fn process(
     for input in &plan.inputs {
         let zone = config.table(input).map(|t| t.zone).unwrap_or(Zone::Silver);
         if !delta::register(&ctx, input, &lake.url_of(&layout::table(zone, input))).await? {
-            let outcome = PartitionOutcome {
-                partition: WHOLE_TABLE.into(),
-                status: PartitionStatus::Blocked,
-                rows_in: 0,
-                rows_out: 0,
-                dead: 0,
-                duplicates: 0,
-                messages: vec![format!("upstream table {input} has no data yet")],
-                dead_by_rule: vec![],
-                delta_version: None,
-            };
-            events.send(Event::Finished {
-                stage: Stage::Gold,
-                name: name.clone(),
-                rows: 0,
-                ok: false,
-                detail: outcome.messages[0].clone(),
-            });
-            return Ok(GoldReport {
-                table: name.clone(),
-                partitions: vec![outcome],
-                version: None,
-                folded: Vec::new(),
-            });
+            let why = format!("upstream table {input} has no data yet");
+            let outcome = blocked_outcome(WHOLE_TABLE, &why);
+            return Ok(finished_early(events, name, vec![outcome], false, why));
         }
     }
     let base_sql = query_of(lake, &ctx, g).await?;
@@ -196,38 +175,17 @@ pub async fn process(
     }
     if wanted.is_none() && !blocked.is_empty() {
         // a whole-table recompute over failed upstream partitions would publish bad numbers
-        events.send(Event::Finished {
-            stage: Stage::Gold,
-            name: name.clone(),
-            rows: 0,
-            ok: false,
-            detail: "blocked by upstream failures".into(),
-        });
-        return Ok(GoldReport {
-            table: name.clone(),
-            partitions: outcomes,
-            version: None,
-            folded: Vec::new(),
-        });
+        let why = "blocked by upstream failures".to_string();
+        return Ok(finished_early(events, name, outcomes, false, why));
     }
     if matches!(&wanted, Some(w) if w.is_empty()) {
         if folding.is_some() {
             let stale = fold::stale_after(false, false, baseline.as_ref(), &[], &[], blocked);
             fold::Baseline::keep(lake, config, plan, stale, events).await;
         }
-        events.send(Event::Finished {
-            stage: Stage::Gold,
-            name: name.clone(),
-            rows: 0,
-            ok: outcomes.is_empty(),
-            detail: "nothing to recompute".into(),
-        });
-        return Ok(GoldReport {
-            table: name.clone(),
-            partitions: outcomes,
-            version: None,
-            folded: Vec::new(),
-        });
+        let ok = outcomes.is_empty();
+        let why = "nothing to recompute".to_string();
+        return Ok(finished_early(events, name, outcomes, ok, why));
     }
     let schema = plan.schema.clone();
     let partials = folding.as_ref().and_then(|f| f.partials.as_ref());
@@ -265,161 +223,48 @@ pub async fn process(
             )
         })?;
 
-    // rows per partition
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    match &pcol {
-        Some(p) => {
-            for w in wanted.iter().flatten() {
-                counts.insert(w.clone(), 0);
-            }
-            let idx = schema
-                .index_of(p)
-                .map_err(|e| KaratError::arrow(format!("gold table {name}"), e))?;
-            for b in &batches {
-                let s = deltalake::arrow::compute::cast(b.column(idx), &DataType::Utf8)
-                    .map_err(|e| KaratError::arrow(format!("gold table {name}"), e))?;
-                let s = s.as_string::<i32>();
-                for i in 0..s.len() {
-                    let key = if s.is_valid(i) {
-                        s.value(i).to_string()
-                    } else {
-                        "null".into()
-                    };
-                    *counts.entry(key).or_default() += 1;
-                }
-            }
-        }
-        None => {
-            counts.insert(
-                WHOLE_TABLE.into(),
-                batches.iter().map(|b| b.num_rows() as u64).sum(),
-            );
-        }
-    }
+    let counts = partition_counts(name, &schema, &batches, pcol.as_deref(), wanted.as_deref())?;
 
     // checks, per partition
     let context = format!("gold table {name}");
     register_rows(&ctx, "result", schema.clone(), batches.clone(), &context)?;
     let mut passing = Vec::new();
     for (part, rows) in &counts {
-        let mut status = PartitionStatus::Ok;
-        let mut messages = Vec::new();
-        for c in &g.checks {
-            let filter = match &pcol {
-                Some(p) => format!(
-                    " WHERE CAST({} AS VARCHAR) = '{}'",
-                    ident(p),
-                    part.replace('\'', "''")
-                ),
-                None => String::new(),
-            };
-            let q = format!(
-                "SELECT CAST(({}) AS BOOLEAN) AS ok FROM result{filter}",
-                check_sql(&c.sql)
-            );
-            let out =
-                delta::query(&ctx, &q, &format!("gold table {name} check \"{}\"", c.name)).await?;
-            let ok = out
-                .iter()
-                .find(|b| b.num_rows() > 0)
-                .map(|b| {
-                    let a = b.column(0).as_boolean();
-                    a.is_valid(0) && a.value(0)
-                })
-                .unwrap_or(false);
-            if !ok {
-                if c.blocking {
-                    status = PartitionStatus::Failed;
-                    messages.push(format!("check \"{}\" failed: {}", c.name, c.sql));
-                } else {
-                    if status == PartitionStatus::Ok {
-                        status = PartitionStatus::Warn;
-                    }
-                    messages.push(format!("warning: check \"{}\" failed: {}", c.name, c.sql));
-                }
-            }
-        }
-        if status.promoted() {
+        let outcome = checked(&ctx, name, g, pcol.as_deref(), part, *rows).await?;
+        if outcome.status.promoted() {
             passing.push(part.clone());
         }
-        outcomes.push(PartitionOutcome {
-            partition: part.clone(),
-            status,
-            rows_in: *rows,
-            rows_out: if status.promoted() { *rows } else { 0 },
-            dead: 0,
-            duplicates: 0,
-            messages,
-            dead_by_rule: vec![],
-            delta_version: None,
-        });
+        outcomes.push(outcome);
     }
 
-    // write the passing partitions in one commit
-    let url = lake.url_of(&layout::table(Zone::Gold, name));
-    let meta = vec![
-        ("karat.run_id".to_string(), serde_json::json!(run_id)),
-        (
-            "karat.operation".to_string(),
-            serde_json::json!("gold recompute"),
-        ),
-    ];
+    let whole = wanted.is_none();
+    let all_passing = whole && passing.len() == counts.len();
+    // a whole recompute that yields nothing empties the table
+    let write = !passing.is_empty() || (whole && counts.is_empty());
     let mut version = None;
     let mut replaced_all = false;
-    // a whole recompute that yields nothing empties the table
-    if !passing.is_empty() || (wanted.is_none() && counts.is_empty()) {
-        let (keep, replace) = match &pcol {
+    if write {
+        let p = pcol.as_deref();
+        let (keep, replace) = match p {
             Some(p) => {
-                let idx = schema
-                    .index_of(p)
-                    .map_err(|e| KaratError::arrow(format!("gold table {name}"), e))?;
-                let set: BTreeSet<&String> = passing.iter().collect();
-                let mut keep = Vec::new();
-                for b in &batches {
-                    let s = deltalake::arrow::compute::cast(b.column(idx), &DataType::Utf8)
-                        .map_err(|e| KaratError::arrow(format!("gold table {name}"), e))?;
-                    let s = s.as_string::<i32>();
-                    let mask: deltalake::arrow::array::BooleanArray = (0..s.len())
-                        .map(|i| Some(s.is_valid(i) && set.contains(&s.value(i).to_string())))
-                        .collect();
-                    keep.push(
-                        deltalake::arrow::compute::filter_record_batch(b, &mask)
-                            .map_err(|e| KaratError::arrow(format!("gold table {name}"), e))?,
-                    );
-                }
-                let all_passing = wanted.is_none() && passing.len() == counts.len();
-                replaced_all = all_passing;
-                let replace = if all_passing {
-                    Replace::All
-                } else {
-                    Replace::Matching {
-                        column: p.clone(),
+                let keep = passing_rows(name, &schema, &batches, p, &passing)?;
+                let replace = match all_passing {
+                    true => Replace::All,
+                    false => Replace::Matching {
+                        column: p.to_string(),
                         values: passing.clone(),
-                    }
+                    },
                 };
                 (keep, replace)
             }
-            None => {
-                replaced_all = true;
-                (batches, Replace::All)
-            }
+            None => (batches, Replace::All),
         };
-        let v = delta::write(
-            &url,
-            &format!("gold.{name}"),
-            schema.clone(),
-            keep,
-            pcol.as_deref().or(g.partition_by.as_deref()),
-            replace,
-            meta,
-        )
-        .await?;
-        crate::lake::fault::after("gold.table");
+        replaced_all = matches!(replace, Replace::All);
+        let p = p.or(g.partition_by.as_deref());
+        let v = write_gold(lake, name, &schema, keep, p, replace, run_id).await?;
         version = Some(v);
-        for o in &mut outcomes {
-            if o.status.promoted() {
-                o.delta_version = Some(v);
-            }
+        for o in outcomes.iter_mut().filter(|o| o.status.promoted()) {
+            o.delta_version = Some(v);
         }
     }
     if folding.is_some() && vouched {
@@ -451,6 +296,175 @@ pub async fn process(
         version,
         folded,
     })
+}
+
+/// Writes gold table `name`'s rows `keep` in one commit, replacing `replace`.
+async fn write_gold(
+    lake: &Lake,
+    name: &str,
+    schema: &deltalake::arrow::datatypes::SchemaRef,
+    keep: Vec<RecordBatch>,
+    partition_by: Option<&str>,
+    replace: Replace,
+    run_id: &str,
+) -> KaratResult<i64> {
+    let url = lake.url_of(&layout::table(Zone::Gold, name));
+    let meta = vec![
+        ("karat.run_id".to_string(), serde_json::json!(run_id)),
+        (
+            "karat.operation".to_string(),
+            serde_json::json!("gold recompute"),
+        ),
+    ];
+    let label = format!("gold.{name}");
+    let v = delta::write(
+        &url,
+        &label,
+        schema.clone(),
+        keep,
+        partition_by,
+        replace,
+        meta,
+    )
+    .await?;
+    crate::lake::fault::after("gold.table");
+    Ok(v)
+}
+
+/// The report of a gold table that stops before computing anything, with its `outcomes`.
+fn finished_early(
+    events: &Events,
+    name: &str,
+    outcomes: Vec<PartitionOutcome>,
+    ok: bool,
+    detail: String,
+) -> GoldReport {
+    events.send(Event::Finished {
+        stage: Stage::Gold,
+        name: name.to_string(),
+        rows: 0,
+        ok,
+        detail,
+    });
+    GoldReport {
+        table: name.to_string(),
+        partitions: outcomes,
+        version: None,
+        folded: Vec::new(),
+    }
+}
+
+/// Rows of gold table `name`'s new `batches` per partition (column `pcol`; unpartitioned:
+/// [`WHOLE_TABLE`]), every `wanted` partition counted, with no row too.
+fn partition_counts(
+    name: &str,
+    schema: &deltalake::arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+    pcol: Option<&str>,
+    wanted: Option<&[String]>,
+) -> KaratResult<BTreeMap<String, u64>> {
+    let Some(p) = pcol else {
+        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        return Ok(BTreeMap::from([(WHOLE_TABLE.to_string(), rows)]));
+    };
+    let err = |e| KaratError::arrow(format!("gold table {name}"), e);
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for w in wanted.into_iter().flatten() {
+        counts.insert(w.clone(), 0);
+    }
+    let idx = schema.index_of(p).map_err(err)?;
+    for b in batches {
+        let s = deltalake::arrow::compute::cast(b.column(idx), &DataType::Utf8).map_err(err)?;
+        let s = s.as_string::<i32>();
+        for i in 0..s.len() {
+            let key = if s.is_valid(i) { s.value(i) } else { "null" };
+            *counts.entry(key.to_string()).or_default() += 1;
+        }
+    }
+    Ok(counts)
+}
+
+/// Partition `part` (of `rows` rows) of gold table `name`'s new rows (registered as `result`
+/// in `ctx`) after the table's checks.
+async fn checked(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    name: &str,
+    g: &crate::config::GoldSpec,
+    pcol: Option<&str>,
+    part: &str,
+    rows: u64,
+) -> KaratResult<PartitionOutcome> {
+    let mut status = PartitionStatus::Ok;
+    let mut messages = Vec::new();
+    let filter = match pcol {
+        Some(p) => format!(
+            " WHERE CAST({} AS VARCHAR) = '{}'",
+            ident(p),
+            part.replace('\'', "''")
+        ),
+        None => String::new(),
+    };
+    for c in &g.checks {
+        let q = format!(
+            "SELECT CAST(({}) AS BOOLEAN) AS ok FROM result{filter}",
+            check_sql(&c.sql)
+        );
+        let out = delta::query(ctx, &q, &format!("gold table {name} check \"{}\"", c.name)).await?;
+        let ok = out
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(|b| {
+                let a = b.column(0).as_boolean();
+                a.is_valid(0) && a.value(0)
+            })
+            .unwrap_or(false);
+        if ok {
+            continue;
+        }
+        if c.blocking {
+            status = PartitionStatus::Failed;
+            messages.push(format!("check \"{}\" failed: {}", c.name, c.sql));
+        } else {
+            if status == PartitionStatus::Ok {
+                status = PartitionStatus::Warn;
+            }
+            messages.push(format!("warning: check \"{}\" failed: {}", c.name, c.sql));
+        }
+    }
+    Ok(PartitionOutcome {
+        partition: part.to_string(),
+        status,
+        rows_in: rows,
+        rows_out: if status.promoted() { rows } else { 0 },
+        dead: 0,
+        duplicates: 0,
+        messages,
+        dead_by_rule: vec![],
+        delta_version: None,
+    })
+}
+
+/// The rows of `batches` in the `passing` partitions (of column `pcol`).
+fn passing_rows(
+    name: &str,
+    schema: &deltalake::arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+    pcol: &str,
+    passing: &[String],
+) -> KaratResult<Vec<RecordBatch>> {
+    let err = |e| KaratError::arrow(format!("gold table {name}"), e);
+    let idx = schema.index_of(pcol).map_err(err)?;
+    let set: BTreeSet<&str> = passing.iter().map(String::as_str).collect();
+    let mut keep = Vec::new();
+    for b in batches {
+        let s = deltalake::arrow::compute::cast(b.column(idx), &DataType::Utf8).map_err(err)?;
+        let s = s.as_string::<i32>();
+        let mask: deltalake::arrow::array::BooleanArray = (0..s.len())
+            .map(|i| Some(s.is_valid(i) && set.contains(s.value(i))))
+            .collect();
+        keep.push(deltalake::arrow::compute::filter_record_batch(b, &mask).map_err(err)?);
+    }
+    Ok(keep)
 }
 
 fn blocked_outcome(p: &str, why: &str) -> PartitionOutcome {
