@@ -323,29 +323,23 @@ pub async fn combine(
     ] {
         super::register_rows(&ctx, t, schema.clone(), rows, &context)?;
     }
-    let adds = |f: &str| fold.sums.iter().any(|s| s == f);
-    let negated: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| match adds(f.name()) {
-            true => format!("-{0} AS {0}", ident(f.name())),
-            false => ident(f.name()),
-        })
-        .collect();
-    let out: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| match adds(f.name()) {
-            true => format!("SUM({0}) AS {0}", ident(f.name())),
-            false => ident(f.name()),
-        })
-        .collect();
+    // every column in schema order, the measures as `measure` makes them of their name
+    let columns = |measure: fn(&str) -> String| -> String {
+        let column = |f: &str| match fold.sums.iter().any(|s| s == f) {
+            true => format!("{} AS {}", measure(&ident(f)), ident(f)),
+            false => ident(f),
+        };
+        let all: Vec<String> = schema.fields().iter().map(|f| column(f.name())).collect();
+        all.join(", ")
+    };
+    let negated = columns(|c| format!("-{c}"));
+    let out = columns(|c| format!("SUM({c})"));
     let groups: Vec<String> = fold.groups.iter().map(|g| ident(g)).collect();
     let q = format!(
         "SELECT {} FROM (SELECT * FROM stored UNION ALL SELECT * FROM plus UNION ALL SELECT {} \
          FROM minus) AS f WHERE {} IN ({}) GROUP BY {} HAVING SUM({}) <> 0",
-        out.join(", "),
-        negated.join(", "),
+        out,
+        negated,
         ident(pcol),
         date_list(partitions),
         groups.join(", "),
