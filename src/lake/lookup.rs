@@ -156,7 +156,15 @@ impl Reading {
                 let job = self.clone();
                 let wanted = wanted.clone();
                 let keys = keys.clone();
-                async move { job.find_in(f, &keys, wanted, whole, &gone).await }
+                let label = self.label.clone();
+                // a task of its own, so that files are decoded on every core (the futures of
+                // one stream take turns on one)
+                async move {
+                    let read = async move { job.find_in(f, &keys, wanted, whole, &gone).await };
+                    tokio::spawn(read)
+                        .await
+                        .map_err(|e| KaratError::Other(format!("reading {label}: {e}")))?
+                }
             })
             .collect();
         let found: Vec<Option<Found>> = futures::stream::iter(todo)
