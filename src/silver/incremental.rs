@@ -33,6 +33,9 @@ pub struct Incremental {
     /// Superseded rows to write, and the winner partitions they replace (None: append).
     pub superseded: Vec<RecordBatch>,
     pub superseded_partitions: Option<BTreeSet<String>>,
+    /// With `superseded_partitions`: the partitions keep their stored rows but these, which
+    /// moved (None: `superseded` is their whole new content).
+    pub superseded_moved: Option<store::SupersededInPlace>,
     /// Rows that entered or left silver.
     pub changed: Vec<RecordBatch>,
     /// Of `changed`, the rows that left silver (the others, `added`, entered).
@@ -128,8 +131,20 @@ async fn merge_found(
     superseded.push(moved.supersede(contract, &removed)?);
     let mut homes = old_homes.clone();
     homes.extend(superseded_homes(&superseded));
-    for old in store.superseded_of(&homes).await? {
-        superseded.push(moved.rehome(contract, &old)?);
+    match store.superseded_of_keys(&removed_keys).await? {
+        // only the moved keys' superseded rows are read, and moved in place
+        Some(found) => {
+            homes.extend(found.at.iter().filter_map(|at| at.partition.clone()));
+            for old in &found.rows {
+                superseded.push(moved.rehome(contract, old)?);
+            }
+            out.superseded_moved = Some(found);
+        }
+        None => {
+            for old in store.superseded_of(&homes).await? {
+                superseded.push(moved.rehome(contract, &old)?);
+            }
+        }
     }
     let mut rewrite = old_homes;
     rewrite.extend(labels_of(&labels, &decided.new_winners));

@@ -152,6 +152,9 @@ struct Applied {
     silver: Vec<RecordBatch>,
     /// Winner partitions of superseded rows replaced whole (None: appended).
     replace_superseded: Option<BTreeSet<String>>,
+    /// With `replace_superseded`: those partitions keep their stored rows but these (None:
+    /// `superseded` is their whole new content).
+    superseded_moved: Option<store::SupersededInPlace>,
     superseded: Vec<RecordBatch>,
     /// Rows that entered or left silver.
     changed: Vec<RecordBatch>,
@@ -195,6 +198,7 @@ pub async fn update(
         .write_superseded(
             applied.superseded,
             applied.replace_superseded.as_ref(),
+            applied.superseded_moved,
             meta("superseded update"),
         )
         .await?;
@@ -303,6 +307,7 @@ async fn apply(
                 }),
                 silver: i.added,
                 replace_superseded: i.superseded_partitions,
+                superseded_moved: i.superseded_moved,
                 superseded: i.superseded,
                 changed: i.changed,
                 scanned: None,

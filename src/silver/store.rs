@@ -34,7 +34,32 @@ pub struct Store {
     /// The silver table as opened (registered as `s`), when it exists.
     silver: Option<deltalake::DeltaTable>,
     has_dead: bool,
+    /// The superseded rows' table as opened (registered as `u`), when it exists.
+    superseded: Option<deltalake::DeltaTable>,
     has_superseded: bool,
+}
+
+/// The superseded rows of some keys, with where each is: what a run that supersedes those
+/// keys' stored winners moves to the new winners' partitions, by deletion vector and in one
+/// commit with the other superseded rows it adds ([`Store::write_superseded`]).
+pub struct SupersededInPlace {
+    /// The keys, whose superseded rows leave their places.
+    pub keys: Arc<super::keyset::KeySet>,
+    /// Their rows (superseded schema), and where they are.
+    pub rows: Vec<RecordBatch>,
+    pub at: Vec<lookup::Located>,
+}
+
+impl std::fmt::Debug for SupersededInPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupersededInPlace")
+            .field(
+                "rows",
+                &self.rows.iter().map(|b| b.num_rows()).sum::<usize>(),
+            )
+            .field("at", &self.at)
+            .finish()
+    }
 }
 
 /// Rows of some partitions, as stored.
@@ -199,15 +224,19 @@ impl Store {
             delta::register_table(&ctx, "s", table.clone(), &folder).await?;
         }
         let has_dead = delta::register(&ctx, "d", &lake.url_of(&layout::dead_letters(t))).await?;
-        let has_superseded =
-            delta::register(&ctx, "u", &lake.url_of(&layout::superseded(t))).await?;
+        let folder = layout::superseded(t);
+        let superseded = delta::open(&lake.url_of(&folder), &folder).await?;
+        if let Some(table) = &superseded {
+            delta::register_table(&ctx, "u", table.clone(), &folder).await?;
+        }
         Ok(Store {
             lake: lake.clone(),
             contract,
             ctx,
             silver,
             has_dead,
-            has_superseded,
+            has_superseded: superseded.is_some(),
+            superseded,
         })
     }
 
@@ -538,6 +567,53 @@ impl Store {
         )
     }
 
+    /// The superseded rows of the keys `keys` (the key columns), read with their places from
+    /// the table's files, to be moved in place; None unless silver deletes in place
+    /// (`deletion_vectors`) and the superseded table is plain ([`append::table_allows`]).
+    pub async fn superseded_of_keys(
+        &self,
+        keys: &RecordBatch,
+    ) -> KaratResult<Option<SupersededInPlace>> {
+        let c = &self.contract;
+        let Some(reading) = self.superseded_reading() else {
+            return Ok(None);
+        };
+        let names = key_names(c);
+        let err = |e| KaratError::arrow(format!("superseded rows of {}", c.table), e);
+        let set =
+            Arc::new(super::keyset::KeySet::new(&names, std::slice::from_ref(keys)).map_err(err)?);
+        let wanted: lookup::Wanted = {
+            let set = set.clone();
+            Arc::new(move |b: &RecordBatch| deltalake::arrow::compute::not(&set.absent(b)?))
+        };
+        let files = reading.files(None).await?;
+        let found = reading.find(files, &names, wanted, true).await?;
+        let (rows, at) = found.into_iter().map(|f| (f.values, f.at)).unzip();
+        Ok(Some(SupersededInPlace {
+            keys: set,
+            rows,
+            at,
+        }))
+    }
+
+    /// Reading the superseded table's files directly, when silver deletes in place and the
+    /// table is plain.
+    fn superseded_reading(&self) -> Option<Arc<lookup::Reading>> {
+        let c = &self.contract;
+        let table = self.superseded.clone()?;
+        if !c.spec.deletion_vectors
+            || !append::table_allows(&table, &c.superseded_schema, WINNER_PARTITION)
+        {
+            return None;
+        }
+        Some(Arc::new(lookup::Reading {
+            table,
+            schema: c.superseded_schema.clone(),
+            partition_by: WINNER_PARTITION.to_string(),
+            label: format!("_karat.superseded.{}", c.table),
+        }))
+    }
+
     /// Batches that contributed to these partitions: their silver rows, dead letters, or
     /// superseded versions of their keys.
     pub async fn contributors(
@@ -830,30 +906,10 @@ impl Store {
             .filter(|b| b.num_rows() > 0)
             .collect();
         let gone = super::keyset::KeySet::new(&key_names(c), &keys).map_err(err)?;
-        let mut by_partition: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
-        let rows: usize = added.iter().map(|b| b.num_rows()).sum();
-        for b in added.iter().filter(|b| b.num_rows() > 0) {
-            let labels = super::labels::of(b.column(c.partition_index)).map_err(err)?;
-            for label in super::labels::distinct(b.column(c.partition_index)).map_err(err)? {
-                let mask = deltalake::arrow::compute::kernels::cmp::eq(
-                    &labels,
-                    &StringArray::new_scalar(label.as_str()),
-                )
-                .map_err(err)?;
-                let rows = deltalake::arrow::compute::filter_record_batch(b, &mask).map_err(err)?;
-                by_partition.entry(label).or_default().push(rows);
-            }
-        }
-        let placed: usize = by_partition.values().flatten().map(|b| b.num_rows()).sum();
-        if placed != rows {
-            // validation requires the partition value: a row without one is a bug, not a drop
-            return Err(KaratError::Other(format!(
-                "rewriting silver.{}: {} new row(s) have no {} value",
-                c.table,
-                rows - placed,
-                c.partition_column
-            )));
-        }
+        let label = format!("silver.{}", c.table);
+        let by_partition = split_by_label(&added, &label, &c.partition_column, |b| {
+            Ok(Arc::new(super::labels::of(b.column(c.partition_index))?))
+        })?;
         Ok(rewrite::Rewrite {
             partitions: partitions.clone(),
             keep: Arc::new(move |b: &RecordBatch| gone.absent(b)),
@@ -867,9 +923,39 @@ impl Store {
         &self,
         rows: Vec<RecordBatch>,
         replace: Option<&BTreeSet<String>>,
+        in_place: Option<SupersededInPlace>,
         meta: Vec<(String, serde_json::Value)>,
     ) -> KaratResult<i64> {
         let c = &self.contract;
+        if let (Some(moved), Some(partitions), Some(table)) =
+            (in_place, replace, self.superseded.clone())
+        {
+            let label = format!("_karat.superseded.{}", c.table);
+            let added = split_by_label(&rows, &label, WINNER_PARTITION, |b| {
+                Ok(b.column_by_name(WINNER_PARTITION)
+                    .cloned()
+                    .expect("winner partition"))
+            })?;
+            let keys = moved.keys;
+            let rewrite = rewrite::Rewrite {
+                partitions: partitions.clone(),
+                keep: Arc::new(move |b: &RecordBatch| keys.absent(b)),
+                added,
+                found: Some(moved.at),
+            };
+            let table = deletion::enable(table, &label, meta.clone()).await?;
+            let schema = &c.superseded_schema;
+            return deletion::delete_and_append(
+                table,
+                &label,
+                schema,
+                WINNER_PARTITION,
+                rewrite,
+                &key_names(c),
+                meta,
+            )
+            .await;
+        }
         delta::write(
             &self.lake.url_of(&layout::superseded(&c.table)),
             &format!("_karat.superseded.{}", c.table),
@@ -1016,6 +1102,47 @@ fn conform_widened(b: &RecordBatch, schema: &Arc<Schema>, table: &str) -> KaratR
     }
     let widened = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(err)?;
     delta::conform(&widened, schema).map_err(err)
+}
+
+/// `rows` split by partition, by the label `label_of` gives each row (a text column); an
+/// error naming the table (`label`) and its partition column when a row has none (validation requires the partition
+/// value: a row without one is a bug, and is not dropped).
+fn split_by_label(
+    rows: &[RecordBatch],
+    label: &str,
+    column: &str,
+    label_of: impl Fn(
+        &RecordBatch,
+    )
+        -> Result<deltalake::arrow::array::ArrayRef, deltalake::arrow::error::ArrowError>,
+) -> KaratResult<BTreeMap<String, Vec<RecordBatch>>> {
+    let err = |e| KaratError::arrow(format!("rewriting {label}"), e);
+    let mut by_partition: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+    let mut unplaced = 0;
+    for b in rows.iter().filter(|b| b.num_rows() > 0) {
+        let labels = label_of(b).map_err(err)?;
+        let labels = delta::utf8(&labels);
+        let distinct: BTreeSet<&str> = labels.iter().flatten().collect();
+        unplaced += labels.null_count();
+        for value in distinct {
+            let mask = deltalake::arrow::compute::kernels::cmp::eq(
+                &labels,
+                &StringArray::new_scalar(value),
+            )
+            .map_err(err)?;
+            let rows = deltalake::arrow::compute::filter_record_batch(b, &mask).map_err(err)?;
+            by_partition
+                .entry(value.to_string())
+                .or_default()
+                .push(rows);
+        }
+    }
+    if unplaced > 0 {
+        return Err(KaratError::Other(format!(
+            "rewriting {label}: {unplaced} new row(s) have no {column} value"
+        )));
+    }
+    Ok(by_partition)
 }
 
 #[cfg(test)]

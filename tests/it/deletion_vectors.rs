@@ -342,3 +342,73 @@ fn a_table_the_setting_cannot_apply_to_is_rewritten_and_the_run_says_so() {
         "{run}"
     );
 }
+
+/// A bench order line (`karat::bench` contract).
+fn order(id: &str, status: &str, date: &str) -> String {
+    format!(
+        r#"{{"order_id":"{id}","customer_id":"c-1","amount":10.00,"currency":"EUR","quantity":1,"status":"{status}","order_date":"{date}"}}"#
+    )
+}
+
+/// Writes `lines` as the gzip NDJSON file `data/<name>`.
+fn data_file(dir: &std::path::Path, name: &str, lines: &[String]) {
+    use std::io::Write;
+    let f = std::fs::File::create(dir.join("data").join(name)).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+    gz.write_all((lines.join("\n") + "\n").as_bytes()).unwrap();
+    gz.finish().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn superseded_versions_follow_their_key_to_its_new_partition_in_place() {
+    let s = Scratch::new();
+    crate::util::daily_project(s.path(), true);
+    let runs = [
+        vec![
+            order("o-1", "placed", "2026-01-01"),
+            order("o-2", "placed", "2026-01-01"),
+        ],
+        // o-1's first version is superseded, in its own partition
+        vec![order("o-1", "paid", "2026-01-01")],
+        // o-1 moves: its stored version is superseded, and the first follows it
+        vec![order("o-1", "shipped", "2026-01-03")],
+    ];
+    for (i, lines) in runs.iter().enumerate() {
+        data_file(s.path(), &format!("orders-{i:04}.ndjson.gz"), lines);
+        let (code, out) = finish(spawn_karat(s.path(), &["run"], &[]));
+        assert_eq!(code, Some(0), "{out}");
+    }
+    let lake_dir = s.join("lake");
+    let superseded = sql(
+        &lake_dir,
+        "_karat/superseded/orders",
+        "SELECT status || ' ' || _winner_partition FROM t WHERE order_id = 'o-1' \
+         ORDER BY status",
+    )
+    .await;
+    let homes: Vec<String> = superseded
+        .iter()
+        .flat_map(|b| {
+            let c = delta::utf8(b.column(0));
+            c.iter().flatten().map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(homes, ["paid 2026-01-03", "placed 2026-01-03"]);
+    // moved in place: the last commit deletes the first version by deletion vector
+    let log_dir = lake_dir.join("_karat/superseded/orders/_delta_log");
+    let last = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .max()
+        .unwrap();
+    let log = std::fs::read_to_string(&last).unwrap();
+    assert!(log.contains(r#""deletionVector":{"#), "{log}");
+    let (plan, lake) = crate::util::open(&s.join("karat.toml")).await;
+    let v = karat::pipeline::verify(&plan, &lake).await.unwrap();
+    assert!(v.ok(), "{}", v.lines().join("\n"));
+    let into = karat::lake::Lake::open(&url::Url::from_directory_path(s.join("rebuilt")).unwrap())
+        .unwrap();
+    let r = karat::pipeline::rebuild(&plan, &lake, &into).await.unwrap();
+    assert!(r.equal(), "{}", r.lines().join("\n"));
+}
