@@ -161,7 +161,7 @@ impl Reading {
                 // one stream take turns on one)
                 async move {
                     let read = async move { job.find_in(f, &keys, wanted, whole, &gone).await };
-                    tokio::spawn(read)
+                    Spawned(tokio::spawn(read))
                         .await
                         .map_err(|e| KaratError::Other(format!("reading {label}: {e}")))?
                 }
@@ -361,6 +361,27 @@ impl Reading {
                 (file_name(&v.filepath).to_string(), rows)
             })
             .collect())
+    }
+}
+
+/// A spawned read, aborted when dropped: a lookup that fails, or is dropped, stops the reads
+/// it started.
+struct Spawned<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for Spawned<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for Spawned<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
     }
 }
 

@@ -131,7 +131,7 @@ async fn merge_found(
     superseded.push(moved.supersede(contract, &removed)?);
     let mut homes = old_homes.clone();
     homes.extend(superseded_homes(&superseded));
-    match store.superseded_of_keys(&removed_keys).await? {
+    match store.superseded_of_keys(&removed_keys, &homes).await? {
         // only the moved keys' superseded rows are read, and moved in place
         Some(found) => {
             homes.extend(found.at.iter().filter_map(|at| at.partition.clone()));

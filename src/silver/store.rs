@@ -567,12 +567,14 @@ impl Store {
         )
     }
 
-    /// The superseded rows of the keys `keys` (the key columns), read with their places from
-    /// the table's files, to be moved in place; None unless silver deletes in place
+    /// The superseded rows of the keys `keys` (the key columns) in winner partitions `homes`
+    /// (a key's superseded rows are where its winner is), read with their places from the
+    /// table's files, to be moved in place; None unless silver deletes in place
     /// (`deletion_vectors`) and the superseded table is plain ([`append::table_allows`]).
     pub async fn superseded_of_keys(
         &self,
         keys: &RecordBatch,
+        homes: &BTreeSet<String>,
     ) -> KaratResult<Option<SupersededInPlace>> {
         let c = &self.contract;
         let Some(reading) = self.superseded_reading() else {
@@ -586,7 +588,7 @@ impl Store {
             let set = set.clone();
             Arc::new(move |b: &RecordBatch| deltalake::arrow::compute::not(&set.absent(b)?))
         };
-        let files = reading.files(None).await?;
+        let files = reading.files(Some(homes)).await?;
         let found = reading.find(files, &names, wanted, true).await?;
         let (rows, at) = found.into_iter().map(|f| (f.values, f.at)).unzip();
         Ok(Some(SupersededInPlace {

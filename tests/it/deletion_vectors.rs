@@ -359,42 +359,24 @@ fn data_file(dir: &std::path::Path, name: &str, lines: &[String]) {
     gz.finish().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn superseded_versions_follow_their_key_to_its_new_partition_in_place() {
-    let s = Scratch::new();
-    crate::util::daily_project(s.path(), true);
-    let runs = [
-        vec![
-            order("o-1", "placed", "2026-01-01"),
-            order("o-2", "placed", "2026-01-01"),
-        ],
-        // o-1's first version is superseded, in its own partition
-        vec![order("o-1", "paid", "2026-01-01")],
-        // o-1 moves: its stored version is superseded, and the first follows it
-        vec![order("o-1", "shipped", "2026-01-03")],
-    ];
-    for (i, lines) in runs.iter().enumerate() {
-        data_file(s.path(), &format!("orders-{i:04}.ndjson.gz"), lines);
-        let (code, out) = finish(spawn_karat(s.path(), &["run"], &[]));
-        assert_eq!(code, Some(0), "{out}");
-    }
-    let lake_dir = s.join("lake");
-    let superseded = sql(
-        &lake_dir,
+/// The superseded rows' table as `order_id status _winner_partition` lines, sorted.
+async fn superseded_lines(lake_dir: &std::path::Path) -> Vec<String> {
+    let rows = sql(
+        lake_dir,
         "_karat/superseded/orders",
-        "SELECT status || ' ' || _winner_partition FROM t WHERE order_id = 'o-1' \
-         ORDER BY status",
+        "SELECT order_id || ' ' || status || ' ' || _winner_partition FROM t ORDER BY 1",
     )
     .await;
-    let homes: Vec<String> = superseded
-        .iter()
+    rows.iter()
         .flat_map(|b| {
             let c = delta::utf8(b.column(0));
             c.iter().flatten().map(str::to_string).collect::<Vec<_>>()
         })
-        .collect();
-    assert_eq!(homes, ["paid 2026-01-03", "placed 2026-01-03"]);
-    // moved in place: the last commit deletes the first version by deletion vector
+        .collect()
+}
+
+/// The newest commit of the superseded rows' table, as its log holds it.
+fn last_superseded_commit(lake_dir: &std::path::Path) -> String {
     let log_dir = lake_dir.join("_karat/superseded/orders/_delta_log");
     let last = std::fs::read_dir(&log_dir)
         .unwrap()
@@ -402,8 +384,55 @@ async fn superseded_versions_follow_their_key_to_its_new_partition_in_place() {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .max()
         .unwrap();
-    let log = std::fs::read_to_string(&last).unwrap();
-    assert!(log.contains(r#""deletionVector":{"#), "{log}");
+    std::fs::read_to_string(&last).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn superseded_versions_follow_their_key_to_its_new_partition_in_place() {
+    let s = Scratch::new();
+    crate::util::daily_project(s.path(), true);
+    let ids: Vec<String> = (1..=9).map(|i| format!("o-{i}")).collect();
+    let mut runs: Vec<Vec<String>> = vec![
+        ids.iter()
+            .map(|id| order(id, "placed", "2026-01-01"))
+            .collect(),
+    ];
+    // each key's first version superseded in its own partition, a run (and a file) each, so
+    // that 2026-01-01's superseded rows are crowded into files a change merges
+    runs.extend(ids.iter().map(|id| vec![order(id, "paid", "2026-01-01")]));
+    // o-1 moves, then moves again: its superseded versions follow it, the others stay
+    runs.push(vec![order("o-1", "shipped", "2026-01-03")]);
+    runs.push(vec![order("o-1", "cancelled", "2026-01-05")]);
+    let lake_dir = s.join("lake");
+    for (i, lines) in runs.iter().enumerate() {
+        data_file(s.path(), &format!("orders-{i:04}.ndjson.gz"), lines);
+        let (code, out) = finish(spawn_karat(s.path(), &["run"], &[]));
+        assert_eq!(code, Some(0), "{out}");
+        if i == runs.len() - 2 {
+            // moved in place: the commit deletes o-1's first version by deletion vector
+            let log = last_superseded_commit(&lake_dir);
+            assert!(log.contains(r#""deletionVector":{"#), "{log}");
+        }
+    }
+    let mut want = vec![
+        "o-1 paid 2026-01-05".to_string(),
+        "o-1 placed 2026-01-05".to_string(),
+        "o-1 shipped 2026-01-05".to_string(),
+    ];
+    want.extend((2..=9).map(|i| format!("o-{i} placed 2026-01-01")));
+    assert_eq!(superseded_lines(&lake_dir).await, want);
+    // nine runs each added a file to 2026-01-01's superseded rows: merged as they crowded
+    let url = url::Url::from_directory_path(lake_dir.join("_karat/superseded/orders")).unwrap();
+    let table = delta::open(&url, "superseded").await.unwrap().unwrap();
+    let crowded = BTreeSet::from(["2026-01-01".to_string()]);
+    let files = lookup::live_files(&table, "superseded", "_winner_partition", Some(&crowded))
+        .await
+        .unwrap();
+    assert!(
+        files.len() < deletion::COMPACT_FILES,
+        "{} files",
+        files.len()
+    );
     let (plan, lake) = crate::util::open(&s.join("karat.toml")).await;
     let v = karat::pipeline::verify(&plan, &lake).await.unwrap();
     assert!(v.ok(), "{}", v.lines().join("\n"));
