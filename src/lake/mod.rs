@@ -3,6 +3,7 @@
 //! `_karat/`. Every other module reaches storage through here; nothing else assumes a local disk.
 
 pub mod append;
+pub mod compact;
 pub mod deletion;
 pub mod delta;
 pub mod encoding;

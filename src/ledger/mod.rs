@@ -121,9 +121,11 @@ impl Ledger {
             return Ok(());
         }
         let batch = to_batch(rows, schema.clone(), name)?;
+        let url = self.lake.url_of(&layout::ledger(name));
+        let label = format!("_karat.{name}");
         delta::write(
-            &self.lake.url_of(&layout::ledger(name)),
-            &format!("_karat.{name}"),
+            &url,
+            &label,
             schema,
             vec![batch],
             None,
@@ -131,6 +133,11 @@ impl Ledger {
             vec![],
         )
         .await?;
+        // a file a run: merged every few runs, so reading the ledger stays cheap. The rows are
+        // committed: a compaction that fails (racing another) is left to a later append or to
+        // `karat maintain`
+        let meta = vec![("karat.operation".to_string(), serde_json::json!("compact"))];
+        let _ = crate::lake::compact::crowded_partitions(&url, &label, meta).await;
         crate::lake::fault::after(&format!("ledger.{name}"));
         Ok(())
     }

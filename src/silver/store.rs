@@ -24,7 +24,7 @@ use crate::error::{KaratError, KaratResult};
 use crate::events::Events;
 use crate::lake::delta::{self, Replace};
 use crate::lake::{Lake, layout};
-use crate::lake::{append, deletion, lookup, rewrite, stats};
+use crate::lake::{append, compact, deletion, lookup, rewrite, stats};
 
 /// A DataFusion session over a silver table's Delta tables, as they are now.
 pub struct Store {
@@ -978,9 +978,11 @@ impl Store {
         meta: Vec<(String, serde_json::Value)>,
     ) -> KaratResult<i64> {
         let c = &self.contract;
-        delta::write(
-            &self.lake.url_of(&layout::dead_letters(&c.table)),
-            &format!("dead_letters.{}", c.table),
+        let url = self.lake.url_of(&layout::dead_letters(&c.table));
+        let label = format!("dead_letters.{}", c.table);
+        let written = delta::write(
+            &url,
+            &label,
             dead_letter_schema(),
             rows,
             Some(DEAD_LETTER_PARTITION),
@@ -990,7 +992,13 @@ impl Store {
             },
             meta,
         )
-        .await
+        .await?;
+        // most partitions gain a small file a run: merged as they crowd. The rows are
+        // committed: a compaction that fails (racing another) is left to a later run or to
+        // `karat maintain`
+        let meta = vec![("karat.operation".to_string(), serde_json::json!("compact"))];
+        let compacted = compact::crowded_partitions(&url, &label, meta).await;
+        Ok(compacted.ok().flatten().unwrap_or(written))
     }
 
     fn replace(&self, column: &str, partitions: Option<&BTreeSet<String>>) -> Replace {

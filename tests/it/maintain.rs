@@ -203,3 +203,64 @@ async fn maintain_purges_the_deletion_vectors_optimize_leaves() {
     let (code, out) = karat(s.path(), &["verify"]);
     assert_eq!(code, Some(0), "{out}");
 }
+
+/// Live files of the table in `folder` of `lake_dir`, by partition value (the whole table's under
+/// "").
+async fn live_files_by_partition(
+    lake_dir: &Path,
+    folder: &str,
+    partition_by: &str,
+) -> std::collections::BTreeMap<String, usize> {
+    let url = url::Url::from_directory_path(lake_dir.join(folder)).unwrap();
+    let table = karat::lake::delta::open(&url, folder)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for f in karat::lake::lookup::live_files(&table, folder, partition_by, None)
+        .await
+        .unwrap()
+    {
+        let p = f
+            .partition_values_map()
+            .get(partition_by)
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
+        *out.entry(p).or_default() += 1;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_runs_compact_the_ledger_and_dead_letters_as_they_crowd_without_maintain() {
+    let s = Scratch::new();
+    crate::util::daily_project(s.path(), false);
+    let days = karat::lake::compact::CROWDED + 4;
+    for day in 0..days {
+        // enough re-sends that most earlier days' partitions gain dead letters every day
+        crate::util::daily_file(s.path(), day, 20_000);
+        let (code, out) = karat(s.path(), &["run"]);
+        assert_eq!(code, Some(0), "day {day}: {out}");
+    }
+    let lake = s.join("lake");
+    let steps = live_files_by_partition(&lake, "_karat/steps", "").await;
+    let dead = live_files_by_partition(&lake, "dead_letters/orders", "partition").await;
+    // every run added a file to the ledger and to most dead-letter partitions
+    assert!(
+        steps.values().all(|n| *n < karat::lake::compact::CROWDED),
+        "{steps:?}"
+    );
+    assert!(
+        dead.values().all(|n| *n < karat::lake::compact::CROWDED),
+        "{dead:?}"
+    );
+    let log = std::fs::read_dir(lake.join("dead_letters/orders/_delta_log"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+        .filter(|c| c.contains(r#""operation":"OPTIMIZE""#))
+        .count();
+    assert!(log > 0, "the dead letters were compacted by a run");
+    let (code, out) = karat(s.path(), &["verify"]);
+    assert_eq!(code, Some(0), "{out}");
+}
