@@ -1115,8 +1115,8 @@ fn conform_widened(b: &RecordBatch, schema: &Arc<Schema>, table: &str) -> KaratR
 }
 
 /// `rows` split by partition, by the label `label_of` gives each row (a text column); an
-/// error naming the table (`label`) and its partition column when a row has none (validation requires the partition
-/// value: a row without one is a bug, and is not dropped).
+/// error naming the table (`label`) and its partition column `column` when a row has none
+/// (validation requires the partition value: a row without one is a bug, not a drop).
 fn split_by_label(
     rows: &[RecordBatch],
     label: &str,

@@ -109,12 +109,7 @@ async fn a_duplicate_in_the_window_is_superseded_and_one_outside_it_is_kept() {
     );
     assert_eq!(dead, "event_ts.required");
     // 2 + 4 + 2 records = 6 rows + 1 dead letter + 1 superseded, batch by batch
-    let v = karat::pipeline::verify(&plan, &lake).await.unwrap();
-    assert!(v.ok(), "{}", v.lines().join("\n"));
-    let into = karat::lake::Lake::open(&url::Url::from_directory_path(s.join("rebuilt")).unwrap())
-        .unwrap();
-    let r = karat::pipeline::rebuild(&plan, &lake, &into).await.unwrap();
-    assert!(r.equal(), "{}", r.lines().join("\n"));
+    crate::util::assert_verified_and_rebuilt(&plan, &lake, &s.join("rebuilt")).await;
 
     // an hour's window, replayed: every version falls in a window of its own, none superseded
     std::fs::write(&cfg, CONFIG.replace("window = \"24h\"", "window = \"1h\"")).unwrap();

@@ -434,10 +434,5 @@ async fn superseded_versions_follow_their_key_to_its_new_partition_in_place() {
         files.len()
     );
     let (plan, lake) = crate::util::open(&s.join("karat.toml")).await;
-    let v = karat::pipeline::verify(&plan, &lake).await.unwrap();
-    assert!(v.ok(), "{}", v.lines().join("\n"));
-    let into = karat::lake::Lake::open(&url::Url::from_directory_path(s.join("rebuilt")).unwrap())
-        .unwrap();
-    let r = karat::pipeline::rebuild(&plan, &lake, &into).await.unwrap();
-    assert!(r.equal(), "{}", r.lines().join("\n"));
+    crate::util::assert_verified_and_rebuilt(&plan, &lake, &s.join("rebuilt")).await;
 }

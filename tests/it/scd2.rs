@@ -171,10 +171,7 @@ async fn scd2_versions_follow_effective_time_through_late_changes_and_a_replay()
         .map(|(k, t, f, to, c)| (*k, t.as_str(), *f, *to, *c))
         .collect();
     assert_eq!(dim(&lake_dir).await, expect(&upper));
-    let into = karat::lake::Lake::open(&url::Url::from_directory_path(s.join("rebuilt")).unwrap())
-        .unwrap();
-    let r = karat::pipeline::rebuild(&plan, &lake, &into).await.unwrap();
-    assert!(r.equal(), "{}", r.lines().join("\n"));
+    crate::util::assert_rebuilt(&plan, &lake, &s.join("rebuilt")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

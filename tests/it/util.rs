@@ -72,6 +72,21 @@ pub async fn open(config: &Path) -> (Plan, Lake) {
     (plan, lake)
 }
 
+/// Asserts that the lake balances (`karat verify`) and equals its from-scratch rebuild, made
+/// in `into` (an empty folder).
+pub async fn assert_verified_and_rebuilt(plan: &Plan, lake: &Lake, into: &Path) {
+    let v = karat::pipeline::verify(plan, lake).await.unwrap();
+    assert!(v.ok(), "{}", v.lines().join("\n"));
+    assert_rebuilt(plan, lake, into).await;
+}
+
+/// Asserts that the lake equals its from-scratch rebuild, made in `into` (an empty folder).
+pub async fn assert_rebuilt(plan: &Plan, lake: &Lake, into: &Path) {
+    let into = Lake::open(&url::Url::from_directory_path(into).unwrap()).unwrap();
+    let r = karat::pipeline::rebuild(plan, lake, &into).await.unwrap();
+    assert!(r.equal(), "{}", r.lines().join("\n"));
+}
+
 /// One `karat run`.
 pub async fn run(plan: &Plan, lake: &Lake) -> RunReport {
     karat::pipeline::run(plan, lake, RunOptions::new(Trigger::Cli), &Events::none())
