@@ -149,9 +149,12 @@ impl Reading {
         whole: bool,
     ) -> KaratResult<Vec<Found>> {
         let keys: Arc<[String]> = keys.into();
+        // the largest files first, so that the last reads are short ones
+        let mut files: Vec<(usize, LogicalFileView)> = files.into_iter().enumerate().collect();
+        files.sort_by_key(|(_, f)| std::cmp::Reverse(f.size()));
         let todo: Vec<_> = files
             .into_iter()
-            .map(|f| {
+            .map(|(at, f)| {
                 let gone = deleted.remove(file_name(&f.path())).unwrap_or_default();
                 let job = self.clone();
                 let wanted = wanted.clone();
@@ -161,17 +164,21 @@ impl Reading {
                 // one stream take turns on one)
                 async move {
                     let read = async move { job.find_in(f, &keys, wanted, whole, &gone).await };
-                    Spawned(tokio::spawn(read))
+                    let found = Spawned(tokio::spawn(read))
                         .await
-                        .map_err(|e| KaratError::Other(format!("reading {label}: {e}")))?
+                        .map_err(|e| KaratError::Other(format!("reading {label}: {e}")))??;
+                    Ok::<_, KaratError>((at, found))
                 }
             })
             .collect();
-        let found: Vec<Option<Found>> = futures::stream::iter(todo)
-            .buffered(cores())
+        // unordered: a read that ends early makes room for the next at once (in order, it
+        // would wait for those before it, and a core would idle)
+        let mut found: Vec<(usize, Option<Found>)> = futures::stream::iter(todo)
+            .buffer_unordered(cores())
             .try_collect()
             .await?;
-        Ok(found.into_iter().flatten().collect())
+        found.sort_unstable_by_key(|(at, _)| *at);
+        Ok(found.into_iter().filter_map(|(_, f)| f).collect())
     }
 
     /// One file's rows `wanted` but not `gone` (ascending), as [`Reading::find`] has them.

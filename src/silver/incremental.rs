@@ -213,11 +213,19 @@ fn label_column(versions: &RecordBatch) -> StringArray {
     crate::lake::delta::utf8(versions.column_by_name(store::LABEL).expect("label column"))
 }
 
+/// The distinct labels of `rows` (hundreds of thousands of rows hold a few labels: each is
+/// copied once, and a row with its predecessor's label is passed over).
 fn labels_of(labels: &StringArray, rows: &[u32]) -> BTreeSet<String> {
-    rows.iter()
-        .filter(|r| labels.is_valid(**r as usize))
-        .map(|r| labels.value(*r as usize).to_string())
-        .collect()
+    let mut distinct: BTreeSet<&str> = BTreeSet::new();
+    let mut last = None;
+    for r in rows.iter().map(|r| *r as usize) {
+        if labels.is_valid(r) && last != Some(labels.value(r)) {
+            let label = labels.value(r);
+            distinct.insert(label);
+            last = Some(label);
+        }
+    }
+    distinct.into_iter().map(str::to_string).collect()
 }
 
 /// The winner partitions superseded rows are stored under.

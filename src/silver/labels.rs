@@ -18,15 +18,24 @@ pub fn of(values: &ArrayRef) -> Result<StringArray, ArrowError> {
     };
     let mut names: HashMap<i32, Option<String>> = HashMap::new();
     let mut out = StringBuilder::with_capacity(days.len(), days.len() * 10);
+    // rows of one day mostly come together: the previous row's label is tried first
+    let mut last: Option<(i32, Option<String>)> = None;
     for day in days.iter() {
         match day {
             None => out.append_null(),
             Some(d) => {
+                if let Some((same, name)) = &last
+                    && *same == d
+                {
+                    out.append_option(name.as_deref());
+                    continue;
+                }
                 let name = match names.entry(d) {
                     Entry::Occupied(e) => e.into_mut(),
                     Entry::Vacant(e) => e.insert(label(d)?),
                 };
                 out.append_option(name.as_deref());
+                last = Some((d, name.clone()));
             }
         }
     }

@@ -204,53 +204,25 @@ pub async fn update(
         .await?;
     crate::lake::fault::after("silver.superseded");
     clock.lap("write superseded");
-    let silver_version = match (&applied.replace, applied.keep_stored_except) {
-        (Some(partitions), Some(except)) => {
-            store
-                .rewrite_silver(
-                    partitions,
-                    except,
-                    applied.silver,
-                    meta("silver update"),
-                    events,
-                )
-                .await?
-        }
-        _ => {
-            store
-                .write_silver(
-                    applied.silver,
-                    applied.replace.as_ref(),
-                    meta("silver update"),
-                )
-                .await?
-        }
+    let silver_rows = SilverRows {
+        replace: applied.replace,
+        keep_stored_except: applied.keep_stored_except,
+        rows: applied.silver,
     };
-    crate::lake::fault::after("silver.rows");
-    clock.lap("write silver");
-    let dead_version = store
-        .write_dead(
-            collected.dead.clone(),
-            &ids,
-            meta("dead letters of batches"),
-        )
-        .await?;
-    crate::lake::fault::after("silver.dead_letters");
-    clock.lap("write dead letters");
+    let (silver_version, dead_version) = write_rows(
+        &store,
+        silver_rows,
+        collected.dead.clone(),
+        &ids,
+        meta,
+        events,
+    )
+    .await?;
+    clock.lap("write silver + dead letters");
     let after = Store::open(lake, contract.clone()).await?;
-    let counts = after.counts(&labels).await?;
-    clock.lap("partition counts");
-    let keys_held_twice = match applied.scanned {
-        // the rows are written: a check that cannot read leaves it to the run's whole scan
-        Some(scanned) => written_keys::held_twice(&after, &contract, scanned)
-            .await
-            .unwrap_or_else(|e| {
-                events.note(format!("silver {table}: checking the written keys: {e}"));
-                None
-            }),
-        None => None,
-    };
-    clock.lap("written keys");
+    let (counts, keys_held_twice) =
+        check_written(&after, &contract, &labels, applied.scanned, events).await?;
+    clock.lap("partition counts + written keys");
     let mut outcomes = gate::outcomes(&contract, &collected, &counts);
     let changed = split_changed(&contract, applied.changed, applied.signed, &outcomes)?;
     for o in &mut outcomes {
@@ -280,6 +252,85 @@ pub async fn update(
         changed,
         keys_held_twice,
     })
+}
+
+/// What silver's commit writes: `rows`, appended, or replacing partitions `replace`
+/// (those keeping their stored rows but `keep_stored_except`'s, when known).
+struct SilverRows {
+    replace: Option<BTreeSet<String>>,
+    keep_stored_except: Option<store::Removed>,
+    rows: Vec<RecordBatch>,
+}
+
+/// Writes silver's rows and the batches' dead letters side by side (two tables, two commits;
+/// after a crash between them either may be there without the other: the next run writes the
+/// batches' dead letters again, replacing theirs, and re-merges what silver holds of them).
+/// Their Delta versions.
+async fn write_rows(
+    store: &Store,
+    silver: SilverRows,
+    dead: Vec<RecordBatch>,
+    ids: &BTreeSet<String>,
+    meta: impl Fn(&str) -> Vec<(String, serde_json::Value)>,
+    events: &Events,
+) -> KaratResult<(i64, i64)> {
+    let rows = async {
+        let version = match (&silver.replace, silver.keep_stored_except) {
+            (Some(partitions), Some(except)) => {
+                store
+                    .rewrite_silver(
+                        partitions,
+                        except,
+                        silver.rows,
+                        meta("silver update"),
+                        events,
+                    )
+                    .await?
+            }
+            _ => {
+                store
+                    .write_silver(silver.rows, silver.replace.as_ref(), meta("silver update"))
+                    .await?
+            }
+        };
+        crate::lake::fault::after("silver.rows");
+        Ok(version)
+    };
+    let dead = async {
+        let version = store
+            .write_dead(dead, ids, meta("dead letters of batches"))
+            .await?;
+        crate::lake::fault::after("silver.dead_letters");
+        Ok(version)
+    };
+    futures::try_join!(rows, dead)
+}
+
+/// After the writes, side by side: the counts of partitions `labels`, and the keys the
+/// update's lookup `scanned` that silver now holds twice (None: not checked here; a check
+/// that cannot read leaves it to the run's whole scan).
+async fn check_written(
+    after: &Store,
+    contract: &Contract,
+    labels: &BTreeSet<String>,
+    scanned: Option<written_keys::Scanned>,
+    events: &Events,
+) -> KaratResult<(
+    std::collections::BTreeMap<String, store::PartitionCounts>,
+    Option<Vec<String>>,
+)> {
+    let keys = async {
+        let scanned = scanned?;
+        written_keys::held_twice(after, contract, scanned)
+            .await
+            .unwrap_or_else(|e| {
+                let table = &contract.table;
+                events.note(format!("silver {table}: checking the written keys: {e}"));
+                None
+            })
+    };
+    let (counts, keys) = futures::join!(after.counts(labels), keys);
+    Ok((counts?, keys))
 }
 
 /// Decides the new content of silver and superseded rows. A keyed table's normal run (new
