@@ -118,21 +118,19 @@ pub async fn process(
         folding,
     } = work;
     let name = &plan.name;
-    let table = config.table(name).expect("planned tables exist");
-    let g = table.gold().expect("gold table");
+    let g = config
+        .table(name)
+        .and_then(|t| t.gold())
+        .expect("planned gold tables exist");
     events.send(Event::Started {
         stage: Stage::Gold,
         name: name.clone(),
         total: None,
     });
     let ctx = delta::session();
-    for input in &plan.inputs {
-        let zone = config.table(input).map(|t| t.zone).unwrap_or(Zone::Silver);
-        if !delta::register(&ctx, input, &lake.url_of(&layout::table(zone, input))).await? {
-            let why = format!("upstream table {input} has no data yet");
-            let outcome = blocked_outcome(WHOLE_TABLE, &why);
-            return Ok(finished_early(events, name, vec![outcome], false, why));
-        }
+    if let Some(why) = register_inputs(lake, config, &ctx, plan).await? {
+        let outcome = blocked_outcome(WHOLE_TABLE, &why);
+        return Ok(finished_early(events, name, vec![outcome], false, why));
     }
     let base_sql = query_of(lake, &ctx, g).await?;
     let pcol = g.partition_by.clone().filter(|_| plan.incremental);
@@ -140,45 +138,15 @@ pub async fn process(
         (Some(f), Ok(_)) => fold::Baseline::holding(lake, config, plan, &f.before).await,
         _ => None,
     };
-    // a normal run over a table that folds but has no baseline recomputes it whole once, to
-    // start one (a replay recomputes just its partitions)
-    let normal = folding.as_ref().is_some_and(|f| f.partials.is_some());
-    let scope = match scope {
-        Scope::Partitions(_) if normal && baseline.is_none() && blocked.is_empty() => Scope::Full,
-        s => s,
-    };
-    // which partitions to compute
-    let (wanted, sql): (Option<Vec<String>>, String) = match (&scope, &pcol) {
-        (Scope::Partitions(ps), Some(p)) => {
-            let ps: Vec<String> = ps
-                .iter()
-                .filter(|p| !blocked.contains_key(*p))
-                .cloned()
-                .collect();
-            let sql = if ps.is_empty() {
-                format!("SELECT * FROM ({base_sql}) AS q WHERE false")
-            } else {
-                only_partitions(&base_sql, p, &ps)
-            };
-            (Some(ps), sql)
-        }
-        _ => (None, base_sql.clone()),
-    };
-    let mut outcomes: Vec<PartitionOutcome> = Vec::new();
-    for (p, why) in blocked {
-        if p == WHOLE_TABLE
-            || wanted.is_none()
-            || matches!(&scope, Scope::Partitions(s) if s.contains(p))
-        {
-            outcomes.push(blocked_outcome(p, why));
-        }
-    }
-    if wanted.is_none() && !blocked.is_empty() {
+    let scope = first_baseline(scope, folding.as_ref(), baseline.as_ref(), blocked);
+    let target = Target::of(&scope, pcol.as_deref(), blocked, &base_sql);
+    let mut outcomes = target.blocked_outcomes(&scope, blocked);
+    if target.wanted.is_none() && !blocked.is_empty() {
         // a whole-table recompute over failed upstream partitions would publish bad numbers
         let why = "blocked by upstream failures".to_string();
         return Ok(finished_early(events, name, outcomes, false, why));
     }
-    if matches!(&wanted, Some(w) if w.is_empty()) {
+    if matches!(&target.wanted, Some(w) if w.is_empty()) {
         if folding.is_some() {
             let stale = fold::stale_after(false, false, baseline.as_ref(), &[], &[], blocked);
             fold::Baseline::keep(lake, config, plan, stale, events).await;
@@ -187,34 +155,190 @@ pub async fn process(
         let why = "nothing to recompute".to_string();
         return Ok(finished_early(events, name, outcomes, ok, why));
     }
-    let schema = plan.schema.clone();
     let partials = folding.as_ref().and_then(|f| f.partials.as_ref());
-    let mut vouched = true;
-    let mut folded = Vec::new();
-    let batches = match (&wanted, &pcol, &baseline, partials, &plan.fold) {
-        (Some(w), Some(p), Some(b), Some(partials), Ok(f)) => {
-            let rows = fold::rows(lake, &ctx, name, f, &schema, p, w, b, partials, &base_sql);
-            match rows.await {
-                Ok(done) => {
-                    folded = done.partitions;
-                    Some(done.rows)
-                }
-                Err(e) => {
-                    events.note(format!("gold {name}: recomputed from its inputs: {e}"));
-                    vouched = false;
-                    None
-                }
-            }
-        }
+    let folds = match (&pcol, &baseline, partials, &plan.fold) {
+        (Some(p), Some(b), Some(partials), Ok(f)) => Some((p.as_str(), b, partials, f)),
         _ => None,
     };
+    let computed = compute(lake, &ctx, plan, &target, folds, &base_sql, events).await?;
+    let mut checked = check_partitions(&ctx, plan, g, pcol.as_deref(), &target, &computed).await?;
+    outcomes.append(&mut checked.outcomes);
+    let whole = target.wanted.is_none();
+    let written = publish(
+        lake,
+        plan,
+        g,
+        pcol.as_deref(),
+        whole,
+        computed.batches,
+        &checked,
+        run_id,
+    )
+    .await?;
+    for o in outcomes.iter_mut().filter(|o| o.status.promoted()) {
+        o.delta_version = written.version.or(o.delta_version);
+    }
+    if folding.is_some() && computed.vouched {
+        let wanted = target.wanted.unwrap_or_default();
+        let whole = matches!(scope, Scope::Full);
+        let held = baseline.as_ref();
+        let passing = &checked.passing;
+        let stale = fold::stale_after(whole, written.replaced_all, held, &wanted, passing, blocked);
+        fold::Baseline::keep(lake, config, plan, stale, events).await;
+    }
+    Ok(finished(
+        events,
+        name,
+        outcomes,
+        written.version,
+        computed.folded,
+    ))
+}
+
+/// `scope`, or the whole table when a normal run (one with `folding`'s partials) finds no
+/// `baseline` to fold into: it recomputes the table whole once, to start one (a replay
+/// recomputes just its partitions).
+fn first_baseline(
+    scope: Scope,
+    folding: Option<&Folding>,
+    baseline: Option<&fold::Baseline>,
+    blocked: &BTreeMap<String, String>,
+) -> Scope {
+    let normal = folding.is_some_and(|f| f.partials.is_some());
+    match scope {
+        Scope::Partitions(_) if normal && baseline.is_none() && blocked.is_empty() => Scope::Full,
+        s => s,
+    }
+}
+
+/// Registers `plan`'s inputs in `ctx`; the reason the table cannot be computed when one has
+/// no data yet.
+async fn register_inputs(
+    lake: &Lake,
+    config: &Config,
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    plan: &GoldPlan,
+) -> KaratResult<Option<String>> {
+    for input in &plan.inputs {
+        let zone = config.table(input).map(|t| t.zone).unwrap_or(Zone::Silver);
+        if !delta::register(ctx, input, &lake.url_of(&layout::table(zone, input))).await? {
+            return Ok(Some(format!("upstream table {input} has no data yet")));
+        }
+    }
+    Ok(None)
+}
+
+/// Which partitions a recompute computes (None: the whole table), and the query that does.
+struct Target {
+    wanted: Option<Vec<String>>,
+    sql: String,
+}
+
+impl Target {
+    /// `scope`'s partitions of partition column `pcol` but the `blocked` ones, by `base_sql`
+    /// restricted to them; the whole table when unpartitioned or in full.
+    fn of(
+        scope: &Scope,
+        pcol: Option<&str>,
+        blocked: &BTreeMap<String, String>,
+        base_sql: &str,
+    ) -> Target {
+        let (Scope::Partitions(ps), Some(p)) = (scope, pcol) else {
+            return Target {
+                wanted: None,
+                sql: base_sql.to_string(),
+            };
+        };
+        let ps: Vec<String> = ps
+            .iter()
+            .filter(|p| !blocked.contains_key(*p))
+            .cloned()
+            .collect();
+        let sql = if ps.is_empty() {
+            format!("SELECT * FROM ({base_sql}) AS q WHERE false")
+        } else {
+            only_partitions(base_sql, p, &ps)
+        };
+        Target {
+            wanted: Some(ps),
+            sql,
+        }
+    }
+
+    /// The outcomes of the `blocked` partitions this recompute covers.
+    fn blocked_outcomes(
+        &self,
+        scope: &Scope,
+        blocked: &BTreeMap<String, String>,
+    ) -> Vec<PartitionOutcome> {
+        blocked
+            .iter()
+            .filter(|(p, _)| {
+                *p == WHOLE_TABLE
+                    || self.wanted.is_none()
+                    || matches!(scope, Scope::Partitions(s) if s.contains(*p))
+            })
+            .map(|(p, why)| blocked_outcome(p, why))
+            .collect()
+    }
+}
+
+/// A gold table's new rows, and how they came about.
+struct Computed {
+    batches: Vec<RecordBatch>,
+    /// Partitions folded from the run's changes ([`fold`]).
+    folded: Vec<String>,
+    /// False when folding failed and the rows were recomputed: the baseline is not vouched for.
+    vouched: bool,
+}
+
+/// What folding a run's changes into a table takes: its partition column, its baseline, the
+/// run's partial aggregates and the fold of its query.
+type Folds<'a> = (
+    &'a str,
+    &'a fold::Baseline,
+    &'a fold::Partials,
+    &'a fold::Fold,
+);
+
+/// The new rows of `target`'s partitions: folded when `folds`, and folding succeeds; from
+/// the inputs (its query) otherwise. Conformed to the table's planned schema.
+async fn compute(
+    lake: &Lake,
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    plan: &GoldPlan,
+    target: &Target,
+    folds: Option<Folds<'_>>,
+    base_sql: &str,
+    events: &Events,
+) -> KaratResult<Computed> {
+    let name = &plan.name;
+    let schema = &plan.schema;
+    let mut computed = Computed {
+        batches: Vec::new(),
+        folded: Vec::new(),
+        vouched: true,
+    };
+    let mut batches = None;
+    if let (Some(w), Some((p, b, partials, f))) = (&target.wanted, folds) {
+        match fold::rows(lake, ctx, name, f, schema, p, w, b, partials, base_sql).await {
+            Ok(done) => {
+                computed.folded = done.partitions;
+                batches = Some(done.rows);
+            }
+            Err(e) => {
+                events.note(format!("gold {name}: recomputed from its inputs: {e}"));
+                computed.vouched = false;
+            }
+        }
+    }
     let batches = match batches {
         Some(b) => b,
-        None => delta::query(&ctx, &sql, &format!("gold table {name}")).await?,
+        None => delta::query(ctx, &target.sql, &format!("gold table {name}")).await?,
     };
-    let batches: Vec<RecordBatch> = batches
+    computed.batches = batches
         .into_iter()
-        .map(|b| delta::conform(&b, &schema))
+        .map(|b| delta::conform(&b, schema))
         .collect::<Result<_, _>>()
         .map_err(|e| {
             KaratError::arrow(
@@ -222,61 +346,113 @@ pub async fn process(
                 e,
             )
         })?;
+    Ok(computed)
+}
 
-    let counts = partition_counts(name, &schema, &batches, pcol.as_deref(), wanted.as_deref())?;
+/// The new rows' partitions after the table's checks.
+struct Checked {
+    /// Rows per partition computed.
+    partitions: BTreeMap<String, u64>,
+    outcomes: Vec<PartitionOutcome>,
+    /// Partitions that may be promoted.
+    passing: Vec<String>,
+}
 
-    // checks, per partition
+/// Runs the table's checks over each partition of the `computed` rows.
+async fn check_partitions(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    plan: &GoldPlan,
+    g: &crate::config::GoldSpec,
+    pcol: Option<&str>,
+    target: &Target,
+    computed: &Computed,
+) -> KaratResult<Checked> {
+    let name = &plan.name;
+    let schema = &plan.schema;
+    let batches = &computed.batches;
+    let partitions = partition_counts(name, schema, batches, pcol, target.wanted.as_deref())?;
     let context = format!("gold table {name}");
-    register_rows(&ctx, "result", schema.clone(), batches.clone(), &context)?;
-    let mut passing = Vec::new();
-    for (part, rows) in &counts {
-        let outcome = checked(&ctx, name, g, pcol.as_deref(), part, *rows).await?;
+    register_rows(ctx, "result", schema.clone(), batches.clone(), &context)?;
+    let mut out = Checked {
+        partitions: BTreeMap::new(),
+        outcomes: Vec::new(),
+        passing: Vec::new(),
+    };
+    for (part, rows) in &partitions {
+        let outcome = checked(ctx, name, g, pcol, part, *rows).await?;
         if outcome.status.promoted() {
-            passing.push(part.clone());
+            out.passing.push(part.clone());
         }
-        outcomes.push(outcome);
+        out.outcomes.push(outcome);
     }
+    out.partitions = partitions;
+    Ok(out)
+}
 
-    let whole = wanted.is_none();
-    let all_passing = whole && passing.len() == counts.len();
-    // a whole recompute that yields nothing empties the table
-    let write = !passing.is_empty() || (whole && counts.is_empty());
-    let mut version = None;
-    let mut replaced_all = false;
-    if write {
-        let p = pcol.as_deref();
-        let (keep, replace) = match p {
-            Some(p) => {
-                let keep = passing_rows(name, &schema, &batches, p, &passing)?;
-                let replace = match all_passing {
-                    true => Replace::All,
-                    false => Replace::Matching {
-                        column: p.to_string(),
-                        values: passing.clone(),
-                    },
-                };
-                (keep, replace)
-            }
-            None => (batches, Replace::All),
-        };
-        replaced_all = matches!(replace, Replace::All);
-        let p = p.or(g.partition_by.as_deref());
-        let v = write_gold(lake, name, &schema, keep, p, replace, run_id).await?;
-        version = Some(v);
-        for o in outcomes.iter_mut().filter(|o| o.status.promoted()) {
-            o.delta_version = Some(v);
+/// What publishing a gold table's rows wrote.
+struct Written {
+    version: Option<i64>,
+    /// Whether the commit replaced the whole table.
+    replaced_all: bool,
+}
+
+/// Writes the partitions of `batches` that pass their checks (the whole table when `whole`
+/// and all of them pass; an empty whole recompute empties it), in one commit.
+#[allow(clippy::too_many_arguments)]
+async fn publish(
+    lake: &Lake,
+    plan: &GoldPlan,
+    g: &crate::config::GoldSpec,
+    pcol: Option<&str>,
+    whole: bool,
+    batches: Vec<RecordBatch>,
+    checked: &Checked,
+    run_id: &str,
+) -> KaratResult<Written> {
+    let (passing, partitions) = (&checked.passing, &checked.partitions);
+    let name = &plan.name;
+    let schema = &plan.schema;
+    let all_passing = whole && passing.len() == partitions.len();
+    if passing.is_empty() && !(whole && partitions.is_empty()) {
+        return Ok(Written {
+            version: None,
+            replaced_all: false,
+        });
+    }
+    let (keep, replace) = match pcol {
+        Some(p) => {
+            let keep = passing_rows(name, schema, &batches, p, passing)?;
+            let replace = match all_passing {
+                true => Replace::All,
+                false => Replace::Matching {
+                    column: p.to_string(),
+                    values: passing.clone(),
+                },
+            };
+            (keep, replace)
         }
-    }
-    if folding.is_some() && vouched {
-        let wanted = wanted.unwrap_or_default();
-        let whole = matches!(scope, Scope::Full);
-        let held = baseline.as_ref();
-        let stale = fold::stale_after(whole, replaced_all, held, &wanted, &passing, blocked);
-        fold::Baseline::keep(lake, config, plan, stale, events).await;
-    }
+        None => (batches, Replace::All),
+    };
+    let replaced_all = matches!(replace, Replace::All);
+    let p = pcol.or(g.partition_by.as_deref());
+    let v = write_gold(lake, name, schema, keep, p, replace, run_id).await?;
+    Ok(Written {
+        version: Some(v),
+        replaced_all,
+    })
+}
+
+/// The report of a gold table computed, its `outcomes` sent as events.
+fn finished(
+    events: &Events,
+    name: &str,
+    outcomes: Vec<PartitionOutcome>,
+    version: Option<i64>,
+    folded: Vec<String>,
+) -> GoldReport {
     for o in &outcomes {
         events.send(Event::Partition {
-            table: name.clone(),
+            table: name.to_string(),
             partition: o.partition.clone(),
             status: o.status.as_str().to_string(),
         });
@@ -285,17 +461,17 @@ pub async fn process(
     let failed = outcomes.iter().filter(|o| !o.status.promoted()).count();
     events.send(Event::Finished {
         stage: Stage::Gold,
-        name: name.clone(),
+        name: name.to_string(),
         rows,
         ok: failed == 0,
         detail: format!("{} partition(s), {failed} not promoted", outcomes.len()),
     });
-    Ok(GoldReport {
-        table: name.clone(),
+    GoldReport {
+        table: name.to_string(),
         partitions: outcomes,
         version,
         folded,
-    })
+    }
 }
 
 /// Writes gold table `name`'s rows `keep` in one commit, replacing `replace`.
