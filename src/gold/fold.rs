@@ -555,6 +555,48 @@ impl Baseline {
         }
     }
 
+    /// The versions `plan`'s table and its inputs are at now, to carry its baseline over
+    /// commits that change no rows ([`Baseline::carry_over`]).
+    pub async fn versions_of(
+        lake: &Lake,
+        config: &crate::config::Config,
+        plan: &super::GoldPlan,
+    ) -> KaratResult<Versions> {
+        Ok(Versions {
+            gold: gold_version(lake, &plan.name).await?,
+            inputs: versions_now(lake, config, &plan.inputs).await?,
+        })
+    }
+
+    /// Carries `plan`'s baseline, if it held at `before`, over the commits made since, which
+    /// changed no row of the table or its inputs (`karat maintain`'s compactions): otherwise
+    /// the next run would recompute the table whole.
+    pub async fn carry_over(
+        lake: &Lake,
+        config: &crate::config::Config,
+        plan: &super::GoldPlan,
+        before: &Versions,
+        events: &crate::events::Events,
+    ) {
+        let Some(bytes) = lake
+            .get_opt(&layout::gold_baseline(&plan.name))
+            .await
+            .ok()
+            .flatten()
+        else {
+            return;
+        };
+        let Ok(b) = serde_json::from_slice::<Baseline>(&bytes) else {
+            return;
+        };
+        let held = b.gold_version == before.gold
+            && b.query == query(config, plan)
+            && b.inputs == before.inputs;
+        if held {
+            Baseline::keep(lake, config, plan, Some(b.stale), events).await;
+        }
+    }
+
     /// Saves the baseline of `plan`'s table as it is now, with `stale` partitions.
     async fn save(
         lake: &Lake,
@@ -574,6 +616,13 @@ impl Baseline {
         })?;
         lake.put(&path, bytes.into()).await
     }
+}
+
+/// The versions of a gold table and of its inputs (by table; None: no table yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versions {
+    pub gold: Option<i64>,
+    pub inputs: BTreeMap<String, Option<i64>>,
 }
 
 /// The SQL of `plan`'s table.

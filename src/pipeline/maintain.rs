@@ -19,6 +19,7 @@ use deltalake::arrow::record_batch::RecordBatch;
 use serde::Serialize;
 
 use crate::error::{KaratError, KaratResult};
+use crate::gold::fold;
 use crate::lake::lookup::Reading;
 use crate::lake::rewrite::{self, Keep, Rewrite};
 use crate::lake::{Lake, deletion, delta, layout, lease};
@@ -86,6 +87,7 @@ async fn maintain_holding(
 ) -> KaratResult<MaintenanceReport> {
     let started_at = now();
     let run_id = uuid::Uuid::now_v7().to_string();
+    let baselines = gold_versions(plan, lake).await;
     let mut tables = Vec::new();
     for folder in folders(plan) {
         if let Some(t) = maintain_table(lake, &folder, plan.config.vacuum_after, dry_run).await? {
@@ -93,6 +95,7 @@ async fn maintain_holding(
         }
     }
     if !dry_run {
+        carry_baselines(plan, lake, baselines).await;
         record(lake, &run_id, &tables, &started_at, command).await?;
     }
     Ok(MaintenanceReport {
@@ -100,6 +103,28 @@ async fn maintain_holding(
         dry_run,
         tables,
     })
+}
+
+/// The versions of each gold table and its inputs before maintenance (those that cannot be
+/// read are left out: their baselines are not carried).
+async fn gold_versions(plan: &Plan, lake: &Lake) -> Vec<(usize, fold::Versions)> {
+    let mut out = Vec::new();
+    for (i, g) in plan.gold.iter().enumerate() {
+        if let Ok(v) = fold::Baseline::versions_of(lake, &plan.config, g).await {
+            out.push((i, v));
+        }
+    }
+    out
+}
+
+/// Carries each gold table's baseline over maintenance, which changes no rows (compaction,
+/// purged deletion vectors, vacuum), so the next run folds its changes in rather than
+/// recomputing the table whole.
+async fn carry_baselines(plan: &Plan, lake: &Lake, before: Vec<(usize, fold::Versions)>) {
+    let events = crate::events::Events::none();
+    for (i, versions) in before {
+        fold::Baseline::carry_over(lake, &plan.config, &plan.gold[i], &versions, &events).await;
+    }
 }
 
 /// One table: OPTIMIZE, then VACUUM; `None` when the table does not exist yet.
