@@ -26,7 +26,7 @@ use deltalake::datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Vola
 use serde::{Deserialize, Serialize};
 
 use crate::error::{KaratError, KaratResult};
-use crate::lake::{Lake, delta, layout};
+use crate::lake::{Lake, delta, layout, stats};
 use crate::silver::contract::ident;
 use crate::silver::store::date_list;
 
@@ -39,14 +39,20 @@ pub struct Fold {
     pub sums: Vec<String>,
     /// The output column counting each group's rows (a `COUNT(*)`).
     pub rows: String,
+    /// The silver table the query reads.
+    pub input: String,
+    /// Its columns the query SUMs, which must hold no null ([`rows`] checks).
+    pub summed: Vec<String>,
 }
 
 /// What one aggregate of the query is.
 enum Measure {
     /// `COUNT(*)`.
     Rows,
-    /// A SUM or COUNT of values that adds up.
+    /// A COUNT of values, which adds up.
     Adds,
+    /// The SUM of a column that holds no null, which adds up.
+    Sum(String),
 }
 
 /// How gold table `name`'s query `plan` over `inputs` adds up, or why it does not: it must
@@ -77,7 +83,11 @@ pub fn of_table(
         .filter(|c| !c.nullable)
         .map(|c| c.name.clone())
         .collect();
-    of(plan, &never_null)
+    let fold = of(plan, &never_null)?;
+    Ok(Fold {
+        input: input.clone(),
+        ..fold
+    })
 }
 
 /// How `plan` (a gold query reading one silver table, whose columns `never_null` the contract
@@ -126,8 +136,10 @@ pub fn of(plan: &LogicalPlan, never_null: &BTreeSet<String>) -> Result<Fold, Str
             return Err(format!("its column {name} is not an exact number"));
         }
         let m = measure(&a.aggr_expr[at - n_groups], &a.input, never_null)?;
-        if matches!(m, Measure::Rows) && fold.rows.is_empty() {
-            fold.rows = name.clone();
+        match m {
+            Measure::Rows if fold.rows.is_empty() => fold.rows = name.clone(),
+            Measure::Sum(column) => fold.summed.push(column),
+            _ => {}
         }
         fold.sums.push(name);
     }
@@ -195,7 +207,7 @@ fn measure(
                 .get_type(input.schema())
                 .map_err(|e| e.to_string())?;
             if exact(&ty) {
-                Ok(Measure::Adds)
+                Ok(Measure::Sum(c.name.clone()))
             } else {
                 Err(format!(
                     "{expr} adds up floating-point numbers, not exactly"
@@ -423,6 +435,7 @@ pub async fn rows(
         .partition(|p| baseline.stale.contains(p));
     let mut out = Vec::new();
     if !fresh.is_empty() {
+        sums_without_nulls(lake, fold).await?;
         let stored = stored(lake, name, schema, pcol, &fresh).await?;
         out.extend(combine(name, fold, schema, pcol, &fresh, stored, partials).await?);
     }
@@ -434,6 +447,35 @@ pub async fn rows(
         rows: out,
         partitions: fresh,
     })
+}
+
+/// Fails unless silver holds no null in the columns `fold` SUMs. Their contract says
+/// `nullable = false`, but rows processed under an earlier contract may still hold one (until a
+/// replay), and the SUM of a group of nulls is null, not the 0 a fold would make of it.
+async fn sums_without_nulls(lake: &Lake, fold: &Fold) -> KaratResult<()> {
+    if fold.summed.is_empty() {
+        return Ok(());
+    }
+    let folder = layout::table(crate::config::Zone::Silver, &fold.input);
+    let nulls = stats::nulls_of(&lake.url_of(&folder), &folder, &fold.summed).await?;
+    let input = &fold.input;
+    for c in &fold.summed {
+        match nulls.get(c) {
+            Some(0) => {}
+            Some(n) => {
+                return Err(KaratError::Other(format!(
+                    "silver table {input}: column {c} holds {n} null(s), kept from before its \
+                     contract said nullable = false (a replay applies it)"
+                )));
+            }
+            None => {
+                return Err(KaratError::Other(format!(
+                    "silver table {input}: the Delta statistics do not count column {c}'s nulls"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The partitions a gold write leaves stale, when its baseline holds after it: a whole

@@ -135,6 +135,26 @@ pub async fn stats(url: &Url, label: &str) -> KaratResult<Option<TableStats>> {
     Ok(Some(out))
 }
 
+/// The nulls of each of `columns` among the live rows of the table at `url`, as [`stats`]
+/// counts them; a column without a figure (a file lacks its statistics) is left out, as is
+/// every column without a table.
+pub async fn nulls_of(
+    url: &Url,
+    label: &str,
+    columns: &[String],
+) -> KaratResult<BTreeMap<String, i64>> {
+    let mut out = BTreeMap::new();
+    let Some(files) = Files::of(url, label).await? else {
+        return Ok(out);
+    };
+    for column in columns {
+        if let Some(n) = live_nulls(&files, column, label).await? {
+            out.insert(column.clone(), n);
+        }
+    }
+    Ok(out)
+}
+
 /// The nulls of `column` among the table's live rows: the files' statistics, but for a file
 /// holding nulls whose deletion vector deletes rows, its nulls counted by reading the column
 /// with the vector applied. `None` when a file lacks the statistics, or such files cannot be

@@ -162,3 +162,76 @@ async fn maintenance_keeps_the_baseline_unless_gold_changed_behind_karats_back_b
     let (gold, want) = gold_and_recomputed(&lake_dir).await;
     assert_eq!(gold, want, "recomputed after the change and maintenance");
 }
+
+/// Writes `lines` (NDJSON) as the file `name` of the project's data folder.
+fn data_file(dir: &Path, name: &str, lines: &[&str]) {
+    std::fs::write(dir.join("data").join(name), lines.join("\n") + "\n").expect("data file");
+}
+
+#[tokio::test]
+async fn a_sum_over_nulls_kept_from_before_a_contract_said_not_null_is_recomputed_not_folded() {
+    let s = Scratch::new();
+    let config = util::daily_project(s.path(), false)
+        .replacen(r#""data/*.ndjson.gz""#, r#""data/*.ndjson""#, 1)
+        .replacen(
+            r#"amount = { type = "decimal(12,2)", nullable = false"#,
+            r#"amount = { type = "decimal(12,2)", nullable = true"#,
+            1,
+        );
+    let cfg = s.join("karat.toml");
+    std::fs::write(&cfg, &config).unwrap();
+    let order = |id: &str, amount: &str, currency: &str| {
+        format!(
+            r#"{{"order_id":"{id}","customer_id":"c-1",{amount}"currency":"{currency}","quantity":1,"status":"paid","order_date":"2026-01-01"}}"#
+        )
+    };
+    // a GBP group of two orders, one without amount (the contract allows it)
+    let (o1, o2) = (
+        order("o-1", "", "GBP"),
+        order("o-2", r#""amount":5.00,"#, "GBP"),
+    );
+    data_file(s.path(), "day-1.ndjson", &[&o1, &o2]);
+    let (plan, lake) = util::open(&cfg).await;
+    util::run(&plan, &lake).await;
+
+    // the contract now says amount is never null (o-1 keeps its null until a replay); the
+    // next run starts gold's baseline
+    std::fs::write(
+        &cfg,
+        config.replacen("nullable = true", "nullable = false", 1),
+    )
+    .unwrap();
+    let o3 = order("o-3", r#""amount":7.00,"#, "USD");
+    data_file(s.path(), "day-2.ndjson", &[&o3]);
+    let (plan, lake) = util::open(&cfg).await;
+    util::run(&plan, &lake).await;
+    // o-2 moves to EUR: the GBP group is o-1 alone, whose SUM is null, not 0
+    let o2 = order("o-2", r#""amount":5.00,"#, "EUR");
+    data_file(s.path(), "day-3.ndjson", &[&o2]);
+    let report = util::run(&plan, &lake).await;
+    let (gold, want) = gold_and_recomputed(&s.join("lake")).await;
+    assert_eq!(gold, want, "gold after the contract edit");
+    assert!(
+        report.gold[0].folded.is_empty(),
+        "folded: {:?}",
+        report.gold[0].folded
+    );
+
+    // a replay applies the contract (o-1 becomes a dead letter), and runs fold again
+    let target = karat::pipeline::ReplayTarget::Partitions {
+        table: "orders".into(),
+        partitions: vec!["2026-01-01".into()],
+    };
+    let events = karat::events::Events::none();
+    karat::pipeline::replay(&plan, &lake, target, &events)
+        .await
+        .unwrap();
+    for n in 4..6 {
+        let o = order(&format!("o-{n}"), r#""amount":1.00,"#, "USD");
+        data_file(s.path(), &format!("day-{n}.ndjson"), &[&o]);
+        let report = util::run(&plan, &lake).await;
+        let (gold, want) = gold_and_recomputed(&s.join("lake")).await;
+        assert_eq!(gold, want, "day {n}, after the replay");
+        assert_eq!(report.gold[0].folded.is_empty(), n == 4, "day {n}");
+    }
+}
