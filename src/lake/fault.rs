@@ -3,10 +3,9 @@
 //! step, as `kill -9` would (no unwinding, no lease given back); `FAILPOINTS="ledger.steps=1*off->return"`
 //! aborts at its second pass. Without the feature they compile to nothing.
 
-/// Every fault point, in the order a run passes them (`silver.rows` and
-/// `silver.dead_letters` in either: those commits are written side by side).
-/// `delta.deletion_vectors` is passed twice by a run that deletes in place and moves
-/// superseded rows: first for those rows (before `silver.superseded`), then for silver's.
+/// Every fault point, in the order a run passes them. `delta.deletion_vectors` is passed
+/// twice by a run that deletes in place and moves superseded rows: first for those rows (before
+/// `silver.superseded`), then for silver's.
 pub const POINTS: &[&str] = &[
     "bronze.object",
     "bronze.manifest",

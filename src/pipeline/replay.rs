@@ -256,7 +256,8 @@ pub(super) async fn work_of(
     Ok(work)
 }
 
-/// Partitions a table has: its silver rows and dead letters (silver), or the ledger (gold).
+/// Partitions a table has: those the ledger has outcomes of, and for silver those its rows
+/// and dead letters are in (a partition an interrupted replay emptied is still known).
 async fn known_partitions(
     plan: &Plan,
     lake: &Lake,
@@ -264,23 +265,22 @@ async fn known_partitions(
     zone: Zone,
     table: &str,
 ) -> KaratResult<BTreeSet<String>> {
-    Ok(match zone {
-        Zone::Silver => {
-            let contract = plan
-                .contracts
-                .get(table)
-                .cloned()
-                .ok_or_else(|| KaratError::Usage(format!("{table} is not a silver table")))?;
-            Store::open(lake, contract).await?.partitions().await?
-        }
-        _ => ledger
-            .steps()
-            .await?
-            .into_iter()
-            .filter(|s| s.table == table)
-            .map(|s| s.partition)
-            .collect(),
-    })
+    let mut known: BTreeSet<String> = ledger
+        .steps()
+        .await?
+        .into_iter()
+        .filter(|s| s.table == table && s.partition != WHOLE_TABLE)
+        .map(|s| s.partition)
+        .collect();
+    if zone == Zone::Silver {
+        let contract = plan
+            .contracts
+            .get(table)
+            .cloned()
+            .ok_or_else(|| KaratError::Usage(format!("{table} is not a silver table")))?;
+        known.extend(Store::open(lake, contract).await?.partitions().await?);
+    }
+    Ok(known)
 }
 
 #[cfg(test)]

@@ -1004,8 +1004,33 @@ struct Unit {
     fingerprint: Option<String>,
 }
 
+/// The processed batches (of `manifests`) whose records no longer balance: a replay
+/// interrupted between silver's commit and the dead letters' may have left one in neither
+/// table (its rows gone from one, not yet in the other), and so among no partition's
+/// contributors. A replay re-processes them too, wherever their rows belong.
+async fn unbalanced(
+    lake: &Lake,
+    contract: &std::sync::Arc<silver::Contract>,
+    manifests: &[bronze::Manifest],
+    processed: &BTreeSet<String>,
+) -> KaratResult<BTreeSet<String>> {
+    let done: Vec<bronze::Manifest> = manifests
+        .iter()
+        .filter(|m| processed.contains(&m.batch_id))
+        .cloned()
+        .collect();
+    let keys = accounting::KeysChecked::ByCaller;
+    let balance = accounting::balance(lake, contract, &done, keys).await?;
+    Ok(balance
+        .batches
+        .into_iter()
+        .filter(|b| !b.balanced())
+        .map(|b| b.batch_id)
+        .collect())
+}
+
 /// Brings one silver table up to date: new batches in bounded groups, or a replay of the
-/// batches that contributed to some partitions.
+/// batches that contributed to some partitions (and of those left unbalanced).
 async fn silver_table(
     plan: &Plan,
     lake: &Lake,
@@ -1040,7 +1065,8 @@ async fn silver_table(
             include_new,
         } => {
             let store = silver::store::Store::open(lake, contract.clone()).await?;
-            let ids = store.contributors(partitions).await?;
+            let mut ids = store.contributors(partitions).await?;
+            ids.extend(unbalanced(lake, &contract, &manifests, &processed).await?);
             let mut batches: Vec<bronze::Manifest> = manifests
                 .iter()
                 .filter(|m| ids.contains(&m.batch_id))

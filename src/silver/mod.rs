@@ -218,7 +218,7 @@ pub async fn update(
         events,
     )
     .await?;
-    clock.lap("write silver + dead letters");
+    clock.lap("write silver, then dead letters");
     let after = Store::open(lake, contract.clone()).await?;
     let (counts, keys_held_twice) =
         check_written(&after, &contract, &labels, applied.scanned, events).await?;
@@ -262,10 +262,10 @@ struct SilverRows {
     rows: Vec<RecordBatch>,
 }
 
-/// Writes silver's rows and the batches' dead letters side by side (two tables, two commits;
-/// after a crash between them either may be there without the other: the next run writes the
-/// batches' dead letters again, replacing theirs, and re-merges what silver holds of them).
-/// Their Delta versions.
+/// Writes silver's rows, then the batches' dead letters (two tables, two commits, in this
+/// order: a crash between them leaves rows that became dead letters in neither table until
+/// the batch is processed again — by the next run, or a replay, which also takes the batches
+/// that no longer balance). Their Delta versions.
 async fn write_rows(
     store: &Store,
     silver: SilverRows,
@@ -274,36 +274,26 @@ async fn write_rows(
     meta: impl Fn(&str) -> Vec<(String, serde_json::Value)>,
     events: &Events,
 ) -> KaratResult<(i64, i64)> {
-    let rows = async {
-        let version = match (&silver.replace, silver.keep_stored_except) {
-            (Some(partitions), Some(except)) => {
-                store
-                    .rewrite_silver(
-                        partitions,
-                        except,
-                        silver.rows,
-                        meta("silver update"),
-                        events,
-                    )
-                    .await?
-            }
-            _ => {
-                store
-                    .write_silver(silver.rows, silver.replace.as_ref(), meta("silver update"))
-                    .await?
-            }
-        };
-        crate::lake::fault::after("silver.rows");
-        Ok(version)
+    let rows = match (&silver.replace, silver.keep_stored_except) {
+        (Some(partitions), Some(except)) => {
+            let meta = meta("silver update");
+            store
+                .rewrite_silver(partitions, except, silver.rows, meta, events)
+                .await?
+        }
+        _ => {
+            let replace = silver.replace.as_ref();
+            store
+                .write_silver(silver.rows, replace, meta("silver update"))
+                .await?
+        }
     };
-    let dead = async {
-        let version = store
-            .write_dead(dead, ids, meta("dead letters of batches"))
-            .await?;
-        crate::lake::fault::after("silver.dead_letters");
-        Ok(version)
-    };
-    futures::try_join!(rows, dead)
+    crate::lake::fault::after("silver.rows");
+    let dead = store
+        .write_dead(dead, ids, meta("dead letters of batches"))
+        .await?;
+    crate::lake::fault::after("silver.dead_letters");
+    Ok((rows, dead))
 }
 
 /// After the writes, side by side: the counts of partitions `labels`, and the keys the

@@ -178,3 +178,94 @@ async fn an_interrupted_replay_is_healed_by_running_it_again() {
         "a replay passes the silver, gold and ledger points"
     );
 }
+
+/// Days 0 and 1, and a file of orders of 2026-02-01 alone (its batch feeds that partition
+/// only), processed under a contract accepting the currencies `accepted`, which is then
+/// edited to accept `then`: a replay of 2026-02-01 moves every row of that batch between
+/// silver and the dead letters.
+fn edited_history(dir: &Path, accepted: &str, then: &str) {
+    let all = r#"one_of = ["USD", "EUR", "GBP"]"#;
+    let config = daily_project(dir, false);
+    assert!(config.contains(all), "the bench's currencies");
+    let with = |currencies: &str| config.replacen(all, &format!("one_of = {currencies}"), 1);
+    std::fs::write(dir.join("karat.toml"), with(accepted)).unwrap();
+    for day in 0..2 {
+        daily_file(dir, day, 300);
+    }
+    let f = std::fs::File::create(dir.join("data/orders-february.ndjson.gz")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+    for n in 0..20 {
+        writeln!(
+            gz,
+            r#"{{"order_id":"o-feb-{n}","customer_id":"c-{n}","amount":{n}.5,"currency":"EUR","quantity":1,"status":"paid","order_date":"2026-02-01"}}"#
+        )
+        .unwrap();
+    }
+    gz.finish().unwrap();
+    let (code, out) = finish(spawn_karat(dir, &["run"], &[]));
+    assert!(matches!(code, Some(0 | 1)), "first run: {out}");
+    std::fs::write(dir.join("karat.toml"), with(then)).unwrap();
+}
+
+/// [`content`] but gold: a replay run again after an interruption between silver's commit and
+/// gold's finds silver's rows unchanged; gold, whose fold baseline the interruption broke, is
+/// then recomputed whole — a partition the replay failed included, as silver now holds it,
+/// where the replay that never crashed keeps it as it was (blocked).
+async fn silver_and_dead_letters(lake: &Path) -> String {
+    let all = content(lake).await;
+    let at = all.find("\ngold\n").expect("a gold section");
+    all[..at].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_interrupted_between_silver_and_dead_letters_loses_no_batch() {
+    let replay = ["replay", "orders", "--partition", "2026-02-01"];
+    let (all, none) = (r#"["USD", "EUR", "GBP"]"#, r#"["XXX"]"#);
+    // rows leaving silver for the dead letters are in neither table after silver's commit
+    for (accepted, then, point) in [
+        (all, none, "silver.rows"),
+        (none, all, "silver.dead_letters"),
+    ] {
+        let never = Scratch::new();
+        edited_history(never.path(), accepted, then);
+        let (code, out) = finish(spawn_karat(never.path(), &replay, &[]));
+        assert!(matches!(code, Some(0 | 1)), "{out}");
+        let expected = silver_and_dead_letters(&never.join("lake")).await;
+        let s = Scratch::new();
+        edited_history(s.path(), accepted, then);
+        let fault = format!("{point}=return");
+        let (code, out) = finish(spawn_karat(s.path(), &replay, &[("FAILPOINTS", &fault)]));
+        assert_eq!(code, None, "{point}: the replay was not aborted\n{out}");
+        let (code, out) = finish(spawn_karat(s.path(), &replay, &[]));
+        assert!(matches!(code, Some(0 | 1)), "{point}: again:\n{out}");
+        let (code, out) = finish(spawn_karat(s.path(), &["verify"], &[]));
+        let case = format!("{point}, {accepted} then {then}");
+        assert_eq!(
+            code,
+            Some(0),
+            "{case}: verify after the replay again:\n{out}"
+        );
+        let healed = silver_and_dead_letters(&s.join("lake")).await;
+        assert!(
+            healed == expected,
+            "{case}: {}",
+            differing(&healed, &expected)
+        );
+    }
+}
+
+/// The lines of `got` and `want` that the other lacks, for a failure message.
+fn differing(got: &str, want: &str) -> String {
+    let only = |a: &str, b: &str| -> Vec<String> {
+        let b: std::collections::BTreeSet<&str> = b.lines().collect();
+        a.lines()
+            .filter(|l| !b.contains(l))
+            .map(str::to_string)
+            .collect()
+    };
+    format!(
+        "only in the healed lake:\n{}\nonly in the lake that never crashed:\n{}",
+        only(got, want).join("\n"),
+        only(want, got).join("\n")
+    )
+}
