@@ -548,14 +548,28 @@ impl Baseline {
         plan: &super::GoldPlan,
         before: &BTreeMap<String, Option<i64>>,
     ) -> Option<Baseline> {
-        let bytes = lake
-            .get_opt(&layout::gold_baseline(&plan.name))
-            .await
-            .ok()??;
-        let b = serde_json::from_slice::<Baseline>(&bytes).ok()?;
+        let b = Baseline::stored(lake, plan).await?;
         let gold = gold_version(lake, &plan.name).await.ok()?;
-        let same = b.gold_version == gold && b.query == query(config, plan) && &b.inputs == before;
-        same.then_some(b)
+        b.held_at(config, plan, gold, before).then_some(b)
+    }
+
+    /// `plan`'s saved baseline; None when there is none, or it cannot be read.
+    async fn stored(lake: &Lake, plan: &super::GoldPlan) -> Option<Baseline> {
+        let path = layout::gold_baseline(&plan.name);
+        let bytes = lake.get_opt(&path).await.ok()??;
+        serde_json::from_slice::<Baseline>(&bytes).ok()
+    }
+
+    /// Whether the baseline vouches for `plan`'s table at version `gold` with its inputs at
+    /// `inputs`, under its query as it is now.
+    fn held_at(
+        &self,
+        config: &crate::config::Config,
+        plan: &super::GoldPlan,
+        gold: Option<i64>,
+        inputs: &BTreeMap<String, Option<i64>>,
+    ) -> bool {
+        self.gold_version == gold && self.query == query(config, plan) && &self.inputs == inputs
     }
 
     /// Saves what `plan`'s table holds after a run, with its inputs as they are now, when
@@ -620,21 +634,10 @@ impl Baseline {
         before: &Versions,
         events: &crate::events::Events,
     ) {
-        let Some(bytes) = lake
-            .get_opt(&layout::gold_baseline(&plan.name))
-            .await
-            .ok()
-            .flatten()
-        else {
+        let Some(b) = Baseline::stored(lake, plan).await else {
             return;
         };
-        let Ok(b) = serde_json::from_slice::<Baseline>(&bytes) else {
-            return;
-        };
-        let held = b.gold_version == before.gold
-            && b.query == query(config, plan)
-            && b.inputs == before.inputs;
-        if held {
+        if b.held_at(config, plan, before.gold, &before.inputs) {
             Baseline::keep(lake, config, plan, Some(b.stale), events).await;
         }
     }
