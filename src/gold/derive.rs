@@ -78,6 +78,82 @@ pub async fn affected(
     Ok(out)
 }
 
+/// The partitions of `plan`'s table fed by the rows of upstream partitions that failed (per
+/// input), as the inputs are now and, with `then` (their versions when the table was last
+/// computed), as they were then: a failed partition whose rows already left (a run interrupted
+/// after its silver commit) still blocks what it fed. None when they cannot be told (an input
+/// without partitions, or one not created yet).
+pub async fn fed_by_failed(
+    lake: &Lake,
+    config: &Config,
+    plan: &GoldPlan,
+    failed: &BTreeMap<String, BTreeSet<String>>,
+    then: Option<&BTreeMap<String, Option<i64>>>,
+) -> KaratResult<Option<BTreeSet<String>>> {
+    let g = config.table(&plan.name).and_then(|t| t.gold());
+    let Some(pcol) = g.and_then(|g| g.partition_by.as_deref()) else {
+        return Ok(None);
+    };
+    let sql = &g.expect("gold table").sql;
+    let mut fed = BTreeSet::new();
+    for (input, partitions) in failed.iter().filter(|(_, ps)| !ps.is_empty()) {
+        let at = then.and_then(|v| v.get(input).copied().flatten());
+        let Some(versions) = rows_of_partitions(lake, config, input, partitions, at).await? else {
+            return Ok(None);
+        };
+        for (earlier, rows) in &versions {
+            if rows.iter().all(|b| b.num_rows() == 0) {
+                continue;
+            }
+            // rows of an earlier version the query no longer reads (a renamed column) cannot
+            // be told: nothing is derived rather than the run failing
+            match run_over(lake, config, plan, sql, pcol, input, rows).await {
+                Ok(Some(parts)) => fed.extend(parts),
+                Ok(None) => return Ok(None),
+                Err(_) if *earlier => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(Some(fed))
+}
+
+/// The rows of table `input`'s `partitions` now and, when there is one, at version `at`
+/// (marked true: an earlier version); None when the table is not partitioned (or a partition is the whole table).
+async fn rows_of_partitions(
+    lake: &Lake,
+    config: &Config,
+    input: &str,
+    partitions: &BTreeSet<String>,
+    at: Option<i64>,
+) -> KaratResult<Option<Vec<(bool, Vec<RecordBatch>)>>> {
+    let Some(table) = config.table(input) else {
+        return Ok(None);
+    };
+    let Some(pcol) = table.partition_column() else {
+        return Ok(None);
+    };
+    if partitions.contains(super::WHOLE_TABLE) {
+        return Ok(None);
+    }
+    let url = lake.url_of(&layout::table(table.zone, input));
+    let label = format!("{} table {input}", table.zone);
+    let ctx = delta::session();
+    let now = delta::register(&ctx, "now", &url).await?;
+    let was = delta::register_at(&ctx, "was", &url, &label, at).await?;
+    let list = crate::silver::store::date_list(partitions);
+    let context = format!("{label}: rows of failed partitions");
+    let mut versions = Vec::new();
+    for name in [("now", now), ("was", was)]
+        .into_iter()
+        .filter_map(|(n, registered)| registered.then_some(n))
+    {
+        let q = format!("SELECT * FROM {name} WHERE {} IN ({list})", ident(pcol));
+        versions.push((name == "was", delta::query(&ctx, &q, &context).await?));
+    }
+    Ok(Some(versions))
+}
+
 /// Runs the gold query with `input` replaced by `rows`; the distinct partition values, or
 /// None when another input does not exist yet.
 async fn run_over(

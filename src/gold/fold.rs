@@ -480,12 +480,12 @@ async fn sums_without_nulls(lake: &Lake, fold: &Fold) -> KaratResult<()> {
 
 /// The partitions a gold write leaves stale, when its baseline holds after it: a whole
 /// recompute that replaced the table holds from scratch; a recompute of some partitions keeps
-/// what `held` before, less the partitions it wrote, plus those it could not (`wanted` but not
+/// the partitions `held` stale before (empty when it covers every partition), less the partitions it wrote, plus those it could not (`wanted` but not
 /// `passing`, and the `blocked` ones). None: the write cannot vouch for the table.
 pub fn stale_after(
     whole: bool,
     replaced_all: bool,
-    held: Option<&Baseline>,
+    held: Option<&BTreeSet<String>>,
     wanted: &[String],
     passing: &[String],
     blocked: &BTreeMap<String, String>,
@@ -493,7 +493,7 @@ pub fn stale_after(
     if whole {
         return replaced_all.then(BTreeSet::new);
     }
-    let mut stale = held?.stale.clone();
+    let mut stale = held?.clone();
     for p in passing {
         stale.remove(p);
     }
@@ -554,7 +554,7 @@ impl Baseline {
     }
 
     /// `plan`'s saved baseline; None when there is none, or it cannot be read.
-    async fn stored(lake: &Lake, plan: &super::GoldPlan) -> Option<Baseline> {
+    pub(super) async fn stored(lake: &Lake, plan: &super::GoldPlan) -> Option<Baseline> {
         let path = layout::gold_baseline(&plan.name);
         let bytes = lake.get_opt(&path).await.ok()??;
         serde_json::from_slice::<Baseline>(&bytes).ok()

@@ -85,6 +85,8 @@ pub struct Work<'a> {
     pub blocked: &'a BTreeMap<String, String>,
     /// The run's changes to fold in, when the table's query folds ([`fold`]).
     pub folding: Option<Folding>,
+    /// Per input, its partitions that failed in the run, and why.
+    pub failed: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Registers `rows` (of `schema`) in `ctx` as the table `name`.
@@ -116,6 +118,7 @@ pub async fn process(
         scope,
         blocked,
         folding,
+        failed,
     } = work;
     let name = &plan.name;
     let g = config
@@ -138,7 +141,26 @@ pub async fn process(
         (Some(f), Ok(_)) => fold::Baseline::holding(lake, config, plan, &f.before).await,
         _ => None,
     };
-    let scope = first_baseline(scope, folding.as_ref(), baseline.as_ref(), blocked);
+    let start = Start {
+        scope,
+        blocked: blocked.clone(),
+        held: baseline.as_ref().map(|b| b.stale.clone()),
+    };
+    let normal = folding.as_ref().is_some_and(|f| f.partials.is_some());
+    let start = match baseline {
+        None if normal => {
+            start
+                .first_baseline(lake, config, &ctx, plan, &base_sql, &failed)
+                .await?
+        }
+        _ => start,
+    };
+    let Start {
+        scope,
+        blocked,
+        held,
+    } = start;
+    let blocked = &blocked;
     let target = Target::of(&scope, pcol.as_deref(), blocked, &base_sql);
     let mut outcomes = target.blocked_outcomes(&scope, blocked);
     if target.wanted.is_none() && !blocked.is_empty() {
@@ -148,7 +170,7 @@ pub async fn process(
     }
     if matches!(&target.wanted, Some(w) if w.is_empty()) {
         if folding.is_some() {
-            let stale = fold::stale_after(false, false, baseline.as_ref(), &[], &[], blocked);
+            let stale = fold::stale_after(false, false, held.as_ref(), &[], &[], blocked);
             fold::Baseline::keep(lake, config, plan, stale, events).await;
         }
         let ok = outcomes.is_empty();
@@ -181,8 +203,8 @@ pub async fn process(
     if folding.is_some() && computed.vouched {
         let wanted = target.wanted.unwrap_or_default();
         let whole = matches!(scope, Scope::Full);
-        let held = baseline.as_ref();
         let passing = &checked.passing;
+        let held = held.as_ref();
         let stale = fold::stale_after(whole, written.replaced_all, held, &wanted, passing, blocked);
         fold::Baseline::keep(lake, config, plan, stale, events).await;
     }
@@ -195,20 +217,107 @@ pub async fn process(
     ))
 }
 
-/// `scope`, or the whole table when a normal run (one with `folding`'s partials) finds no
-/// `baseline` to fold into: it recomputes the table whole once, to start one (a replay
-/// recomputes just its partitions).
-fn first_baseline(
+/// Where a recompute starts: what it covers and blocks, and the partitions of the table
+/// left stale before it (None: the run cannot vouch for what the table held).
+struct Start {
     scope: Scope,
-    folding: Option<&Folding>,
-    baseline: Option<&fold::Baseline>,
-    blocked: &BTreeMap<String, String>,
-) -> Scope {
-    let normal = folding.is_some_and(|f| f.partials.is_some());
-    match scope {
-        Scope::Partitions(_) if normal && baseline.is_none() && blocked.is_empty() => Scope::Full,
-        s => s,
+    blocked: BTreeMap<String, String>,
+    held: Option<BTreeSet<String>>,
+}
+
+impl Start {
+    /// A normal run (one with partials to fold) that finds no baseline to fold into
+    /// recomputes the table whole once, to start one (a replay recomputes just its
+    /// partitions): in full when nothing upstream `failed`, else every partition but the ones
+    /// the failed partitions feed, as the inputs are now or as the table was last computed
+    /// from them (those are blocked: a whole recompute would publish them unchecked).
+    #[allow(clippy::too_many_arguments)]
+    async fn first_baseline(
+        self,
+        lake: &Lake,
+        config: &Config,
+        ctx: &deltalake::datafusion::prelude::SessionContext,
+        plan: &GoldPlan,
+        base_sql: &str,
+        failed: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> KaratResult<Start> {
+        let Scope::Partitions(_) = self.scope else {
+            return Ok(self);
+        };
+        let from_scratch = Some(BTreeSet::new());
+        if self.blocked.is_empty() && failed.values().all(|ps| ps.is_empty()) {
+            return Ok(Start {
+                scope: Scope::Full,
+                held: from_scratch,
+                ..self
+            });
+        }
+        let pcol = config
+            .table(&plan.name)
+            .and_then(|t| t.gold())
+            .and_then(|g| g.partition_by.clone());
+        let Some(pcol) = pcol.filter(|_| !self.blocked.contains_key(WHOLE_TABLE)) else {
+            return Ok(self);
+        };
+        let partitions = failed
+            .iter()
+            .map(|(input, ps)| (input.clone(), ps.keys().cloned().collect()))
+            .collect();
+        let then = fold::Baseline::stored(lake, plan).await.map(|b| b.inputs);
+        let Some(fed) =
+            derive::fed_by_failed(lake, config, plan, &partitions, then.as_ref()).await?
+        else {
+            return Ok(self);
+        };
+        let why = failed.values().flat_map(|ps| ps.values()).next();
+        let why = why
+            .cloned()
+            .unwrap_or_else(|| "upstream partition failed".into());
+        let mut blocked = self.blocked;
+        for p in fed {
+            blocked.entry(p).or_insert_with(|| why.clone());
+        }
+        let mut all = every_partition(lake, ctx, plan, &pcol, base_sql).await?;
+        all.extend(blocked.keys().cloned());
+        Ok(Start {
+            scope: Scope::Partitions(all),
+            blocked,
+            held: from_scratch,
+        })
     }
+}
+
+/// Every partition of `plan`'s table: those it holds and those its query yields.
+async fn every_partition(
+    lake: &Lake,
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    plan: &GoldPlan,
+    pcol: &str,
+    base_sql: &str,
+) -> KaratResult<BTreeSet<String>> {
+    let url = lake.url_of(&layout::table(Zone::Gold, &plan.name));
+    let p = ident(pcol);
+    let mut queries = vec![format!(
+        "SELECT DISTINCT CAST(q.{p} AS VARCHAR) FROM ({base_sql}) AS q"
+    )];
+    if delta::register(ctx, "_karat_gold_now", &url).await? {
+        queries.push(format!(
+            "SELECT DISTINCT CAST({p} AS VARCHAR) FROM _karat_gold_now"
+        ));
+    }
+    let context = format!("gold table {}: its partitions", plan.name);
+    let mut all = BTreeSet::new();
+    for q in queries {
+        for b in delta::query(ctx, &q, &context).await? {
+            let s = delta::utf8(b.column(0));
+            all.extend(
+                (0..s.len())
+                    .filter(|i| s.is_valid(*i))
+                    .map(|i| s.value(i).to_string()),
+            );
+        }
+    }
+    Ok(all)
 }
 
 /// Registers `plan`'s inputs in `ctx`; the reason the table cannot be computed when one has

@@ -748,6 +748,7 @@ impl<'a> Execution<'a> {
             return Ok(());
         }
         let (scope, blocked, whole) = self.gold_scope(g, forced).await?;
+        let failed = inputs_failed(g, &self.upstream);
         let t0 = now();
         let res = gold::process(
             self.lake,
@@ -757,6 +758,7 @@ impl<'a> Execution<'a> {
                 scope,
                 blocked: &blocked,
                 folding: self.folding(g, forced),
+                failed,
             },
             &self.report.run_id,
             self.events,
@@ -993,6 +995,18 @@ impl Execution<'_> {
         }
         Ok(out)
     }
+}
+
+/// Per input of `g`, its partitions that failed in this run, and why.
+fn inputs_failed(
+    g: &GoldPlan,
+    upstream: &BTreeMap<String, Upstream>,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    g.inputs
+        .iter()
+        .filter_map(|i| Some((i.clone(), upstream.get(i)?.failed.clone())))
+        .filter(|(_, failed)| !failed.is_empty())
+        .collect()
 }
 
 /// A ledger unit that is not a partition outcome.

@@ -207,16 +207,6 @@ fn edited_history(dir: &Path, accepted: &str, then: &str) {
     std::fs::write(dir.join("karat.toml"), with(then)).unwrap();
 }
 
-/// [`content`] but gold: a replay run again after an interruption between silver's commit and
-/// gold's finds silver's rows unchanged; gold, whose fold baseline the interruption broke, is
-/// then recomputed whole — a partition the replay failed included, as silver now holds it,
-/// where the replay that never crashed keeps it as it was (blocked).
-async fn silver_and_dead_letters(lake: &Path) -> String {
-    let all = content(lake).await;
-    let at = all.find("\ngold\n").expect("a gold section");
-    all[..at].to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_interrupted_between_silver_and_dead_letters_loses_no_batch() {
     let replay = ["replay", "orders", "--partition", "2026-02-01"];
@@ -230,7 +220,7 @@ async fn a_replay_interrupted_between_silver_and_dead_letters_loses_no_batch() {
         edited_history(never.path(), accepted, then);
         let (code, out) = finish(spawn_karat(never.path(), &replay, &[]));
         assert!(matches!(code, Some(0 | 1)), "{out}");
-        let expected = silver_and_dead_letters(&never.join("lake")).await;
+        let expected = content(&never.join("lake")).await;
         let s = Scratch::new();
         edited_history(s.path(), accepted, then);
         let fault = format!("{point}=return");
@@ -245,10 +235,26 @@ async fn a_replay_interrupted_between_silver_and_dead_letters_loses_no_batch() {
             Some(0),
             "{case}: verify after the replay again:\n{out}"
         );
-        let healed = silver_and_dead_letters(&s.join("lake")).await;
+        // gold too: the partition the failed one fed stays blocked, as it was
+        let healed = content(&s.join("lake")).await;
         assert!(
             healed == expected,
             "{case}: {}",
+            differing(&healed, &expected)
+        );
+        // and the next day's run folds into the same gold
+        for dir in [never.path(), s.path()] {
+            daily_file(dir, 2, 300);
+            let (code, out) = finish(spawn_karat(dir, &["run"], &[]));
+            assert!(matches!(code, Some(0 | 1)), "{case}: the next run:\n{out}");
+        }
+        let (healed, expected) = (
+            content(&s.join("lake")).await,
+            content(&never.join("lake")).await,
+        );
+        assert!(
+            healed == expected,
+            "{case}, the next run: {}",
             differing(&healed, &expected)
         );
     }
