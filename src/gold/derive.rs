@@ -5,12 +5,14 @@
 //! [`super::plan::derivable`]) the whole table is recomputed, and the report says why.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, RecordBatch};
+use deltalake::datafusion::datasource::{MemTable, TableProvider};
 
 use super::plan::GoldPlan;
 use crate::config::{Config, Zone};
-use crate::error::KaratResult;
+use crate::error::{KaratError, KaratResult};
 use crate::lake::delta;
 use crate::lake::{Lake, layout};
 use crate::silver::Changed;
@@ -64,6 +66,8 @@ pub async fn affected(
             if rows.iter().all(|b| b.num_rows() == 0) {
                 continue;
             }
+            let context = format!("gold table {}: changed rows of {input}", plan.name);
+            let rows = changed_rows(rows, &context)?;
             let Some(parts) = run_over(lake, config, plan, &g.sql, pcol, input, rows).await? else {
                 out.whole = Some(format!("an input of {} has no data yet", plan.name));
                 return Ok(out);
@@ -81,8 +85,9 @@ pub async fn affected(
 /// The partitions of `plan`'s table fed by the rows of upstream partitions that failed (per
 /// input), as the inputs are now and, with `then` (their versions when the table was last
 /// computed), as they were then: a failed partition whose rows already left (a run interrupted
-/// after its silver commit) still blocks what it fed. None when they cannot be told (an input
-/// without partitions, or one not created yet).
+/// after its silver commit) still blocks what it fed. The rows are read where they lie, not
+/// held. None when they cannot be told: an input without partitions, another input not
+/// created yet, or the earlier version gone (vacuumed) or no longer read by the query.
 pub async fn fed_by_failed(
     lake: &Lake,
     config: &Config,
@@ -91,26 +96,28 @@ pub async fn fed_by_failed(
     then: Option<&BTreeMap<String, Option<i64>>>,
 ) -> KaratResult<Option<BTreeSet<String>>> {
     let g = config.table(&plan.name).and_then(|t| t.gold());
-    let Some(pcol) = g.and_then(|g| g.partition_by.as_deref()) else {
+    let Some((sql, pcol)) = g.and_then(|g| Some((&g.sql, g.partition_by.as_deref()?))) else {
         return Ok(None);
     };
-    let sql = &g.expect("gold table").sql;
     let mut fed = BTreeSet::new();
     for (input, partitions) in failed.iter().filter(|(_, ps)| !ps.is_empty()) {
-        let at = then.and_then(|v| v.get(input).copied().flatten());
-        let Some(versions) = rows_of_partitions(lake, config, input, partitions, at).await? else {
-            return Ok(None);
-        };
-        for (earlier, rows) in &versions {
-            if rows.iter().all(|b| b.num_rows() == 0) {
+        let earlier = then.and_then(|v| v.get(input).copied().flatten());
+        // now, and then when there was a version then
+        let versions = std::iter::once(None).chain(earlier.map(Some));
+        for at in versions {
+            let view = match rows_of_partitions(lake, config, input, partitions, at).await {
+                Ok(Some(view)) => view,
+                Ok(None) => return Ok(None),
+                Err(_) if at.is_some() => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let Some(view) = view else {
                 continue;
-            }
-            // rows of an earlier version the query no longer reads (a renamed column) cannot
-            // be told: nothing is derived rather than the run failing
-            match run_over(lake, config, plan, sql, pcol, input, rows).await {
+            };
+            match run_over(lake, config, plan, sql, pcol, input, view).await {
                 Ok(Some(parts)) => fed.extend(parts),
                 Ok(None) => return Ok(None),
-                Err(_) if *earlier => return Ok(None),
+                Err(_) if at.is_some() => return Ok(None),
                 Err(e) => return Err(e),
             }
         }
@@ -118,15 +125,16 @@ pub async fn fed_by_failed(
     Ok(Some(fed))
 }
 
-/// The rows of table `input`'s `partitions` now and, when there is one, at version `at`
-/// (marked true: an earlier version); None when the table is not partitioned (or a partition is the whole table).
+/// The rows of table `input`'s `partitions` at version `at` (None: now), as a view over the
+/// table (None inside: no table yet); None when the table is not partitioned (or a partition
+/// is the whole table).
 async fn rows_of_partitions(
     lake: &Lake,
     config: &Config,
     input: &str,
     partitions: &BTreeSet<String>,
     at: Option<i64>,
-) -> KaratResult<Option<Vec<(bool, Vec<RecordBatch>)>>> {
+) -> KaratResult<Option<Option<Arc<dyn TableProvider>>>> {
     let Some(table) = config.table(input) else {
         return Ok(None);
     };
@@ -139,22 +147,24 @@ async fn rows_of_partitions(
     let url = lake.url_of(&layout::table(table.zone, input));
     let label = format!("{} table {input}", table.zone);
     let ctx = delta::session();
-    let now = delta::register(&ctx, "now", &url).await?;
-    let was = delta::register_at(&ctx, "was", &url, &label, at).await?;
-    let list = crate::silver::store::date_list(partitions);
-    let context = format!("{label}: rows of failed partitions");
-    let mut versions = Vec::new();
-    for name in [("now", now), ("was", was)]
-        .into_iter()
-        .filter_map(|(n, registered)| registered.then_some(n))
-    {
-        let q = format!("SELECT * FROM {name} WHERE {} IN ({list})", ident(pcol));
-        versions.push((name == "was", delta::query(&ctx, &q, &context).await?));
+    let registered = match at {
+        None => delta::register(&ctx, "t", &url).await?,
+        Some(_) => delta::register_at(&ctx, "t", &url, &label, at).await?,
+    };
+    if !registered {
+        return Ok(Some(None));
     }
-    Ok(Some(versions))
+    let list = crate::silver::store::date_list(partitions);
+    let q = format!("SELECT * FROM t WHERE {} IN ({list})", ident(pcol));
+    let view = ctx
+        .sql_with_options(&q, delta::read_only())
+        .await
+        .map_err(|e| KaratError::sql(format!("{label}: rows of failed partitions"), e))?
+        .into_view();
+    Ok(Some(Some(view)))
 }
 
-/// Runs the gold query with `input` replaced by `rows`; the distinct partition values, or
+/// Runs the gold query with `input` replaced by `rows` (a table: changed rows, or a view); the distinct partition values, or
 /// None when another input does not exist yet.
 async fn run_over(
     lake: &Lake,
@@ -163,7 +173,7 @@ async fn run_over(
     sql: &str,
     pcol: &str,
     input: &str,
-    rows: &[RecordBatch],
+    rows: Arc<dyn TableProvider>,
 ) -> KaratResult<Option<BTreeSet<String>>> {
     let ctx = delta::session();
     for other in plan.inputs.iter().filter(|i| *i != input) {
@@ -172,12 +182,12 @@ async fn run_over(
             return Ok(None);
         }
     }
-    let rows: Vec<RecordBatch> = rows.iter().filter(|b| b.num_rows() > 0).cloned().collect();
     let context = format!(
         "gold table {}: partitions fed by changed rows of {input}",
         plan.name
     );
-    super::register_rows(&ctx, input, rows[0].schema(), rows, &context)?;
+    ctx.register_table(input, rows)
+        .map_err(|e| KaratError::sql(context.clone(), e))?;
     let q = format!(
         "SELECT DISTINCT CAST(q.{} AS VARCHAR) FROM ({sql}) AS q",
         ident(pcol)
@@ -193,4 +203,12 @@ async fn run_over(
         );
     }
     Ok(Some(parts))
+}
+
+/// Changed rows (some non-empty) as a table.
+fn changed_rows(rows: &[RecordBatch], context: &str) -> KaratResult<Arc<dyn TableProvider>> {
+    let rows: Vec<RecordBatch> = rows.iter().filter(|b| b.num_rows() > 0).cloned().collect();
+    let table = MemTable::try_new(rows[0].schema(), vec![rows])
+        .map_err(|e| KaratError::sql(context.to_string(), e))?;
+    Ok(Arc::new(table))
 }

@@ -13,9 +13,11 @@
 //! Folding is right only while the gold table holds exactly the query over silver as it was
 //! before the run. The [`Baseline`] says when it does: saved after each gold write, it names
 //! the gold version and the input versions it reflects, and the partitions left stale (blocked
-//! or failed, so not written). Any other write to gold or silver (a crash between commits,
-//! `karat maintain`, `karat restore`, a writer outside karat) makes a version differ: the run
-//! then recomputes whole from silver, which starts a new baseline.
+//! or failed, so not written). `karat maintain` carries it over its compactions. Any other
+//! write to gold or silver (a crash between commits, `karat restore`, a writer outside karat)
+//! makes a version differ: the run then recomputes the table from silver, which starts a new
+//! baseline — whole, but for the partitions fed by silver partitions that failed in that run,
+//! which stay blocked (`Start::first_baseline` in [`super`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -480,8 +482,9 @@ async fn sums_without_nulls(lake: &Lake, fold: &Fold) -> KaratResult<()> {
 
 /// The partitions a gold write leaves stale, when its baseline holds after it: a whole
 /// recompute that replaced the table holds from scratch; a recompute of some partitions keeps
-/// the partitions `held` stale before (empty when it covers every partition), less the partitions it wrote, plus those it could not (`wanted` but not
-/// `passing`, and the `blocked` ones). None: the write cannot vouch for the table.
+/// the partitions `held` stale before (none when it covers every partition), less those it
+/// wrote, plus those it could not (`wanted` but not `passing`, and the `blocked` ones). None:
+/// the write cannot vouch for the table.
 pub fn stale_after(
     whole: bool,
     replaced_all: bool,
@@ -574,7 +577,7 @@ impl Baseline {
 
     /// Saves what `plan`'s table holds after a run, with its inputs as they are now, when
     /// the run can vouch for it (`stale`, from [`stale_after`]). One that cannot be saved is
-    /// noted: the next run then recomputes the table whole.
+    /// noted: the next run then recomputes the table from silver.
     pub async fn keep(
         lake: &Lake,
         config: &crate::config::Config,
@@ -671,7 +674,7 @@ pub struct Versions {
 }
 
 /// The SQL of `plan`'s table.
-fn query<'a>(config: &'a crate::config::Config, plan: &super::GoldPlan) -> &'a str {
+pub(super) fn query<'a>(config: &'a crate::config::Config, plan: &super::GoldPlan) -> &'a str {
     config
         .table(&plan.name)
         .and_then(|t| t.gold())

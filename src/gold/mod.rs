@@ -150,7 +150,7 @@ pub async fn process(
     let start = match baseline {
         None if normal => {
             start
-                .first_baseline(lake, config, &ctx, plan, &base_sql, &failed)
+                .first_baseline(lake, config, &ctx, plan, &base_sql, &failed, events)
                 .await?
         }
         _ => start,
@@ -228,9 +228,9 @@ struct Start {
 impl Start {
     /// A normal run (one with partials to fold) that finds no baseline to fold into
     /// recomputes the table whole once, to start one (a replay recomputes just its
-    /// partitions): in full when nothing upstream `failed`, else every partition but the ones
-    /// the failed partitions feed, as the inputs are now or as the table was last computed
-    /// from them (those are blocked: a whole recompute would publish them unchecked).
+    /// partitions). When upstream partitions `failed` in the run, that is every partition but
+    /// the ones they feed (see [`around_failed`]), which stay blocked; otherwise, or when
+    /// those cannot be told (noted), the whole table — unless partitions are blocked already.
     #[allow(clippy::too_many_arguments)]
     async fn first_baseline(
         self,
@@ -240,51 +240,130 @@ impl Start {
         plan: &GoldPlan,
         base_sql: &str,
         failed: &BTreeMap<String, BTreeMap<String, String>>,
+        events: &Events,
     ) -> KaratResult<Start> {
         let Scope::Partitions(_) = self.scope else {
             return Ok(self);
         };
         let from_scratch = Some(BTreeSet::new());
-        if self.blocked.is_empty() && failed.values().all(|ps| ps.is_empty()) {
-            return Ok(Start {
+        let any_failed = failed.values().any(|ps| !ps.is_empty());
+        if any_failed && !self.blocked.contains_key(WHOLE_TABLE) {
+            match around_failed(lake, config, ctx, plan, base_sql, failed, &self.blocked).await? {
+                Around::Blocking { all, blocked } => {
+                    return Ok(Start {
+                        scope: Scope::Partitions(all),
+                        blocked,
+                        held: from_scratch,
+                    });
+                }
+                Around::Whole(Some(why)) => events.note(format!(
+                    "gold {}: recomputed without a baseline, though upstream partitions failed: \
+                     {why}",
+                    plan.name
+                )),
+                Around::Whole(None) => {}
+            }
+        }
+        match self.blocked.is_empty() {
+            true => Ok(Start {
                 scope: Scope::Full,
                 held: from_scratch,
                 ..self
-            });
+            }),
+            false => Ok(self),
         }
-        let pcol = config
-            .table(&plan.name)
-            .and_then(|t| t.gold())
-            .and_then(|g| g.partition_by.clone());
-        let Some(pcol) = pcol.filter(|_| !self.blocked.contains_key(WHOLE_TABLE)) else {
-            return Ok(self);
-        };
-        let partitions = failed
-            .iter()
-            .map(|(input, ps)| (input.clone(), ps.keys().cloned().collect()))
-            .collect();
-        let then = fold::Baseline::stored(lake, plan).await.map(|b| b.inputs);
-        let Some(fed) =
-            derive::fed_by_failed(lake, config, plan, &partitions, then.as_ref()).await?
-        else {
-            return Ok(self);
-        };
-        let why = failed.values().flat_map(|ps| ps.values()).next();
-        let why = why
-            .cloned()
-            .unwrap_or_else(|| "upstream partition failed".into());
-        let mut blocked = self.blocked;
-        for p in fed {
-            blocked.entry(p).or_insert_with(|| why.clone());
-        }
-        let mut all = every_partition(lake, ctx, plan, &pcol, base_sql).await?;
-        all.extend(blocked.keys().cloned());
-        Ok(Start {
-            scope: Scope::Partitions(all),
-            blocked,
-            held: from_scratch,
-        })
     }
+}
+
+/// How a recompute without a baseline goes around upstream partitions that failed.
+enum Around {
+    /// Every partition (`all`), but the `blocked` ones.
+    Blocking {
+        all: BTreeSet<String>,
+        blocked: BTreeMap<String, String>,
+    },
+    /// As if none failed; why, when the partitions they feed cannot be told.
+    Whole(Option<String>),
+}
+
+/// The partitions of `plan`'s table fed by the upstream partitions that `failed`, as silver
+/// holds them now and as it held them when the table was last computed (a run interrupted
+/// after silver's commit may have moved their rows already), added to `blocked`; and every
+/// other partition, to recompute. Only for a table whose saved baseline has today's query and
+/// that is stored partitioned as it is configured (else its partitions are not today's).
+#[allow(clippy::too_many_arguments)]
+async fn around_failed(
+    lake: &Lake,
+    config: &Config,
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    plan: &GoldPlan,
+    base_sql: &str,
+    failed: &BTreeMap<String, BTreeMap<String, String>>,
+    blocked: &BTreeMap<String, String>,
+) -> KaratResult<Around> {
+    let Some(stored) = fold::Baseline::stored(lake, plan).await else {
+        return Ok(Around::Whole(None));
+    };
+    if stored.query != fold::query(config, plan) {
+        return Ok(Around::Whole(Some("its query was edited".into())));
+    }
+    let pcol = config
+        .table(&plan.name)
+        .and_then(|t| t.gold())
+        .and_then(|g| g.partition_by.clone());
+    let Some(pcol) = pcol else {
+        return Ok(Around::Whole(None));
+    };
+    match stored_partitioned_by(lake, plan, &pcol).await? {
+        None => return Ok(Around::Whole(None)),
+        Some(false) => {
+            let why = format!("it is not stored partitioned by {pcol}");
+            return Ok(Around::Whole(Some(why)));
+        }
+        Some(true) => {}
+    }
+    let partitions = failed
+        .iter()
+        .map(|(input, ps)| (input.clone(), ps.keys().cloned().collect()))
+        .collect();
+    let then = Some(&stored.inputs);
+    let Some(fed) = derive::fed_by_failed(lake, config, plan, &partitions, then).await? else {
+        let why = "the partitions they fed cannot be told (their rows as gold was computed are \
+                   gone, or no longer read by its query)";
+        return Ok(Around::Whole(Some(why.into())));
+    };
+    if fed.is_empty() && blocked.is_empty() {
+        return Ok(Around::Whole(None));
+    }
+    let why = failed.values().flat_map(|ps| ps.values()).next();
+    let why = why
+        .cloned()
+        .unwrap_or_else(|| "upstream partition failed".into());
+    let mut blocked = blocked.clone();
+    for p in fed {
+        blocked.entry(p).or_insert_with(|| why.clone());
+    }
+    let mut all = every_partition(lake, ctx, plan, &pcol, base_sql).await?;
+    all.extend(blocked.keys().cloned());
+    Ok(Around::Blocking { all, blocked })
+}
+
+/// Whether `plan`'s Delta table is partitioned by `pcol` alone (None: no table yet).
+async fn stored_partitioned_by(
+    lake: &Lake,
+    plan: &GoldPlan,
+    pcol: &str,
+) -> KaratResult<Option<bool>> {
+    let folder = layout::table(Zone::Gold, &plan.name);
+    let Some(table) = delta::open(&lake.url_of(&folder), &folder).await? else {
+        return Ok(None);
+    };
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| KaratError::delta(folder.clone(), e))?;
+    Ok(Some(
+        snapshot.metadata().partition_columns() == [pcol.to_string()].as_slice(),
+    ))
 }
 
 /// Every partition of `plan`'s table: those it holds and those its query yields.
