@@ -1,7 +1,8 @@
 //! The manifest of a bronze batch: content checksum, counts and inferred schema. Its presence is
 //! what makes a batch exist: the object is written first, the manifest last.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, OnceLock};
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -73,16 +74,24 @@ pub async fn write(lake: &Lake, m: &Manifest) -> KaratResult<()> {
     lake.put(&path, bytes.into()).await
 }
 
-/// Every batch of a source, oldest first (by ingest time, then id).
+/// Every batch of a source, oldest first (by ingest time, then id). Each manifest is read
+/// once a process ([`Seen`]): a run lists them several times, and the dashboard on every
+/// refresh, while only the new ones need reading.
 pub async fn list(lake: &Lake, source: &str) -> KaratResult<Vec<Manifest>> {
     let metas = lake.list(&layout::bronze_manifests(source)).await?;
     let reads = futures::stream::iter(metas.into_iter().map(|m| {
         let lake = lake.clone();
         async move {
             let path = m.location.to_string();
+            let seen = Seen::of(&lake, &m);
+            if let Some(known) = seen.get() {
+                return Ok(known);
+            }
             let bytes = lake.get(&path).await?;
-            serde_json::from_slice::<Manifest>(&bytes)
-                .map_err(|e| KaratError::Other(format!("bronze manifest {path}: {e}")))
+            let manifest = serde_json::from_slice::<Manifest>(&bytes)
+                .map_err(|e| KaratError::Other(format!("bronze manifest {path}: {e}")))?;
+            seen.put(&manifest);
+            Ok(manifest)
         }
     }))
     .buffer_unordered(16)
@@ -91,4 +100,80 @@ pub async fn list(lake: &Lake, source: &str) -> KaratResult<Vec<Manifest>> {
     let mut out = reads.into_iter().collect::<KaratResult<Vec<_>>>()?;
     out.sort_by(|a, b| (&a.ingested_at, &a.batch_id).cmp(&(&b.ingested_at, &b.batch_id)));
     Ok(out)
+}
+
+/// A manifest as this process last read it: by its object's address, size, modification
+/// time and entity tag. A manifest is written once and never changed (its batch id is its
+/// bytes' checksum); one rewritten beside karat differs in tag (or time, or size), so is read
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Seen {
+    url: String,
+    size: u64,
+    modified: Option<i64>,
+    e_tag: Option<String>,
+}
+
+impl Seen {
+    fn of(lake: &Lake, meta: &object_store::ObjectMeta) -> Seen {
+        Seen {
+            url: lake.url_of(meta.location.as_ref()).to_string(),
+            size: meta.size,
+            modified: meta.last_modified.timestamp_nanos_opt(),
+            e_tag: meta.e_tag.clone(),
+        }
+    }
+
+    /// The manifests this process read.
+    fn all() -> std::sync::MutexGuard<'static, HashMap<Seen, Manifest>> {
+        static SEEN: OnceLock<Mutex<HashMap<Seen, Manifest>>> = OnceLock::new();
+        let seen = SEEN.get_or_init(Default::default);
+        seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self) -> Option<Manifest> {
+        Seen::all().get(self).cloned()
+    }
+
+    fn put(self, manifest: &Manifest) {
+        Seen::all().insert(self, manifest.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(records: u64) -> Manifest {
+        Manifest {
+            batch_id: "b1".into(),
+            source: "orders".into(),
+            sha256: "00".into(),
+            ingest_date: "2026-11-24".into(),
+            ingested_at: "2026-11-24T00:00:00.000000Z".into(),
+            origin: "orders.ndjson".into(),
+            object: "bronze/orders/b1.ndjson.gz".into(),
+            bytes_in: 1,
+            records,
+            invalid: 0,
+            blank: 0,
+            schema: BTreeMap::new(),
+            expected_records: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_manifest_rewritten_beside_karat_is_read_again_and_a_deleted_one_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(&url::Url::from_directory_path(dir.path()).unwrap()).unwrap();
+        write(&lake, &manifest(3)).await.unwrap();
+        assert_eq!(list(&lake, "orders").await.unwrap()[0].records, 3);
+        // the same size, written again: another tag and time
+        write(&lake, &manifest(4)).await.unwrap();
+        assert_eq!(list(&lake, "orders").await.unwrap()[0].records, 4);
+        lake.delete(&layout::bronze_manifest("orders", "b1"))
+            .await
+            .unwrap();
+        assert!(list(&lake, "orders").await.unwrap().is_empty());
+    }
 }
