@@ -114,12 +114,6 @@ pub async fn process(
     run_id: &str,
     events: &Events,
 ) -> KaratResult<GoldReport> {
-    let Work {
-        scope,
-        blocked,
-        folding,
-        failed,
-    } = work;
     let name = &plan.name;
     let g = config
         .table(name)
@@ -137,29 +131,23 @@ pub async fn process(
     }
     let base_sql = query_of(lake, &ctx, g).await?;
     let pcol = g.partition_by.clone().filter(|_| plan.incremental);
-    let baseline = match (&folding, &plan.fold) {
+    let folding = work.folding.as_ref();
+    let baseline = match (folding, &plan.fold) {
         (Some(f), Ok(_)) => fold::Baseline::holding(lake, config, plan, &f.before).await,
         _ => None,
     };
-    let start = Start {
-        scope,
-        blocked: blocked.clone(),
-        held: baseline.as_ref().map(|b| b.stale.clone()),
-    };
-    let normal = folding.as_ref().is_some_and(|f| f.partials.is_some());
-    let start = match baseline {
-        None if normal => {
-            start
-                .first_baseline(lake, config, &ctx, plan, &base_sql, &failed, events)
-                .await?
-        }
-        _ => start,
+    let table = Table {
+        lake,
+        config,
+        ctx: &ctx,
+        plan,
+        base_sql: &base_sql,
     };
     let Start {
         scope,
         blocked,
         held,
-    } = start;
+    } = Start::of(&table, &work, baseline.as_ref(), events).await?;
     let blocked = &blocked;
     let target = Target::of(&scope, pcol.as_deref(), blocked, &base_sql);
     let mut outcomes = target.blocked_outcomes(&scope, blocked);
@@ -177,7 +165,7 @@ pub async fn process(
         let why = "nothing to recompute".to_string();
         return Ok(finished_early(events, name, outcomes, ok, why));
     }
-    let partials = folding.as_ref().and_then(|f| f.partials.as_ref());
+    let partials = folding.and_then(|f| f.partials.as_ref());
     let folds = match (&pcol, &baseline, partials, &plan.fold) {
         (Some(p), Some(b), Some(partials), Ok(f)) => Some((p.as_str(), b, partials, f)),
         _ => None,
@@ -217,6 +205,16 @@ pub async fn process(
     ))
 }
 
+/// A gold table being recomputed: its plan and query, with its inputs registered in `ctx`.
+#[derive(Clone, Copy)]
+struct Table<'a> {
+    lake: &'a Lake,
+    config: &'a Config,
+    ctx: &'a deltalake::datafusion::prelude::SessionContext,
+    plan: &'a GoldPlan,
+    base_sql: &'a str,
+}
+
 /// Where a recompute starts: what it covers and blocks, and the partitions of the table
 /// left stale before it (None: the run cannot vouch for what the table held).
 struct Start {
@@ -226,19 +224,33 @@ struct Start {
 }
 
 impl Start {
+    /// Where recomputing `table` for `work` starts: folding into `baseline` when it holds.
+    async fn of(
+        table: &Table<'_>,
+        work: &Work<'_>,
+        baseline: Option<&fold::Baseline>,
+        events: &Events,
+    ) -> KaratResult<Start> {
+        let start = Start {
+            scope: work.scope.clone(),
+            blocked: work.blocked.clone(),
+            held: baseline.map(|b| b.stale.clone()),
+        };
+        let normal = work.folding.as_ref().is_some_and(|f| f.partials.is_some());
+        match baseline {
+            None if normal => start.first_baseline(table, &work.failed, events).await,
+            _ => Ok(start),
+        }
+    }
+
     /// A normal run (one with partials to fold) that finds no baseline to fold into
     /// recomputes the table whole once, to start one (a replay recomputes just its
     /// partitions). When upstream partitions `failed` in the run, that is every partition but
     /// the ones they feed (see [`around_failed`]), which stay blocked; otherwise, or when
     /// those cannot be told (noted), the whole table — unless partitions are blocked already.
-    #[allow(clippy::too_many_arguments)]
     async fn first_baseline(
         self,
-        lake: &Lake,
-        config: &Config,
-        ctx: &deltalake::datafusion::prelude::SessionContext,
-        plan: &GoldPlan,
-        base_sql: &str,
+        table: &Table<'_>,
         failed: &BTreeMap<String, BTreeMap<String, String>>,
         events: &Events,
     ) -> KaratResult<Start> {
@@ -248,7 +260,7 @@ impl Start {
         let from_scratch = Some(BTreeSet::new());
         let any_failed = failed.values().any(|ps| !ps.is_empty());
         if any_failed && !self.blocked.contains_key(WHOLE_TABLE) {
-            match around_failed(lake, config, ctx, plan, base_sql, failed, &self.blocked).await? {
+            match around_failed(table, failed, &self.blocked).await? {
                 Around::Blocking { all, blocked } => {
                     return Ok(Start {
                         scope: Scope::Partitions(all),
@@ -259,7 +271,7 @@ impl Start {
                 Around::Whole(Some(why)) => events.note(format!(
                     "gold {}: recomputed without a baseline, though upstream partitions failed: \
                      {why}",
-                    plan.name
+                    table.plan.name
                 )),
                 Around::Whole(None) => {}
             }
@@ -291,16 +303,18 @@ enum Around {
 /// after silver's commit may have moved their rows already), added to `blocked`; and every
 /// other partition, to recompute. Only for a table whose saved baseline has today's query and
 /// that is stored partitioned as it is configured (else its partitions are not today's).
-#[allow(clippy::too_many_arguments)]
 async fn around_failed(
-    lake: &Lake,
-    config: &Config,
-    ctx: &deltalake::datafusion::prelude::SessionContext,
-    plan: &GoldPlan,
-    base_sql: &str,
+    table: &Table<'_>,
     failed: &BTreeMap<String, BTreeMap<String, String>>,
     blocked: &BTreeMap<String, String>,
 ) -> KaratResult<Around> {
+    let Table {
+        lake,
+        config,
+        ctx,
+        plan,
+        base_sql,
+    } = *table;
     let Some(stored) = fold::Baseline::stored(lake, plan).await else {
         return Ok(Around::Whole(None));
     };
