@@ -1,5 +1,6 @@
 //! The manifest of a bronze batch: content checksum, counts and inferred schema. Its presence is
-//! what makes a batch exist: the object is written first, the manifest last.
+//! what makes a batch exist: the object is written first, the manifest last. A process reads
+//! each manifest once, however often it lists them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, OnceLock};
@@ -74,38 +75,41 @@ pub async fn write(lake: &Lake, m: &Manifest) -> KaratResult<()> {
     lake.put(&path, bytes.into()).await
 }
 
-/// Every batch of a source, oldest first (by ingest time, then id). Each manifest is read
-/// once a process ([`Seen`]): a run lists them several times, and the dashboard on every
-/// refresh, while only the new ones need reading.
+/// Every batch of a source, oldest first (by ingest time, then id). A manifest already read
+/// by this process is not read again ([`Seen`]): a run lists them several times, and the
+/// dashboard on every refresh, while only the new ones need reading.
 pub async fn list(lake: &Lake, source: &str) -> KaratResult<Vec<Manifest>> {
-    let metas = lake.list(&layout::bronze_manifests(source)).await?;
+    let folder = layout::bronze_manifests(source);
+    let metas = lake.list(&folder).await?;
+    let cache = lake.url_of(&folder).to_string();
     let reads = futures::stream::iter(metas.into_iter().map(|m| {
-        let lake = lake.clone();
+        let (lake, cache) = (lake.clone(), cache.clone());
         async move {
             let path = m.location.to_string();
             let seen = Seen::of(&lake, &m);
-            if let Some(known) = seen.get() {
-                return Ok(known);
+            if let Some(known) = seen.get(&cache) {
+                return Ok((seen, known));
             }
             let bytes = lake.get(&path).await?;
             let manifest = serde_json::from_slice::<Manifest>(&bytes)
                 .map_err(|e| KaratError::Other(format!("bronze manifest {path}: {e}")))?;
-            seen.put(&manifest);
-            Ok(manifest)
+            Ok((seen, manifest))
         }
     }))
     .buffer_unordered(16)
     .collect::<Vec<_>>()
     .await;
-    let mut out = reads.into_iter().collect::<KaratResult<Vec<_>>>()?;
+    let read = reads.into_iter().collect::<KaratResult<Vec<_>>>()?;
+    Seen::keep(&cache, &read);
+    let mut out: Vec<Manifest> = read.into_iter().map(|(_, m)| m).collect();
     out.sort_by(|a, b| (&a.ingested_at, &a.batch_id).cmp(&(&b.ingested_at, &b.batch_id)));
     Ok(out)
 }
 
-/// A manifest as this process last read it: by its object's address, size, modification
-/// time and entity tag. A manifest is written once and never changed (its batch id is its
-/// bytes' checksum); one rewritten beside karat differs in tag (or time, or size), so is read
-/// again.
+/// A manifest this process read, by its object's address, size, modification time and entity
+/// tag. Bronze writes a batch's manifest once (never over one that exists); one rewritten
+/// beside karat differs in tag (or time, or size), so is read again. Per manifests folder,
+/// the process keeps those its last listing returned: one copy of each, and none deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Seen {
     url: String,
@@ -113,6 +117,9 @@ struct Seen {
     modified: Option<i64>,
     e_tag: Option<String>,
 }
+
+/// Per manifests folder (its URL), the manifests its last listing returned.
+type Folders = HashMap<String, HashMap<Seen, Manifest>>;
 
 impl Seen {
     fn of(lake: &Lake, meta: &object_store::ObjectMeta) -> Seen {
@@ -124,19 +131,21 @@ impl Seen {
         }
     }
 
-    /// The manifests this process read.
-    fn all() -> std::sync::MutexGuard<'static, HashMap<Seen, Manifest>> {
-        static SEEN: OnceLock<Mutex<HashMap<Seen, Manifest>>> = OnceLock::new();
-        let seen = SEEN.get_or_init(Default::default);
-        seen.lock().unwrap_or_else(|e| e.into_inner())
+    fn folders() -> std::sync::MutexGuard<'static, Folders> {
+        static FOLDERS: OnceLock<Mutex<Folders>> = OnceLock::new();
+        let folders = FOLDERS.get_or_init(Default::default);
+        folders.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn get(&self) -> Option<Manifest> {
-        Seen::all().get(self).cloned()
+    /// The manifest of folder `cache`'s last listing, if this is it.
+    fn get(&self, cache: &str) -> Option<Manifest> {
+        Seen::folders().get(cache)?.get(self).cloned()
     }
 
-    fn put(self, manifest: &Manifest) {
-        Seen::all().insert(self, manifest.clone());
+    /// Keeps what a listing of folder `cache` returned, and only that.
+    fn keep(cache: &str, read: &[(Seen, Manifest)]) {
+        let listed = read.iter().cloned().collect();
+        Seen::folders().insert(cache.to_string(), listed);
     }
 }
 
@@ -163,7 +172,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_manifest_rewritten_beside_karat_is_read_again_and_a_deleted_one_is_gone() {
+    async fn a_manifest_rewritten_beside_karat_is_read_again_and_a_deleted_one_is_let_go() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(&url::Url::from_directory_path(dir.path()).unwrap()).unwrap();
         write(&lake, &manifest(3)).await.unwrap();
@@ -175,5 +184,11 @@ mod tests {
             .await
             .unwrap();
         assert!(list(&lake, "orders").await.unwrap().is_empty());
+        let folder = lake.url_of(&layout::bronze_manifests("orders")).to_string();
+        assert_eq!(
+            Seen::folders()[&folder].len(),
+            0,
+            "none kept but the listing's"
+        );
     }
 }
