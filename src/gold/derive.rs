@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, RecordBatch};
-use deltalake::datafusion::datasource::{MemTable, TableProvider};
+use deltalake::datafusion::datasource::TableProvider;
 
 use super::plan::GoldPlan;
 use crate::config::{Config, Zone};
@@ -106,13 +106,11 @@ pub async fn fed_by_failed(
         let versions = std::iter::once(None).chain(earlier.map(Some));
         for at in versions {
             let view = match rows_of_partitions(lake, config, input, partitions, at).await {
-                Ok(Some(view)) => view,
-                Ok(None) => return Ok(None),
+                Ok(FailedRows::View(view)) => view,
+                Ok(FailedRows::NoTable) => continue,
+                Ok(FailedRows::Untold) => return Ok(None),
                 Err(_) if at.is_some() => return Ok(None),
                 Err(e) => return Err(e),
-            };
-            let Some(view) = view else {
-                continue;
             };
             match run_over(lake, config, plan, sql, pcol, input, view).await {
                 Ok(Some(parts)) => fed.extend(parts),
@@ -125,24 +123,32 @@ pub async fn fed_by_failed(
     Ok(Some(fed))
 }
 
-/// The rows of table `input`'s `partitions` at version `at` (None: now), as a view over the
-/// table (None inside: no table yet); None when the table is not partitioned (or a partition
-/// is the whole table).
+/// Where the rows of failed partitions are.
+enum FailedRows {
+    /// A view over the table, restricted to them.
+    View(Arc<dyn TableProvider>),
+    /// Nowhere: the table does not exist (at that version).
+    NoTable,
+    /// Not told apart: the table is not partitioned, or a partition is the whole table.
+    Untold,
+}
+
+/// The rows of table `input`'s `partitions` at version `at` (None: now).
 async fn rows_of_partitions(
     lake: &Lake,
     config: &Config,
     input: &str,
     partitions: &BTreeSet<String>,
     at: Option<i64>,
-) -> KaratResult<Option<Option<Arc<dyn TableProvider>>>> {
+) -> KaratResult<FailedRows> {
     let Some(table) = config.table(input) else {
-        return Ok(None);
+        return Ok(FailedRows::Untold);
     };
     let Some(pcol) = table.partition_column() else {
-        return Ok(None);
+        return Ok(FailedRows::Untold);
     };
     if partitions.contains(super::WHOLE_TABLE) {
-        return Ok(None);
+        return Ok(FailedRows::Untold);
     }
     let url = lake.url_of(&layout::table(table.zone, input));
     let label = format!("{} table {input}", table.zone);
@@ -152,7 +158,7 @@ async fn rows_of_partitions(
         Some(_) => delta::register_at(&ctx, "t", &url, &label, at).await?,
     };
     if !registered {
-        return Ok(Some(None));
+        return Ok(FailedRows::NoTable);
     }
     let list = crate::silver::store::date_list(partitions);
     let q = format!("SELECT * FROM t WHERE {} IN ({list})", ident(pcol));
@@ -161,11 +167,11 @@ async fn rows_of_partitions(
         .await
         .map_err(|e| KaratError::sql(format!("{label}: rows of failed partitions"), e))?
         .into_view();
-    Ok(Some(Some(view)))
+    Ok(FailedRows::View(view))
 }
 
-/// Runs the gold query with `input` replaced by `rows` (a table: changed rows, or a view); the distinct partition values, or
-/// None when another input does not exist yet.
+/// Runs the gold query with `input` replaced by `rows` (changed rows, or a view of stored
+/// ones); the distinct partition values, or None when another input does not exist yet.
 async fn run_over(
     lake: &Lake,
     config: &Config,
@@ -208,7 +214,5 @@ async fn run_over(
 /// Changed rows (some non-empty) as a table.
 fn changed_rows(rows: &[RecordBatch], context: &str) -> KaratResult<Arc<dyn TableProvider>> {
     let rows: Vec<RecordBatch> = rows.iter().filter(|b| b.num_rows() > 0).cloned().collect();
-    let table = MemTable::try_new(rows[0].schema(), vec![rows])
-        .map_err(|e| KaratError::sql(context.to_string(), e))?;
-    Ok(Arc::new(table))
+    Ok(super::rows_table(rows[0].schema(), rows, context)?)
 }

@@ -97,11 +97,20 @@ pub(crate) fn register_rows(
     rows: Vec<RecordBatch>,
     context: &str,
 ) -> KaratResult<()> {
-    let t = MemTable::try_new(schema, vec![rows])
-        .map_err(|e| KaratError::sql(context.to_string(), e))?;
-    ctx.register_table(name, Arc::new(t))
+    ctx.register_table(name, rows_table(schema, rows, context)?)
         .map_err(|e| KaratError::sql(context.to_string(), e))?;
     Ok(())
+}
+
+/// `rows` (of `schema`) as a table to query.
+pub(crate) fn rows_table(
+    schema: deltalake::arrow::datatypes::SchemaRef,
+    rows: Vec<RecordBatch>,
+    context: &str,
+) -> KaratResult<Arc<MemTable>> {
+    MemTable::try_new(schema, vec![rows])
+        .map(Arc::new)
+        .map_err(|e| KaratError::sql(context.to_string(), e))
 }
 
 /// Recomputes `plan`'s table: `work`'s partitions, by folding the run's changes into them when
