@@ -28,11 +28,12 @@ use deltalake::logstore::parquet_reader::ParquetObjectReader;
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::{ArrowPredicateFn, ArrowReaderOptions, RowFilter};
 use deltalake::parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use deltalake::parquet::errors::ParquetError;
 use deltalake::parquet::file::metadata::PageIndexPolicy;
 use futures::{StreamExt, TryStreamExt};
 
 use super::append::cores;
-use super::delta;
+use super::{delta, footers};
 use crate::error::{KaratError, KaratResult};
 
 /// The row number column a file's reader adds (a parquet virtual column).
@@ -40,6 +41,26 @@ const ROW_NUMBER: &str = "_karat_row_number";
 
 /// Rows a file's reader decides on at a time (the row filter runs once per batch).
 const BATCH_ROWS: usize = 8192;
+
+/// Bytes read from a file's end for its footer: enough for karat's footers in one read (the
+/// last eight bytes say how long the footer is; without a hint they are a read of their own).
+const FOOTER_HINT: usize = 64 << 10;
+
+/// A file reader's options: rows numbered ([`ROW_NUMBER`], parquet's `RowNumber` virtual
+/// column, named by its extension type since neither the type nor arrow's metadata keys are
+/// re-exported), no page index.
+pub(super) fn numbered() -> Result<ArrowReaderOptions, ParquetError> {
+    let number = Field::new(ROW_NUMBER, DataType::Int64, false).with_metadata(HashMap::from([
+        (
+            "ARROW:extension:name".to_string(),
+            "parquet.virtual.row_number".to_string(),
+        ),
+        ("ARROW:extension:metadata".to_string(), String::new()),
+    ]));
+    ArrowReaderOptions::new()
+        .with_page_index_policy(PageIndexPolicy::Skip)
+        .with_virtual_columns(vec![Arc::new(number)])
+}
 
 /// Which rows of a batch (holding at least the columns read) are wanted (true).
 pub type Wanted = Arc<dyn Fn(&RecordBatch) -> Result<BooleanArray, ArrowError> + Send + Sync>;
@@ -261,9 +282,9 @@ impl Reading {
         }))
     }
 
-    /// A reader of `file` that numbers its rows ([`ROW_NUMBER`]). Page indexes are not read:
-    /// fetching page by page was slower than whole column chunks (measured on the daily
-    /// benches).
+    /// A reader of `file` that numbers its rows ([`ROW_NUMBER`]), its footer read once a
+    /// process ([`footers`]). Page indexes are not read: fetching page by page was slower than
+    /// whole column chunks (measured on the daily benches).
     async fn builder(
         &self,
         file: &LogicalFileView,
@@ -272,22 +293,18 @@ impl Reading {
         let store = self.table.log_store().object_store(None);
         let reader = ParquetObjectReader::new(store, file.object_store_path())
             .with_file_size(file.size() as u64);
-        // parquet's `RowNumber` virtual column, by its extension type's name (neither the type
-        // nor arrow's metadata keys are re-exported)
-        let number = Field::new(ROW_NUMBER, DataType::Int64, false).with_metadata(HashMap::from([
-            (
-                "ARROW:extension:name".to_string(),
-                "parquet.virtual.row_number".to_string(),
-            ),
-            ("ARROW:extension:metadata".to_string(), String::new()),
-        ]));
-        let options = ArrowReaderOptions::new()
-            .with_page_index_policy(PageIndexPolicy::Skip)
-            .with_virtual_columns(vec![Arc::new(number)])
-            .map_err(|e| parquet_error(&context, e))?;
-        ParquetRecordBatchStreamBuilder::new_with_options(reader, options)
+        let options = numbered().map_err(|e| parquet_error(&context, e))?;
+        let key = footers::FileKey {
+            url: format!("{}{}", self.table.table_url(), file.path()),
+            size: file.size() as u64,
+        };
+        let mut reader = reader.with_footer_size_hint(FOOTER_HINT);
+        let metadata = footers::load(&key, &mut reader, options)
             .await
-            .map_err(|e| parquet_error(&context, e))
+            .map_err(|e| parquet_error(&context, e))?;
+        Ok(ParquetRecordBatchStreamBuilder::new_with_metadata(
+            reader, metadata,
+        ))
     }
 
     /// `b`'s columns as the table's schema types them.

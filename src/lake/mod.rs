@@ -8,6 +8,7 @@ pub mod deletion;
 pub mod delta;
 pub mod encoding;
 pub mod fault;
+pub mod footers;
 pub mod layout;
 pub mod lease;
 pub mod lookup;
