@@ -11,6 +11,8 @@ pub mod fault;
 pub mod footers;
 pub mod layout;
 pub mod lease;
+#[cfg(unix)]
+pub mod local;
 pub mod lookup;
 pub mod rewrite;
 pub mod stats;
@@ -55,10 +57,14 @@ impl Lake {
                     KaratError::Usage(format!("lake url {root} is not a local path"))
                 })?;
                 std::fs::create_dir_all(&dir).map_err(|e| KaratError::io(&dir, e))?;
-                Arc::new(
-                    object_store::local::LocalFileSystem::new_with_prefix(&dir)
-                        .map_err(|e| KaratError::storage(root.as_str(), e))?,
-                )
+                let folder = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| KaratError::storage(root.as_str(), e))?;
+                #[cfg(unix)]
+                let folder = {
+                    local::register();
+                    local::Inline::new(folder)
+                };
+                Arc::new(folder)
             }
             "memory" => Arc::new(object_store::memory::InMemory::new()),
             scheme => {
