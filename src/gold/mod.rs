@@ -139,9 +139,7 @@ pub async fn process(
         return Ok(finished_early(events, name, vec![outcome], false, why));
     }
     let base_sql = query_of(lake, &ctx, g).await?;
-    let pcol = g.partition_by.clone().filter(|_| plan.incremental);
-    let folding = work.folding.as_ref();
-    let baseline = match (folding, &plan.fold) {
+    let baseline = match (work.folding.as_ref(), &plan.fold) {
         (Some(f), Ok(_)) => fold::Baseline::holding(lake, config, plan, &f.before).await,
         _ => None,
     };
@@ -152,66 +150,124 @@ pub async fn process(
         plan,
         base_sql: &base_sql,
     };
-    let Start {
-        scope,
-        blocked,
-        held,
-    } = Start::of(&table, &work, baseline.as_ref(), events).await?;
-    let blocked = &blocked;
-    let target = Target::of(&scope, pcol.as_deref(), blocked, &base_sql);
-    let mut outcomes = target.blocked_outcomes(&scope, blocked);
-    if target.wanted.is_none() && !blocked.is_empty() {
-        // a whole-table recompute over failed upstream partitions would publish bad numbers
-        let why = "blocked by upstream failures".to_string();
-        return Ok(finished_early(events, name, outcomes, false, why));
-    }
-    if matches!(&target.wanted, Some(w) if w.is_empty()) {
-        if folding.is_some() {
-            let stale = fold::stale_after(false, false, held.as_ref(), &[], &[], blocked);
-            fold::Baseline::keep(lake, config, plan, stale, events).await;
-        }
-        let ok = outcomes.is_empty();
-        let why = "nothing to recompute".to_string();
-        return Ok(finished_early(events, name, outcomes, ok, why));
-    }
-    let partials = folding.and_then(|f| f.partials.as_ref());
-    let folds = match (&pcol, &baseline, partials, &plan.fold) {
-        (Some(p), Some(b), Some(partials), Ok(f)) => Some((p.as_str(), b, partials, f)),
-        _ => None,
-    };
-    let computed = compute(lake, &ctx, plan, &target, folds, &base_sql, events).await?;
-    let mut checked = check_partitions(&ctx, plan, g, pcol.as_deref(), &target, &computed).await?;
-    outcomes.append(&mut checked.outcomes);
-    let whole = target.wanted.is_none();
-    let written = publish(
-        lake,
-        plan,
-        g,
-        pcol.as_deref(),
-        whole,
-        computed.batches,
-        &checked,
+    let start = Start::of(&table, &work, baseline.as_ref(), events).await?;
+    let recompute = Recompute {
+        table,
+        spec: g,
+        folding: work.folding.as_ref(),
+        baseline: baseline.as_ref(),
         run_id,
-    )
-    .await?;
-    for o in outcomes.iter_mut().filter(|o| o.status.promoted()) {
-        o.delta_version = written.version.or(o.delta_version);
-    }
-    if folding.is_some() && computed.vouched {
-        let wanted = target.wanted.unwrap_or_default();
-        let whole = matches!(scope, Scope::Full);
-        let passing = &checked.passing;
-        let held = held.as_ref();
-        let stale = fold::stale_after(whole, written.replaced_all, held, &wanted, passing, blocked);
-        fold::Baseline::keep(lake, config, plan, stale, events).await;
-    }
-    Ok(finished(
         events,
-        name,
-        outcomes,
-        written.version,
-        computed.folded,
-    ))
+    };
+    recompute.from(start).await
+}
+
+/// A recompute of one gold table once where it starts is known.
+struct Recompute<'a> {
+    table: Table<'a>,
+    spec: &'a crate::config::GoldSpec,
+    folding: Option<&'a Folding>,
+    baseline: Option<&'a fold::Baseline>,
+    run_id: &'a str,
+    events: &'a Events,
+}
+
+impl Recompute<'_> {
+    /// Why the recompute stops before computing anything, if it does: a whole-table recompute
+    /// over failed upstream partitions would publish bad numbers; or no partition is wanted
+    /// (then the fold's baseline is kept, with the partitions `held` stale and `blocked`).
+    async fn stops(
+        &self,
+        target: &Target,
+        held: Option<&BTreeSet<String>>,
+        blocked: &BTreeMap<String, String>,
+    ) -> Option<String> {
+        if target.wanted.is_none() && !blocked.is_empty() {
+            return Some("blocked by upstream failures".to_string());
+        }
+        if !matches!(&target.wanted, Some(w) if w.is_empty()) {
+            return None;
+        }
+        if self.folding.is_some() {
+            let Table {
+                lake, config, plan, ..
+            } = self.table;
+            let stale = fold::stale_after(false, false, held, &[], &[], blocked);
+            fold::Baseline::keep(lake, config, plan, stale, self.events).await;
+        }
+        Some("nothing to recompute".to_string())
+    }
+
+    /// Recomputes the partitions `start` covers (or says why none), checks and publishes
+    /// them, and keeps the fold's baseline for the next run.
+    async fn from(self, start: Start) -> KaratResult<GoldReport> {
+        let Start {
+            scope,
+            blocked,
+            held,
+        } = start;
+        let pcol = self
+            .spec
+            .partition_by
+            .clone()
+            .filter(|_| self.table.plan.incremental);
+        let blocked = &blocked;
+        let target = Target::of(&scope, pcol.as_deref(), blocked, self.table.base_sql);
+        let mut outcomes = target.blocked_outcomes(&scope, blocked);
+        if let Some(why) = self.stops(&target, held.as_ref(), blocked).await {
+            let ok = outcomes.is_empty() && target.wanted.is_some();
+            return Ok(finished_early(
+                self.events,
+                &self.table.plan.name,
+                outcomes,
+                ok,
+                why,
+            ));
+        }
+        let (t, g, events) = (self.table, self.spec, self.events);
+        let partials = self.folding.and_then(|f| f.partials.as_ref());
+        let folds = match (&pcol, self.baseline, partials, &t.plan.fold) {
+            (Some(p), Some(b), Some(partials), Ok(f)) => Some((p.as_str(), b, partials, f)),
+            _ => None,
+        };
+        let computed = compute(t.lake, t.ctx, t.plan, &target, folds, t.base_sql, events).await?;
+        let pcol = pcol.as_deref();
+        let mut checked = check_partitions(t.ctx, t.plan, g, pcol, &target, &computed).await?;
+        outcomes.append(&mut checked.outcomes);
+        let whole = target.wanted.is_none();
+        let batches = computed.batches;
+        let written = publish(
+            t.lake,
+            t.plan,
+            g,
+            pcol,
+            whole,
+            batches,
+            &checked,
+            self.run_id,
+        )
+        .await?;
+        for o in outcomes.iter_mut().filter(|o| o.status.promoted()) {
+            o.delta_version = written.version.or(o.delta_version);
+        }
+        if self.folding.is_some() && computed.vouched {
+            let wanted = target.wanted.unwrap_or_default();
+            let whole = matches!(scope, Scope::Full);
+            let passing = &checked.passing;
+            let held = held.as_ref();
+            let stale =
+                fold::stale_after(whole, written.replaced_all, held, &wanted, passing, blocked);
+            fold::Baseline::keep(t.lake, t.config, t.plan, stale, events).await;
+        }
+        let name = &t.plan.name;
+        Ok(finished(
+            events,
+            name,
+            outcomes,
+            written.version,
+            computed.folded,
+        ))
+    }
 }
 
 /// A gold table being recomputed: its plan and query, with its inputs registered in `ctx`.
