@@ -103,9 +103,7 @@ pub async fn ingest(lake: &Lake, source: &Source, events: &Events) -> KaratResul
                 });
             let seen = Arc::new(Mutex::new(seen));
             let claimed = Arc::new(Mutex::new(known));
-            let parallel = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2);
+            let parallel = crate::lake::append::cores();
             let results = futures::stream::iter(paths.into_iter().enumerate().map(|(i, path)| {
                 let lake = lake.clone();
                 let claimed = claimed.clone();

@@ -242,11 +242,15 @@ pub async fn write_files(
     write_shares(table, config, shares, label).await
 }
 
-/// The number of writers: one per core.
+/// The number of writers: one per core. Asked once a process (the standard library reads the
+/// cgroup's CPU quota files each time it is asked).
 pub fn cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    })
 }
 
 /// The batches dealt out round robin, one share per core.

@@ -241,7 +241,8 @@ async fn mark(
             let mut deleted: BTreeSet<u64> = before
                 .remove(file_name(&l.file.path()))
                 .unwrap_or_default()
-                .into_iter()
+                .iter()
+                .copied()
                 .collect();
             deleted.extend(l.rows);
             Marked {

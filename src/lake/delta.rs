@@ -379,11 +379,7 @@ pub async fn register_at(
 /// A DataFusion session configured for karat (both cores, UTC).
 pub fn session() -> SessionContext {
     let config = deltalake::datafusion::prelude::SessionConfig::new()
-        .with_target_partitions(
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
-        )
+        .with_target_partitions(super::append::cores())
         .with_information_schema(false);
     SessionContext::new_with_config(config)
 }

@@ -33,7 +33,7 @@ use deltalake::parquet::file::metadata::PageIndexPolicy;
 use futures::{StreamExt, TryStreamExt};
 
 use super::append::cores;
-use super::{delta, footers};
+use super::{delta, footers, vectors};
 use crate::error::{KaratError, KaratResult};
 
 /// The row number column a file's reader adds (a parquet virtual column).
@@ -164,7 +164,7 @@ impl Reading {
     pub async fn find_deleting(
         self: &Arc<Self>,
         files: Vec<LogicalFileView>,
-        mut deleted: HashMap<String, Vec<u64>>,
+        mut deleted: vectors::Deleted,
         keys: &[String],
         wanted: Wanted,
         whole: bool,
@@ -356,8 +356,27 @@ impl Reading {
     }
 
     /// The rows each file's current deletion vector deletes, by file name (names are unique in
-    /// a table: delta-rs names a file by a fresh UUID).
-    pub async fn deleted(&self) -> KaratResult<HashMap<String, Vec<u64>>> {
+    /// a table: delta-rs names a file by a fresh UUID): as kept when this process read every
+    /// one of the vectors before ([`vectors`]), else read now.
+    pub async fn deleted(&self) -> KaratResult<vectors::Deleted> {
+        let root = self.table.table_url().to_string();
+        let files: Vec<(String, vectors::VectorKey)> = self
+            .files(None)
+            .await?
+            .iter()
+            .filter_map(|f| {
+                let key = vectors::VectorKey::of(&root, f)?;
+                Some((file_name(&f.path()).to_string(), key))
+            })
+            .collect();
+        if let Some(kept) = vectors::kept(&files) {
+            return Ok(kept);
+        }
+        Ok(vectors::keep(&files, self.read_deleted().await?))
+    }
+
+    /// What [`Reading::deleted`] reads: every vector of the table, by file path.
+    async fn read_deleted(&self) -> KaratResult<HashMap<String, Vec<u64>>> {
         let label = &self.label;
         let err = |e| KaratError::sql(format!("{label}: reading deletion vectors"), e);
         let ctx = delta::session();
@@ -382,7 +401,7 @@ impl Reading {
                     .filter(|(_, keep)| !**keep)
                     .map(|(i, _)| i as u64)
                     .collect();
-                (file_name(&v.filepath).to_string(), rows)
+                (v.filepath.to_string(), rows)
             })
             .collect())
     }

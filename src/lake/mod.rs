@@ -16,6 +16,7 @@ pub mod local;
 pub mod lookup;
 pub mod rewrite;
 pub mod stats;
+pub mod vectors;
 
 use std::sync::Arc;
 

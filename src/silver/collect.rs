@@ -49,9 +49,7 @@ pub async fn collect(
         name: table.clone(),
         total: Some(total),
     });
-    let parallel = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    let parallel = crate::lake::append::cores();
     let results = futures::stream::iter(batches.into_iter().map(|m| {
         let lake = lake.clone();
         let contract = contract.clone();

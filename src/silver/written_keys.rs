@@ -90,7 +90,8 @@ pub async fn held_twice(
         let gone: BTreeSet<u64> = deleted
             .remove(&f.file)
             .unwrap_or_default()
-            .into_iter()
+            .iter()
+            .copied()
             .collect();
         keys.push(still_there(&f, &gone).map_err(arrow(&contract.table))?);
     }
