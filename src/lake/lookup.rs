@@ -364,18 +364,15 @@ impl Reading {
             .files(None)
             .await?
             .iter()
-            .filter_map(|f| {
-                let key = vectors::VectorKey::of(&root, f)?;
-                Some((file_name(&f.path()).to_string(), key))
-            })
+            .filter_map(|f| Some((file_name(&f.path()).to_string(), vectors::VectorKey::of(f)?)))
             .collect();
-        if let Some(kept) = vectors::kept(&files) {
+        if let Some(kept) = vectors::kept(&root, &files) {
             return Ok(kept);
         }
-        Ok(vectors::keep(&files, self.read_deleted().await?))
+        Ok(vectors::keep(&root, &files, self.read_deleted().await?))
     }
 
-    /// What [`Reading::deleted`] reads: every vector of the table, by file path.
+    /// What [`Reading::deleted`] reads: every vector of the table, by file URL.
     async fn read_deleted(&self) -> KaratResult<HashMap<String, Vec<u64>>> {
         let label = &self.label;
         let err = |e| KaratError::sql(format!("{label}: reading deletion vectors"), e);
