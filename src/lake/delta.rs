@@ -44,16 +44,20 @@ pub async fn open(url: &Url, label: &str) -> KaratResult<Option<DeltaTable>> {
         && url.scheme() == "file"
         && !dir.join("_delta_log").exists()
     {
+        super::snapshots::forget(url);
         return Ok(None);
+    }
+    if let Some(table) = super::snapshots::brought_forward(url).await {
+        return Ok(Some(table));
     }
     let table = DeltaTable::try_from_url(url.clone())
         .await
         .map_err(|e| KaratError::delta(label, e))?;
-    Ok(if table.version().is_some() {
-        Some(table)
-    } else {
-        None
-    })
+    if table.version().is_none() {
+        return Ok(None);
+    }
+    super::snapshots::keep(url, &table).await;
+    Ok(Some(table))
 }
 
 /// The latest version of the table at `url`, read from its log's listing without loading its
@@ -143,6 +147,7 @@ pub async fn write(
     };
     let builder = target.configure(table.write(batches), metadata)?;
     let table = builder.await.map_err(|e| KaratError::delta(label, e))?;
+    super::snapshots::keep(url, &table).await;
     Ok(table.version().unwrap_or(0) as i64)
 }
 
@@ -191,6 +196,7 @@ pub async fn write_plan(
     let builder = table.write(Vec::new()).with_input_plan(plan);
     let builder = target.configure(builder, metadata)?;
     let table = builder.await.map_err(|e| KaratError::delta(label, e))?;
+    super::snapshots::keep(url, &table).await;
     Ok(table.version().unwrap_or(0) as i64)
 }
 
@@ -200,9 +206,16 @@ async fn open_for_write(url: &Url, label: &str) -> KaratResult<DeltaTable> {
     {
         std::fs::create_dir_all(&dir).map_err(|e| KaratError::io(&dir, e))?;
     }
-    DeltaTable::try_from_url(url.clone())
+    if let Some(table) = super::snapshots::brought_forward(url).await {
+        return Ok(table);
+    }
+    let table = DeltaTable::try_from_url(url.clone())
         .await
-        .map_err(|e| KaratError::delta(label, e))
+        .map_err(|e| KaratError::delta(label, e))?;
+    if table.version().is_some() {
+        super::snapshots::keep(url, &table).await;
+    }
+    Ok(table)
 }
 
 /// Commits between checkpoints of the tables karat creates (`delta.checkpointInterval`, as

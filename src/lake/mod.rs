@@ -15,6 +15,7 @@ pub mod lease;
 pub mod local;
 pub mod lookup;
 pub mod rewrite;
+pub mod snapshots;
 pub mod stats;
 pub mod vectors;
 
