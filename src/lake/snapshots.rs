@@ -13,9 +13,10 @@
 //!
 //! A kept state is used only while it is still its table's: the commit of its version must
 //! be the file seen when it was kept (same size and entity tag, which on a local lake holds
-//! the file's inode and modification time). A table deleted and written again at the same
-//! address, or whose old commits were cleaned up, is opened afresh. At most [`TABLES`] tables
-//! are kept; past that the cache starts over.
+//! the file's inode and modification time), before and after it is brought forward. A table
+//! deleted and written again at the same address, or whose old commits were cleaned up, is
+//! opened afresh. The cache is bounded by the files the kept states list ([`FILES`]): a table
+//! listing more is not kept, and past the budget the cache starts over.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -25,8 +26,9 @@ use deltalake::logstore::commit_uri_from_version;
 use object_store::ObjectStoreExt;
 use url::Url;
 
-/// Tables kept at most.
-pub const TABLES: usize = 128;
+/// Files listed by the kept states at most, over every table (each with its statistics, a
+/// few hundred bytes).
+pub const FILES: usize = 200_000;
 
 /// The commit file a kept state was read at, as the store described it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,14 +38,23 @@ struct CommitSeen {
     e_tag: Option<String>,
 }
 
+/// A table's state as read last, the commit it was read at and how many files it lists.
 struct Kept {
     table: DeltaTable,
     commit: CommitSeen,
+    files: usize,
 }
 
-fn kept() -> std::sync::MutexGuard<'static, HashMap<String, Kept>> {
-    static KEPT: OnceLock<Mutex<HashMap<String, Kept>>> = OnceLock::new();
-    KEPT.get_or_init(Default::default)
+#[derive(Default)]
+struct Cache {
+    by_table: HashMap<String, Kept>,
+    files: usize,
+}
+
+fn cache() -> std::sync::MutexGuard<'static, Cache> {
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+    CACHE
+        .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner())
 }
@@ -53,10 +64,8 @@ fn address(url: &Url) -> String {
     url.as_str().trim_end_matches('/').to_string()
 }
 
-/// How the store describes the commit of `table`'s version now (None: no version, or not
-/// readable).
-async fn commit_seen(table: &DeltaTable) -> Option<CommitSeen> {
-    let version = table.version()?;
+/// How the store describes the commit of `version` of `table` now (None: not readable).
+async fn commit_at(table: &DeltaTable, version: u64) -> Option<CommitSeen> {
     let store = table.log_store().object_store(None);
     let meta = store
         .head(&commit_uri_from_version(Some(version)))
@@ -71,40 +80,84 @@ async fn commit_seen(table: &DeltaTable) -> Option<CommitSeen> {
 
 /// Keeps `table`'s state as the latest one read of the table at `url`.
 pub async fn keep(url: &Url, table: &DeltaTable) {
-    let Some(commit) = commit_seen(table).await else {
-        forget(url);
-        return;
+    let seen = match table.version() {
+        Some(v) => commit_at(table, v).await,
+        None => None,
     };
-    keep_seen(url, table, commit);
+    match seen {
+        Some(commit) => keep_seen(url, table, commit),
+        None => forget(url),
+    }
 }
 
+/// Keeps `table`, read at `commit`, unless a later version of it is kept already (another
+/// task's open or write of the same table).
 fn keep_seen(url: &Url, table: &DeltaTable, commit: CommitSeen) {
-    let mut all = kept();
-    if all.len() >= TABLES && !all.contains_key(&address(url)) {
-        all.clear();
+    let files = table
+        .snapshot()
+        .map(|s| s.log_data().num_files())
+        .unwrap_or(usize::MAX);
+    let mut all = cache();
+    let key = address(url);
+    if all
+        .by_table
+        .get(&key)
+        .is_some_and(|k| k.commit.version > commit.version)
+    {
+        return;
     }
+    if let Some(old) = all.by_table.remove(&key) {
+        all.files -= old.files;
+    }
+    if files > FILES {
+        return;
+    }
+    // past the budget, start over; the states are dropped once the lock is released
+    let dropped = if all.files + files > FILES {
+        std::mem::take(&mut *all)
+    } else {
+        Cache::default()
+    };
+    all.files += files;
     let table = table.clone();
-    all.insert(address(url), Kept { table, commit });
+    all.by_table.insert(
+        key,
+        Kept {
+            table,
+            commit,
+            files,
+        },
+    );
+    drop(all);
+    drop(dropped);
 }
 
 /// Drops what is kept of the table at `url` (it is gone, or could not be brought forward).
 pub fn forget(url: &Url) {
-    kept().remove(&address(url));
+    let mut all = cache();
+    if let Some(old) = all.by_table.remove(&address(url)) {
+        all.files -= old.files;
+    }
 }
 
 /// The table at `url` at its latest version, brought forward from the state kept of it;
 /// None when nothing is kept, the kept state is no longer its table's, or the update failed
 /// (the caller then opens the table afresh).
 pub async fn brought_forward(url: &Url) -> Option<DeltaTable> {
-    let kept = kept()
+    let kept = cache()
+        .by_table
         .get(&address(url))
         .map(|k| (k.table.clone(), k.commit.clone()));
     let (mut table, commit) = kept?;
-    if commit_seen(&table).await.as_ref() != Some(&commit) {
+    let still_its_table = |now: Option<CommitSeen>| now.as_ref() == Some(&commit);
+    if !still_its_table(commit_at(&table, commit.version).await) {
         forget(url);
         return None;
     }
-    if table.update_incremental(None).await.is_err() {
+    let updated = table.update_incremental(None).await;
+    // and still after the update: a table written again meanwhile would have had its commits
+    // applied to the kept state
+    if updated.is_err() || !still_its_table(commit_at(&table, commit.version).await) {
         forget(url);
         return None;
     }
@@ -163,7 +216,7 @@ mod tests {
         commit_elsewhere(&url, &[1, 2]).await;
         assert_eq!(seen(&url).await, (Some(0), 2));
         assert!(
-            kept().contains_key(&address(&url)),
+            cache().by_table.contains_key(&address(&url)),
             "the state read is kept"
         );
         // another writer's commit: brought forward from the kept state
@@ -178,6 +231,6 @@ mod tests {
         // and gone: nothing to open, nothing kept
         std::fs::remove_dir_all(dir.path().join("t")).unwrap();
         assert!(delta::open(&url, "t").await.unwrap().is_none());
-        assert!(!kept().contains_key(&address(&url)));
+        assert!(!cache().by_table.contains_key(&address(&url)));
     }
 }

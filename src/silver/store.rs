@@ -650,7 +650,8 @@ impl Store {
     }
 
     /// What each of `partitions` holds now: silver rows, dead letters (by rule) and superseded
-    /// versions whose own partition it is.
+    /// versions whose own partition it is. The three tables are read side by side (each read
+    /// is mostly many small files, and leaves a core idle on its own).
     pub async fn counts(
         &self,
         partitions: &BTreeSet<String>,
@@ -662,44 +663,67 @@ impl Store {
         if partitions.is_empty() {
             return Ok(out);
         }
-        let list = sql_list(partitions);
-        let pcol = self.pcol();
-        for (p, n) in self.silver_counts(partitions).await? {
+        let (silver, superseded, dead) = futures::try_join!(
+            self.silver_counts(partitions),
+            self.superseded_counts(partitions),
+            self.dead_counts(partitions),
+        )?;
+        for (p, n) in silver {
             out.entry(p).or_default().silver = n;
         }
-        if self.has_superseded {
-            // compared as dates rather than as a text cast per row (the table is partitioned by
-            // the winner's partition, so this is a scan; file statistics may prune it)
-            let q = format!(
-                "SELECT CAST(p AS VARCHAR), n FROM (SELECT {pcol} AS p, COUNT(*) AS n FROM u \
-                 WHERE {pcol} IN ({}) GROUP BY 1)",
-                date_list(partitions)
-            );
-            for (p, n) in pairs(&self.query(&q, "superseded counts").await?) {
-                out.entry(p).or_default().superseded = n;
-            }
+        for (p, n) in superseded {
+            out.entry(p).or_default().superseded = n;
         }
-        if self.has_dead {
-            let q = format!(
-                "SELECT {DEAD_LETTER_PARTITION}, rules FROM d \
-                 WHERE {DEAD_LETTER_PARTITION} IN ({list})"
-            );
-            let what = format!("dead letters by rule of silver.{}", self.contract.table);
-            let mut rows = delta::query_stream(&self.ctx, &q, &what).await?;
-            let mut dead = BTreeMap::new();
-            while let Some(b) = rows.next().await {
-                count_dead_letters(&mut dead, &b.map_err(|e| KaratError::sql(what.clone(), e))?);
-            }
-            for (p, dead) in dead {
-                let c = out.entry(p).or_default();
-                c.dead = dead.rows;
-                c.by_rule.extend(dead.by_rule);
-            }
+        for (p, dead) in dead {
+            let c = out.entry(p).or_default();
+            c.dead = dead.rows;
+            c.by_rule.extend(dead.by_rule);
         }
         for c in out.values_mut() {
             c.by_rule.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         }
         Ok(out)
+    }
+
+    /// Superseded versions per own partition among `partitions`.
+    async fn superseded_counts(
+        &self,
+        partitions: &BTreeSet<String>,
+    ) -> KaratResult<Vec<(String, u64)>> {
+        if !self.has_superseded {
+            return Ok(Vec::new());
+        }
+        // compared as dates rather than as a text cast per row (the table is partitioned by
+        // the winner's partition, so this is a scan; file statistics may prune it)
+        let q = format!(
+            "SELECT CAST(p AS VARCHAR), n FROM (SELECT {pcol} AS p, COUNT(*) AS n FROM u \
+             WHERE {pcol} IN ({}) GROUP BY 1)",
+            date_list(partitions),
+            pcol = self.pcol(),
+        );
+        Ok(pairs(&self.query(&q, "superseded counts").await?))
+    }
+
+    /// Dead letters per partition among `partitions`, by rule.
+    async fn dead_counts(
+        &self,
+        partitions: &BTreeSet<String>,
+    ) -> KaratResult<BTreeMap<String, DeadCounts>> {
+        let mut dead = BTreeMap::new();
+        if !self.has_dead {
+            return Ok(dead);
+        }
+        let q = format!(
+            "SELECT {DEAD_LETTER_PARTITION}, rules FROM d \
+             WHERE {DEAD_LETTER_PARTITION} IN ({})",
+            sql_list(partitions)
+        );
+        let what = format!("dead letters by rule of silver.{}", self.contract.table);
+        let mut rows = delta::query_stream(&self.ctx, &q, &what).await?;
+        while let Some(b) = rows.next().await {
+            count_dead_letters(&mut dead, &b.map_err(|e| KaratError::sql(what.clone(), e))?);
+        }
+        Ok(dead)
     }
 
     /// Every partition the table has rows or dead letters in.
