@@ -650,8 +650,7 @@ impl Store {
     }
 
     /// What each of `partitions` holds now: silver rows, dead letters (by rule) and superseded
-    /// versions whose own partition it is. The three tables are read side by side (each read
-    /// is mostly many small files, and leaves a core idle on its own).
+    /// versions whose own partition it is.
     pub async fn counts(
         &self,
         partitions: &BTreeSet<String>,
@@ -663,18 +662,13 @@ impl Store {
         if partitions.is_empty() {
             return Ok(out);
         }
-        let (silver, superseded, dead) = futures::try_join!(
-            self.silver_counts(partitions),
-            self.superseded_counts(partitions),
-            self.dead_counts(partitions),
-        )?;
-        for (p, n) in silver {
+        for (p, n) in self.silver_counts(partitions).await? {
             out.entry(p).or_default().silver = n;
         }
-        for (p, n) in superseded {
+        for (p, n) in self.superseded_counts(partitions).await? {
             out.entry(p).or_default().superseded = n;
         }
-        for (p, dead) in dead {
+        for (p, dead) in self.dead_counts(partitions).await? {
             let c = out.entry(p).or_default();
             c.dead = dead.rows;
             c.by_rule.extend(dead.by_rule);
