@@ -39,10 +39,7 @@ struct Footers {
 
 fn footers() -> std::sync::MutexGuard<'static, Footers> {
     static FOOTERS: OnceLock<Mutex<Footers>> = OnceLock::new();
-    FOOTERS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    super::process_wide(&FOOTERS)
 }
 
 /// The footer of `file` read through `reader` with `options`: the one kept if this process

@@ -29,6 +29,17 @@ use url::Url;
 
 use crate::error::{KaratError, KaratResult};
 
+/// The contents of a process-wide cache (`cell`), locked; created empty on first use. A lock
+/// poisoned by a panic still hands its contents over: a cache only ever holds copies of what
+/// storage holds, each entry inserted whole.
+pub(crate) fn process_wide<T: Default>(
+    cell: &'static std::sync::OnceLock<std::sync::Mutex<T>>,
+) -> std::sync::MutexGuard<'static, T> {
+    cell.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
 /// A handle on the lake's root.
 #[derive(Clone)]
 pub struct Lake {

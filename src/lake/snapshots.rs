@@ -53,10 +53,7 @@ struct Cache {
 
 fn cache() -> std::sync::MutexGuard<'static, Cache> {
     static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
-    CACHE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    super::process_wide(&CACHE)
 }
 
 /// The cache's key for `url`: its address without a trailing slash.

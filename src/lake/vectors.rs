@@ -63,10 +63,7 @@ struct Vectors {
 
 fn vectors() -> std::sync::MutexGuard<'static, Vectors> {
     static VECTORS: OnceLock<Mutex<Vectors>> = OnceLock::new();
-    VECTORS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    super::process_wide(&VECTORS)
 }
 
 /// The vectors of `files` (file name, vector) of the table at `root`, when every one of them
