@@ -216,9 +216,9 @@ pub async fn update(
         &ids,
         meta,
         events,
+        &mut clock,
     )
     .await?;
-    clock.lap("write silver, then dead letters");
     let after = Store::open(lake, contract.clone()).await?;
     let (counts, keys_held_twice) =
         check_written(&after, &contract, &labels, applied.scanned, events).await?;
@@ -273,6 +273,7 @@ async fn write_rows(
     ids: &BTreeSet<String>,
     meta: impl Fn(&str) -> Vec<(String, serde_json::Value)>,
     events: &Events,
+    clock: &mut crate::timings::Clock<'_>,
 ) -> KaratResult<(i64, i64)> {
     let rows = match (&silver.replace, silver.keep_stored_except) {
         (Some(partitions), Some(except)) => {
@@ -289,10 +290,16 @@ async fn write_rows(
         }
     };
     crate::lake::fault::after("silver.rows");
+    clock.lap("write silver");
     let dead = store
         .write_dead(dead, ids, meta("dead letters of batches"))
         .await?;
     crate::lake::fault::after("silver.dead_letters");
+    clock.lap("write dead letters");
+    // most partitions gain a small file a run: merged as they crowd. The rows are committed:
+    // a compaction that fails (racing another) is left to a later run or to `karat maintain`
+    let dead = store.compact_dead().await.unwrap_or(None).unwrap_or(dead);
+    clock.lap("compact dead letters");
     Ok((rows, dead))
 }
 

@@ -998,7 +998,7 @@ impl Store {
         let c = &self.contract;
         let url = self.lake.url_of(&layout::dead_letters(&c.table));
         let label = format!("dead_letters.{}", c.table);
-        let written = delta::write(
+        delta::write(
             &url,
             &label,
             dead_letter_schema(),
@@ -1010,13 +1010,17 @@ impl Store {
             },
             meta,
         )
-        .await?;
-        // most partitions gain a small file a run: merged as they crowd. The rows are
-        // committed: a compaction that fails (racing another) is left to a later run or to
-        // `karat maintain`
+        .await
+    }
+
+    /// Compacts the dead letters' crowded partitions ([`compact::crowded_partitions`]); the
+    /// version of its commit, if it made one.
+    pub async fn compact_dead(&self) -> KaratResult<Option<i64>> {
+        let c = &self.contract;
+        let url = self.lake.url_of(&layout::dead_letters(&c.table));
+        let label = format!("dead_letters.{}", c.table);
         let meta = vec![("karat.operation".to_string(), serde_json::json!("compact"))];
-        let compacted = compact::crowded_partitions(&url, &label, meta).await;
-        Ok(compacted.ok().flatten().unwrap_or(written))
+        compact::crowded_partitions(&url, &label, meta).await
     }
 
     fn replace(&self, column: &str, partitions: Option<&BTreeSet<String>>) -> Replace {
