@@ -995,9 +995,7 @@ impl Store {
         batches: &BTreeSet<String>,
         meta: Vec<(String, serde_json::Value)>,
     ) -> KaratResult<i64> {
-        let c = &self.contract;
-        let url = self.lake.url_of(&layout::dead_letters(&c.table));
-        let label = format!("dead_letters.{}", c.table);
+        let (url, label) = self.dead_letters_table();
         delta::write(
             &url,
             &label,
@@ -1016,11 +1014,16 @@ impl Store {
     /// Compacts the dead letters' crowded partitions ([`compact::crowded_partitions`]); the
     /// version of its commit, if it made one.
     pub async fn compact_dead(&self) -> KaratResult<Option<i64>> {
-        let c = &self.contract;
-        let url = self.lake.url_of(&layout::dead_letters(&c.table));
-        let label = format!("dead_letters.{}", c.table);
+        let (url, label) = self.dead_letters_table();
         let meta = vec![("karat.operation".to_string(), serde_json::json!("compact"))];
         compact::crowded_partitions(&url, &label, meta).await
+    }
+
+    /// The dead-letter table's address and its label in errors.
+    fn dead_letters_table(&self) -> (url::Url, String) {
+        let table = &self.contract.table;
+        let url = self.lake.url_of(&layout::dead_letters(table));
+        (url, format!("dead_letters.{table}"))
     }
 
     fn replace(&self, column: &str, partitions: Option<&BTreeSet<String>>) -> Replace {
