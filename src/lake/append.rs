@@ -16,7 +16,8 @@ use std::collections::HashMap;
 
 use delta_kernel::table_features::TableFeature;
 use deltalake::DeltaTable;
-use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
@@ -46,7 +47,7 @@ pub fn suits(schema: &SchemaRef, batches: &[RecordBatch], partition_by: &str) ->
 
 /// Whether `table` takes a parallel append of rows of `schema`: a plain table (writer
 /// protocol 2 or lower, or writer features no more than those and deletion vectors) with
-/// exactly this schema, partitioned by `partition_by` alone.
+/// exactly this schema's columns ([`same_columns`]), partitioned by `partition_by` alone.
 pub fn table_allows(table: &DeltaTable, schema: &SchemaRef, partition_by: &str) -> bool {
     let Ok(state) = table.snapshot() else {
         return false;
@@ -54,7 +55,29 @@ pub fn table_allows(table: &DeltaTable, schema: &SchemaRef, partition_by: &str) 
     let snapshot = state.snapshot();
     plain(table)
         && snapshot.metadata().partition_columns() == [partition_by.to_string()].as_slice()
-        && snapshot.arrow_schema().fields() == schema.fields()
+        && same_columns(&snapshot.arrow_schema(), schema)
+}
+
+/// Whether a stored table's columns are `schema`'s, by name and in any order. A table whose
+/// contract gained a column holds it last (a schema merge appends it), where the contract
+/// lists it among the others: by position it would never match again, and every later run
+/// would take the slow path.
+pub fn same_columns(stored: &Schema, schema: &Schema) -> bool {
+    stored.fields().len() == schema.fields().len()
+        && schema.fields().iter().all(|f| {
+            stored
+                .field_with_name(f.name())
+                .is_ok_and(|s| s == f.as_ref())
+        })
+}
+
+/// `b` (rows of the same columns, [`same_columns`]) with its columns in the stored table's
+/// order, as a writer of the table takes them.
+pub fn in_stored_order(b: &RecordBatch, stored: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    if b.schema().fields() == stored.fields() {
+        return Ok(b.clone());
+    }
+    super::delta::conform(b, stored)
 }
 
 /// Whether `table` is plain: writer protocol 2 or lower, or writer features no more than
@@ -272,10 +295,15 @@ async fn write_shares(
     shares: Vec<Vec<RecordBatch>>,
     label: &str,
 ) -> KaratResult<Vec<Add>> {
+    let stored = table
+        .snapshot()
+        .map_err(|e| KaratError::delta(label, e))?
+        .snapshot()
+        .arrow_schema();
     let mut tasks = tokio::task::JoinSet::new();
     for share in shares {
         let writer = DeltaWriter::new(table.log_store().object_store(None), config.clone());
-        tasks.spawn(write_share(writer, share));
+        tasks.spawn(write_share(writer, share, stored.clone()));
     }
     let mut adds = Vec::new();
     let mut failed = None;
@@ -298,12 +326,18 @@ async fn write_shares(
     }
 }
 
+/// Writes one share's rows (in the stored table's column order) with `writer`.
 async fn write_share(
     mut writer: DeltaWriter,
     share: Vec<RecordBatch>,
+    stored: SchemaRef,
 ) -> deltalake::DeltaResult<Vec<Add>> {
     for b in &share {
-        if let Err(e) = writer.write(b).await {
+        let written = match in_stored_order(b, &stored) {
+            Ok(b) => writer.write(&b).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = written {
             let _ = writer.abort().await;
             return Err(e);
         }

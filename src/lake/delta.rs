@@ -261,7 +261,11 @@ impl Target<'_> {
             ]);
         }
         Ok(match (self.replace, self.exists) {
-            (_, false) | (Replace::Append, true) => builder.with_save_mode(SaveMode::Append),
+            (_, false) => builder.with_save_mode(SaveMode::Append),
+            // a contract that gained a column appends rows the table has no column for yet
+            (Replace::Append, true) => builder
+                .with_save_mode(SaveMode::Append)
+                .with_schema_mode(SchemaMode::Merge),
             (Replace::All, true) => builder
                 .with_save_mode(SaveMode::Overwrite)
                 .with_schema_mode(SchemaMode::Overwrite),

@@ -336,7 +336,8 @@ impl Reading {
     }
 
     /// A file's batch (every stored column) as rows of the table: its columns in the table's
-    /// order, the partition column from the file's partition value.
+    /// order, the partition column from the file's partition value, and a column the table
+    /// gained after the file was written null, as Delta reads it.
     fn whole(&self, b: &RecordBatch, partition: Option<&str>) -> Result<RecordBatch, ArrowError> {
         let columns = self
             .schema
@@ -344,11 +345,15 @@ impl Reading {
             .iter()
             .map(|f| {
                 if f.name() == &self.partition_by {
-                    partition_column(partition, f.data_type(), b.num_rows())
-                } else {
-                    b.column_by_name(f.name()).cloned().ok_or_else(|| {
-                        ArrowError::SchemaError(format!("column {} is not in the file", f.name()))
-                    })
+                    return partition_column(partition, f.data_type(), b.num_rows());
+                }
+                match b.column_by_name(f.name()) {
+                    Some(c) => Ok(c.clone()),
+                    None if f.is_nullable() => Ok(new_null_array(f.data_type(), b.num_rows())),
+                    None => Err(ArrowError::SchemaError(format!(
+                        "column {} is not in the file",
+                        f.name()
+                    ))),
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -121,6 +121,11 @@ pub(super) async fn rewrite_whole(
         table: table.clone(),
         config: append::writer_config(table, partition_by, label)?,
         schema: schema.clone(),
+        stored: table
+            .snapshot()
+            .map_err(|e| KaratError::delta(label, e))?
+            .snapshot()
+            .arrow_schema(),
         partition_by: partition_by.to_string(),
         keep,
         label: label.to_string(),
@@ -179,7 +184,9 @@ struct Job {
     ctx: SessionContext,
     table: DeltaTable,
     config: WriterConfig,
+    /// The rows' schema, and the stored table's (the same columns, maybe in another order).
     schema: SchemaRef,
+    stored: SchemaRef,
     partition_by: String,
     keep: Keep,
     label: String,
@@ -255,6 +262,7 @@ impl Job {
                 let kept =
                     filter_record_batch(&b, &(self.keep)(&b).map_err(arrow)?).map_err(arrow)?;
                 if kept.num_rows() > 0 {
+                    let kept = append::in_stored_order(&kept, &self.stored).map_err(arrow)?;
                     writer
                         .write(&kept)
                         .await
@@ -262,8 +270,9 @@ impl Job {
                 }
             }
             for b in added.iter().filter(|b| b.num_rows() > 0) {
+                let b = append::in_stored_order(b, &self.stored).map_err(arrow)?;
                 writer
-                    .write(b)
+                    .write(&b)
                     .await
                     .map_err(|e| KaratError::delta(&context, e))?;
             }

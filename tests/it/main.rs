@@ -12,6 +12,7 @@ mod deletion_vectors;
 mod delta_writes;
 mod demo;
 mod diff;
+mod evolution;
 mod gold_fold;
 mod hostile;
 mod http_source;

@@ -1,0 +1,95 @@
+//! A contract that gains a column once its tables hold rows: silver and the superseded rows
+//! take the column (null in the rows stored before), whether the next run only appends new
+//! keys or supersedes stored ones, and a table with deletion vectors stays one they apply to
+//! (its stored column order is not the contract's, its columns are).
+
+use crate::util::{Scratch, finish, scalar, spawn_karat, sql};
+
+/// Orders of new keys only, in the daily bench's format, with the added column set.
+const NEW_KEYS_ONLY: &str = concat!(
+    r#"{"order_id":"new-1","customer_id":"c-1","amount":10.00,"currency":"EUR","quantity":1,"status":"paid","order_date":"2026-01-03","coupon":"WINTER"}"#,
+    "\n",
+    r#"{"order_id":"new-2","customer_id":"c-2","amount":20.00,"currency":"USD","quantity":2,"status":"paid","order_date":"2026-01-04"}"#,
+    "\n",
+);
+
+fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text.as_bytes()).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Runs `karat args` in the project at `dir`, expecting success; its output.
+fn karat_ok(dir: &std::path::Path, args: &[&str]) -> String {
+    let (code, out) = finish(spawn_karat(dir, args, &[]));
+    assert_eq!(code, Some(0), "karat {args:?}:\n{out}");
+    out
+}
+
+/// Two days (the second re-sends orders of the first: the superseded table exists), the
+/// contract widened, a file of new keys only, then a third day: every run and `verify` pass.
+/// The outputs of the runs after the widening.
+fn widened_after_two_days(deletion_vectors: bool) -> (Scratch, Vec<String>) {
+    let s = Scratch::new();
+    let config = crate::util::daily_project(s.path(), deletion_vectors);
+    let day = |n: usize| crate::util::daily_file(s.path(), n, 1_000);
+    for n in 0..2 {
+        day(n);
+        karat_ok(s.path(), &["run"]);
+    }
+    let wider = config.replacen(
+        "order_date = { type = \"date\", nullable = false }\n",
+        "order_date = { type = \"date\", nullable = false }\ncoupon = { type = \"string\" }\n",
+        1,
+    );
+    assert_ne!(wider, config);
+    std::fs::write(s.join("karat.toml"), wider).unwrap();
+    std::fs::write(s.join("data/new-keys.ndjson.gz"), gzip(NEW_KEYS_ONLY)).unwrap();
+    let mut runs = vec![karat_ok(s.path(), &["run"])];
+    karat_ok(s.path(), &["verify"]);
+    day(2);
+    runs.push(karat_ok(s.path(), &["run"]));
+    karat_ok(s.path(), &["verify"]);
+    (s, runs)
+}
+
+fn silver_scalar(s: &Scratch, query: &str) -> String {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    scalar(&rt.block_on(sql(&s.join("lake"), "silver/orders", query)))
+}
+
+fn check_widened(deletion_vectors: bool) -> Vec<String> {
+    let (s, runs) = widened_after_two_days(deletion_vectors);
+    let coupon = silver_scalar(&s, "SELECT coupon FROM t WHERE order_id = 'new-1'");
+    assert_eq!(coupon, "WINTER");
+    let nulls = silver_scalar(
+        &s,
+        "SELECT CAST(COUNT(*) AS VARCHAR) FROM t WHERE coupon IS NULL",
+    );
+    assert_ne!(nulls, "0", "rows stored before read the new column as null");
+    let (code, rebuilt) = finish(spawn_karat(
+        s.path(),
+        &["rebuild", "--into", s.join("rebuilt").to_str().unwrap()],
+        &[],
+    ));
+    assert_eq!(code, Some(0), "{rebuilt}");
+    assert!(!rebuilt.contains("DIFFER"), "{rebuilt}");
+    runs
+}
+
+#[test]
+fn a_column_added_after_rows_were_superseded_is_taken_by_appends_and_rewrites() {
+    check_widened(false);
+}
+
+#[test]
+fn with_deletion_vectors_a_widened_table_is_changed_in_place_again_after_one_rewrite() {
+    let runs = check_widened(true);
+    // the first run after the widening rewrites (the stored table lacks the column)
+    let last = runs.last().unwrap();
+    assert!(
+        !last.contains("stored table is not plain"),
+        "the widened table is still rewritten whole:\n{last}"
+    );
+}
