@@ -359,6 +359,8 @@ struct Execution<'a> {
     upstream: BTreeMap<String, Upstream>,
     /// Every data table's version before the run, by folder.
     before: BTreeMap<String, Option<i64>>,
+    /// Partitions left failed or blocked by earlier runs ([`Execution::earlier_failed`]).
+    earlier_failed: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Runs `work` holding the lake's writer lease: bronze, then silver, then gold in dependency
@@ -399,6 +401,9 @@ async fn execute_holding(
     for (table, mode) in &work.silver {
         x.silver(table, mode).await;
         clock.lap(&format!("silver {table} with its accounting"));
+    }
+    if !plan.gold.is_empty() {
+        x.earlier_failed = x.earlier_failed().await?;
     }
     for g in &plan.gold {
         x.gold(g, work.gold_forced.get(&g.name)).await?;
@@ -460,6 +465,7 @@ impl<'a> Execution<'a> {
             processed: Vec::new(),
             upstream: BTreeMap::new(),
             before: BTreeMap::new(),
+            earlier_failed: BTreeMap::new(),
         }
     }
 
@@ -748,7 +754,10 @@ impl<'a> Execution<'a> {
             return Ok(());
         }
         let (scope, blocked, whole) = self.gold_scope(g, forced).await?;
-        let failed = inputs_failed(g, &self.upstream);
+        let mut failed = inputs_failed(g, &self.upstream);
+        for (input, ps) in self.earlier_of(g) {
+            failed.entry(input).or_default().extend(ps);
+        }
         let t0 = now();
         let res = gold::process(
             self.lake,
@@ -882,6 +891,11 @@ impl<'a> Execution<'a> {
                 None => {}
             }
         }
+        let earlier = self.earlier_of(g);
+        let earlier_why = earlier.values().flat_map(|ps| ps.values()).next().cloned();
+        if let Some(why) = &earlier_why {
+            failed_why.get_or_insert_with(|| why.clone());
+        }
         // why the partitions cannot be derived at all, if they cannot (no changed rows needed)
         let never = gold::affected(self.lake, &self.plan.config, g, &BTreeMap::new()).await?;
         derived.absorb(never);
@@ -905,12 +919,86 @@ impl<'a> Execution<'a> {
         if let Some(Some(f)) = forced {
             ps.extend(f.iter().cloned());
         }
+        if let Some(why) = earlier_why {
+            self.block_fed_by_earlier(g, &earlier, &why, &mut ps, &mut blocked)
+                .await?;
+        }
         if let Some(why) = blocked.get(WHOLE_TABLE).cloned() {
             for p in &ps {
                 blocked.entry(p.clone()).or_insert_with(|| why.clone());
             }
         }
         Ok((Scope::Partitions(ps), blocked, None))
+    }
+
+    /// Per table, its partitions whose latest step failed or was blocked in an earlier run
+    /// (this run's steps are in `upstream`), and why. A gold table recomputed now must not
+    /// publish what they feed, as the run they failed in did not: without this, a later run
+    /// recomputing the table whole (no baseline to fold into, a query edit, a table without
+    /// partitions) published what a still-failed silver partition feeds.
+    async fn earlier_failed(&self) -> KaratResult<BTreeMap<String, BTreeMap<String, String>>> {
+        let mut steps = self.ledger.steps().await?;
+        steps.extend(self.steps.iter().cloned());
+        let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for ((zone, table, partition), step) in latest_partition_states(&steps) {
+            if zone == Zone::Bronze || step.status.promoted() || step.run_id == self.report.run_id {
+                continue;
+            }
+            let why = format!(
+                "upstream {} {table} partition {partition} {} since run {}",
+                zone,
+                step.status.as_str(),
+                step.run_id
+            );
+            out.entry(table).or_default().insert(partition, why);
+        }
+        Ok(out)
+    }
+
+    /// [`Execution::earlier_failed`] of `g`'s inputs, but the partitions this run stepped.
+    fn earlier_of(&self, g: &GoldPlan) -> BTreeMap<String, BTreeMap<String, String>> {
+        g.inputs
+            .iter()
+            .filter_map(|i| {
+                let mut ps = self.earlier_failed.get(i)?.clone();
+                if let Some(u) = self.upstream.get(i) {
+                    ps.retain(|p, _| !u.failed.contains_key(p) && !u.promoted.contains(p));
+                }
+                (!ps.is_empty()).then(|| (i.clone(), ps))
+            })
+            .collect()
+    }
+
+    /// Blocks (and recomputes, so that their steps say so) the partitions of `g` that the
+    /// `earlier` failed partitions of its inputs feed, as their rows are now; the whole table
+    /// when those cannot be told.
+    async fn block_fed_by_earlier(
+        &self,
+        g: &GoldPlan,
+        earlier: &BTreeMap<String, BTreeMap<String, String>>,
+        why: &str,
+        ps: &mut BTreeSet<String>,
+        blocked: &mut BTreeMap<String, String>,
+    ) -> KaratResult<()> {
+        let partitions = earlier
+            .iter()
+            .map(|(input, failed)| (input.clone(), failed.keys().cloned().collect()))
+            .collect();
+        let config = &self.plan.config;
+        match gold::derive::fed_by_failed(self.lake, config, g, &partitions, None).await? {
+            Some(fed) => {
+                for p in fed {
+                    blocked.entry(p.clone()).or_insert_with(|| why.to_string());
+                    ps.insert(p);
+                }
+            }
+            None => {
+                blocked
+                    .entry(WHOLE_TABLE.into())
+                    .or_insert_with(|| why.to_string());
+            }
+        }
+        Ok(())
     }
 
     /// Writes the ledger: drift, steps, processed batches, the tables' versions before and

@@ -447,3 +447,79 @@ async fn a_replay_with_a_wrong_fix_is_undone_by_restore() {
         .unwrap_err();
     assert!(err.to_string().contains("a later run wrote it"), "{err}");
 }
+
+/// The gold outcomes of `r` for `table`: (partition, status).
+fn gold_outcomes(r: &karat::pipeline::RunReport, table: &str) -> Vec<(String, String)> {
+    r.gold
+        .iter()
+        .filter(|g| g.table == table)
+        .flat_map(|g| g.partitions.iter())
+        .map(|o| (o.partition.clone(), o.status.as_str().to_string()))
+        .collect()
+}
+
+/// A gold table blocked by a failed silver partition stays blocked through later runs that do
+/// not touch that partition (a new day arrives), until a replay after the fix promotes it.
+/// Before, a later run that recomputed a table whole (one without partitions, or without a
+/// baseline to fold into) published it over the failed day's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gold_blocked_by_a_failed_partition_stays_blocked_until_it_is_replayed() {
+    use std::io::Write;
+    let s = Scratch::new();
+    let (plan, lake, _) = demo(s.path(), 60).await;
+    let lake_dir = s.join("lake");
+    let by_country = "SELECT country, CAST(revenue AS VARCHAR) AS r FROM t ORDER BY 1";
+    let published = pretty(&sql(&lake_dir, "gold/revenue_by_country", by_country).await);
+    let lines = [
+        r#"{"order_id":"o-99001","customer_id":"c-202","amount":10.00,"currency":"USD","quantity":"1","status":"paid","order_date":"2026-03-29","ordered_at":"2026-03-29T10:00:00Z","coupon":null}"#,
+        r#"{"order_id":"o-99002","customer_id":"c-126","amount":20.00,"currency":"EUR","quantity":"2","status":"paid","order_date":"2026-03-29","ordered_at":"2026-03-29T11:00:00Z","coupon":null}"#,
+    ];
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all((lines.join("\n") + "\n").as_bytes()).unwrap();
+    let new_day = s.join("data/orders/orders-2026-03-29.ndjson.gz");
+    std::fs::write(&new_day, gz.finish().unwrap()).unwrap();
+
+    let r = crate::util::run(&plan, &lake).await;
+    let by_country_now = gold_outcomes(&r, "revenue_by_country");
+    assert!(
+        by_country_now.iter().all(|(_, st)| st == "blocked"),
+        "{by_country_now:?}"
+    );
+    let after = pretty(&sql(&lake_dir, "gold/revenue_by_country", by_country).await);
+    assert_eq!(after, published, "a blocked gold table was written over");
+    let daily = gold_outcomes(&r, "daily_revenue");
+    assert!(
+        daily.contains(&("2026-03-29".to_string(), "ok".to_string())),
+        "{daily:?}"
+    );
+    let day = karat::demo::BAD_DAY;
+    assert!(
+        daily.iter().all(|(p, st)| p != day || st == "blocked"),
+        "{daily:?}"
+    );
+
+    // fixed and replayed: both go green
+    let cfg_path = s.join("karat.toml");
+    let text = std::fs::read_to_string(&cfg_path).unwrap();
+    let fixed = text.replace(
+        "currency = { type = \"string\", nullable = false, one_of",
+        "currency = { type = \"string\", nullable = false, normalize = [\"trim\", \"upper\"], one_of",
+    );
+    std::fs::write(&cfg_path, fixed).unwrap();
+    let plan = Plan::load(&cfg_path).await.unwrap();
+    let target = ReplayTarget::Partitions {
+        table: "orders".into(),
+        partitions: vec![day.into()],
+    };
+    let r = karat::pipeline::replay(&plan, &lake, target, &Events::none())
+        .await
+        .unwrap();
+    assert_eq!(r.status, "ok", "{}", karat::summary::run_lines(&r));
+    let by_country_now = gold_outcomes(&r, "revenue_by_country");
+    assert!(
+        !by_country_now.is_empty() && by_country_now.iter().all(|(_, st)| st == "ok"),
+        "{by_country_now:?}"
+    );
+    let v = karat::pipeline::verify(&plan, &lake).await.unwrap();
+    assert!(v.ok(), "{:?}", v.lines());
+}
