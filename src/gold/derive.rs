@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, RecordBatch};
 use deltalake::datafusion::datasource::TableProvider;
+use deltalake::datafusion::prelude::SessionContext;
 
 use super::plan::GoldPlan;
 use crate::config::{Config, Zone};
@@ -123,6 +124,88 @@ pub async fn fed_by_failed(
     Ok(Some(fed))
 }
 
+/// What the rows of upstream partitions that failed in an earlier run (and are still failed)
+/// feed in `plan`'s table, as they are now: its partitions, or [`super::WHOLE_TABLE`] for a
+/// table without partitions whose query yields rows over them; none when their rows are gone
+/// or the query drops them. None when it cannot be told (see [`fed_by_failed`]).
+pub async fn fed_by_earlier_failed(
+    lake: &Lake,
+    config: &Config,
+    plan: &GoldPlan,
+    failed: &BTreeMap<String, BTreeSet<String>>,
+) -> KaratResult<Option<BTreeSet<String>>> {
+    let Some(g) = config.table(&plan.name).and_then(|t| t.gold()) else {
+        return Ok(None);
+    };
+    if g.partition_by.is_some() {
+        return fed_by_failed(lake, config, plan, failed, None).await;
+    }
+    for (input, partitions) in failed.iter().filter(|(_, ps)| !ps.is_empty()) {
+        let view = match rows_of_partitions(lake, config, input, partitions, None).await? {
+            FailedRows::View(view) => view,
+            FailedRows::NoTable => continue,
+            FailedRows::Untold => return Ok(None),
+        };
+        match yields_rows(lake, config, plan, &g.sql, input, view).await? {
+            Some(false) => {}
+            Some(true) => return Ok(Some(BTreeSet::from([super::WHOLE_TABLE.to_string()]))),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(BTreeSet::new()))
+}
+
+/// Whether `rows` (as `input`) hold any row and the gold query yields any over them; None
+/// when another input does not exist yet.
+async fn yields_rows(
+    lake: &Lake,
+    config: &Config,
+    plan: &GoldPlan,
+    sql: &str,
+    input: &str,
+    rows: Arc<dyn TableProvider>,
+) -> KaratResult<Option<bool>> {
+    let context = format!(
+        "gold table {}: what failed partitions of {input} feed",
+        plan.name
+    );
+    let Some(ctx) = session_over(lake, config, plan, input, rows, &context).await? else {
+        return Ok(None);
+    };
+    for q in [
+        format!("SELECT 1 FROM {} LIMIT 1", ident(input)),
+        format!("SELECT 1 FROM ({sql}) AS q LIMIT 1"),
+    ] {
+        let out = delta::query(&ctx, &q, &context).await?;
+        if out.iter().all(|b| b.num_rows() == 0) {
+            return Ok(Some(false));
+        }
+    }
+    Ok(Some(true))
+}
+
+/// A session holding `plan`'s other inputs as they are and `rows` as `input`; None when
+/// another input does not exist yet.
+async fn session_over(
+    lake: &Lake,
+    config: &Config,
+    plan: &GoldPlan,
+    input: &str,
+    rows: Arc<dyn TableProvider>,
+    context: &str,
+) -> KaratResult<Option<SessionContext>> {
+    let ctx = delta::session();
+    for other in plan.inputs.iter().filter(|i| *i != input) {
+        let zone = config.table(other).map(|t| t.zone).unwrap_or(Zone::Silver);
+        if !delta::register(&ctx, other, &lake.url_of(&layout::table(zone, other))).await? {
+            return Ok(None);
+        }
+    }
+    ctx.register_table(input, rows)
+        .map_err(|e| KaratError::sql(context.to_string(), e))?;
+    Ok(Some(ctx))
+}
+
 /// Where the rows of failed partitions are.
 enum FailedRows {
     /// A view over the table, restricted to them.
@@ -181,19 +264,13 @@ async fn run_over(
     input: &str,
     rows: Arc<dyn TableProvider>,
 ) -> KaratResult<Option<BTreeSet<String>>> {
-    let ctx = delta::session();
-    for other in plan.inputs.iter().filter(|i| *i != input) {
-        let zone = config.table(other).map(|t| t.zone).unwrap_or(Zone::Silver);
-        if !delta::register(&ctx, other, &lake.url_of(&layout::table(zone, other))).await? {
-            return Ok(None);
-        }
-    }
     let context = format!(
         "gold table {}: partitions fed by changed rows of {input}",
         plan.name
     );
-    ctx.register_table(input, rows)
-        .map_err(|e| KaratError::sql(context.clone(), e))?;
+    let Some(ctx) = session_over(lake, config, plan, input, rows, &context).await? else {
+        return Ok(None);
+    };
     let q = format!(
         "SELECT DISTINCT CAST(q.{} AS VARCHAR) FROM ({sql}) AS q",
         ident(pcol)

@@ -359,8 +359,9 @@ struct Execution<'a> {
     upstream: BTreeMap<String, Upstream>,
     /// Every data table's version before the run, by folder.
     before: BTreeMap<String, Option<i64>>,
-    /// Partitions left failed or blocked by earlier runs ([`Execution::earlier_failed`]).
-    earlier_failed: BTreeMap<String, BTreeMap<String, String>>,
+    /// Partitions left failed or blocked by earlier runs ([`Execution::earlier_failed`]), read
+    /// when a gold table first recomputes.
+    earlier_failed: Option<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 /// Runs `work` holding the lake's writer lease: bronze, then silver, then gold in dependency
@@ -401,9 +402,6 @@ async fn execute_holding(
     for (table, mode) in &work.silver {
         x.silver(table, mode).await;
         clock.lap(&format!("silver {table} with its accounting"));
-    }
-    if !plan.gold.is_empty() {
-        x.earlier_failed = x.earlier_failed().await?;
     }
     for g in &plan.gold {
         x.gold(g, work.gold_forced.get(&g.name)).await?;
@@ -465,7 +463,7 @@ impl<'a> Execution<'a> {
             processed: Vec::new(),
             upstream: BTreeMap::new(),
             before: BTreeMap::new(),
-            earlier_failed: BTreeMap::new(),
+            earlier_failed: None,
         }
     }
 
@@ -753,6 +751,9 @@ impl<'a> Execution<'a> {
             }
             return Ok(());
         }
+        if self.earlier_failed.is_none() {
+            self.earlier_failed = Some(self.earlier_failed().await?);
+        }
         let (scope, blocked, whole) = self.gold_scope(g, forced).await?;
         let mut failed = inputs_failed(g, &self.upstream);
         for (input, ps) in self.earlier_of(g) {
@@ -891,10 +892,9 @@ impl<'a> Execution<'a> {
                 None => {}
             }
         }
-        let earlier = self.earlier_of(g);
-        let earlier_why = earlier.values().flat_map(|ps| ps.values()).next().cloned();
-        if let Some(why) = &earlier_why {
-            failed_why.get_or_insert_with(|| why.clone());
+        let earlier = self.fed_by_earlier(g).await;
+        if let Some(e) = &earlier {
+            failed_why.get_or_insert_with(|| e.why.clone());
         }
         // why the partitions cannot be derived at all, if they cannot (no changed rows needed)
         let never = gold::affected(self.lake, &self.plan.config, g, &BTreeMap::new()).await?;
@@ -919,9 +919,20 @@ impl<'a> Execution<'a> {
         if let Some(Some(f)) = forced {
             ps.extend(f.iter().cloned());
         }
-        if let Some(why) = earlier_why {
-            self.block_fed_by_earlier(g, &earlier, &why, &mut ps, &mut blocked)
-                .await?;
+        if let Some(e) = earlier {
+            for p in e.fed {
+                blocked.entry(p.clone()).or_insert_with(|| e.why.clone());
+                if p != WHOLE_TABLE {
+                    ps.insert(p);
+                }
+            }
+        }
+        // its own partitions left blocked or failed that nothing failed feeds any more: their
+        // steps said so, and they missed what changed meanwhile
+        for p in self.earlier_of_table(&g.name).into_keys() {
+            if p != WHOLE_TABLE && !blocked.contains_key(&p) {
+                ps.insert(p);
+            }
         }
         if let Some(why) = blocked.get(WHOLE_TABLE).cloned() {
             for p in &ps {
@@ -939,18 +950,34 @@ impl<'a> Execution<'a> {
     async fn earlier_failed(&self) -> KaratResult<BTreeMap<String, BTreeMap<String, String>>> {
         let mut steps = self.ledger.steps().await?;
         steps.extend(self.steps.iter().cloned());
+        let latest = latest_partition_states(&steps);
+        // a table-wide failure (`*`) is over once a later step of the table was promoted
+        let healed = |zone: Zone, table: &str, at: &str| {
+            latest.iter().any(|((z, t, _), later)| {
+                *z == zone
+                    && t == table
+                    && later.status.promoted()
+                    && later.finished_at.as_str() > at
+            })
+        };
         let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        for ((zone, table, partition), step) in latest_partition_states(&steps) {
-            if zone == Zone::Bronze || step.status.promoted() || step.run_id == self.report.run_id {
+        for ((zone, table, partition), step) in &latest {
+            if *zone == Zone::Bronze
+                || step.status.promoted()
+                || step.run_id == self.report.run_id
+                || (partition == WHOLE_TABLE && healed(*zone, table, &step.finished_at))
+            {
                 continue;
             }
             let why = format!(
-                "upstream {} {table} partition {partition} {} since run {}",
-                zone,
+                "upstream {zone} {table} partition {partition} {} since run {} (replay it \
+                 once fixed, or `karat ack` it)",
                 step.status.as_str(),
                 step.run_id
             );
-            out.entry(table).or_default().insert(partition, why);
+            out.entry(table.clone())
+                .or_default()
+                .insert(partition.clone(), why);
         }
         Ok(out)
     }
@@ -960,45 +987,54 @@ impl<'a> Execution<'a> {
         g.inputs
             .iter()
             .filter_map(|i| {
-                let mut ps = self.earlier_failed.get(i)?.clone();
-                if let Some(u) = self.upstream.get(i) {
-                    ps.retain(|p, _| !u.failed.contains_key(p) && !u.promoted.contains(p));
-                }
+                let ps = self.earlier_of_table(i);
                 (!ps.is_empty()).then(|| (i.clone(), ps))
             })
             .collect()
     }
 
-    /// Blocks (and recomputes, so that their steps say so) the partitions of `g` that the
-    /// `earlier` failed partitions of its inputs feed, as their rows are now; the whole table
-    /// when those cannot be told.
-    async fn block_fed_by_earlier(
-        &self,
-        g: &GoldPlan,
-        earlier: &BTreeMap<String, BTreeMap<String, String>>,
-        why: &str,
-        ps: &mut BTreeSet<String>,
-        blocked: &mut BTreeMap<String, String>,
-    ) -> KaratResult<()> {
+    /// [`Execution::earlier_failed`] of one table, but the partitions this run stepped.
+    fn earlier_of_table(&self, table: &str) -> BTreeMap<String, String> {
+        let Some(mut ps) = self
+            .earlier_failed
+            .as_ref()
+            .and_then(|e| e.get(table))
+            .cloned()
+        else {
+            return BTreeMap::new();
+        };
+        if let Some(u) = self.upstream.get(table) {
+            ps.retain(|p, _| !u.failed.contains_key(p) && !u.promoted.contains(p));
+        }
+        ps
+    }
+
+    /// What `g`'s inputs' partitions left failed by earlier runs feed in it now (None: nothing,
+    /// their rows gone or dropped by its query); the whole table ([`WHOLE_TABLE`]) when that
+    /// cannot be told, or the telling failed (noted).
+    async fn fed_by_earlier(&self, g: &GoldPlan) -> Option<EarlierFailed> {
+        let earlier = self.earlier_of(g);
+        let why = earlier.values().flat_map(|ps| ps.values()).next()?.clone();
         let partitions = earlier
             .iter()
             .map(|(input, failed)| (input.clone(), failed.keys().cloned().collect()))
             .collect();
         let config = &self.plan.config;
-        match gold::derive::fed_by_failed(self.lake, config, g, &partitions, None).await? {
-            Some(fed) => {
-                for p in fed {
-                    blocked.entry(p.clone()).or_insert_with(|| why.to_string());
-                    ps.insert(p);
-                }
+        let whole = || BTreeSet::from([WHOLE_TABLE.to_string()]);
+        let fed = match gold::derive::fed_by_earlier_failed(self.lake, config, g, &partitions).await
+        {
+            Ok(Some(fed)) => fed,
+            Ok(None) => whole(),
+            Err(e) => {
+                self.events.note(format!(
+                    "gold {}: blocked whole: what upstream partitions left failed feed in it \
+                     could not be told: {e}",
+                    g.name
+                ));
+                whole()
             }
-            None => {
-                blocked
-                    .entry(WHOLE_TABLE.into())
-                    .or_insert_with(|| why.to_string());
-            }
-        }
-        Ok(())
+        };
+        (!fed.is_empty()).then_some(EarlierFailed { fed, why })
     }
 
     /// Writes the ledger: drift, steps, processed batches, the tables' versions before and
@@ -1083,6 +1119,13 @@ impl Execution<'_> {
         }
         Ok(out)
     }
+}
+
+/// What upstream partitions left failed by earlier runs feed in a gold table: its partitions
+/// (or [`WHOLE_TABLE`]), and why they stay blocked.
+struct EarlierFailed {
+    fed: BTreeSet<String>,
+    why: String,
 }
 
 /// Per input of `g`, its partitions that failed in this run, and why.
