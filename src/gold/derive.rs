@@ -137,9 +137,10 @@ pub async fn fed_by_earlier_failed(
     let Some(g) = config.table(&plan.name).and_then(|t| t.gold()) else {
         return Ok(None);
     };
-    if g.partition_by.is_some() {
+    if g.partition_by.is_some() && plan.derivable {
         return fed_by_failed(lake, config, plan, failed, None).await;
     }
+    // otherwise the whole table, if the failed rows are still there and feed it
     for (input, partitions) in failed.iter().filter(|(_, ps)| !ps.is_empty()) {
         let view = match rows_of_partitions(lake, config, input, partitions, None).await? {
             FailedRows::View(view) => view,
@@ -155,8 +156,16 @@ pub async fn fed_by_earlier_failed(
     Ok(Some(BTreeSet::new()))
 }
 
-/// Whether `rows` (as `input`) hold any row and the gold query yields any over them; None
-/// when another input does not exist yet.
+/// Whether `partitions` are all dates (`%Y-%m-%d`), as [`rows_of_partitions`] names them in SQL.
+fn all_dates(partitions: &BTreeSet<String>) -> bool {
+    partitions
+        .iter()
+        .all(|p| chrono::NaiveDate::parse_from_str(p, "%Y-%m-%d").is_ok())
+}
+
+/// Whether `rows` (as `input`) hold any row and the gold query yields any over them (a query
+/// not [`GoldPlan::derivable`] may yield nothing over them alone and still be fed by them: any
+/// row is enough); None when another input does not exist yet.
 async fn yields_rows(
     lake: &Lake,
     config: &Config,
@@ -172,10 +181,11 @@ async fn yields_rows(
     let Some(ctx) = session_over(lake, config, plan, input, rows, &context).await? else {
         return Ok(None);
     };
-    for q in [
-        format!("SELECT 1 FROM {} LIMIT 1", ident(input)),
-        format!("SELECT 1 FROM ({sql}) AS q LIMIT 1"),
-    ] {
+    let mut queries = vec![format!("SELECT 1 FROM {} LIMIT 1", ident(input))];
+    if plan.derivable {
+        queries.push(format!("SELECT 1 FROM ({sql}) AS q LIMIT 1"));
+    }
+    for q in queries {
         let out = delta::query(&ctx, &q, &context).await?;
         if out.iter().all(|b| b.num_rows() == 0) {
             return Ok(Some(false));
@@ -230,7 +240,7 @@ async fn rows_of_partitions(
     let Some(pcol) = table.partition_column() else {
         return Ok(FailedRows::Untold);
     };
-    if partitions.contains(super::WHOLE_TABLE) {
+    if partitions.contains(super::WHOLE_TABLE) || !all_dates(partitions) {
         return Ok(FailedRows::Untold);
     }
     let url = lake.url_of(&layout::table(table.zone, input));

@@ -347,8 +347,41 @@ impl Start {
                 held: from_scratch,
                 ..self
             }),
-            false => Ok(self),
+            false => self.all_but_blocked(table).await,
         }
+    }
+
+    /// With partitions blocked and no baseline: every partition of the table recomputed (the
+    /// blocked ones not published), to start one, when the table is partitioned as configured
+    /// (or not written yet); else the run's partitions only. Without this, a table added (or
+    /// its query edited) while an upstream partition stays failed held only the partitions
+    /// each run changed until that partition was fixed.
+    async fn all_but_blocked(self, table: &Table<'_>) -> KaratResult<Start> {
+        let Scope::Partitions(ps) = &self.scope else {
+            return Ok(self);
+        };
+        let pcol = table
+            .config
+            .table(&table.plan.name)
+            .and_then(|t| t.gold())
+            .and_then(|g| g.partition_by.clone());
+        let Some(pcol) = pcol else {
+            return Ok(self);
+        };
+        if self.blocked.contains_key(WHOLE_TABLE)
+            || stored_partitioned_by(table.lake, table.plan, &pcol).await? == Some(false)
+        {
+            return Ok(self);
+        }
+        let mut all =
+            every_partition(table.lake, table.ctx, table.plan, &pcol, table.base_sql).await?;
+        all.extend(ps.iter().cloned());
+        all.extend(self.blocked.keys().cloned());
+        Ok(Start {
+            scope: Scope::Partitions(all),
+            held: Some(BTreeSet::new()),
+            ..self
+        })
     }
 }
 

@@ -359,9 +359,9 @@ struct Execution<'a> {
     upstream: BTreeMap<String, Upstream>,
     /// Every data table's version before the run, by folder.
     before: BTreeMap<String, Option<i64>>,
-    /// Partitions left failed or blocked by earlier runs ([`Execution::earlier_failed`]), read
-    /// when a gold table first recomputes.
-    earlier_failed: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Partitions failed or blocked now ([`Execution::earlier_failed`]), read when a gold table
+    /// first recomputes.
+    earlier_failed: Option<BTreeMap<String, BTreeMap<String, Open>>>,
 }
 
 /// Runs `work` holding the lake's writer lease: bronze, then silver, then gold in dependency
@@ -757,7 +757,10 @@ impl<'a> Execution<'a> {
         let (scope, blocked, whole) = self.gold_scope(g, forced).await?;
         let mut failed = inputs_failed(g, &self.upstream);
         for (input, ps) in self.earlier_of(g) {
-            failed.entry(input).or_default().extend(ps);
+            let this_run = failed.entry(input).or_default();
+            for (p, open) in ps {
+                this_run.entry(p).or_insert(open.why);
+            }
         }
         let t0 = now();
         let res = gold::process(
@@ -927,10 +930,12 @@ impl<'a> Execution<'a> {
                 }
             }
         }
-        // its own partitions left blocked or failed that nothing failed feeds any more: their
-        // steps said so, and they missed what changed meanwhile
-        for p in self.earlier_of_table(&g.name).into_keys() {
-            if p != WHOLE_TABLE && !blocked.contains_key(&p) {
+        // its own partitions left blocked that nothing failed feeds any more: they missed what
+        // changed meanwhile (a partition that failed its own checks waits for its inputs, or a
+        // replay, to change)
+        for (p, open) in self.earlier_of_table(&g.name) {
+            let date = chrono::NaiveDate::parse_from_str(&p, "%Y-%m-%d").is_ok();
+            if open.status == PartitionStatus::Blocked && date && !blocked.contains_key(&p) {
                 ps.insert(p);
             }
         }
@@ -942,12 +947,12 @@ impl<'a> Execution<'a> {
         Ok((Scope::Partitions(ps), blocked, None))
     }
 
-    /// Per table, its partitions whose latest step failed or was blocked in an earlier run
-    /// (this run's steps are in `upstream`), and why. A gold table recomputed now must not
-    /// publish what they feed, as the run they failed in did not: without this, a later run
-    /// recomputing the table whole (no baseline to fold into, a query edit, a table without
-    /// partitions) published what a still-failed silver partition feeds.
-    async fn earlier_failed(&self) -> KaratResult<BTreeMap<String, BTreeMap<String, String>>> {
+    /// Per table, its partitions whose latest step (this run's so far included) failed or was
+    /// blocked. A gold table recomputed now must not publish what they feed, as the run they
+    /// failed in did not: without this, a later run recomputing the table whole (no baseline
+    /// to fold into, a query edit, a table without partitions) published what a still-failed
+    /// silver partition feeds.
+    async fn earlier_failed(&self) -> KaratResult<BTreeMap<String, BTreeMap<String, Open>>> {
         let mut steps = self.ledger.steps().await?;
         steps.extend(self.steps.iter().cloned());
         let latest = latest_partition_states(&steps);
@@ -960,11 +965,10 @@ impl<'a> Execution<'a> {
                     && later.finished_at.as_str() > at
             })
         };
-        let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let mut out: BTreeMap<String, BTreeMap<String, Open>> = BTreeMap::new();
         for ((zone, table, partition), step) in &latest {
             if *zone == Zone::Bronze
                 || step.status.promoted()
-                || step.run_id == self.report.run_id
                 || (partition == WHOLE_TABLE && healed(*zone, table, &step.finished_at))
             {
                 continue;
@@ -975,15 +979,19 @@ impl<'a> Execution<'a> {
                 step.status.as_str(),
                 step.run_id
             );
+            let open = Open {
+                status: step.status,
+                why,
+            };
             out.entry(table.clone())
                 .or_default()
-                .insert(partition.clone(), why);
+                .insert(partition.clone(), open);
         }
         Ok(out)
     }
 
-    /// [`Execution::earlier_failed`] of `g`'s inputs, but the partitions this run stepped.
-    fn earlier_of(&self, g: &GoldPlan) -> BTreeMap<String, BTreeMap<String, String>> {
+    /// [`Execution::earlier_failed`] of `g`'s inputs, but those this run promoted.
+    fn earlier_of(&self, g: &GoldPlan) -> BTreeMap<String, BTreeMap<String, Open>> {
         g.inputs
             .iter()
             .filter_map(|i| {
@@ -993,8 +1001,8 @@ impl<'a> Execution<'a> {
             .collect()
     }
 
-    /// [`Execution::earlier_failed`] of one table, but the partitions this run stepped.
-    fn earlier_of_table(&self, table: &str) -> BTreeMap<String, String> {
+    /// [`Execution::earlier_failed`] of one table, but the partitions this run promoted.
+    fn earlier_of_table(&self, table: &str) -> BTreeMap<String, Open> {
         let Some(mut ps) = self
             .earlier_failed
             .as_ref()
@@ -1004,7 +1012,7 @@ impl<'a> Execution<'a> {
             return BTreeMap::new();
         };
         if let Some(u) = self.upstream.get(table) {
-            ps.retain(|p, _| !u.failed.contains_key(p) && !u.promoted.contains(p));
+            ps.retain(|p, _| !u.promoted.contains(p));
         }
         ps
     }
@@ -1014,7 +1022,12 @@ impl<'a> Execution<'a> {
     /// cannot be told, or the telling failed (noted).
     async fn fed_by_earlier(&self, g: &GoldPlan) -> Option<EarlierFailed> {
         let earlier = self.earlier_of(g);
-        let why = earlier.values().flat_map(|ps| ps.values()).next()?.clone();
+        let why = earlier
+            .values()
+            .flat_map(|ps| ps.values())
+            .next()?
+            .why
+            .clone();
         let partitions = earlier
             .iter()
             .map(|(input, failed)| (input.clone(), failed.keys().cloned().collect()))
@@ -1119,6 +1132,14 @@ impl Execution<'_> {
         }
         Ok(out)
     }
+}
+
+/// A partition whose latest step failed or was blocked, and why a gold table it feeds stays
+/// blocked.
+#[derive(Debug, Clone)]
+struct Open {
+    status: PartitionStatus,
+    why: String,
 }
 
 /// What upstream partitions left failed by earlier runs feed in a gold table: its partitions

@@ -448,6 +448,19 @@ async fn a_replay_with_a_wrong_fix_is_undone_by_restore() {
     assert!(err.to_string().contains("a later run wrote it"), "{err}");
 }
 
+/// Writes a new day of two valid demo orders (2026-03-29) into the demo at `dir`.
+fn new_demo_day(dir: &std::path::Path) {
+    use std::io::Write;
+    let lines = [
+        r#"{"order_id":"o-99001","customer_id":"c-202","amount":10.00,"currency":"USD","quantity":"1","status":"paid","order_date":"2026-03-29","ordered_at":"2026-03-29T10:00:00Z","coupon":null}"#,
+        r#"{"order_id":"o-99002","customer_id":"c-126","amount":20.00,"currency":"EUR","quantity":"2","status":"paid","order_date":"2026-03-29","ordered_at":"2026-03-29T11:00:00Z","coupon":null}"#,
+    ];
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all((lines.join("\n") + "\n").as_bytes()).unwrap();
+    let new_day = dir.join("data/orders/orders-2026-03-29.ndjson.gz");
+    std::fs::write(&new_day, gz.finish().unwrap()).unwrap();
+}
+
 /// The gold outcomes of `r` for `table`: (partition, status).
 fn gold_outcomes(r: &karat::pipeline::RunReport, table: &str) -> Vec<(String, String)> {
     r.gold
@@ -464,20 +477,12 @@ fn gold_outcomes(r: &karat::pipeline::RunReport, table: &str) -> Vec<(String, St
 /// baseline to fold into) published it over the failed day's rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gold_blocked_by_a_failed_partition_stays_blocked_until_it_is_replayed() {
-    use std::io::Write;
     let s = Scratch::new();
     let (plan, lake, _) = demo(s.path(), 60).await;
     let lake_dir = s.join("lake");
     let by_country = "SELECT country, CAST(revenue AS VARCHAR) AS r FROM t ORDER BY 1";
     let published = pretty(&sql(&lake_dir, "gold/revenue_by_country", by_country).await);
-    let lines = [
-        r#"{"order_id":"o-99001","customer_id":"c-202","amount":10.00,"currency":"USD","quantity":"1","status":"paid","order_date":"2026-03-29","ordered_at":"2026-03-29T10:00:00Z","coupon":null}"#,
-        r#"{"order_id":"o-99002","customer_id":"c-126","amount":20.00,"currency":"EUR","quantity":"2","status":"paid","order_date":"2026-03-29","ordered_at":"2026-03-29T11:00:00Z","coupon":null}"#,
-    ];
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all((lines.join("\n") + "\n").as_bytes()).unwrap();
-    let new_day = s.join("data/orders/orders-2026-03-29.ndjson.gz");
-    std::fs::write(&new_day, gz.finish().unwrap()).unwrap();
+    new_demo_day(s.path());
 
     let r = crate::util::run(&plan, &lake).await;
     let by_country_now = gold_outcomes(&r, "revenue_by_country");
@@ -522,4 +527,44 @@ async fn gold_blocked_by_a_failed_partition_stays_blocked_until_it_is_replayed()
     );
     let v = karat::pipeline::verify(&plan, &lake).await.unwrap();
     assert!(v.ok(), "{:?}", v.lines());
+}
+
+/// A gold table added while an upstream partition stays failed holds every other day at once
+/// (the failed day's partition blocked): before, it held only the days each run changed until
+/// the failed day was fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gold_table_added_while_a_partition_is_failed_holds_every_other_day() {
+    let s = Scratch::new();
+    demo(s.path(), 60).await;
+    let cfg_path = s.join("karat.toml");
+    let mut text = std::fs::read_to_string(&cfg_path).unwrap();
+    text.push_str(
+        "\n[[table]]\nname = \"orders_per_day\"\nzone = \"gold\"\npartition_by = \"order_date\"\n\
+         sql = \"SELECT order_date, COUNT(*) AS n FROM orders GROUP BY order_date\"\n",
+    );
+    std::fs::write(&cfg_path, text).unwrap();
+    let (plan, lake) = crate::util::open(&cfg_path).await;
+    new_demo_day(s.path());
+    let r = crate::util::run(&plan, &lake).await;
+    let day = karat::demo::BAD_DAY;
+    let outcomes = gold_outcomes(&r, "orders_per_day");
+    assert!(
+        outcomes.contains(&(day.to_string(), "blocked".to_string())),
+        "{outcomes:?}"
+    );
+    let lake_dir = s.join("lake");
+    let per_day = format!(
+        "SELECT CAST(order_date AS VARCHAR) AS d, COUNT(*) AS n FROM t \
+         WHERE order_date <> DATE '{day}' GROUP BY 1 ORDER BY 1"
+    );
+    let want = pretty(&sql(&lake_dir, "silver/orders", &per_day).await);
+    let got = pretty(
+        &sql(
+            &lake_dir,
+            "gold/orders_per_day",
+            "SELECT CAST(order_date AS VARCHAR) AS d, n FROM t ORDER BY 1",
+        )
+        .await,
+    );
+    assert_eq!(got, want);
 }
