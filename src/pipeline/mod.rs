@@ -3,6 +3,7 @@
 
 pub mod ack;
 pub mod maintain;
+pub mod open_failures;
 pub mod plan;
 pub mod preview;
 pub mod rebuild;

@@ -22,6 +22,7 @@ use crate::silver::contract_doc::ContractDoc;
 use crate::silver::key_check::KeyCheck;
 use crate::silver::{self, PartitionOutcome, PartitionStatus, accounting};
 
+use super::open_failures::{self, Open, OpenFailures};
 use super::plan::Plan;
 use super::report::{RunReport, TableError};
 
@@ -359,9 +360,8 @@ struct Execution<'a> {
     upstream: BTreeMap<String, Upstream>,
     /// Every data table's version before the run, by folder.
     before: BTreeMap<String, Option<i64>>,
-    /// Partitions failed or blocked now ([`Execution::earlier_failed`]), read when a gold table
-    /// first recomputes.
-    earlier_failed: Option<BTreeMap<String, BTreeMap<String, Open>>>,
+    /// Partitions failed or blocked now, read when a gold table first recomputes.
+    open: Option<OpenFailures>,
 }
 
 /// Runs `work` holding the lake's writer lease: bronze, then silver, then gold in dependency
@@ -463,7 +463,7 @@ impl<'a> Execution<'a> {
             processed: Vec::new(),
             upstream: BTreeMap::new(),
             before: BTreeMap::new(),
-            earlier_failed: None,
+            open: None,
         }
     }
 
@@ -751,12 +751,14 @@ impl<'a> Execution<'a> {
             }
             return Ok(());
         }
-        if self.earlier_failed.is_none() {
-            self.earlier_failed = Some(self.earlier_failed().await?);
+        if self.open.is_none() {
+            let mut steps = self.ledger.steps().await?;
+            steps.extend(self.steps.iter().cloned());
+            self.open = Some(OpenFailures::of_steps(&steps));
         }
         let (scope, blocked, whole) = self.gold_scope(g, forced).await?;
         let mut failed = inputs_failed(g, &self.upstream);
-        for (input, ps) in self.earlier_of(g) {
+        for (input, ps) in self.open_inputs(g) {
             let this_run = failed.entry(input).or_default();
             for (p, open) in ps {
                 this_run.entry(p).or_insert(open.why);
@@ -895,9 +897,10 @@ impl<'a> Execution<'a> {
                 None => {}
             }
         }
-        let earlier = self.fed_by_earlier(g).await;
-        if let Some(e) = &earlier {
-            failed_why.get_or_insert_with(|| e.why.clone());
+        let open = self.open_inputs(g);
+        let fed = open_failures::fed(self.lake, &self.plan.config, g, &open, self.events).await;
+        if let Some(f) = &fed {
+            failed_why.get_or_insert_with(|| f.why.clone());
         }
         // why the partitions cannot be derived at all, if they cannot (no changed rows needed)
         let never = gold::affected(self.lake, &self.plan.config, g, &BTreeMap::new()).await?;
@@ -922,22 +925,16 @@ impl<'a> Execution<'a> {
         if let Some(Some(f)) = forced {
             ps.extend(f.iter().cloned());
         }
-        if let Some(e) = earlier {
-            for p in e.fed {
-                blocked.entry(p.clone()).or_insert_with(|| e.why.clone());
+        if let Some(f) = fed {
+            for p in f.partitions {
+                blocked.entry(p.clone()).or_insert_with(|| f.why.clone());
                 if p != WHOLE_TABLE {
                     ps.insert(p);
                 }
             }
         }
-        // its own partitions left blocked that nothing failed feeds any more: they missed what
-        // changed meanwhile (a partition that failed its own checks waits for its inputs, or a
-        // replay, to change)
-        for (p, open) in self.earlier_of_table(&g.name) {
-            let date = chrono::NaiveDate::parse_from_str(&p, "%Y-%m-%d").is_ok();
-            if open.status == PartitionStatus::Blocked && date && !blocked.contains_key(&p) {
-                ps.insert(p);
-            }
+        if let Some(open) = &self.open {
+            ps.extend(open.to_unblock(&g.name, &blocked));
         }
         if let Some(why) = blocked.get(WHOLE_TABLE).cloned() {
             for p in &ps {
@@ -947,107 +944,12 @@ impl<'a> Execution<'a> {
         Ok((Scope::Partitions(ps), blocked, None))
     }
 
-    /// Per table, its partitions whose latest step (this run's so far included) failed or was
-    /// blocked. A gold table recomputed now must not publish what they feed, as the run they
-    /// failed in did not: without this, a later run recomputing the table whole (no baseline
-    /// to fold into, a query edit, a table without partitions) published what a still-failed
-    /// silver partition feeds.
-    async fn earlier_failed(&self) -> KaratResult<BTreeMap<String, BTreeMap<String, Open>>> {
-        let mut steps = self.ledger.steps().await?;
-        steps.extend(self.steps.iter().cloned());
-        let latest = latest_partition_states(&steps);
-        // a table-wide failure (`*`) is over once a later step of the table was promoted
-        let healed = |zone: Zone, table: &str, at: &str| {
-            latest.iter().any(|((z, t, _), later)| {
-                *z == zone
-                    && t == table
-                    && later.status.promoted()
-                    && later.finished_at.as_str() > at
-            })
-        };
-        let mut out: BTreeMap<String, BTreeMap<String, Open>> = BTreeMap::new();
-        for ((zone, table, partition), step) in &latest {
-            if *zone == Zone::Bronze
-                || step.status.promoted()
-                || (partition == WHOLE_TABLE && healed(*zone, table, &step.finished_at))
-            {
-                continue;
-            }
-            let why = format!(
-                "upstream {zone} {table} partition {partition} {} since run {} (replay it \
-                 once fixed, or `karat ack` it)",
-                step.status.as_str(),
-                step.run_id
-            );
-            let open = Open {
-                status: step.status,
-                why,
-            };
-            out.entry(table.clone())
-                .or_default()
-                .insert(partition.clone(), open);
-        }
-        Ok(out)
-    }
-
-    /// [`Execution::earlier_failed`] of `g`'s inputs, but those this run promoted.
-    fn earlier_of(&self, g: &GoldPlan) -> BTreeMap<String, BTreeMap<String, Open>> {
-        g.inputs
-            .iter()
-            .filter_map(|i| {
-                let ps = self.earlier_of_table(i);
-                (!ps.is_empty()).then(|| (i.clone(), ps))
-            })
-            .collect()
-    }
-
-    /// [`Execution::earlier_failed`] of one table, but the partitions this run promoted.
-    fn earlier_of_table(&self, table: &str) -> BTreeMap<String, Open> {
-        let Some(mut ps) = self
-            .earlier_failed
-            .as_ref()
-            .and_then(|e| e.get(table))
-            .cloned()
-        else {
+    /// The open partitions ([`OpenFailures`]) of `g`'s inputs, but those this run promoted.
+    fn open_inputs(&self, g: &GoldPlan) -> BTreeMap<String, BTreeMap<String, Open>> {
+        let Some(open) = &self.open else {
             return BTreeMap::new();
         };
-        if let Some(u) = self.upstream.get(table) {
-            ps.retain(|p, _| !u.promoted.contains(p));
-        }
-        ps
-    }
-
-    /// What `g`'s inputs' partitions left failed by earlier runs feed in it now (None: nothing,
-    /// their rows gone or dropped by its query); the whole table ([`WHOLE_TABLE`]) when that
-    /// cannot be told, or the telling failed (noted).
-    async fn fed_by_earlier(&self, g: &GoldPlan) -> Option<EarlierFailed> {
-        let earlier = self.earlier_of(g);
-        let why = earlier
-            .values()
-            .flat_map(|ps| ps.values())
-            .next()?
-            .why
-            .clone();
-        let partitions = earlier
-            .iter()
-            .map(|(input, failed)| (input.clone(), failed.keys().cloned().collect()))
-            .collect();
-        let config = &self.plan.config;
-        let whole = || BTreeSet::from([WHOLE_TABLE.to_string()]);
-        let fed = match gold::derive::fed_by_earlier_failed(self.lake, config, g, &partitions).await
-        {
-            Ok(Some(fed)) => fed,
-            Ok(None) => whole(),
-            Err(e) => {
-                self.events.note(format!(
-                    "gold {}: blocked whole: what upstream partitions left failed feed in it \
-                     could not be told: {e}",
-                    g.name
-                ));
-                whole()
-            }
-        };
-        (!fed.is_empty()).then_some(EarlierFailed { fed, why })
+        open.of_inputs(g, |i| self.upstream.get(i).map(|u| &u.promoted))
     }
 
     /// Writes the ledger: drift, steps, processed batches, the tables' versions before and
@@ -1132,21 +1034,6 @@ impl Execution<'_> {
         }
         Ok(out)
     }
-}
-
-/// A partition whose latest step failed or was blocked, and why a gold table it feeds stays
-/// blocked.
-#[derive(Debug, Clone)]
-struct Open {
-    status: PartitionStatus,
-    why: String,
-}
-
-/// What upstream partitions left failed by earlier runs feed in a gold table: its partitions
-/// (or [`WHOLE_TABLE`]), and why they stay blocked.
-struct EarlierFailed {
-    fed: BTreeSet<String>,
-    why: String,
 }
 
 /// Per input of `g`, its partitions that failed in this run, and why.
