@@ -7,10 +7,11 @@
 //! one transaction through the deltalake commit API, as the write operation would commit them
 //! (operation `WRITE`, mode `Append`, karat's commit metadata and `operationMetrics`). Only
 //! plain tables qualify: writer protocol 2 or lower, or deletion vectors besides (no column
-//! mapping, constraints or generated columns), the table's schema and
-//! partitioning exactly, and a partition value of at least [`PARALLEL_ROWS`] rows; anything
-//! else takes delta-rs's own write. A table that does not exist yet is first created empty by
-//! delta-rs's write (so it is made exactly as delta-rs makes it), then appended to.
+//! mapping, constraints or generated columns), the table's columns (by name: rows are written
+//! in the stored order) and partitioning exactly, and a partition value of at least
+//! [`PARALLEL_ROWS`] rows; anything else takes delta-rs's own write. A table that does not
+//! exist yet is first created empty by delta-rs's write (so it is made exactly as delta-rs
+//! makes it), then appended to.
 
 use std::collections::HashMap;
 
