@@ -311,23 +311,13 @@ mod tests {
     }
 
     fn step(zone: Zone, partition: &str, at: DateTime<Utc>, trigger: Trigger) -> StepRecord {
+        let ok = PartitionStatus::Ok;
         StepRecord {
             run_id: format!("run-{partition}-{trigger}"),
             trigger,
-            zone,
-            table: "orders".into(),
-            partition: partition.into(),
-            status: PartitionStatus::Ok,
-            started_at: at.to_rfc3339(),
-            finished_at: at.to_rfc3339(),
             rows_in: 10,
             rows_out: 10,
-            dead: 0,
-            duplicates: 0,
-            messages: None,
-            dead_by_rule: None,
-            schema_fingerprint: None,
-            delta_version: None,
+            ..StepRecord::example(zone, "orders", partition, ok, &at.to_rfc3339())
         }
     }
 

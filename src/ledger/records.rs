@@ -159,6 +159,36 @@ pub struct StepRecord {
 }
 
 impl StepRecord {
+    /// A step of run `r` in `zone`'s `table` and `partition`, ended at `at` with `status`, no
+    /// rows and no messages: for tests to adjust.
+    #[cfg(test)]
+    pub(crate) fn example(
+        zone: crate::config::Zone,
+        table: &str,
+        partition: &str,
+        status: crate::silver::PartitionStatus,
+        at: &str,
+    ) -> StepRecord {
+        StepRecord {
+            run_id: "r".into(),
+            trigger: Trigger::Cli,
+            zone,
+            table: table.into(),
+            partition: partition.into(),
+            status,
+            started_at: at.into(),
+            finished_at: at.into(),
+            rows_in: 0,
+            rows_out: 0,
+            dead: 0,
+            duplicates: 0,
+            messages: None,
+            dead_by_rule: None,
+            schema_fingerprint: None,
+            delta_version: None,
+        }
+    }
+
     /// `dead_by_rule` as a map (empty when there were none, or the text is not a JSON object).
     pub fn dead_by_rule_map(&self) -> std::collections::BTreeMap<String, i64> {
         self.dead_by_rule

@@ -278,22 +278,11 @@ mod tests {
 
     fn step(at: &str, rows_in: i64, dead: i64, status: PartitionStatus) -> StepRecord {
         StepRecord {
-            run_id: "r".into(),
             trigger: Trigger::Schedule,
-            zone: Zone::Silver,
-            table: "orders".into(),
-            partition: at[..10].into(),
-            status,
-            started_at: at.into(),
-            finished_at: at.into(),
             rows_in,
             rows_out: rows_in - dead,
             dead,
-            duplicates: 0,
-            messages: None,
-            dead_by_rule: None,
-            schema_fingerprint: None,
-            delta_version: None,
+            ..StepRecord::example(Zone::Silver, "orders", &at[..10], status, at)
         }
     }
 

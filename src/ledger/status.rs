@@ -392,24 +392,7 @@ mod healing_tests {
     use crate::silver::PartitionStatus;
 
     fn step(table: &str, partition: &str, status: PartitionStatus, at: &str) -> StepRecord {
-        StepRecord {
-            run_id: "r".into(),
-            trigger: crate::ledger::Trigger::Cli,
-            zone: Zone::Silver,
-            table: table.into(),
-            partition: partition.into(),
-            status,
-            started_at: at.into(),
-            finished_at: at.into(),
-            rows_in: 0,
-            rows_out: 0,
-            dead: 0,
-            duplicates: 0,
-            messages: None,
-            dead_by_rule: None,
-            schema_fingerprint: None,
-            delta_version: None,
-        }
+        StepRecord::example(Zone::Silver, table, partition, status, at)
     }
 
     #[test]

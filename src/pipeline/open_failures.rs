@@ -157,7 +157,6 @@ pub async fn fed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::Trigger;
 
     fn step(
         zone: Zone,
@@ -169,21 +168,7 @@ mod tests {
         let t = format!("2026-03-01T00:00:{at:02}Z");
         StepRecord {
             run_id: format!("run-{at}"),
-            trigger: Trigger::Cli,
-            zone,
-            table: table.into(),
-            partition: partition.into(),
-            status,
-            started_at: t.clone(),
-            finished_at: t,
-            rows_in: 0,
-            rows_out: 0,
-            dead: 0,
-            duplicates: 0,
-            messages: None,
-            dead_by_rule: None,
-            schema_fingerprint: None,
-            delta_version: None,
+            ..StepRecord::example(zone, table, partition, status, &t)
         }
     }
 
