@@ -221,6 +221,7 @@ impl Store {
         let folder = layout::table(Zone::Silver, t);
         let silver = delta::open(&lake.url_of(&folder), &folder).await?;
         if let Some(table) = &silver {
+            partitioned_as_contracted(table, &contract, &folder)?;
             delta::register_table(&ctx, "s", table.clone(), &folder).await?;
         }
         let has_dead = delta::register(&ctx, "d", &lake.url_of(&layout::dead_letters(t))).await?;
@@ -1035,6 +1036,29 @@ impl Store {
             },
         }
     }
+}
+
+/// Refuses a silver table stored partitioned otherwise than its contract now says (its
+/// `partition_by` edited), before anything is written: its partitions cannot be replaced by the
+/// contract's, and a run went as far as writing the superseded rows, silver failing after.
+fn partitioned_as_contracted(
+    table: &deltalake::DeltaTable,
+    contract: &Contract,
+    folder: &str,
+) -> KaratResult<()> {
+    let state = table.snapshot().map_err(|e| KaratError::delta(folder, e))?;
+    let stored = state.snapshot().metadata().partition_columns();
+    if stored == [contract.partition_column.clone()].as_slice() {
+        return Ok(());
+    }
+    Err(KaratError::Other(format!(
+        "silver table {}: stored partitioned by {}, but its contract now partitions by {}; a \
+         table is not repartitioned in place: put partition_by back, or build a lake under the \
+         new contract with `karat rebuild --into DIR` and move to it",
+        contract.table,
+        stored.join(", "),
+        contract.partition_column
+    )))
 }
 
 /// A column by its exact name (no parsing of dots or case).

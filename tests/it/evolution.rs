@@ -1,7 +1,8 @@
 //! A contract that gains a column once its tables hold rows: silver and the superseded rows
 //! take the column (null in the rows stored before), whether the next run only appends new
 //! keys or supersedes stored ones, and a table with deletion vectors stays one they apply to
-//! (its stored column order is not the contract's, its columns are).
+//! (its stored column order is not the contract's, its columns are). An edited `partition_by`
+//! is refused before anything is written.
 
 use crate::util::{Scratch, finish, scalar, spawn_karat, sql};
 
@@ -92,4 +93,36 @@ fn with_deletion_vectors_a_widened_table_is_changed_in_place_again_after_one_rew
         !last.contains("stored table is not plain"),
         "the widened table is still rewritten whole:\n{last}"
     );
+}
+
+/// An edited `partition_by` is refused before anything is written, naming the table and what
+/// to do; put back, the next run processes the day as usual. Before, every run failed with a
+/// query error and left the superseded rows written without silver (`verify` then failed).
+#[test]
+fn an_edited_partition_by_is_refused_before_anything_is_written() {
+    let s = Scratch::new();
+    let config = crate::util::daily_project(s.path(), false);
+    let day = |n: usize| crate::util::daily_file(s.path(), n, 1_000);
+    day(0);
+    karat_ok(s.path(), &["run"]);
+    let edited = config.replacen(
+        "partition_by = \"order_date\"",
+        "partition_by = \"_ingest_date\"",
+        1,
+    );
+    assert_ne!(edited, config);
+    std::fs::write(s.join("karat.toml"), edited).unwrap();
+    day(1);
+    let (code, out) = finish(spawn_karat(s.path(), &["run"], &[]));
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("silver table orders: stored partitioned by order_date")
+            && out.contains("put partition_by back"),
+        "{out}"
+    );
+    karat_ok(s.path(), &["verify"]);
+    std::fs::write(s.join("karat.toml"), config).unwrap();
+    karat_ok(s.path(), &["run"]);
+    let out = karat_ok(s.path(), &["verify"]);
+    assert!(!out.contains("not processed yet"), "{out}");
 }
