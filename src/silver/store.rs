@@ -1039,15 +1039,18 @@ impl Store {
 }
 
 /// Refuses a silver table stored partitioned otherwise than its contract now says (its
-/// `partition_by` edited), before anything is written: its partitions cannot be replaced by the
-/// contract's, and a run went as far as writing the superseded rows, silver failing after.
+/// `partition_by` edited), or with a column of another type ([`same_types_as_contracted`]),
+/// before anything is written: its partitions cannot be replaced by the contract's, and a run
+/// went as far as writing the superseded rows, silver failing after.
 fn partitioned_as_contracted(
     table: &deltalake::DeltaTable,
     contract: &Contract,
     folder: &str,
 ) -> KaratResult<()> {
     let state = table.snapshot().map_err(|e| KaratError::delta(folder, e))?;
-    let stored = state.snapshot().metadata().partition_columns();
+    let snapshot = state.snapshot();
+    same_types_as_contracted(&snapshot.arrow_schema(), contract)?;
+    let stored = snapshot.metadata().partition_columns();
     if stored == [contract.partition_column.clone()].as_slice() {
         return Ok(());
     }
@@ -1059,6 +1062,31 @@ fn partitioned_as_contracted(
         stored.join(", "),
         contract.partition_column
     )))
+}
+
+/// Refuses a silver table holding a column under another type than its contract now says (the
+/// column's `type` edited), before anything is written: rows written under the new type were
+/// cast to the stored one (1.5 stored as 1 when int64 became a decimal), or failed every run.
+fn same_types_as_contracted(stored: &Schema, contract: &Contract) -> KaratResult<()> {
+    let text =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    for field in contract.silver_schema.fields() {
+        let Ok(kept) = stored.field_with_name(field.name()) else {
+            continue;
+        };
+        let (was, is) = (kept.data_type(), field.data_type());
+        if was == is || (text(was) && text(is)) {
+            continue;
+        }
+        return Err(KaratError::Other(format!(
+            "silver table {}: column {} is stored as {was}, but its contract now says {is}; a \
+             column's type is not changed in place: put its type back, or build a lake under \
+             the new contract with `karat rebuild --into DIR` and move to it",
+            contract.table,
+            field.name()
+        )));
+    }
+    Ok(())
 }
 
 /// A column by its exact name (no parsing of dots or case).

@@ -126,3 +126,31 @@ fn an_edited_partition_by_is_refused_before_anything_is_written() {
     let out = karat_ok(s.path(), &["verify"]);
     assert!(!out.contains("not processed yet"), "{out}");
 }
+
+/// A column's edited `type` is refused before anything is written, naming the table, the
+/// column and both types. Before, widening an integer to a decimal stored new values cast to
+/// the integer (1.5 as 1), and replays could not mend it.
+#[test]
+fn an_edited_column_type_is_refused_before_anything_is_written() {
+    let s = Scratch::new();
+    let config = crate::util::daily_project(s.path(), false);
+    let day = |n: usize| crate::util::daily_file(s.path(), n, 1_000);
+    day(0);
+    karat_ok(s.path(), &["run"]);
+    let edited = config.replacen(
+        "quantity = { type = \"int64\"",
+        "quantity = { type = \"decimal(10,2)\"",
+        1,
+    );
+    assert_ne!(edited, config);
+    std::fs::write(s.join("karat.toml"), edited).unwrap();
+    day(1);
+    let (code, out) = finish(spawn_karat(s.path(), &["run"], &[]));
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("silver table orders: column quantity is stored as Int64")
+            && out.contains("put its type back"),
+        "{out}"
+    );
+    karat_ok(s.path(), &["verify"]);
+}
