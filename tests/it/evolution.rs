@@ -95,32 +95,39 @@ fn with_deletion_vectors_a_widened_table_is_changed_in_place_again_after_one_rew
     );
 }
 
-/// An edited `partition_by` is refused before anything is written, naming the table and what
-/// to do; put back, the next run processes the day as usual. Before, every run failed with a
-/// query error and left the superseded rows written without silver (`verify` then failed).
-#[test]
-fn an_edited_partition_by_is_refused_before_anything_is_written() {
+/// A project run on day 0, its contract edited (`from` → `to`), then day 1's run, which must
+/// be refused: the project (with its contract as it was), and the refused run's output, after
+/// which `verify` still passes (nothing was written).
+fn refused_after_editing(from: &str, to: &str) -> (Scratch, String, String) {
     let s = Scratch::new();
     let config = crate::util::daily_project(s.path(), false);
     let day = |n: usize| crate::util::daily_file(s.path(), n, 1_000);
     day(0);
     karat_ok(s.path(), &["run"]);
-    let edited = config.replacen(
-        "partition_by = \"order_date\"",
-        "partition_by = \"_ingest_date\"",
-        1,
-    );
+    let edited = config.replacen(from, to, 1);
     assert_ne!(edited, config);
     std::fs::write(s.join("karat.toml"), edited).unwrap();
     day(1);
     let (code, out) = finish(spawn_karat(s.path(), &["run"], &[]));
     assert_ne!(code, Some(0), "{out}");
+    karat_ok(s.path(), &["verify"]);
+    (s, config, out)
+}
+
+/// An edited `partition_by` is refused before anything is written, naming the table and what
+/// to do; put back, the next run processes the day as usual. Before, every run failed with a
+/// query error and left the superseded rows written without silver (`verify` then failed).
+#[test]
+fn an_edited_partition_by_is_refused_before_anything_is_written() {
+    let (s, config, out) = refused_after_editing(
+        "partition_by = \"order_date\"",
+        "partition_by = \"_ingest_date\"",
+    );
     assert!(
         out.contains("silver table orders: stored partitioned by order_date")
             && out.contains("put partition_by back"),
         "{out}"
     );
-    karat_ok(s.path(), &["verify"]);
     std::fs::write(s.join("karat.toml"), config).unwrap();
     karat_ok(s.path(), &["run"]);
     let out = karat_ok(s.path(), &["verify"]);
@@ -132,25 +139,13 @@ fn an_edited_partition_by_is_refused_before_anything_is_written() {
 /// the integer (1.5 as 1), and replays could not mend it.
 #[test]
 fn an_edited_column_type_is_refused_before_anything_is_written() {
-    let s = Scratch::new();
-    let config = crate::util::daily_project(s.path(), false);
-    let day = |n: usize| crate::util::daily_file(s.path(), n, 1_000);
-    day(0);
-    karat_ok(s.path(), &["run"]);
-    let edited = config.replacen(
+    let (_s, _, out) = refused_after_editing(
         "quantity = { type = \"int64\"",
         "quantity = { type = \"decimal(10,2)\"",
-        1,
     );
-    assert_ne!(edited, config);
-    std::fs::write(s.join("karat.toml"), edited).unwrap();
-    day(1);
-    let (code, out) = finish(spawn_karat(s.path(), &["run"], &[]));
-    assert_ne!(code, Some(0), "{out}");
     assert!(
         out.contains("silver table orders: column quantity is stored as Int64")
             && out.contains("put its type back"),
         "{out}"
     );
-    karat_ok(s.path(), &["verify"]);
 }
