@@ -232,7 +232,12 @@ impl Recompute<'_> {
         };
         let computed = compute(t.lake, t.ctx, t.plan, &target, folds, t.base_sql, events).await?;
         let pcol = pcol.as_deref();
-        let mut checked = check_partitions(t.ctx, t.plan, g, pcol, &target, &computed).await?;
+        let stored = match (pcol, &target.wanted) {
+            (Some(p), None) => stored_partitions(t.lake, t.ctx, t.plan, p).await?,
+            _ => BTreeSet::new(),
+        };
+        let mut checked =
+            check_partitions(t.ctx, t.plan, g, pcol, &target, &computed, &stored).await?;
         outcomes.append(&mut checked.outcomes);
         let whole = target.wanted.is_none();
         let batches = computed.batches;
@@ -486,27 +491,56 @@ async fn every_partition(
     pcol: &str,
     base_sql: &str,
 ) -> KaratResult<BTreeSet<String>> {
-    let url = lake.url_of(&layout::table(Zone::Gold, &plan.name));
     let p = ident(pcol);
-    let mut queries = vec![format!(
-        "SELECT DISTINCT CAST(q.{p} AS VARCHAR) FROM ({base_sql}) AS q"
-    )];
-    if delta::register(ctx, "_karat_gold_now", &url).await? {
-        queries.push(format!(
-            "SELECT DISTINCT CAST({p} AS VARCHAR) FROM _karat_gold_now"
-        ));
-    }
+    let q = format!("SELECT DISTINCT CAST(q.{p} AS VARCHAR) FROM ({base_sql}) AS q");
     let context = format!("gold table {}: its partitions", plan.name);
+    let mut all = distinct(ctx, &q, &context).await?;
+    all.extend(stored_partitions(lake, ctx, plan, pcol).await?);
+    Ok(all)
+}
+
+/// The partitions (of column `pcol`) `plan`'s table holds; none when it has no table yet, or
+/// is stored partitioned otherwise.
+async fn stored_partitions(
+    lake: &Lake,
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    plan: &GoldPlan,
+    pcol: &str,
+) -> KaratResult<BTreeSet<String>> {
+    if stored_partitioned_by(lake, plan, pcol).await? != Some(true) {
+        return Ok(BTreeSet::new());
+    }
+    let url = lake.url_of(&layout::table(Zone::Gold, &plan.name));
+    let _ = ctx.deregister_table("_karat_gold_now");
+    if !delta::register(ctx, "_karat_gold_now", &url).await? {
+        return Ok(BTreeSet::new());
+    }
+    let q = format!(
+        "SELECT DISTINCT CAST({} AS VARCHAR) FROM _karat_gold_now",
+        ident(pcol)
+    );
+    distinct(
+        ctx,
+        &q,
+        &format!("gold table {}: its partitions", plan.name),
+    )
+    .await
+}
+
+/// The values, not null, of the one column query `q` yields.
+async fn distinct(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    q: &str,
+    context: &str,
+) -> KaratResult<BTreeSet<String>> {
     let mut all = BTreeSet::new();
-    for q in queries {
-        for b in delta::query(ctx, &q, &context).await? {
-            let s = delta::utf8(b.column(0));
-            all.extend(
-                (0..s.len())
-                    .filter(|i| s.is_valid(*i))
-                    .map(|i| s.value(i).to_string()),
-            );
-        }
+    for b in delta::query(ctx, q, context).await? {
+        let s = delta::utf8(b.column(0));
+        all.extend(
+            (0..s.len())
+                .filter(|i| s.is_valid(*i))
+                .map(|i| s.value(i).to_string()),
+        );
     }
     Ok(all)
 }
@@ -658,7 +692,12 @@ struct Checked {
     passing: Vec<String>,
 }
 
-/// Runs the table's checks over each partition of the `computed` rows.
+/// Runs the table's checks over each partition of the `computed` rows. A partition (of a
+/// partitioned table) recomputed without rows, wanted or `stored` (held by the table before a
+/// whole recompute), is emptied: no input row feeds it any more (its rows moved to other
+/// partitions, or left silver in a promoted step), so its old rows are removed, as a rebuild
+/// would not hold them; checks judge rows published, and it has none. Kept, its rows were
+/// counted twice next to the partition they moved to.
 async fn check_partitions(
     ctx: &deltalake::datafusion::prelude::SessionContext,
     plan: &GoldPlan,
@@ -666,11 +705,15 @@ async fn check_partitions(
     pcol: Option<&str>,
     target: &Target,
     computed: &Computed,
+    stored: &BTreeSet<String>,
 ) -> KaratResult<Checked> {
     let name = &plan.name;
     let schema = &plan.schema;
     let batches = &computed.batches;
-    let partitions = partition_counts(name, schema, batches, pcol, target.wanted.as_deref())?;
+    let mut partitions = partition_counts(name, schema, batches, pcol, target.wanted.as_deref())?;
+    for p in stored {
+        partitions.entry(p.clone()).or_insert(0);
+    }
     let context = format!("gold table {name}");
     register_rows(ctx, "result", schema.clone(), batches.clone(), &context)?;
     let mut out = Checked {
@@ -679,7 +722,10 @@ async fn check_partitions(
         passing: Vec::new(),
     };
     for (part, rows) in &partitions {
-        let outcome = checked(ctx, name, g, pcol, part, *rows).await?;
+        let outcome = match (pcol, rows) {
+            (Some(_), 0) => emptied_outcome(part),
+            _ => checked(ctx, name, g, pcol, part, *rows).await?,
+        };
         if outcome.status.promoted() {
             out.passing.push(part.clone());
         }
@@ -941,6 +987,25 @@ fn passing_rows(
         keep.push(deltalake::arrow::compute::filter_record_batch(b, &mask).map_err(err)?);
     }
     Ok(keep)
+}
+
+/// The outcome of partition `p`, recomputed without rows: emptied.
+fn emptied_outcome(p: &str) -> PartitionOutcome {
+    PartitionOutcome {
+        partition: p.to_string(),
+        status: PartitionStatus::Ok,
+        rows_in: 0,
+        rows_out: 0,
+        dead: 0,
+        duplicates: 0,
+        messages: vec![
+            "emptied: no input row feeds it any more (its rows moved to other partitions or \
+             left silver); its old rows are removed"
+                .to_string(),
+        ],
+        dead_by_rule: vec![],
+        delta_version: None,
+    }
 }
 
 fn blocked_outcome(p: &str, why: &str) -> PartitionOutcome {

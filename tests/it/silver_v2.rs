@@ -220,6 +220,103 @@ async fn a_key_that_moves_partition_is_kept_once_and_gold_follows() {
     verify_ok(&plan, &lake).await;
 }
 
+/// Every key of a day moves to another day (re-sent with a later date): the emptied gold day
+/// is removed, not kept beside the day its rows moved to (counted twice), whether gold folds
+/// the change, recomputes the day from silver (an `AVG` does not fold) or recomputes the whole
+/// table, and although the table's `has_rows` check fails on a day without rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gold_day_whose_every_row_moves_away_is_emptied_not_kept() {
+    for (label, edit) in [
+        ("folded", None),
+        (
+            "recomputed",
+            Some(("SUM(amount) AS revenue", "AVG(amount) AS revenue")),
+        ),
+        // HAVING hides which partitions a row feeds: the whole table is recomputed
+        (
+            "whole",
+            Some((
+                "GROUP BY order_date, currency",
+                "GROUP BY order_date, currency HAVING COUNT(*) > 0",
+            )),
+        ),
+    ] {
+        let s = Scratch::new();
+        let cfg = init(s.path(), |t| match edit {
+            Some((from, to)) => t.replace(from, to),
+            None => t,
+        });
+        let (plan, lake) = open(&cfg).await;
+        run(&plan, &lake).await;
+        add_file(
+            s.path(),
+            "resend.ndjson",
+            &[
+                r#"{"order_id":"o-1","amount":20,"currency":"USD","quantity":1,"order_date":"2026-03-28"}"#,
+                r#"{"order_id":"o-2","amount":30,"currency":"EUR","quantity":2,"order_date":"2026-03-28"}"#,
+            ],
+        );
+        let r = run(&plan, &lake).await;
+        assert_eq!(r.status, "ok", "{label}: {}", karat::summary::run_lines(&r));
+        let lake_dir = s.join("lake");
+        let (gold, expected) = gold_orders_vs_silver(&lake_dir).await;
+        assert_eq!(
+            gold, expected,
+            "{label}: gold's orders per day against silver's"
+        );
+        assert!(!gold.contains_key("2026-03-27"), "{label}: {gold:?}");
+        let emptied = r
+            .gold
+            .iter()
+            .flat_map(|g| &g.partitions)
+            .find(|o| o.partition == "2026-03-27")
+            .unwrap_or_else(|| panic!("{label}: 2026-03-27 recomputed"));
+        assert!(
+            emptied.messages.iter().any(|m| m.contains("emptied")),
+            "{label}: {emptied:?}"
+        );
+        crate::util::assert_verified_and_rebuilt(&plan, &lake, &s.join("rebuilt")).await;
+    }
+}
+
+/// A tightened rule turns every row of a day into dead letters on replay: the silver day fails
+/// its gate, and the gold day it fed is blocked, keeping its rows (last published), not emptied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gold_day_whose_rows_all_become_dead_letters_is_blocked_not_emptied() {
+    let s = Scratch::new();
+    let cfg = init(s.path(), |t| t);
+    let (plan, lake) = open(&cfg).await;
+    run(&plan, &lake).await;
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let tightened = text.replace(r#"one_of = ["USD", "EUR", "GBP"]"#, r#"one_of = ["GBP"]"#);
+    assert_ne!(text, tightened);
+    std::fs::write(&cfg, tightened).unwrap();
+    let plan = Plan::load(&cfg).await.unwrap();
+    let target = ReplayTarget::Partitions {
+        table: "orders".into(),
+        partitions: vec!["2026-03-27".into()],
+    };
+    let r = karat::pipeline::replay(&plan, &lake, target, &Events::none())
+        .await
+        .unwrap();
+    let lines = karat::summary::run_lines(&r);
+    assert_eq!(r.status, "failed", "{lines}");
+    let day = r
+        .gold
+        .iter()
+        .flat_map(|g| &g.partitions)
+        .find(|o| o.partition == "2026-03-27")
+        .unwrap_or_else(|| panic!("gold 2026-03-27 in the replay: {lines}"));
+    assert_eq!(day.status.as_str(), "blocked", "{lines}");
+    let (gold, _) = gold_orders_vs_silver(&s.join("lake")).await;
+    assert_eq!(
+        gold.get("2026-03-27"),
+        Some(&2),
+        "kept as last published: {gold:?}"
+    );
+    verify_ok(&plan, &lake).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gold_partitioned_unlike_silver_is_filled() {
     let s = Scratch::new();
