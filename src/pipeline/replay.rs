@@ -256,8 +256,9 @@ pub(super) async fn work_of(
     Ok(work)
 }
 
-/// Partitions a table has: those the ledger has outcomes of, and for silver those its rows
-/// and dead letters are in (a partition an interrupted replay emptied is still known).
+/// Partitions a table has: those the ledger has outcomes of in its zone (a bronze source of
+/// the same name has files as its partitions), and for silver those its rows and dead letters
+/// are in (a partition an interrupted replay emptied is still known).
 async fn known_partitions(
     plan: &Plan,
     lake: &Lake,
@@ -269,7 +270,7 @@ async fn known_partitions(
         .steps()
         .await?
         .into_iter()
-        .filter(|s| s.table == table && s.partition != WHOLE_TABLE)
+        .filter(|s| s.zone == zone && s.table == table && s.partition != WHOLE_TABLE)
         .map(|s| s.partition)
         .collect();
     if zone == Zone::Silver {

@@ -115,7 +115,7 @@ fn refused_after_editing(from: &str, to: &str) -> (Scratch, String, String) {
 }
 
 /// An edited `partition_by` is refused before anything is written, naming the table and what
-/// to do; put back, the next run processes the day as usual. Before, every run failed with a
+/// to do; put back, `replay --failed` and the next run process the days as usual. Before, every run failed with a
 /// query error and left the superseded rows written without silver (`verify` then failed).
 #[test]
 fn an_edited_partition_by_is_refused_before_anything_is_written() {
@@ -129,6 +129,9 @@ fn an_edited_partition_by_is_refused_before_anything_is_written() {
         "{out}"
     );
     std::fs::write(s.join("karat.toml"), config).unwrap();
+    // the table-wide failure is what `replay --failed` finds; it replays the silver
+    // partitions (before, it also took the bronze source's files for them, and failed)
+    karat_ok(s.path(), &["replay", "--failed"]);
     karat_ok(s.path(), &["run"]);
     let out = karat_ok(s.path(), &["verify"]);
     assert!(!out.contains("not processed yet"), "{out}");
