@@ -891,7 +891,8 @@ impl<'a> Execution<'a> {
                             .absorb(gold::affected(self.lake, &self.plan.config, g, &one).await?);
                     }
                 }
-                None if u.touched() => {
+                // an input that errored blocks the whole table (above), whatever is recomputed
+                None if u.touched() && u.error.is_none() => {
                     gold_changed = Some(format!("its input gold {name} changed"))
                 }
                 None => {}
