@@ -2,6 +2,7 @@
 //! chosen partitions, and the report a run produces.
 
 pub mod ack;
+pub mod key_change;
 pub mod maintain;
 pub mod open_failures;
 pub mod plan;

@@ -22,6 +22,7 @@ use crate::silver::contract_doc::ContractDoc;
 use crate::silver::key_check::KeyCheck;
 use crate::silver::{self, PartitionOutcome, PartitionStatus, accounting};
 
+use super::key_change;
 use super::open_failures::{self, Open, OpenFailures};
 use super::plan::Plan;
 use super::report::{RunReport, TableError};
@@ -1083,6 +1084,27 @@ async fn unbalanced(
         .collect())
 }
 
+/// Refuses a normal run of `contract`'s table when its key may repeat among the rows of the
+/// batches it processed (`records`) under an earlier key ([`key_change`]).
+async fn refuse_a_key_that_may_repeat(
+    lake: &Lake,
+    ledger: &Ledger,
+    contract: &std::sync::Arc<silver::Contract>,
+    records: &[crate::ledger::BatchRecord],
+) -> KaratResult<()> {
+    let (table, key) = (&contract.table, &contract.spec.key);
+    if key.is_empty() || records.is_empty() {
+        return Ok(());
+    }
+    let contracts = ledger.contracts().await?;
+    let Some(r) = key_change::repeating(table, key, records, &contracts) else {
+        return Ok(());
+    };
+    let store = silver::store::Store::open(lake, contract.clone()).await?;
+    let partitions = store.partitions().await?;
+    Err(key_change::refusal(table, key, &r, &partitions))
+}
+
 /// Brings one silver table up to date: new batches in bounded groups, or a replay of the
 /// batches that contributed to some partitions (and of those left unbalanced).
 async fn silver_table(
@@ -1100,12 +1122,11 @@ async fn silver_table(
         .cloned()
         .ok_or_else(|| KaratError::Usage(format!("{table} is not a silver table")))?;
     let manifests = manifest::list(lake, &contract.spec.from).await?;
-    let processed: BTreeSet<String> = ledger
-        .batches(table)
-        .await?
-        .into_iter()
-        .map(|b| b.batch_id)
-        .collect();
+    let records = ledger.batches(table).await?;
+    if matches!(mode, SilverMode::New) {
+        refuse_a_key_that_may_repeat(lake, ledger, &contract, &records).await?;
+    }
+    let processed: BTreeSet<String> = records.into_iter().map(|b| b.batch_id).collect();
     let new: Vec<bronze::Manifest> = manifests
         .iter()
         .filter(|m| !processed.contains(&m.batch_id))

@@ -11,6 +11,7 @@ use crate::error::KaratResult;
 use crate::lake::Lake;
 use crate::ledger::{Ledger, RunRecord, RunStatus, Trigger};
 use crate::silver::accounting::{self, TableBalance};
+use crate::silver::store::Store;
 
 use super::plan::Plan;
 
@@ -27,6 +28,10 @@ pub struct TableVerification {
     pub balance: TableBalance,
     /// Batches landed in bronze that the table has not processed yet (not counted).
     pub pending: usize,
+    /// When its key was edited so that the stored rows may hold a key twice: what to do
+    /// ([`super::key_change`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_changed: Option<String>,
 }
 
 impl Verification {
@@ -55,6 +60,9 @@ impl Verification {
             ));
             for e in b.errors() {
                 out.push(format!("  {e}"));
+            }
+            if let Some(why) = &t.key_changed {
+                out.push(format!("  {why}"));
             }
         }
         out
@@ -92,13 +100,19 @@ pub async fn record(lake: &Lake, v: &Verification, started_at: &str) -> KaratRes
 pub async fn verify(plan: &Plan, lake: &Lake) -> KaratResult<Verification> {
     let ledger = Ledger::new(lake);
     let mut tables = Vec::new();
+    let contracts = ledger.contracts().await?;
     for (name, contract) in &plan.contracts {
-        let processed: BTreeSet<String> = ledger
-            .batches(name)
-            .await?
-            .into_iter()
-            .map(|b| b.batch_id)
-            .collect();
+        let records = ledger.batches(name).await?;
+        let key = &contract.spec.key;
+        let key_changed = match super::key_change::repeating(name, key, &records, &contracts) {
+            Some(r) => {
+                let store = Store::open(lake, contract.clone()).await?;
+                let partitions = store.partitions().await?;
+                Some(super::key_change::refusal(name, key, &r, &partitions).to_string())
+            }
+            None => None,
+        };
+        let processed: BTreeSet<String> = records.into_iter().map(|b| b.batch_id).collect();
         let (done, pending): (Vec<_>, Vec<_>) = manifest::list(lake, &contract.spec.from)
             .await?
             .into_iter()
@@ -108,6 +122,7 @@ pub async fn verify(plan: &Plan, lake: &Lake) -> KaratResult<Verification> {
         tables.push(TableVerification {
             balance,
             pending: pending.len(),
+            key_changed,
         });
     }
     Ok(Verification { tables })

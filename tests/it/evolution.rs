@@ -152,3 +152,47 @@ fn an_edited_column_type_is_refused_before_anything_is_written() {
         "{out}"
     );
 }
+
+/// A coarser `key` (every order of a customer one key) is refused by a normal run, naming both
+/// keys and the replay of every partition; that replay applies it to the stored rows, after
+/// which runs go on and the lake equals its rebuild. Before, the run was green and the table
+/// held customers twice (only `verify` said so, without saying what to do).
+#[test]
+fn a_coarser_key_is_refused_until_every_partition_is_replayed_under_it() {
+    let s = Scratch::new();
+    let config = crate::util::daily_project(s.path(), false);
+    crate::util::daily_file(s.path(), 0, 1_000);
+    karat_ok(s.path(), &["run"]);
+    let edited = config.replacen("key = [\"order_id\"]", "key = [\"customer_id\"]", 1);
+    std::fs::write(s.join("karat.toml"), edited).unwrap();
+    crate::util::daily_file(s.path(), 1, 1_000);
+    let (code, out) = finish(spawn_karat(s.path(), &["run"], &[]));
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("silver table orders: its key is now [customer_id]")
+            && out.contains("processed under key [order_id]"),
+        "{out}"
+    );
+    let replay = out
+        .split('`')
+        .find(|p| p.starts_with("karat replay orders --from"))
+        .unwrap_or_else(|| panic!("the replay to run: {out}"));
+    // `verify` sees the keys held twice, and says what to do
+    let (code, verified) = finish(spawn_karat(s.path(), &["verify"], &[]));
+    assert_eq!(code, Some(1), "{verified}");
+    assert!(
+        verified.contains("held more than once") && verified.contains(replay),
+        "{verified}"
+    );
+    let args: Vec<&str> = replay.split_whitespace().skip(1).collect();
+    karat_ok(s.path(), &args);
+    karat_ok(s.path(), &["run"]);
+    let out = karat_ok(s.path(), &["verify"]);
+    assert!(!out.contains("not processed yet"), "{out}");
+    let (code, rebuilt) = finish(spawn_karat(
+        s.path(),
+        &["rebuild", "--into", s.join("rebuilt").to_str().unwrap()],
+        &[],
+    ));
+    assert_eq!(code, Some(0), "{rebuilt}");
+}
