@@ -787,7 +787,8 @@ impl<'a> Execution<'a> {
                 return Ok(());
             }
         };
-        if let Some(why) = whole {
+        // said only of a table written: one blocked whole says why itself
+        if let Some(why) = whole.filter(|_| r.version.is_some()) {
             self.events
                 .note(format!("gold {}: recomputed whole: {why}", g.name));
             for o in &mut r.partitions {
@@ -892,9 +893,13 @@ impl<'a> Execution<'a> {
                             .absorb(gold::affected(self.lake, &self.plan.config, g, &one).await?);
                     }
                 }
-                // an input that errored blocks the whole table (above), whatever is recomputed
-                None if u.touched() && u.error.is_none() => {
-                    gold_changed = Some(format!("its input gold {name} changed"))
+                // an input that errored blocks the whole table (above): recomputed whole, it
+                // stops before computing anything, and keeps no fold baseline
+                None if u.touched() => {
+                    gold_changed = Some(match &u.error {
+                        Some(_) => format!("its input {name} failed"),
+                        None => format!("its input gold {name} changed"),
+                    })
                 }
                 None => {}
             }
