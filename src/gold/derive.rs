@@ -69,9 +69,18 @@ pub async fn affected(
             }
             let context = format!("gold table {}: changed rows of {input}", plan.name);
             let rows = changed_rows(rows, &context)?;
-            let Some(parts) = run_over(lake, config, plan, &g.sql, pcol, input, rows).await? else {
-                out.whole = Some(format!("an input of {} has no data yet", plan.name));
-                return Ok(out);
+            let parts = match run_over(lake, config, plan, &g.sql, pcol, input, rows).await? {
+                Fed::Partitions(parts) => parts,
+                Fed::NoInput => {
+                    out.whole = Some(format!("an input of {} has no data yet", plan.name));
+                    return Ok(out);
+                }
+                Fed::NoPartitionValue => {
+                    out.whole = Some(format!(
+                        "the changed rows of {input} yield rows without {pcol}"
+                    ));
+                    return Ok(out);
+                }
             };
             if blocked {
                 out.blocked.extend(parts);
@@ -114,8 +123,8 @@ pub async fn fed_by_failed(
                 Err(e) => return Err(e),
             };
             match run_over(lake, config, plan, sql, pcol, input, view).await {
-                Ok(Some(parts)) => fed.extend(parts),
-                Ok(None) => return Ok(None),
+                Ok(Fed::Partitions(parts)) => fed.extend(parts),
+                Ok(Fed::NoInput | Fed::NoPartitionValue) => return Ok(None),
                 Err(_) if at.is_some() => return Ok(None),
                 Err(e) => return Err(e),
             }
@@ -264,7 +273,7 @@ async fn rows_of_partitions(
 }
 
 /// Runs the gold query with `input` replaced by `rows` (changed rows, or a view of stored
-/// ones); the distinct partition values, or None when another input does not exist yet.
+/// ones): the distinct partition values it yields ([`Fed`]).
 async fn run_over(
     lake: &Lake,
     config: &Config,
@@ -273,13 +282,13 @@ async fn run_over(
     pcol: &str,
     input: &str,
     rows: Arc<dyn TableProvider>,
-) -> KaratResult<Option<BTreeSet<String>>> {
+) -> KaratResult<Fed> {
     let context = format!(
         "gold table {}: partitions fed by changed rows of {input}",
         plan.name
     );
     let Some(ctx) = session_over(lake, config, plan, input, rows, &context).await? else {
-        return Ok(None);
+        return Ok(Fed::NoInput);
     };
     let q = format!(
         "SELECT DISTINCT CAST(q.{} AS VARCHAR) FROM ({sql}) AS q",
@@ -289,13 +298,23 @@ async fn run_over(
     let mut parts = BTreeSet::new();
     for b in &out {
         let s = delta::utf8(b.column(0));
-        parts.extend(
-            (0..s.len())
-                .filter(|i| s.is_valid(*i))
-                .map(|i| s.value(i).to_string()),
-        );
+        if s.null_count() > 0 {
+            return Ok(Fed::NoPartitionValue);
+        }
+        parts.extend((0..s.len()).map(|i| s.value(i).to_string()));
     }
-    Ok(Some(parts))
+    Ok(Fed::Partitions(parts))
+}
+
+/// What the gold query yields over some rows.
+enum Fed {
+    /// The partitions they feed.
+    Partitions(BTreeSet<String>),
+    /// Nothing: another input does not exist yet.
+    NoInput,
+    /// Rows without a partition value, which no partition's recompute yields: the whole
+    /// table is recomputed, which fails on them ([`super::without_partition`]).
+    NoPartitionValue,
 }
 
 /// Changed rows (some non-empty) as a table.

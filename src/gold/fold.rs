@@ -253,18 +253,16 @@ impl Partials {
     }
 
     /// The values of partition column `pcol` these rows hold: the partitions they feed (None
-    /// when they cannot be read so).
+    /// when they cannot be read so, or a row has none: no partition's recompute yields it).
     pub fn partitions(&self, pcol: &str) -> Option<BTreeSet<String>> {
         let mut out = BTreeSet::new();
         for b in self.plus.iter().chain(&self.minus) {
             let text = deltalake::arrow::compute::cast(b.column_by_name(pcol)?, &DataType::Utf8);
-            out.extend(
-                text.ok()?
-                    .as_string::<i32>()
-                    .iter()
-                    .flatten()
-                    .map(str::to_string),
-            );
+            let text = text.ok()?;
+            if text.null_count() > 0 {
+                return None;
+            }
+            out.extend(text.as_string::<i32>().iter().flatten().map(str::to_string));
         }
         Some(out)
     }

@@ -710,6 +710,11 @@ async fn check_partitions(
     let name = &plan.name;
     let schema = &plan.schema;
     let batches = &computed.batches;
+    if let Some(p) = pcol
+        && let Some(refused) = without_partition(name, schema, batches, p)?
+    {
+        return Ok(refused);
+    }
     let mut partitions = partition_counts(name, schema, batches, pcol, target.wanted.as_deref())?;
     for p in stored {
         partitions.entry(p.clone()).or_insert(0);
@@ -898,9 +903,8 @@ fn partition_counts(
     for b in batches {
         let s = deltalake::arrow::compute::cast(b.column(idx), &DataType::Utf8).map_err(err)?;
         let s = s.as_string::<i32>();
-        for i in 0..s.len() {
-            let key = if s.is_valid(i) { s.value(i) } else { "null" };
-            *counts.entry(key.to_string()).or_default() += 1;
+        for i in (0..s.len()).filter(|i| s.is_valid(*i)) {
+            *counts.entry(s.value(i).to_string()).or_default() += 1;
         }
     }
     Ok(counts)
@@ -987,6 +991,37 @@ fn passing_rows(
         keep.push(deltalake::arrow::compute::filter_record_batch(b, &mask).map_err(err)?);
     }
     Ok(keep)
+}
+
+/// The check of rows of gold table `name` without a value of its partition column `pcol`
+/// (only a whole recompute yields them: a partition's is restricted to values): the table
+/// fails whole, publishing nothing, since such rows would be dropped from its partitions
+/// and counted as written; None when every row has one.
+fn without_partition(
+    name: &str,
+    schema: &deltalake::arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+    pcol: &str,
+) -> KaratResult<Option<Checked>> {
+    let idx = schema
+        .index_of(pcol)
+        .map_err(|e| KaratError::arrow(format!("gold table {name}"), e))?;
+    let nulls: usize = batches.iter().map(|b| b.column(idx).null_count()).sum();
+    if nulls == 0 {
+        return Ok(None);
+    }
+    let why = format!(
+        "{nulls} row(s) its query yields have no {pcol}, its partition column: filter them out \
+         (WHERE {pcol} IS NOT NULL) or give them one (COALESCE); nothing was published"
+    );
+    let mut outcome = blocked_outcome(WHOLE_TABLE, &why);
+    outcome.status = PartitionStatus::Failed;
+    outcome.rows_in = batches.iter().map(|b| b.num_rows() as u64).sum();
+    Ok(Some(Checked {
+        partitions: BTreeMap::from([(WHOLE_TABLE.to_string(), outcome.rows_in)]),
+        outcomes: vec![outcome],
+        passing: Vec::new(),
+    }))
 }
 
 /// The outcome of partition `p`, recomputed without rows: emptied.

@@ -909,6 +909,7 @@ impl<'a> Execution<'a> {
         if let Some(f) = &fed {
             failed_why.get_or_insert_with(|| f.why.clone());
         }
+        let unblock = self.left_blocked(g, &open, &mut blocked);
         // why the partitions cannot be derived at all, if they cannot (no changed rows needed)
         let never = gold::affected(self.lake, &self.plan.config, g, &BTreeMap::new()).await?;
         derived.absorb(never);
@@ -940,9 +941,7 @@ impl<'a> Execution<'a> {
                 }
             }
         }
-        if let Some(open) = &self.open {
-            ps.extend(open.to_unblock(&g.name, &blocked));
-        }
+        ps.extend(unblock.into_iter().filter(|p| !blocked.contains_key(p)));
         if let Some(why) = blocked.get(WHOLE_TABLE).cloned() {
             for p in &ps {
                 blocked.entry(p.clone()).or_insert_with(|| why.clone());
@@ -952,6 +951,30 @@ impl<'a> Execution<'a> {
     }
 
     /// The open partitions ([`OpenFailures`]) of `g`'s inputs, but those this run promoted.
+    /// The partitions of `g` left blocked by earlier runs: to recompute when none of its
+    /// inputs' partitions is `open` any more; otherwise added to `blocked`, as what the open
+    /// ones feed cannot always be told from their rows now (a day whose rows all became dead
+    /// letters feeds nothing now, though its failure blocked a gold day, which would be
+    /// emptied).
+    fn left_blocked(
+        &self,
+        g: &GoldPlan,
+        open: &BTreeMap<String, BTreeMap<String, Open>>,
+        blocked: &mut BTreeMap<String, String>,
+    ) -> Vec<String> {
+        let Some(all) = &self.open else {
+            return Vec::new();
+        };
+        let left = all.to_unblock(&g.name, blocked);
+        let Some(still) = open.values().flat_map(|ps| ps.values()).next() else {
+            return left;
+        };
+        for p in left {
+            blocked.entry(p).or_insert_with(|| still.why.clone());
+        }
+        Vec::new()
+    }
+
     fn open_inputs(&self, g: &GoldPlan) -> BTreeMap<String, BTreeMap<String, Open>> {
         let Some(open) = &self.open else {
             return BTreeMap::new();

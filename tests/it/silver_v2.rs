@@ -280,7 +280,8 @@ async fn a_gold_day_whose_every_row_moves_away_is_emptied_not_kept() {
 }
 
 /// A tightened rule turns every row of a day into dead letters on replay: the silver day fails
-/// its gate, and the gold day it fed is blocked, keeping its rows (last published), not emptied.
+/// its gate, and the gold day it fed is blocked, keeping its rows (last published), not emptied,
+/// also by a later run while that day stays failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gold_day_whose_rows_all_become_dead_letters_is_blocked_not_emptied() {
     let s = Scratch::new();
@@ -315,6 +316,107 @@ async fn a_gold_day_whose_rows_all_become_dead_letters_is_blocked_not_emptied() 
         "kept as last published: {gold:?}"
     );
     verify_ok(&plan, &lake).await;
+    // a later run with another day's rows: silver 2026-03-27 is still failed, and now holds
+    // nothing that feeds gold; the gold day it blocked stays blocked, not emptied
+    add_file(
+        s.path(),
+        "later.ndjson",
+        &[
+            r#"{"order_id":"o-5","amount":3,"currency":"GBP","quantity":1,"order_date":"2026-03-28"}"#,
+        ],
+    );
+    let r = run(&plan, &lake).await;
+    let lines = karat::summary::run_lines(&r);
+    let (gold, _) = gold_orders_vs_silver(&s.join("lake")).await;
+    assert_eq!(gold.get("2026-03-27"), Some(&2), "{lines}\n{gold:?}");
+    assert_eq!(
+        gold.get("2026-03-28"),
+        Some(&2),
+        "o-3 and o-5: {lines}\n{gold:?}"
+    );
+}
+
+/// A gold query yielding rows without a value of its partition column: the table fails whole,
+/// naming the column and the fix, and publishes nothing, on its first run and when a later
+/// day's rows feed such a row; once the query gives them one, `replay --failed` publishes every
+/// row. Before, such
+/// rows were reported as written and dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gold_rows_without_a_partition_value_fail_the_table_instead_of_vanishing() {
+    // a bulk order (quantity 7) has no day: the query does not give it one
+    const BY_DAY: &str = r#"
+[[table]]
+name = "by_day"
+zone = "gold"
+partition_by = "day"
+sql = "SELECT CASE WHEN quantity = 7 THEN NULL ELSE order_date END AS day, COUNT(*) AS orders FROM orders GROUP BY 1"
+"#;
+    let s = Scratch::new();
+    let cfg = init(s.path(), |t| t + BY_DAY);
+    let (plan, lake) = open(&cfg).await;
+    let by_day = |r: &karat::pipeline::RunReport| {
+        let g = r.gold.iter().find(|g| g.table == "by_day").expect("by_day");
+        (g.partitions.clone(), g.version)
+    };
+    let fails_whole = |outcomes: &[karat::silver::PartitionOutcome]| {
+        outcomes.iter().any(|o| {
+            o.partition == "*"
+                && o.status.as_str() == "failed"
+                && o.messages
+                    .iter()
+                    .any(|m| m.contains("have no day, its partition column"))
+        })
+    };
+    let bulk = |name: &str, id: &str| {
+        let line = format!(
+            r#"{{"order_id":"{id}","amount":4,"currency":"GBP","quantity":7,"order_date":"2026-03-29"}}"#
+        );
+        add_file(s.path(), name, &[line.as_str()]);
+    };
+    // first run: published (no bulk order yet)
+    let (_, first) = by_day(&run(&plan, &lake).await);
+    assert!(first.is_some());
+    // a bulk order arrives: the partitions it feeds cannot be told, the whole recompute fails
+    bulk("later.ndjson", "o-8");
+    let r = run(&plan, &lake).await;
+    let (outcomes, version) = by_day(&r);
+    assert!(
+        fails_whole(&outcomes),
+        "{outcomes:?} {}",
+        karat::summary::run_lines(&r)
+    );
+    assert_eq!(version, None, "nothing published: {outcomes:?}");
+    // and so does the next run that recomputes it
+    bulk("later2.ndjson", "o-9");
+    let (outcomes, version) = by_day(&run(&plan, &lake).await);
+    assert!(fails_whole(&outcomes) && version.is_none(), "{outcomes:?}");
+    let fixed = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("THEN NULL ELSE", "THEN DATE '1970-01-01' ELSE");
+    std::fs::write(&cfg, fixed).unwrap();
+    let plan = Plan::load(&cfg).await.unwrap();
+    let r = karat::pipeline::replay(&plan, &lake, ReplayTarget::Failed, &Events::none())
+        .await
+        .unwrap();
+    assert_eq!(r.status, "ok", "{}", karat::summary::run_lines(&r));
+    let lake_dir = s.join("lake");
+    let gold = scalar(
+        &sql(
+            &lake_dir,
+            "gold/by_day",
+            "SELECT CAST(SUM(orders) AS VARCHAR) FROM t",
+        )
+        .await,
+    );
+    let silver = scalar(
+        &sql(
+            &lake_dir,
+            "silver/orders",
+            "SELECT CAST(COUNT(*) AS VARCHAR) FROM t",
+        )
+        .await,
+    );
+    assert_eq!(gold, silver, "every silver row counted once in by_day");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
