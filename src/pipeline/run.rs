@@ -1113,19 +1113,21 @@ async fn unbalanced(
 }
 
 /// Refuses a normal run of `contract`'s table when its key may repeat among the rows of the
-/// batches it processed (`records`) under an earlier key ([`key_change`]).
+/// batches it processed (`records`, of `manifests`) under an earlier key ([`key_change`]).
 async fn refuse_a_key_that_may_repeat(
     lake: &Lake,
     ledger: &Ledger,
     contract: &std::sync::Arc<silver::Contract>,
     records: &[crate::ledger::BatchRecord],
+    manifests: &[bronze::Manifest],
 ) -> KaratResult<()> {
-    let (table, key) = (&contract.table, &contract.spec.key);
-    if key.is_empty() || records.is_empty() {
+    let table = &contract.table;
+    let key = &ContractDoc::of(table, &contract.spec);
+    if key.key.is_empty() || records.is_empty() {
         return Ok(());
     }
     let contracts = ledger.contracts().await?;
-    let Some(r) = key_change::repeating(table, key, records, &contracts) else {
+    let Some(r) = key_change::repeating(table, key, records, &contracts, manifests) else {
         return Ok(());
     };
     let store = silver::store::Store::open(lake, contract.clone()).await?;
@@ -1152,7 +1154,7 @@ async fn silver_table(
     let manifests = manifest::list(lake, &contract.spec.from).await?;
     let records = ledger.batches(table).await?;
     if matches!(mode, SilverMode::New) {
-        refuse_a_key_that_may_repeat(lake, ledger, &contract, &records).await?;
+        refuse_a_key_that_may_repeat(lake, ledger, &contract, &records, &manifests).await?;
     }
     let processed: BTreeSet<String> = records.into_iter().map(|b| b.batch_id).collect();
     let new: Vec<bronze::Manifest> = manifests

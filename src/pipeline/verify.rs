@@ -103,8 +103,10 @@ pub async fn verify(plan: &Plan, lake: &Lake) -> KaratResult<Verification> {
     let contracts = ledger.contracts().await?;
     for (name, contract) in &plan.contracts {
         let records = ledger.batches(name).await?;
-        let key = &contract.spec.key;
-        let key_changed = match super::key_change::repeating(name, key, &records, &contracts) {
+        let manifests = manifest::list(lake, &contract.spec.from).await?;
+        let key = &crate::silver::contract_doc::ContractDoc::of(name, &contract.spec);
+        let repeating = super::key_change::repeating(name, key, &records, &contracts, &manifests);
+        let key_changed = match repeating {
             Some(r) => {
                 let store = Store::open(lake, contract.clone()).await?;
                 let partitions = store.partitions().await?;
@@ -113,8 +115,7 @@ pub async fn verify(plan: &Plan, lake: &Lake) -> KaratResult<Verification> {
             None => None,
         };
         let processed: BTreeSet<String> = records.into_iter().map(|b| b.batch_id).collect();
-        let (done, pending): (Vec<_>, Vec<_>) = manifest::list(lake, &contract.spec.from)
-            .await?
+        let (done, pending): (Vec<_>, Vec<_>) = manifests
             .into_iter()
             .partition(|m| processed.contains(&m.batch_id));
         let balance =

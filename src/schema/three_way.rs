@@ -330,6 +330,7 @@ mod tests {
             fingerprint: fp.into(),
             partition_by: "order_date".into(),
             key: vec!["order_id".into()],
+            dedup: None,
             columns,
             expectations: vec![],
         }

@@ -76,6 +76,10 @@ pub struct ContractDoc {
     pub fingerprint: String,
     pub partition_by: String,
     pub key: Vec<String>,
+    /// Window dedup: `<time> in <window>s windows`, how the key's `_dedup_window` is cut
+    /// (None: no window dedup, or a document recorded before this was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<String>,
     pub columns: Vec<ContractColumn>,
     /// `name: sql (on fail)`.
     pub expectations: Vec<String>,
@@ -88,6 +92,10 @@ impl ContractDoc {
             fingerprint: super::contract::fingerprint(spec),
             partition_by: spec.partition_by.clone(),
             key: spec.key.clone(),
+            dedup: spec
+                .dedup
+                .as_ref()
+                .map(|d| format!("{} in {}s windows", d.time, d.window.as_secs())),
             columns: spec.columns.iter().map(ContractColumn::of).collect(),
             expectations: spec
                 .expectations
