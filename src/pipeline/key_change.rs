@@ -135,8 +135,8 @@ mod tests {
             may_repeat(&[], &v(&["id"])),
             "a key given to a table without one"
         );
-        let day = v(&["id", "_dedup_window (ts in 86400s windows)"]);
-        let two = v(&["id", "_dedup_window (ts in 172800s windows)"]);
+        let day = v(&["id", "_dedup_window (ts in 86400000000µs windows)"]);
+        let two = v(&["id", "_dedup_window (ts in 172800000000µs windows)"]);
         assert!(may_repeat(&day, &two), "another window length");
         assert!(
             !may_repeat(&v(&["id", "_dedup_window"]), &day),

@@ -1153,7 +1153,15 @@ async fn silver_table(
         .ok_or_else(|| KaratError::Usage(format!("{table} is not a silver table")))?;
     let manifests = manifest::list(lake, &contract.spec.from).await?;
     let records = ledger.batches(table).await?;
-    if matches!(mode, SilverMode::New) {
+    // a run with new batches (`run --partition` too), not a replay of stored ones alone
+    if matches!(
+        mode,
+        SilverMode::New
+            | SilverMode::Partitions {
+                include_new: true,
+                ..
+            }
+    ) {
         refuse_a_key_that_may_repeat(lake, ledger, &contract, &records, &manifests).await?;
     }
     let processed: BTreeSet<String> = records.into_iter().map(|b| b.batch_id).collect();

@@ -95,7 +95,7 @@ impl ContractDoc {
             dedup: spec
                 .dedup
                 .as_ref()
-                .map(|d| format!("{} in {}s windows", d.time, d.window.as_secs())),
+                .map(|d| format!("{} in {}µs windows", d.time, d.window.as_micros())),
             columns: spec.columns.iter().map(ContractColumn::of).collect(),
             expectations: spec
                 .expectations
