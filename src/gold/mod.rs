@@ -378,8 +378,15 @@ impl Start {
         {
             return Ok(self);
         }
-        let mut all =
-            every_partition(table.lake, table.ctx, table.plan, &pcol, table.base_sql).await?;
+        let every = every_partition(table.lake, table.ctx, table.plan, &pcol, table.base_sql);
+        let Some(mut all) = every.await? else {
+            // rows without a partition value: whole, which stops while anything is blocked
+            return Ok(Start {
+                scope: Scope::Full,
+                held: Some(BTreeSet::new()),
+                ..self
+            });
+        };
         all.extend(ps.iter().cloned());
         all.extend(self.blocked.keys().cloned());
         Ok(Start {
@@ -460,7 +467,10 @@ async fn around_failed(
     for p in fed {
         blocked.entry(p).or_insert_with(|| why.clone());
     }
-    let mut all = every_partition(lake, ctx, plan, &pcol, base_sql).await?;
+    let Some(mut all) = every_partition(lake, ctx, plan, &pcol, base_sql).await? else {
+        let why = "its query yields rows without a partition value".to_string();
+        return Ok(Around::Whole(Some(why)));
+    };
     all.extend(blocked.keys().cloned());
     Ok(Around::Blocking { all, blocked })
 }
@@ -483,20 +493,26 @@ async fn stored_partitioned_by(
     ))
 }
 
-/// Every partition of `plan`'s table: those it holds and those its query yields.
+/// Every partition of `plan`'s table: those it holds and those its query yields; None when
+/// the query yields rows without a partition value, which only a whole recompute sees (and
+/// fails on, see [`without_partition`]).
 async fn every_partition(
     lake: &Lake,
     ctx: &deltalake::datafusion::prelude::SessionContext,
     plan: &GoldPlan,
     pcol: &str,
     base_sql: &str,
-) -> KaratResult<BTreeSet<String>> {
+) -> KaratResult<Option<BTreeSet<String>>> {
     let p = ident(pcol);
     let q = format!("SELECT DISTINCT CAST(q.{p} AS VARCHAR) FROM ({base_sql}) AS q");
     let context = format!("gold table {}: its partitions", plan.name);
-    let mut all = distinct(ctx, &q, &context).await?;
+    let yielded = distinct(ctx, &q, &context).await?;
+    if yielded.null {
+        return Ok(None);
+    }
+    let mut all = yielded.values;
     all.extend(stored_partitions(lake, ctx, plan, pcol).await?);
-    Ok(all)
+    Ok(Some(all))
 }
 
 /// The partitions (of column `pcol`) `plan`'s table holds; none when it has no table yet, or
@@ -519,30 +535,38 @@ async fn stored_partitions(
         "SELECT DISTINCT CAST({} AS VARCHAR) FROM _karat_gold_now",
         ident(pcol)
     );
-    distinct(
-        ctx,
-        &q,
-        &format!("gold table {}: its partitions", plan.name),
-    )
-    .await
+    let context = format!("gold table {}: its partitions", plan.name);
+    Ok(distinct(ctx, &q, &context).await?.values)
 }
 
-/// The values, not null, of the one column query `q` yields.
+/// The values of one column.
+struct Values {
+    /// Those not null.
+    values: BTreeSet<String>,
+    /// Whether a null was among them.
+    null: bool,
+}
+
+/// The values of the one column query `q` yields.
 async fn distinct(
     ctx: &deltalake::datafusion::prelude::SessionContext,
     q: &str,
     context: &str,
-) -> KaratResult<BTreeSet<String>> {
-    let mut all = BTreeSet::new();
+) -> KaratResult<Values> {
+    let mut out = Values {
+        values: BTreeSet::new(),
+        null: false,
+    };
     for b in delta::query(ctx, q, context).await? {
         let s = delta::utf8(b.column(0));
-        all.extend(
+        out.null |= s.null_count() > 0;
+        out.values.extend(
             (0..s.len())
                 .filter(|i| s.is_valid(*i))
                 .map(|i| s.value(i).to_string()),
         );
     }
-    Ok(all)
+    Ok(out)
 }
 
 /// Registers `plan`'s inputs in `ctx`; the reason the table cannot be computed when one has

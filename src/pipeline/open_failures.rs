@@ -154,6 +154,29 @@ pub async fn fed(
     })
 }
 
+/// Why the gold partitions `g` left blocked stay blocked, if they do: an `open` partition of
+/// its inputs whose rows feed nothing in it now (rows that all became dead letters, or moved)
+/// may be what blocked them, and recomputed they would publish what it took away (a gold day
+/// emptied while the silver day that emptied it is failed). Open partitions that still feed
+/// something tell what they block themselves ([`fed`]).
+pub async fn feeding_nothing(
+    lake: &Lake,
+    config: &Config,
+    g: &GoldPlan,
+    open: &BTreeMap<String, BTreeMap<String, Open>>,
+) -> Option<String> {
+    for (input, ps) in open {
+        for (p, o) in ps {
+            let one = BTreeMap::from([(input.clone(), BTreeSet::from([p.clone()]))]);
+            match gold::derive::fed_by_earlier_failed(lake, config, g, &one).await {
+                Ok(Some(fed)) if !fed.is_empty() => {}
+                _ => return Some(o.why.clone()),
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

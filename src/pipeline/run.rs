@@ -150,6 +150,13 @@ struct Upstream {
     error: Option<String>,
 }
 
+/// A gold table's partitions left blocked by earlier runs.
+struct LeftBlocked {
+    partitions: Vec<String>,
+    /// Why they stay blocked (None: recomputed, unless blocked now).
+    kept: Option<String>,
+}
+
 /// The rows that entered or left a silver table, kept as what gold and the accounting check
 /// need of them, summarised after each group of batches: the rows themselves would hold a
 /// whole run's silver rows in memory until gold runs.
@@ -909,17 +916,24 @@ impl<'a> Execution<'a> {
         if let Some(f) = &fed {
             failed_why.get_or_insert_with(|| f.why.clone());
         }
-        let unblock = self.left_blocked(g, &open, &mut blocked);
+        let left = self.left_blocked(g, &open).await;
         // why the partitions cannot be derived at all, if they cannot (no changed rows needed)
         let never = gold::affected(self.lake, &self.plan.config, g, &BTreeMap::new()).await?;
         derived.absorb(never);
+        // a whole recompute that failed (rows without a partition value, an error) is
+        // retried whole: a recompute of some partitions would not see what failed it
+        let own = self.open.as_ref().map(|o| o.of_table(&g.name, None));
+        let failed_whole = own
+            .and_then(|o| o.get(WHOLE_TABLE).cloned())
+            .filter(|o| o.status == PartitionStatus::Failed)
+            .map(|_| "its last whole recompute failed".to_string());
         let whole = match (forced, gold_changed) {
             (Some(None), _) => Some("a replay of the whole table".to_string()),
             (_, Some(why)) => Some(why),
-            _ => derived.whole.clone(),
+            _ => derived.whole.clone().or(failed_whole),
         };
         if whole.is_some() || !g.incremental {
-            if let Some(why) = failed_why {
+            if let Some(why) = failed_why.or(left.kept) {
                 blocked.entry(WHOLE_TABLE.into()).or_insert(why);
             }
             return Ok((Scope::Full, blocked, whole.filter(|_| g.incremental)));
@@ -941,7 +955,18 @@ impl<'a> Execution<'a> {
                 }
             }
         }
-        ps.extend(unblock.into_iter().filter(|p| !blocked.contains_key(p)));
+        match left.kept {
+            Some(why) => {
+                for p in left.partitions {
+                    blocked.entry(p).or_insert_with(|| why.clone());
+                }
+            }
+            None => ps.extend(
+                left.partitions
+                    .into_iter()
+                    .filter(|p| !blocked.contains_key(p)),
+            ),
+        }
         if let Some(why) = blocked.get(WHOLE_TABLE).cloned() {
             for p in &ps {
                 blocked.entry(p.clone()).or_insert_with(|| why.clone());
@@ -951,28 +976,23 @@ impl<'a> Execution<'a> {
     }
 
     /// The open partitions ([`OpenFailures`]) of `g`'s inputs, but those this run promoted.
-    /// The partitions of `g` left blocked by earlier runs: to recompute when none of its
-    /// inputs' partitions is `open` any more; otherwise added to `blocked`, as what the open
-    /// ones feed cannot always be told from their rows now (a day whose rows all became dead
-    /// letters feeds nothing now, though its failure blocked a gold day, which would be
-    /// emptied).
-    fn left_blocked(
+    /// The partitions of `g` left blocked by earlier runs, and whether they stay blocked:
+    /// while a partition of its inputs that is `open` feeds nothing now
+    /// ([`open_failures::feeding_nothing`]). Recomputed otherwise, once nothing blocks them.
+    async fn left_blocked(
         &self,
         g: &GoldPlan,
         open: &BTreeMap<String, BTreeMap<String, Open>>,
-        blocked: &mut BTreeMap<String, String>,
-    ) -> Vec<String> {
-        let Some(all) = &self.open else {
-            return Vec::new();
+    ) -> LeftBlocked {
+        let partitions = match &self.open {
+            Some(all) => all.to_unblock(&g.name, &BTreeMap::new()),
+            None => Vec::new(),
         };
-        let left = all.to_unblock(&g.name, blocked);
-        let Some(still) = open.values().flat_map(|ps| ps.values()).next() else {
-            return left;
+        let kept = match partitions.is_empty() {
+            true => None,
+            false => open_failures::feeding_nothing(self.lake, &self.plan.config, g, open).await,
         };
-        for p in left {
-            blocked.entry(p).or_insert_with(|| still.why.clone());
-        }
-        Vec::new()
+        LeftBlocked { partitions, kept }
     }
 
     fn open_inputs(&self, g: &GoldPlan) -> BTreeMap<String, BTreeMap<String, Open>> {

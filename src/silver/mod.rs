@@ -604,7 +604,10 @@ fn not(mask: &BooleanArray) -> BooleanArray {
 }
 
 /// Splits changed rows (and, when told apart, the rows that entered and left) by whether
-/// their partition was promoted.
+/// their partition was promoted. A key that changed in a failed partition counts as failed
+/// in every partition: its version that left a promoted one (the key moved into the failed
+/// partition) would otherwise empty its gold day of it, while the day it moved to is blocked,
+/// and gold counted it nowhere; blocked, both keep what they last published.
 fn split_changed(
     contract: &Contract,
     changed: Vec<RecordBatch>,
@@ -617,18 +620,65 @@ fn split_changed(
         .map(|o| o.partition.as_str())
         .collect();
     let (promoted, failed_rows) = split_by(contract, changed, &failed)?;
+    let moved = FailedKeys::of(contract, &failed_rows)?;
+    let (promoted, also_failed) = moved.split(promoted)?;
     let signed = match signed {
         Some(s) => Some(Signed {
-            entered: split_by(contract, s.entered, &failed)?.0,
-            left: split_by(contract, s.left, &failed)?.0,
+            entered: moved.split(split_by(contract, s.entered, &failed)?.0)?.0,
+            left: moved.split(split_by(contract, s.left, &failed)?.0)?.0,
         }),
         None => None,
     };
     Ok(Changed {
         promoted,
-        failed: failed_rows,
+        failed: failed_rows.into_iter().chain(also_failed).collect(),
         signed,
     })
+}
+
+/// The keys of rows that changed in failed partitions (none for a table without a key).
+struct FailedKeys<'a> {
+    contract: &'a Contract,
+    keys: Option<keyset::KeySet>,
+}
+
+impl<'a> FailedKeys<'a> {
+    fn of(contract: &'a Contract, failed_rows: &[RecordBatch]) -> KaratResult<FailedKeys<'a>> {
+        let names = store::key_names(contract);
+        let rows: Vec<RecordBatch> = failed_rows
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .cloned()
+            .collect();
+        let keys = match names.is_empty() || rows.is_empty() {
+            true => None,
+            false => Some(keyset::KeySet::new(&names, &rows).map_err(|e| {
+                KaratError::arrow(
+                    format!(
+                        "table {}: keys changed in failed partitions",
+                        contract.table
+                    ),
+                    e,
+                )
+            })?),
+        };
+        Ok(FailedKeys { contract, keys })
+    }
+
+    /// `rows` whose key did not change in a failed partition, and those whose key did.
+    fn split(&self, rows: Vec<RecordBatch>) -> KaratResult<(Vec<RecordBatch>, Vec<RecordBatch>)> {
+        let Some(keys) = &self.keys else {
+            return Ok((rows, Vec::new()));
+        };
+        let err = |e| KaratError::arrow(format!("table {}", self.contract.table), e);
+        let (mut kept, mut failed) = (Vec::new(), Vec::new());
+        for b in rows.into_iter().filter(|b| b.num_rows() > 0) {
+            let absent = keys.absent(&b).map_err(err)?;
+            failed.push(filter_record_batch(&b, &not(&absent)).map_err(err)?);
+            kept.push(filter_record_batch(&b, &absent).map_err(err)?);
+        }
+        Ok((kept, failed))
+    }
 }
 
 /// Rows in partitions not `failed`, and rows in `failed` partitions.
