@@ -19,6 +19,8 @@ use crate::silver::PartitionStatus;
 pub struct Open {
     pub status: PartitionStatus,
     pub why: String,
+    /// When its latest step finished (RFC 3339).
+    pub since: String,
 }
 
 /// Per table (silver or gold), its open partitions.
@@ -66,6 +68,7 @@ impl OpenFailures {
             let open = Open {
                 status: step.status,
                 why,
+                since: step.finished_at.clone(),
             };
             by_table
                 .entry(table.clone())
@@ -104,18 +107,17 @@ impl OpenFailures {
             .collect()
     }
 
-    /// Partitions of gold table `table` left blocked that are not `blocked` now: they missed
-    /// what changed meanwhile, and are recomputed. One that failed its own checks waits for
-    /// its inputs, or a replay, to change; labels that are not dates (`*`) are not partitions.
-    pub fn to_unblock(&self, table: &str, blocked: &BTreeMap<String, String>) -> Vec<String> {
+    /// Partitions of gold table `table` left blocked: once nothing blocks them they missed
+    /// what changed meanwhile, and are recomputed (see [`still_blocked`]). One that failed its
+    /// own checks waits for its inputs, or a replay, to change; labels that are not dates
+    /// (`*`) are not partitions.
+    pub fn left_blocked(&self, table: &str) -> BTreeMap<String, Open> {
         self.of_table(table, None)
             .into_iter()
             .filter(|(p, open)| {
                 open.status == PartitionStatus::Blocked
                     && chrono::NaiveDate::parse_from_str(p, "%Y-%m-%d").is_ok()
-                    && !blocked.contains_key(p)
             })
-            .map(|(p, _)| p)
             .collect()
     }
 }
@@ -154,27 +156,22 @@ pub async fn fed(
     })
 }
 
-/// Why the gold partitions `g` left blocked stay blocked, if they do: an `open` partition of
-/// its inputs whose rows feed nothing in it now (rows that all became dead letters, or moved)
-/// may be what blocked them, and recomputed they would publish what it took away (a gold day
-/// emptied while the silver day that emptied it is failed). Open partitions that still feed
-/// something tell what they block themselves ([`fed`]).
-pub async fn feeding_nothing(
-    lake: &Lake,
-    config: &Config,
-    g: &GoldPlan,
+/// Of the partitions `left` blocked in a gold table by earlier runs, those that stay blocked,
+/// and why: while a partition of its inputs is `open` that was failed or blocked already when
+/// the gold partition was blocked (it may be what blocked it; what it blocked cannot always
+/// be told from its rows now: a day whose rows all became dead letters feeds nothing, a key
+/// moved into it left its old day). A failure that began later did not block it.
+pub fn still_blocked(
+    left: &BTreeMap<String, Open>,
     open: &BTreeMap<String, BTreeMap<String, Open>>,
-) -> Option<String> {
-    for (input, ps) in open {
-        for (p, o) in ps {
-            let one = BTreeMap::from([(input.clone(), BTreeSet::from([p.clone()]))]);
-            match gold::derive::fed_by_earlier_failed(lake, config, g, &one).await {
-                Ok(Some(fed)) if !fed.is_empty() => {}
-                _ => return Some(o.why.clone()),
-            }
-        }
-    }
-    None
+) -> BTreeMap<String, String> {
+    let inputs: Vec<&Open> = open.values().flat_map(|ps| ps.values()).collect();
+    left.iter()
+        .filter_map(|(p, gold)| {
+            let cause = inputs.iter().find(|o| o.since <= gold.since)?;
+            Some((p.clone(), cause.why.clone()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -236,15 +233,47 @@ mod tests {
     }
 
     #[test]
-    fn only_blocked_days_not_blocked_now_are_unblocked() {
+    fn only_blocked_days_are_left_blocked() {
         let steps = [
             step(Gold, "daily", "2026-03-01", Blocked, 1),
-            step(Gold, "daily", "2026-03-02", Blocked, 1),
             step(Gold, "daily", "2026-03-03", Failed, 1),
             step(Gold, "daily", "*", Blocked, 1),
         ];
         let open = OpenFailures::of_steps(&steps);
-        let now = BTreeMap::from([("2026-03-02".to_string(), "still".to_string())]);
-        assert_eq!(open.to_unblock("daily", &now), ["2026-03-01"]);
+        let left = open.left_blocked("daily");
+        assert_eq!(left.keys().collect::<Vec<_>>(), ["2026-03-01"]);
+    }
+
+    /// A day left blocked stays blocked while an input partition that was open when it was
+    /// blocked still is; one that failed later did not block it.
+    #[test]
+    fn a_left_blocked_day_waits_for_the_failures_open_when_it_was_blocked() {
+        let steps = [
+            step(Silver, "orders", "2026-03-02", Failed, 1),
+            step(Gold, "daily", "2026-03-01", Blocked, 2),
+            step(Gold, "daily", "2026-03-05", Blocked, 2),
+            step(Silver, "orders", "2026-03-02", Promoted, 3),
+            step(Silver, "orders", "2025-01-01", Failed, 4),
+        ];
+        let open = OpenFailures::of_steps(&steps);
+        let inputs = BTreeMap::from([("orders".to_string(), open.of_table("orders", None))]);
+        let left = open.left_blocked("daily");
+        assert!(
+            still_blocked(&left, &inputs).is_empty(),
+            "2025-01-01 failed after"
+        );
+        let before = [
+            &steps[..],
+            &[step(Silver, "orders", "2026-03-09", Failed, 2)],
+        ]
+        .concat();
+        let open = OpenFailures::of_steps(&before);
+        let inputs = BTreeMap::from([("orders".to_string(), open.of_table("orders", None))]);
+        let still = still_blocked(&open.left_blocked("daily"), &inputs);
+        assert_eq!(
+            still.keys().collect::<Vec<_>>(),
+            ["2026-03-01", "2026-03-05"]
+        );
+        assert!(still["2026-03-01"].contains("2026-03-09"), "{still:?}");
     }
 }

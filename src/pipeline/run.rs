@@ -151,10 +151,12 @@ struct Upstream {
 }
 
 /// A gold table's partitions left blocked by earlier runs.
+#[derive(Default)]
 struct LeftBlocked {
-    partitions: Vec<String>,
-    /// Why they stay blocked (None: recomputed, unless blocked now).
-    kept: Option<String>,
+    /// Those to recompute, unless blocked now.
+    recompute: Vec<String>,
+    /// Those that stay blocked, and why.
+    kept: BTreeMap<String, String>,
 }
 
 /// The rows that entered or left a silver table, kept as what gold and the accounting check
@@ -916,24 +918,25 @@ impl<'a> Execution<'a> {
         if let Some(f) = &fed {
             failed_why.get_or_insert_with(|| f.why.clone());
         }
-        let left = self.left_blocked(g, &open).await;
+        let left = self.left_blocked(g, &open);
         // why the partitions cannot be derived at all, if they cannot (no changed rows needed)
         let never = gold::affected(self.lake, &self.plan.config, g, &BTreeMap::new()).await?;
         derived.absorb(never);
-        // a whole recompute that failed (rows without a partition value, an error) is
-        // retried whole: a recompute of some partitions would not see what failed it
+        // a whole recompute that failed or was blocked (rows without a partition value, an
+        // error) is retried whole: a recompute of some partitions would not see what failed
+        // it, and would heal it
         let own = self.open.as_ref().map(|o| o.of_table(&g.name, None));
         let failed_whole = own
             .and_then(|o| o.get(WHOLE_TABLE).cloned())
-            .filter(|o| o.status == PartitionStatus::Failed)
-            .map(|_| "its last whole recompute failed".to_string());
+            .map(|o| format!("its last whole recompute was {}", o.status.as_str()));
         let whole = match (forced, gold_changed) {
             (Some(None), _) => Some("a replay of the whole table".to_string()),
             (_, Some(why)) => Some(why),
             _ => derived.whole.clone().or(failed_whole),
         };
         if whole.is_some() || !g.incremental {
-            if let Some(why) = failed_why.or(left.kept) {
+            let kept = left.kept.into_values().next();
+            if let Some(why) = failed_why.or(kept) {
                 blocked.entry(WHOLE_TABLE.into()).or_insert(why);
             }
             return Ok((Scope::Full, blocked, whole.filter(|_| g.incremental)));
@@ -955,18 +958,14 @@ impl<'a> Execution<'a> {
                 }
             }
         }
-        match left.kept {
-            Some(why) => {
-                for p in left.partitions {
-                    blocked.entry(p).or_insert_with(|| why.clone());
-                }
-            }
-            None => ps.extend(
-                left.partitions
-                    .into_iter()
-                    .filter(|p| !blocked.contains_key(p)),
-            ),
+        for (p, why) in left.kept {
+            blocked.entry(p).or_insert(why);
         }
+        ps.extend(
+            left.recompute
+                .into_iter()
+                .filter(|p| !blocked.contains_key(p)),
+        );
         if let Some(why) = blocked.get(WHOLE_TABLE).cloned() {
             for p in &ps {
                 blocked.entry(p.clone()).or_insert_with(|| why.clone());
@@ -976,23 +975,21 @@ impl<'a> Execution<'a> {
     }
 
     /// The open partitions ([`OpenFailures`]) of `g`'s inputs, but those this run promoted.
-    /// The partitions of `g` left blocked by earlier runs, and whether they stay blocked:
-    /// while a partition of its inputs that is `open` feeds nothing now
-    /// ([`open_failures::feeding_nothing`]). Recomputed otherwise, once nothing blocks them.
-    async fn left_blocked(
+    /// The partitions of `g` left blocked by earlier runs: those kept blocked by a partition
+    /// of its inputs still `open` ([`open_failures::still_blocked`]), and the others, to
+    /// recompute once nothing blocks them.
+    fn left_blocked(
         &self,
         g: &GoldPlan,
         open: &BTreeMap<String, BTreeMap<String, Open>>,
     ) -> LeftBlocked {
-        let partitions = match &self.open {
-            Some(all) => all.to_unblock(&g.name, &BTreeMap::new()),
-            None => Vec::new(),
+        let Some(all) = &self.open else {
+            return LeftBlocked::default();
         };
-        let kept = match partitions.is_empty() {
-            true => None,
-            false => open_failures::feeding_nothing(self.lake, &self.plan.config, g, open).await,
-        };
-        LeftBlocked { partitions, kept }
+        let left = all.left_blocked(&g.name);
+        let kept = open_failures::still_blocked(&left, open);
+        let recompute = left.into_keys().filter(|p| !kept.contains_key(p)).collect();
+        LeftBlocked { recompute, kept }
     }
 
     fn open_inputs(&self, g: &GoldPlan) -> BTreeMap<String, BTreeMap<String, Open>> {

@@ -421,7 +421,8 @@ sql = "SELECT CASE WHEN quantity = 7 THEN NULL ELSE order_date END AS day, COUNT
 }
 
 /// A key re-sent into a day that fails its gate: the day it left is blocked with the day it
-/// moved to, both keeping what they last published, so gold counts it once (its old version).
+/// moved to, both keeping what they last published, so gold counts it once (its old version),
+/// also in the next run.
 /// Before, the day it left was recomputed without it while the other was blocked: counted
 /// nowhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -453,6 +454,24 @@ async fn a_key_moved_into_a_failed_day_blocks_the_day_it_left_too() {
     let want = BTreeMap::from([("2026-03-27".to_string(), 2), ("2026-03-28".to_string(), 1)]);
     assert_eq!(gold, want, "as last published: {lines}");
     verify_ok(&plan, &lake).await;
+    // and so in the next run, while 2026-03-28 stays failed (before, 2026-03-27 was then
+    // recomputed without o-1, as the failed day still feeds only itself)
+    add_file(
+        s.path(),
+        "later.ndjson",
+        &[
+            r#"{"order_id":"o-9","amount":2,"currency":"GBP","quantity":1,"order_date":"2026-03-29"}"#,
+        ],
+    );
+    let r = run(&plan, &lake).await;
+    let lines = karat::summary::run_lines(&r);
+    let (gold, _) = gold_orders_vs_silver(&s.join("lake")).await;
+    let want = BTreeMap::from([
+        ("2026-03-27".to_string(), 2),
+        ("2026-03-28".to_string(), 1),
+        ("2026-03-29".to_string(), 1),
+    ]);
+    assert_eq!(gold, want, "{lines}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
