@@ -38,6 +38,26 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// A manifest of batch `batch_id` of source `orders` holding `records` records, for tests.
+    #[cfg(test)]
+    pub fn example(batch_id: &str, records: u64) -> Manifest {
+        Manifest {
+            batch_id: batch_id.into(),
+            source: "orders".into(),
+            sha256: "00".into(),
+            ingest_date: "2026-11-24".into(),
+            ingested_at: "2026-11-24T00:00:00.000000Z".into(),
+            origin: "orders.ndjson".into(),
+            object: format!("bronze/orders/{batch_id}.ndjson.gz"),
+            bytes_in: 1,
+            records,
+            invalid: 0,
+            blank: 0,
+            schema: BTreeMap::new(),
+            expected_records: None,
+        }
+    }
+
     /// Short fingerprint of the inferred schema (stable across runs).
     pub fn schema_fingerprint(&self) -> String {
         schema_fingerprint(&self.schema)
@@ -154,21 +174,7 @@ mod tests {
     use super::*;
 
     fn manifest(records: u64) -> Manifest {
-        Manifest {
-            batch_id: "b1".into(),
-            source: "orders".into(),
-            sha256: "00".into(),
-            ingest_date: "2026-11-24".into(),
-            ingested_at: "2026-11-24T00:00:00.000000Z".into(),
-            origin: "orders.ndjson".into(),
-            object: "bronze/orders/b1.ndjson.gz".into(),
-            bytes_in: 1,
-            records,
-            invalid: 0,
-            blank: 0,
-            schema: BTreeMap::new(),
-            expected_records: None,
-        }
+        Manifest::example("b1", records)
     }
 
     #[tokio::test]

@@ -176,29 +176,14 @@ mod tests {
         }
     }
 
-    fn manifest(id: &str, records: u64) -> Manifest {
-        Manifest {
-            batch_id: id.into(),
-            source: "orders".into(),
-            sha256: String::new(),
-            ingest_date: "2026-03-27".into(),
-            ingested_at: String::new(),
-            origin: String::new(),
-            object: String::new(),
-            bytes_in: 0,
-            records,
-            invalid: 0,
-            blank: 0,
-            schema: BTreeMap::new(),
-            expected_records: None,
-        }
-    }
-
     #[test]
     fn the_refusal_names_both_keys_and_the_replay_of_every_partition() {
         let contracts = [contract("a", &["id", "line"]), contract("b", &["id"])];
         let days = BTreeSet::from(["2026-03-27".to_string(), "2026-03-29".to_string()]);
-        let manifests: Vec<Manifest> = ["1", "2", "3"].iter().map(|id| manifest(id, 5)).collect();
+        let manifests: Vec<Manifest> = ["1", "2", "3"]
+            .iter()
+            .map(|id| Manifest::example(id, 5))
+            .collect();
         let under_b = [batch("1", "b"), batch("2", "b")];
         let now = now(&["id"]);
         assert_eq!(
@@ -222,7 +207,7 @@ mod tests {
     #[test]
     fn a_batch_without_records_is_not_judged() {
         let contracts = [contract("a", &["id", "line"]), contract("b", &["id"])];
-        let manifests = [manifest("1", 0), manifest("2", 5)];
+        let manifests = [Manifest::example("1", 0), Manifest::example("2", 5)];
         let processed = [batch("1", "a"), batch("2", "b")];
         let now = now(&["id"]);
         assert_eq!(

@@ -1268,21 +1268,7 @@ mod tests {
     use super::*;
 
     fn m(id: &str, records: u64) -> bronze::Manifest {
-        bronze::Manifest {
-            batch_id: id.into(),
-            source: "s".into(),
-            sha256: String::new(),
-            ingest_date: "2026-01-01".into(),
-            ingested_at: String::new(),
-            origin: String::new(),
-            object: String::new(),
-            bytes_in: 0,
-            records,
-            invalid: 0,
-            blank: 0,
-            schema: Default::default(),
-            expected_records: None,
-        }
+        bronze::Manifest::example(id, records)
     }
 
     #[test]
