@@ -94,8 +94,10 @@ pub fn run_lines(r: &RunReport) -> String {
         .map(|p| p.rows_out)
         .sum();
     let new_batches: usize = r.bronze.iter().map(|b| b.new_batches.len()).sum();
+    // the partitions' whole accounting, not only this run's records
+    let parts: usize = r.silver.iter().map(|s| s.partitions.len()).sum();
     out.push_str(&format!(
-        "run {} [{}] {}: {new_batches} new bronze batch(es); silver rows in {rows_in} = valid {silver} + dead {dead} + duplicates {dups}\n",
+        "run {} [{}] {}: {new_batches} new bronze batch(es); the {parts} silver partition(s) written hold {rows_in} record(s) = valid {silver} + dead {dead} + duplicates {dups}\n",
         r.run_id, r.trigger, r.status
     ));
     for b in &r.bronze {
