@@ -47,6 +47,19 @@ async fn gold_orders_vs_silver(lake_dir: &Path) -> (BTreeMap<String, i64>, BTree
     (gold, silver)
 }
 
+/// A run of one later order `line` (file `later.ndjson`): its summary, and gold
+/// daily_revenue's orders per day after it.
+async fn a_later_run(
+    s: &Scratch,
+    plan: &Plan,
+    lake: &karat::lake::Lake,
+    line: &str,
+) -> (String, BTreeMap<String, i64>) {
+    add_file(s.path(), "later.ndjson", &[line]);
+    let lines = karat::summary::run_lines(&run(plan, lake).await);
+    (lines, gold_orders_vs_silver(&s.join("lake")).await.0)
+}
+
 /// The status of each gold partition a run recomputed or blocked.
 fn gold_statuses(r: &karat::pipeline::RunReport) -> BTreeMap<&str, &str> {
     r.gold
@@ -322,16 +335,9 @@ async fn a_gold_day_whose_rows_all_become_dead_letters_is_blocked_not_emptied() 
     verify_ok(&plan, &lake).await;
     // a later run with another day's rows: silver 2026-03-27 is still failed, and now holds
     // nothing that feeds gold; the gold day it blocked stays blocked, not emptied
-    add_file(
-        s.path(),
-        "later.ndjson",
-        &[
-            r#"{"order_id":"o-5","amount":3,"currency":"GBP","quantity":1,"order_date":"2026-03-28"}"#,
-        ],
-    );
-    let r = run(&plan, &lake).await;
-    let lines = karat::summary::run_lines(&r);
-    let (gold, _) = gold_orders_vs_silver(&s.join("lake")).await;
+    let later =
+        r#"{"order_id":"o-5","amount":3,"currency":"GBP","quantity":1,"order_date":"2026-03-28"}"#;
+    let (lines, gold) = a_later_run(&s, &plan, &lake, later).await;
     assert_eq!(gold.get("2026-03-27"), Some(&2), "{lines}\n{gold:?}");
     assert_eq!(
         gold.get("2026-03-28"),
@@ -455,16 +461,9 @@ async fn a_key_moved_into_a_failed_day_blocks_the_day_it_left_too() {
     verify_ok(&plan, &lake).await;
     // and so in the next run, while 2026-03-28 stays failed (before, 2026-03-27 was then
     // recomputed without o-1, as the failed day still feeds only itself)
-    add_file(
-        s.path(),
-        "later.ndjson",
-        &[
-            r#"{"order_id":"o-9","amount":2,"currency":"GBP","quantity":1,"order_date":"2026-03-29"}"#,
-        ],
-    );
-    let r = run(&plan, &lake).await;
-    let lines = karat::summary::run_lines(&r);
-    let (gold, _) = gold_orders_vs_silver(&s.join("lake")).await;
+    let later =
+        r#"{"order_id":"o-9","amount":2,"currency":"GBP","quantity":1,"order_date":"2026-03-29"}"#;
+    let (lines, gold) = a_later_run(&s, &plan, &lake, later).await;
     let want = BTreeMap::from([
         ("2026-03-27".to_string(), 2),
         ("2026-03-28".to_string(), 1),
