@@ -56,13 +56,15 @@ pub async fn merge_new(
     store: &Store,
     contract: &Contract,
     valid: &[RecordBatch],
+    clock: &mut crate::timings::Clock<'_>,
 ) -> KaratResult<NewRows> {
     let mut stored = store.versions(valid).await?;
+    clock.lap("key lookup");
     let scanned = stored.scanned.take();
     let merged = if stored.batches.iter().all(|b| b.num_rows() == 0) {
         None
     } else {
-        Some(merge_found(store, contract, valid, stored).await?)
+        Some(merge_found(store, contract, valid, stored, clock).await?)
     };
     Ok(NewRows { merged, scanned })
 }
@@ -73,6 +75,7 @@ async fn merge_found(
     contract: &Contract,
     valid: &[RecordBatch],
     stored: store::Versions,
+    clock: &mut crate::timings::Clock<'_>,
 ) -> KaratResult<Incremental> {
     let ctx = format!("table {}", contract.table);
     let err = |e| KaratError::arrow(ctx.clone(), e);
@@ -122,6 +125,7 @@ async fn merge_found(
         .map_err(err)?;
     let old_homes = labels_of(&labels, &gone);
     let stored_rows: Vec<u32> = gone.iter().map(|r| r - n_new).collect();
+    clock.lap("merge versions");
     let mut located = store
         .removed(&stored, &stored_rows, &removed_keys, &old_homes)
         .await?;
@@ -131,7 +135,10 @@ async fn merge_found(
     superseded.push(moved.supersede(contract, &removed)?);
     let mut homes = old_homes.clone();
     homes.extend(superseded_homes(&superseded));
-    match store.superseded_of_keys(&removed_keys, &homes).await? {
+    clock.lap("removed rows");
+    let of_keys = store.superseded_of_keys(&removed_keys, &homes).await?;
+    clock.lap("superseded of moved keys");
+    match of_keys {
         // only the moved keys' superseded rows are read, and moved in place
         Some(found) => {
             homes.extend(found.at.iter().filter_map(|at| at.partition.clone()));

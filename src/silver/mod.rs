@@ -180,7 +180,7 @@ pub async fn update(
     let collected = collect::collect(lake, contract.clone(), batches, run_id, events).await?;
     clock.lap("decode + validate");
     let store = Store::open(lake, contract.clone()).await?;
-    let applied = apply(&store, &contract, &collected.valid, &ids, targets).await?;
+    let applied = apply(&store, &contract, &collected.valid, &ids, targets, &mut clock).await?;
     clock.lap("merge");
     let meta = |op: &str| {
         vec![
@@ -340,10 +340,12 @@ async fn apply(
     valid: &[RecordBatch],
     ids: &BTreeSet<String>,
     targets: &BTreeSet<String>,
+    clock: &mut crate::timings::Clock<'_>,
 ) -> KaratResult<Applied> {
     let of_batches = store.partitions_of_batches(ids).await?;
+    clock.lap("partitions of batches");
     if !contract.key_indexes.is_empty() && targets.is_empty() && of_batches.is_empty() {
-        let new = incremental::merge_new(store, contract, valid).await?;
+        let new = incremental::merge_new(store, contract, valid, clock).await?;
         let applied = match new.merged {
             None => append(contract, valid)?,
             Some(i) => Applied {

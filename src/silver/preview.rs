@@ -47,7 +47,8 @@ pub async fn preview(
     let events = Events::none();
     let collected = collect::collect(lake, contract.clone(), batches, "dry-run", &events).await?;
     let store = Store::open(lake, contract.clone()).await?;
-    let applied = apply(&store, &contract, &collected.valid, &ids, targets).await?;
+    let mut clock = crate::timings::Clock::new("dry run".to_string(), &events);
+    let applied = apply(&store, &contract, &collected.valid, &ids, targets, &mut clock).await?;
     let mut partitions: BTreeSet<String> = collected.rows_in.keys().cloned().collect();
     partitions.extend(targets.iter().cloned());
     partitions.extend(partition_labels(&contract, &applied.changed)?);
