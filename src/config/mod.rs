@@ -51,6 +51,8 @@ pub struct Config {
     pub alerts: Vec<alert::Alert>,
     /// `[defaults] replay_budget_rows`.
     pub replay_budget_rows: Option<u64>,
+    /// `[defaults] silver_group_records`.
+    pub silver_group_records: u64,
     /// `[maintenance] vacuum_after`.
     pub vacuum_after: Duration,
     /// `[maintenance] every` (for `karat serve`).
@@ -354,6 +356,7 @@ impl Config {
             serve_refresh: Duration::from_secs(15),
             alerts: Vec::new(),
             replay_budget_rows: None,
+            silver_group_records: 1_000_000,
             vacuum_after: Duration::from_secs(7 * 86_400),
             maintenance_every: None,
             openlineage: None,
@@ -408,6 +411,13 @@ impl Config {
         self.resolve_on_call(&parsed)?;
         self.ui_read_only = parsed.ui.read_only;
         self.replay_budget_rows = parsed.defaults.replay_budget_rows;
+        if parsed.defaults.silver_group_records == 0 {
+            return Err(self.error_at(
+                &(0..0),
+                "[defaults] silver_group_records must be at least 1",
+            ));
+        }
+        self.silver_group_records = parsed.defaults.silver_group_records;
         if !(0.0..=1.0).contains(&parsed.defaults.max_reject_rate) {
             return Err(self.error_at(
                 &(0..0),

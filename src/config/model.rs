@@ -55,6 +55,10 @@ pub struct DefaultsConfig {
     pub max_reject_rate: f64,
     /// A replay that would reprocess more records than this needs `--approve`.
     pub replay_budget_rows: Option<u64>,
+    /// A silver table's new batches are applied in groups of at most this many records, one
+    /// update each (at least one batch a group): a run's memory is bounded by it.
+    #[serde(default = "default_silver_group_records")]
+    pub silver_group_records: u64,
 }
 
 impl Default for DefaultsConfig {
@@ -62,8 +66,13 @@ impl Default for DefaultsConfig {
         DefaultsConfig {
             max_reject_rate: default_reject_rate(),
             replay_budget_rows: None,
+            silver_group_records: default_silver_group_records(),
         }
     }
+}
+
+fn default_silver_group_records() -> u64 {
+    1_000_000
 }
 
 fn default_reject_rate() -> f64 {

@@ -279,6 +279,31 @@ impl Changes {
         Ok(())
     }
 
+    /// Rows that left promoted partitions of `table` for partitions a later group of the run
+    /// failed ([`silver::moved_across`]): handed to the gold tables reading it as rows of
+    /// failed partitions, so that the days they fed stay blocked.
+    fn block_moved(
+        &mut self,
+        plan: &Plan,
+        table: &String,
+        rows: Vec<deltalake::arrow::array::RecordBatch>,
+    ) {
+        if rows.is_empty() {
+            return;
+        }
+        let failed = silver::Changed {
+            promoted: Vec::new(),
+            failed: rows,
+            signed: None,
+        };
+        for g in plan.gold.iter().filter(|g| g.inputs.contains(table)) {
+            self.pending
+                .entry(g.name.clone())
+                .or_default()
+                .push(failed.clone());
+        }
+    }
+
     /// Folds the rows of `table` that entered and left into the partials of each gold table
     /// that folds them; a gold table whose rows were not told apart (or whose partials could
     /// not be computed) is recomputed from silver instead. Returns, per gold table folded,
@@ -1217,12 +1242,13 @@ async fn silver_table(
         return Ok((report, changes));
     }
     // bounded memory: new batches are applied in groups, each one an update of its own
-    let mut groups = group_batches(batches);
+    let mut groups = group_batches(batches, plan.config.silver_group_records);
     if groups.is_empty() {
         groups.push(Vec::new());
     }
     let last = groups.len() - 1;
     let mut clock = crate::timings::Clock::new(format!("silver {table}"), events);
+    let mut moved = silver::moved_across::MovedAcross::default();
     for (i, group) in groups.into_iter().enumerate() {
         let t = if i == last {
             targets.clone()
@@ -1233,25 +1259,26 @@ async fn silver_table(
         clock.lap("update");
         let changed = std::mem::take(&mut r.changed);
         let held_twice = r.keys_held_twice.take();
+        moved.keep(&changed);
         changes
             .add(plan, lake, &contract, changed, held_twice)
             .await?;
         clock.lap("changed keys");
         report.absorb(r);
     }
+    let moved = moved.now_failed(lake, &contract, &report).await?;
+    changes.block_moved(plan, &contract.table, moved);
     Ok((report, changes))
 }
 
-/// Batches are applied in groups of at most this many records (at least one batch each).
-pub const SILVER_GROUP_RECORDS: u64 = 1_000_000;
-
-/// Splits batches (oldest first) into groups of bounded record count.
-fn group_batches(batches: Vec<bronze::Manifest>) -> Vec<Vec<bronze::Manifest>> {
+/// Splits batches (oldest first) into groups of at most `limit` records (`[defaults]
+/// silver_group_records`; at least one batch each).
+fn group_batches(batches: Vec<bronze::Manifest>, limit: u64) -> Vec<Vec<bronze::Manifest>> {
     let mut groups: Vec<Vec<bronze::Manifest>> = Vec::new();
     let mut rows = 0u64;
     for m in batches {
         match groups.last_mut() {
-            Some(g) if rows + m.records <= SILVER_GROUP_RECORDS => {
+            Some(g) if rows + m.records <= limit => {
                 rows += m.records;
                 g.push(m);
             }
@@ -1274,13 +1301,16 @@ mod tests {
 
     #[test]
     fn groups_are_bounded_and_keep_order() {
-        let g = group_batches(vec![
-            m("a", 1_000_000),
-            m("b", 400_000),
-            m("c", 200_000),
-            m("d", 2_000_000),
-            m("e", 1),
-        ]);
+        let g = group_batches(
+            vec![
+                m("a", 1_000_000),
+                m("b", 400_000),
+                m("c", 200_000),
+                m("d", 2_000_000),
+                m("e", 1),
+            ],
+            1_000_000,
+        );
         let ids: Vec<Vec<&str>> = g
             .iter()
             .map(|g| g.iter().map(|m| m.batch_id.as_str()).collect())

@@ -22,6 +22,7 @@ pub mod keyset;
 pub mod labels;
 pub mod mask;
 pub mod merge;
+pub mod moved_across;
 pub mod preview;
 pub mod select;
 pub mod store;
@@ -180,7 +181,15 @@ pub async fn update(
     let collected = collect::collect(lake, contract.clone(), batches, run_id, events).await?;
     clock.lap("decode + validate");
     let store = Store::open(lake, contract.clone()).await?;
-    let applied = apply(&store, &contract, &collected.valid, &ids, targets, &mut clock).await?;
+    let applied = apply(
+        &store,
+        &contract,
+        &collected.valid,
+        &ids,
+        targets,
+        &mut clock,
+    )
+    .await?;
     clock.lap("merge");
     let meta = |op: &str| {
         vec![

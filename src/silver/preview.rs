@@ -48,7 +48,15 @@ pub async fn preview(
     let collected = collect::collect(lake, contract.clone(), batches, "dry-run", &events).await?;
     let store = Store::open(lake, contract.clone()).await?;
     let mut clock = crate::timings::Clock::new("dry run".to_string(), &events);
-    let applied = apply(&store, &contract, &collected.valid, &ids, targets, &mut clock).await?;
+    let applied = apply(
+        &store,
+        &contract,
+        &collected.valid,
+        &ids,
+        targets,
+        &mut clock,
+    )
+    .await?;
     let mut partitions: BTreeSet<String> = collected.rows_in.keys().cloned().collect();
     partitions.extend(targets.iter().cloned());
     partitions.extend(partition_labels(&contract, &applied.changed)?);

@@ -472,6 +472,60 @@ async fn a_key_moved_into_a_failed_day_blocks_the_day_it_left_too() {
     assert_eq!(gold, want, "{lines}");
 }
 
+/// The same across groups of one run's batches (`[defaults] silver_group_records`): the
+/// first group moves o-1 to 2026-03-28, which passes then, and the second fails that day. The
+/// day o-1 left is blocked once the last group is written.
+/// Before, the first group had handed 2026-03-27 to gold to recompute, without o-1: counted
+/// nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_moved_into_a_day_a_later_group_fails_blocks_the_day_it_left() {
+    let s = Scratch::new();
+    let cfg = init(s.path(), |t| {
+        t.replace(
+            "max_reject_rate = 0.05",
+            "max_reject_rate = 0.05\nsilver_group_records = 1",
+        )
+    });
+    let (plan, lake) = open(&cfg).await;
+    run(&plan, &lake).await;
+    add_file(
+        s.path(),
+        "1-moved.ndjson",
+        &[
+            r#"{"order_id":"o-1","amount":20,"currency":"USD","quantity":1,"order_date":"2026-03-28"}"#,
+            r#"{"order_id":"o-5","amount":3,"currency":"USD","quantity":1,"order_date":"2026-03-28"}"#,
+        ],
+    );
+    add_file(
+        s.path(),
+        "2-bad.ndjson",
+        &[
+            r#"{"order_id":"o-6","amount":5,"currency":"XXX","quantity":1,"order_date":"2026-03-28"}"#,
+            r#"{"order_id":"o-7","amount":5,"currency":"XXX","quantity":1,"order_date":"2026-03-28"}"#,
+        ],
+    );
+    let r = run(&plan, &lake).await;
+    let lines = karat::summary::run_lines(&r);
+    assert_eq!(r.status, "failed", "{lines}");
+    let gold = gold_statuses(&r);
+    assert_eq!(gold.get("2026-03-27"), Some(&"blocked"), "{lines}");
+    assert_eq!(gold.get("2026-03-28"), Some(&"blocked"), "{lines}");
+    let (gold, _) = gold_orders_vs_silver(&s.join("lake")).await;
+    let want = BTreeMap::from([("2026-03-27".to_string(), 2), ("2026-03-28".to_string(), 1)]);
+    assert_eq!(gold, want, "as last published: {lines}");
+    verify_ok(&plan, &lake).await;
+    // and so in the next run, while 2026-03-28 stays failed
+    let later =
+        r#"{"order_id":"o-9","amount":2,"currency":"GBP","quantity":1,"order_date":"2026-03-29"}"#;
+    let (lines, gold) = a_later_run(&s, &plan, &lake, later).await;
+    let want = BTreeMap::from([
+        ("2026-03-27".to_string(), 2),
+        ("2026-03-28".to_string(), 1),
+        ("2026-03-29".to_string(), 1),
+    ]);
+    assert_eq!(gold, want, "{lines}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gold_partitioned_unlike_silver_is_filled() {
     let s = Scratch::new();
