@@ -526,6 +526,59 @@ async fn a_key_moved_into_a_day_a_later_group_fails_blocks_the_day_it_left() {
     assert_eq!(gold, want, "{lines}");
 }
 
+/// The 3 a.m. story with two failures of different causes: 2026-03-28 fails on a currency
+/// the contract does not know yet, 2026-03-29 on a quantity over its maximum. Fixing the first
+/// and replaying its day turns that day's gold green, while the other stays blocked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_one_of_two_failed_days_turns_its_gold_green() {
+    let s = Scratch::new();
+    let cfg = init(s.path(), |t| t);
+    let (plan, lake) = open(&cfg).await;
+    run(&plan, &lake).await;
+    add_file(
+        s.path(),
+        "two-bad-days.ndjson",
+        &[
+            r#"{"order_id":"o-4","amount":4,"currency":"CAD","quantity":1,"order_date":"2026-03-28"}"#,
+            r#"{"order_id":"o-5","amount":5,"currency":"USD","quantity":1,"order_date":"2026-03-28"}"#,
+            r#"{"order_id":"o-6","amount":6,"currency":"USD","quantity":5000,"order_date":"2026-03-29"}"#,
+            r#"{"order_id":"o-7","amount":7,"currency":"USD","quantity":1,"order_date":"2026-03-29"}"#,
+        ],
+    );
+    let r = run(&plan, &lake).await;
+    let lines = karat::summary::run_lines(&r);
+    let gold = gold_statuses(&r);
+    assert_eq!(gold.get("2026-03-28"), Some(&"blocked"), "{lines}");
+    assert_eq!(gold.get("2026-03-29"), Some(&"blocked"), "{lines}");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let fixed = text.replace(
+        r#"one_of = ["USD", "EUR", "GBP"]"#,
+        r#"one_of = ["USD", "EUR", "GBP", "CAD"]"#,
+    );
+    assert_ne!(text, fixed);
+    std::fs::write(&cfg, fixed).unwrap();
+    let plan = Plan::load(&cfg).await.unwrap();
+    let target = ReplayTarget::Partitions {
+        table: "orders".into(),
+        partitions: vec!["2026-03-28".into()],
+    };
+    let r = karat::pipeline::replay(&plan, &lake, target, &Events::none())
+        .await
+        .unwrap();
+    let lines = karat::summary::run_lines(&r);
+    let gold = gold_statuses(&r);
+    assert_eq!(gold.get("2026-03-28"), Some(&"ok"), "{lines}");
+    assert_ne!(gold.get("2026-03-29"), Some(&"ok"), "{lines}");
+    let (gold, _) = gold_orders_vs_silver(&s.join("lake")).await;
+    assert_eq!(gold.get("2026-03-28"), Some(&3), "o-3, o-4, o-5: {lines}");
+    assert_eq!(
+        gold.get("2026-03-29"),
+        None,
+        "still blocked, never published: {lines}"
+    );
+    verify_ok(&plan, &lake).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gold_partitioned_unlike_silver_is_filled() {
     let s = Scratch::new();
