@@ -1248,7 +1248,7 @@ async fn silver_table(
     }
     let last = groups.len() - 1;
     let mut clock = crate::timings::Clock::new(format!("silver {table}"), events);
-    let mut moved = silver::moved_across::MovedAcross::default();
+    let mut moved = silver::moved_across::MovedAcross::new(groups.len());
     for (i, group) in groups.into_iter().enumerate() {
         let t = if i == last {
             targets.clone()
@@ -1259,14 +1259,14 @@ async fn silver_table(
         clock.lap("update");
         let changed = std::mem::take(&mut r.changed);
         let held_twice = r.keys_held_twice.take();
-        moved.keep(&changed);
+        moved.keep(&contract, &changed, &r.partitions)?;
         changes
             .add(plan, lake, &contract, changed, held_twice)
             .await?;
         clock.lap("changed keys");
         report.absorb(r);
     }
-    let moved = moved.now_failed(lake, &contract, &report).await?;
+    let moved = moved.blocking(&contract)?;
     changes.block_moved(plan, &contract.table, moved);
     Ok((report, changes))
 }

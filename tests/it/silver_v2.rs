@@ -472,13 +472,13 @@ async fn a_key_moved_into_a_failed_day_blocks_the_day_it_left_too() {
     assert_eq!(gold, want, "{lines}");
 }
 
-/// The same across groups of one run's batches (`[defaults] silver_group_records`): the
-/// first group moves o-1 to 2026-03-28, which passes then, and the second fails that day. The
-/// day o-1 left is blocked once the last group is written.
-/// Before, the first group had handed 2026-03-27 to gold to recompute, without o-1: counted
-/// nowhere.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_moved_into_a_day_a_later_group_fails_blocks_the_day_it_left() {
+/// A project whose runs apply each new file in a group of its own (`[defaults]
+/// silver_group_records = 1`), after a first run of the example; then `first` and `second`
+/// arrive together and one run applies them in that order, in two groups.
+async fn two_groups(
+    first: &[&str],
+    second: &[&str],
+) -> (Scratch, Plan, karat::lake::Lake, karat::pipeline::RunReport) {
     let s = Scratch::new();
     let cfg = init(s.path(), |t| {
         t.replace(
@@ -488,31 +488,57 @@ async fn a_key_moved_into_a_day_a_later_group_fails_blocks_the_day_it_left() {
     });
     let (plan, lake) = open(&cfg).await;
     run(&plan, &lake).await;
-    add_file(
-        s.path(),
-        "1-moved.ndjson",
-        &[
-            r#"{"order_id":"o-1","amount":20,"currency":"USD","quantity":1,"order_date":"2026-03-28"}"#,
-            r#"{"order_id":"o-5","amount":3,"currency":"USD","quantity":1,"order_date":"2026-03-28"}"#,
-        ],
-    );
-    add_file(
-        s.path(),
-        "2-bad.ndjson",
-        &[
-            r#"{"order_id":"o-6","amount":5,"currency":"XXX","quantity":1,"order_date":"2026-03-28"}"#,
-            r#"{"order_id":"o-7","amount":5,"currency":"XXX","quantity":1,"order_date":"2026-03-28"}"#,
-        ],
-    );
+    add_file(s.path(), "1-first.ndjson", first);
+    add_file(s.path(), "2-second.ndjson", second);
     let r = run(&plan, &lake).await;
-    let lines = karat::summary::run_lines(&r);
-    assert_eq!(r.status, "failed", "{lines}");
-    let gold = gold_statuses(&r);
-    assert_eq!(gold.get("2026-03-27"), Some(&"blocked"), "{lines}");
-    assert_eq!(gold.get("2026-03-28"), Some(&"blocked"), "{lines}");
+    (s, plan, lake, r)
+}
+
+const O1_TO_28: &str =
+    r#"{"order_id":"o-1","amount":20,"currency":"USD","quantity":1,"order_date":"2026-03-28"}"#;
+const O1_TO_29: &str =
+    r#"{"order_id":"o-1","amount":20,"currency":"USD","quantity":1,"order_date":"2026-03-29"}"#;
+
+/// Two rows of a currency the contract refuses, on `day`.
+fn two_bad(day: &str) -> [String; 2] {
+    ["o-6", "o-7"].map(|id| {
+        format!(
+            r#"{{"order_id":"{id}","amount":5,"currency":"XXX","quantity":1,"order_date":"{day}"}}"#
+        )
+    })
+}
+
+/// Gold's orders per day as the run left them, and the run's gold statuses, checked.
+async fn gold_after(
+    s: &Scratch,
+    r: &karat::pipeline::RunReport,
+    statuses: &[(&str, &str)],
+    orders: &[(&str, i64)],
+) {
+    let lines = karat::summary::run_lines(r);
+    let gold = gold_statuses(r);
+    for (day, status) in statuses {
+        assert_eq!(gold.get(day), Some(status), "{day}: {lines}");
+    }
     let (gold, _) = gold_orders_vs_silver(&s.join("lake")).await;
-    let want = BTreeMap::from([("2026-03-27".to_string(), 2), ("2026-03-28".to_string(), 1)]);
+    let want: BTreeMap<String, i64> = orders.iter().map(|(d, n)| (d.to_string(), *n)).collect();
     assert_eq!(gold, want, "as last published: {lines}");
+}
+
+/// The same across groups of one run's batches: the first group moves o-1 to 2026-03-28,
+/// which passes then, and the second fails that day. The day o-1 left is blocked once the
+/// last group is written.
+/// Before, the first group had handed 2026-03-27 to gold to recompute, without o-1: counted
+/// nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_moved_into_a_day_a_later_group_fails_blocks_the_day_it_left() {
+    let bad = two_bad("2026-03-28");
+    let five =
+        r#"{"order_id":"o-5","amount":3,"currency":"USD","quantity":1,"order_date":"2026-03-28"}"#;
+    let (s, plan, lake, r) = two_groups(&[O1_TO_28, five], &[&bad[0], &bad[1]]).await;
+    assert_eq!(r.status, "failed");
+    let blocked = [("2026-03-27", "blocked"), ("2026-03-28", "blocked")];
+    gold_after(&s, &r, &blocked, &[("2026-03-27", 2), ("2026-03-28", 1)]).await;
     verify_ok(&plan, &lake).await;
     // and so in the next run, while 2026-03-28 stays failed
     let later =
@@ -524,6 +550,32 @@ async fn a_key_moved_into_a_day_a_later_group_fails_blocks_the_day_it_left() {
         ("2026-03-29".to_string(), 1),
     ]);
     assert_eq!(gold, want, "{lines}");
+}
+
+/// The other way round: the first group moves o-1 out of 2026-03-27 and the second fails
+/// 2026-03-27, which keeps o-1 as last published; the day o-1 moved to is blocked too.
+/// Before, 2026-03-28 was recomputed with o-1: counted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_moved_out_of_a_day_a_later_group_fails_blocks_the_day_it_entered() {
+    let bad = two_bad("2026-03-27");
+    let (s, _plan, _lake, r) = two_groups(&[O1_TO_28], &[&bad[0], &bad[1]]).await;
+    let blocked = [("2026-03-27", "blocked"), ("2026-03-28", "blocked")];
+    gold_after(&s, &r, &blocked, &[("2026-03-27", 2), ("2026-03-28", 1)]).await;
+}
+
+/// A key moved on by a later group that fails the day between: o-1 goes 2026-03-27 → 28 in
+/// the first group, 28 → 29 in the second, which fails 28. Every day o-1 touched is blocked.
+/// Before, 2026-03-27 was recomputed without o-1 while 28 and 29 were blocked: counted nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_moved_twice_across_groups_blocks_every_day_it_touched() {
+    let bad = two_bad("2026-03-28");
+    let (s, _plan, _lake, r) = two_groups(&[O1_TO_28], &[O1_TO_29, &bad[0], &bad[1]]).await;
+    let blocked = [
+        ("2026-03-27", "blocked"),
+        ("2026-03-28", "blocked"),
+        ("2026-03-29", "blocked"),
+    ];
+    gold_after(&s, &r, &blocked, &[("2026-03-27", 2), ("2026-03-28", 1)]).await;
 }
 
 /// The 3 a.m. story with two failures of different causes: 2026-03-28 fails on a currency
