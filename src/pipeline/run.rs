@@ -279,9 +279,9 @@ impl Changes {
         Ok(())
     }
 
-    /// Rows that left promoted partitions of `table` for partitions a later group of the run
-    /// failed ([`silver::moved_across`]): handed to the gold tables reading it as rows of
-    /// failed partitions, so that the days they fed stay blocked.
+    /// Rows of keys of `table` that moved between partitions and touched one blocked in this
+    /// run ([`silver::moved_across`]): handed to the gold tables reading it as rows of failed
+    /// partitions, so that every day they touched stays blocked.
     fn block_moved(
         &mut self,
         plan: &Plan,

@@ -18,11 +18,13 @@
 //! Partitions are silver's: for a gold table partitioned like silver the days blocked are
 //! exactly these; otherwise the rows handed over block the gold partitions they feed.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
+use std::hash::BuildHasher;
 
 use deltalake::arrow::array::{Array, BooleanArray, RecordBatch};
 use deltalake::arrow::compute::{filter_record_batch, not};
 use deltalake::arrow::row::{OwnedRow, RowConverter, SortField};
+use hashbrown::HashTable;
 
 use super::contract::Contract;
 use super::keyset::KeySet;
@@ -51,9 +53,8 @@ impl MovedAcross {
     }
 
     /// Notes one group's update: what it `changed` and its partitions' `outcomes`. Kept are
-    /// the changed rows of keys that left a partition or changed in a failed one (when the
-    /// update told the rows that entered from those that left; else every changed row):
-    /// a key that moved has a row that left.
+    /// the changed rows of keys met in more than one partition (a key updated in place blocks
+    /// no other day).
     pub fn keep(
         &mut self,
         contract: &Contract,
@@ -71,34 +72,20 @@ impl MovedAcross {
         }
         let all = changed.promoted.iter().chain(&changed.failed);
         let all: Vec<&RecordBatch> = all.filter(|b| b.num_rows() > 0).collect();
-        let Some(signed) = &changed.signed else {
-            // rows not told apart (a re-merge of whole partitions): those of keys met in
-            // more than one partition
-            let keys = Keys::of(contract, &all)?;
-            self.rows
-                .extend(keys.select(contract, &all, &keys.moved())?);
-            return Ok(());
-        };
-        let seeds: Vec<RecordBatch> = signed
-            .left
-            .iter()
-            .chain(&changed.failed)
-            .filter(|b| b.num_rows() > 0)
-            .cloned()
-            .collect();
-        if seeds.is_empty() {
-            return Ok(());
-        }
-        let set =
-            KeySet::new(&super::store::key_names(contract), &seeds).map_err(arrow(contract))?;
-        for b in all {
-            let of_seeds =
-                not(&set.absent(b).map_err(arrow(contract))?).map_err(arrow(contract))?;
-            let rows = filter_record_batch(b, &of_seeds).map_err(arrow(contract))?;
-            if rows.num_rows() > 0 {
-                self.rows.push(rows);
+        // a key that moved has a row that left a partition (when the update told them apart)
+        let candidates = match &changed.signed {
+            Some(signed) => {
+                let seeds = signed.left.iter().chain(&changed.failed);
+                let seeds: Vec<RecordBatch> = seeds.filter(|b| b.num_rows() > 0).cloned().collect();
+                of_keys(contract, &seeds, &all)?
             }
-        }
+            None => all.into_iter().cloned().collect(),
+        };
+        let candidates: Vec<&RecordBatch> = candidates.iter().collect();
+        let keys = Keys::of(contract, &candidates)?;
+        let moved = keys.moved();
+        self.rows
+            .extend(keys.select(contract, &candidates, &moved)?);
         Ok(())
     }
 
@@ -110,17 +97,40 @@ impl MovedAcross {
         }
         let batches: Vec<&RecordBatch> = self.rows.iter().collect();
         let keys = Keys::of(contract, &batches)?;
-        keys.select(contract, &batches, &keys.spread(&self.blocked))
+        let blocking = keys.spread(&self.blocked);
+        keys.select(contract, &batches, &blocking)
     }
 }
 
-/// Every row's key and partition, batch by batch.
+/// The rows of `batches` whose key is one of `seeds`' (none without seeds).
+fn of_keys(
+    contract: &Contract,
+    seeds: &[RecordBatch],
+    batches: &[&RecordBatch],
+) -> KaratResult<Vec<RecordBatch>> {
+    if seeds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let set = KeySet::new(&super::store::key_names(contract), seeds).map_err(arrow(contract))?;
+    let mut out = Vec::new();
+    for b in batches {
+        let of_seeds = not(&set.absent(b).map_err(arrow(contract))?).map_err(arrow(contract))?;
+        let rows = filter_record_batch(b, &of_seeds).map_err(arrow(contract))?;
+        if rows.num_rows() > 0 {
+            out.push(rows);
+        }
+    }
+    Ok(out)
+}
+
+/// Every row's key (numbered) and partition, batch by batch.
 struct Keys {
-    rows: Vec<Vec<OwnedRow>>,
+    /// Per batch, each row's key number.
+    rows: Vec<Vec<u32>>,
     /// The partitions met, numbered.
     labels: Vec<String>,
-    /// Per key, the partitions (numbers) it has rows in.
-    partitions: HashMap<OwnedRow, Vec<u32>>,
+    /// Per key number, the partitions (numbers) it has rows in.
+    partitions: Vec<Vec<u32>>,
 }
 
 impl Keys {
@@ -134,8 +144,11 @@ impl Keys {
         let mut keys = Keys {
             rows: Vec::new(),
             labels: Vec::new(),
-            partitions: HashMap::new(),
+            partitions: Vec::new(),
         };
+        let state = foldhash::fast::FixedState::with_seed(0);
+        let mut seen: Vec<OwnedRow> = Vec::new();
+        let mut table: HashTable<u32> = HashTable::new();
         let mut numbers: HashMap<String, u32> = HashMap::new();
         for b in batches {
             let cols: Vec<_> = contract
@@ -144,57 +157,87 @@ impl Keys {
                 .map(|i| b.column(*i).clone())
                 .collect();
             let converted = converter.convert_columns(&cols).map_err(arrow(contract))?;
-            let owned: Vec<OwnedRow> = converted.iter().map(|r| r.owned()).collect();
-            for (k, label) in owned.iter().zip(labels(contract, b)?) {
-                let n = *numbers.entry(label).or_insert_with_key(|l| {
-                    keys.labels.push(l.clone());
-                    keys.labels.len() as u32 - 1
-                });
-                let ps = keys.partitions.entry(k.clone()).or_default();
-                if !ps.contains(&n) {
-                    ps.push(n);
+            let labels =
+                super::labels::of(b.column(contract.partition_index)).map_err(arrow(contract))?;
+            let mut of_rows = Vec::with_capacity(b.num_rows());
+            for (i, row) in converted.iter().enumerate() {
+                let label = if labels.is_valid(i) {
+                    labels.value(i)
+                } else {
+                    ""
+                };
+                let p = match numbers.get(label) {
+                    Some(p) => *p,
+                    None => {
+                        keys.labels.push(label.to_string());
+                        numbers.insert(label.to_string(), keys.labels.len() as u32 - 1);
+                        keys.labels.len() as u32 - 1
+                    }
+                };
+                let hash = state.hash_one(row.as_ref());
+                let at = |k: &u32| seen[*k as usize].row() == row;
+                let k = match table.find(hash, at) {
+                    Some(k) => *k,
+                    None => {
+                        let k = seen.len() as u32;
+                        seen.push(row.owned());
+                        keys.partitions.push(Vec::new());
+                        let rehash = |k: &u32| state.hash_one(seen[*k as usize].row().as_ref());
+                        table.insert_unique(hash, k, rehash);
+                        k
+                    }
+                };
+                let ps = &mut keys.partitions[k as usize];
+                if !ps.contains(&p) {
+                    ps.push(p);
                 }
+                of_rows.push(k);
             }
-            keys.rows.push(owned);
+            keys.rows.push(of_rows);
         }
         Ok(keys)
     }
 
-    /// The keys with rows in more than one partition.
-    fn moved(&self) -> HashSet<&OwnedRow> {
-        let several = self.partitions.iter().filter(|(_, ps)| ps.len() > 1);
-        several.map(|(k, _)| k).collect()
+    /// Per key number, whether it has rows in more than one partition.
+    fn moved(&self) -> Vec<bool> {
+        self.partitions.iter().map(|ps| ps.len() > 1).collect()
     }
 
-    /// The keys that touched a partition of `blocked`, as blocking spreads: each such key
-    /// blocks every partition it touched.
-    fn spread(&self, blocked: &BTreeSet<String>) -> HashSet<&OwnedRow> {
-        let mut out: Vec<bool> = self.labels.iter().map(|l| blocked.contains(l)).collect();
-        let mut blocking = HashSet::new();
-        loop {
-            let before = blocking.len();
-            for (k, ps) in &self.partitions {
-                if !blocking.contains(k) && ps.iter().any(|p| out[*p as usize]) {
-                    ps.iter().for_each(|p| out[*p as usize] = true);
-                    blocking.insert(k);
+    /// Per key number, whether it touched a partition of `blocked`, as blocking spreads: each
+    /// such key blocks every partition it touched (day by day, each key and day once).
+    fn spread(&self, blocked: &BTreeSet<String>) -> Vec<bool> {
+        let mut by_day: Vec<Vec<u32>> = vec![Vec::new(); self.labels.len()];
+        for (k, ps) in self.partitions.iter().enumerate() {
+            ps.iter().for_each(|p| by_day[*p as usize].push(k as u32));
+        }
+        let mut day_done: Vec<bool> = self.labels.iter().map(|l| blocked.contains(l)).collect();
+        let mut todo: Vec<usize> = (0..self.labels.len()).filter(|d| day_done[*d]).collect();
+        let mut blocking = vec![false; self.partitions.len()];
+        while let Some(day) = todo.pop() {
+            for k in &by_day[day] {
+                if std::mem::replace(&mut blocking[*k as usize], true) {
+                    continue;
+                }
+                for p in &self.partitions[*k as usize] {
+                    if !std::mem::replace(&mut day_done[*p as usize], true) {
+                        todo.push(*p as usize);
+                    }
                 }
             }
-            if blocking.len() == before {
-                return blocking;
-            }
         }
+        blocking
     }
 
-    /// The rows of `batches` (those these keys were read from) whose key is in `set`.
+    /// The rows of `batches` (those these keys were read from) whose key `set` flags.
     fn select(
         &self,
         contract: &Contract,
         batches: &[&RecordBatch],
-        set: &HashSet<&OwnedRow>,
+        set: &[bool],
     ) -> KaratResult<Vec<RecordBatch>> {
         let mut out = Vec::new();
         for (b, keys) in batches.iter().zip(&self.rows) {
-            let mask: BooleanArray = keys.iter().map(|k| Some(set.contains(k))).collect();
+            let mask: BooleanArray = keys.iter().map(|k| Some(set[*k as usize])).collect();
             let rows = filter_record_batch(b, &mask).map_err(arrow(contract))?;
             if rows.num_rows() > 0 {
                 out.push(rows);
@@ -204,15 +247,16 @@ impl Keys {
     }
 }
 
-/// The partition label of every row of `b` (a row without one has none).
-fn labels(contract: &Contract, b: &RecordBatch) -> KaratResult<Vec<String>> {
+/// The partition labels of the rows of `b`.
+fn labels(contract: &Contract, b: &RecordBatch) -> KaratResult<BTreeSet<String>> {
     let labels = super::labels::of(b.column(contract.partition_index)).map_err(arrow(contract))?;
-    Ok((0..labels.len())
-        .map(|i| match labels.is_valid(i) {
-            true => labels.value(i).to_string(),
-            false => String::new(),
-        })
-        .collect())
+    let mut out = BTreeSet::new();
+    for l in labels.iter().flatten() {
+        if !out.contains(l) {
+            out.insert(l.to_string());
+        }
+    }
+    Ok(out)
 }
 
 fn arrow(contract: &Contract) -> impl Fn(deltalake::arrow::error::ArrowError) -> KaratError + '_ {
@@ -228,20 +272,14 @@ fn arrow(contract: &Contract) -> impl Fn(deltalake::arrow::error::ArrowError) ->
 mod tests {
     use super::*;
 
-    fn keys(touched: &[(&str, &[&str])]) -> Keys {
-        let converter = RowConverter::new(vec![SortField::new(
-            deltalake::arrow::datatypes::DataType::Utf8,
-        )])
-        .unwrap();
+    /// Keys k0, k1, … touching these partitions.
+    fn keys(touched: &[&[&str]]) -> Keys {
         let mut keys = Keys {
             rows: Vec::new(),
             labels: Vec::new(),
-            partitions: HashMap::new(),
+            partitions: Vec::new(),
         };
-        for (k, ps) in touched {
-            let col: deltalake::arrow::array::ArrayRef =
-                std::sync::Arc::new(deltalake::arrow::array::StringArray::from(vec![*k]));
-            let row = converter.convert_columns(&[col]).unwrap().row(0).owned();
+        for ps in touched {
             let mut numbers = Vec::new();
             for p in *ps {
                 let n = match keys.labels.iter().position(|l| l == p) {
@@ -253,32 +291,41 @@ mod tests {
                 };
                 numbers.push(n as u32);
             }
-            keys.partitions.insert(row, numbers);
+            keys.partitions.push(numbers);
         }
         keys
     }
 
-    fn blocked(p: &str) -> BTreeSet<String> {
-        BTreeSet::from([p.to_string()])
+    fn blocking(k: &Keys, day: &str) -> Vec<usize> {
+        let flags = k.spread(&BTreeSet::from([day.to_string()]));
+        (0..flags.len()).filter(|i| flags[*i]).collect()
     }
 
     #[test]
     fn blocking_spreads_through_the_keys_that_share_a_partition() {
-        // k1 moved 27 → 28, k2 moved 28 → 29, k3 moved 30 → 31, k4 stayed in 27
-        let k = keys(&[
-            ("k1", &["27", "28"]),
-            ("k2", &["28", "29"]),
-            ("k3", &["30", "31"]),
-            ("k4", &["27"]),
-        ]);
-        assert_eq!(k.moved().len(), 3);
+        // k0 moved 27 → 28, k1 moved 28 → 29, k2 moved 30 → 31, k3 stayed in 27
+        let k = keys(&[&["27", "28"], &["28", "29"], &["30", "31"], &["27"]]);
+        assert_eq!(k.moved(), vec![true, true, true, false]);
         assert_eq!(
-            k.spread(&blocked("27")).len(),
-            3,
-            "k1, then k2 through 28; k4"
+            blocking(&k, "27"),
+            vec![0, 1, 3],
+            "k0, then k1 through 28; k3"
         );
-        assert_eq!(k.spread(&blocked("29")).len(), 2, "k2, then k1 through 28");
-        assert_eq!(k.spread(&blocked("31")).len(), 1);
-        assert!(k.spread(&blocked("01")).is_empty());
+        assert_eq!(
+            blocking(&k, "29"),
+            vec![0, 1, 3],
+            "k1, k0 through 28, k3 through 27"
+        );
+        assert_eq!(blocking(&k, "31"), vec![2]);
+        assert!(blocking(&k, "01").is_empty());
+    }
+
+    #[test]
+    fn a_long_chain_of_moves_is_followed_to_its_end() {
+        let days: Vec<String> = (0..400).map(|d| format!("d{d:03}")).collect();
+        let chain: Vec<[&str; 2]> = (0..399).map(|d| [&*days[d], &*days[d + 1]]).collect();
+        let touched: Vec<&[&str]> = chain.iter().map(|c| c.as_slice()).collect();
+        let k = keys(&touched);
+        assert_eq!(blocking(&k, "d399").len(), 399);
     }
 }

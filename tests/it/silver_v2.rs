@@ -558,9 +558,10 @@ async fn a_key_moved_into_a_day_a_later_group_fails_blocks_the_day_it_left() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_moved_out_of_a_day_a_later_group_fails_blocks_the_day_it_entered() {
     let bad = two_bad("2026-03-27");
-    let (s, _plan, _lake, r) = two_groups(&[O1_TO_28], &[&bad[0], &bad[1]]).await;
+    let (s, plan, lake, r) = two_groups(&[O1_TO_28], &[&bad[0], &bad[1]]).await;
     let blocked = [("2026-03-27", "blocked"), ("2026-03-28", "blocked")];
     gold_after(&s, &r, &blocked, &[("2026-03-27", 2), ("2026-03-28", 1)]).await;
+    verify_ok(&plan, &lake).await;
 }
 
 /// A key moved on by a later group that fails the day between: o-1 goes 2026-03-27 → 28 in
@@ -569,13 +570,14 @@ async fn a_key_moved_out_of_a_day_a_later_group_fails_blocks_the_day_it_entered(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_moved_twice_across_groups_blocks_every_day_it_touched() {
     let bad = two_bad("2026-03-28");
-    let (s, _plan, _lake, r) = two_groups(&[O1_TO_28], &[O1_TO_29, &bad[0], &bad[1]]).await;
+    let (s, plan, lake, r) = two_groups(&[O1_TO_28], &[O1_TO_29, &bad[0], &bad[1]]).await;
     let blocked = [
         ("2026-03-27", "blocked"),
         ("2026-03-28", "blocked"),
         ("2026-03-29", "blocked"),
     ];
     gold_after(&s, &r, &blocked, &[("2026-03-27", 2), ("2026-03-28", 1)]).await;
+    verify_ok(&plan, &lake).await;
 }
 
 /// The 3 a.m. story with two failures of different causes: 2026-03-28 fails on a currency
