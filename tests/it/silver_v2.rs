@@ -437,10 +437,7 @@ sql = "SELECT CASE WHEN quantity = 7 THEN NULL ELSE order_date END AS day, COUNT
 /// nowhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_moved_into_a_failed_day_blocks_the_day_it_left_too() {
-    let s = Scratch::new();
-    let cfg = init(s.path(), |t| t);
-    let (plan, lake) = open(&cfg).await;
-    run(&plan, &lake).await;
+    let (s, plan, lake) = after_the_example(|t| t).await;
     add_file(
         s.path(),
         "moved.ndjson",
@@ -450,26 +447,36 @@ async fn a_key_moved_into_a_failed_day_blocks_the_day_it_left_too() {
         ],
     );
     let r = run(&plan, &lake).await;
-    let lines = karat::summary::run_lines(&r);
-    assert_eq!(r.status, "failed", "{lines}");
-    let gold = gold_statuses(&r);
-    assert_eq!(gold.get("2026-03-27"), Some(&"blocked"), "{lines}");
-    assert_eq!(gold.get("2026-03-28"), Some(&"blocked"), "{lines}");
-    let (gold, _) = gold_orders_vs_silver(&s.join("lake")).await;
-    let want = BTreeMap::from([("2026-03-27".to_string(), 2), ("2026-03-28".to_string(), 1)]);
-    assert_eq!(gold, want, "as last published: {lines}");
+    assert_eq!(r.status, "failed");
+    let blocked = [("2026-03-27", "blocked"), ("2026-03-28", "blocked")];
+    gold_after(&s, &r, &blocked, &[("2026-03-27", 2), ("2026-03-28", 1)]).await;
     verify_ok(&plan, &lake).await;
-    // and so in the next run, while 2026-03-28 stays failed (before, 2026-03-27 was then
-    // recomputed without o-1, as the failed day still feeds only itself)
+    // before, 2026-03-27 was then recomputed without o-1, as the failed day still feeds only
+    // itself
+    both_days_stay_blocked_in_a_later_run(&s, &plan, &lake).await;
+}
+
+/// After a run that blocked 2026-03-27 and 2026-03-28 (o-1 moved into the failed 28): a later
+/// run with a new order on 2026-03-29, while 28 stays failed, keeps both as last published.
+async fn both_days_stay_blocked_in_a_later_run(s: &Scratch, plan: &Plan, lake: &karat::lake::Lake) {
     let later =
         r#"{"order_id":"o-9","amount":2,"currency":"GBP","quantity":1,"order_date":"2026-03-29"}"#;
-    let (lines, gold) = a_later_run(&s, &plan, &lake, later).await;
+    let (lines, gold) = a_later_run(s, plan, lake, later).await;
     let want = BTreeMap::from([
         ("2026-03-27".to_string(), 2),
         ("2026-03-28".to_string(), 1),
         ("2026-03-29".to_string(), 1),
     ]);
     assert_eq!(gold, want, "{lines}");
+}
+
+/// The example project (its karat.toml edited by `edit`) after its first run.
+async fn after_the_example(edit: impl Fn(String) -> String) -> (Scratch, Plan, karat::lake::Lake) {
+    let s = Scratch::new();
+    let cfg = init(s.path(), edit);
+    let (plan, lake) = open(&cfg).await;
+    run(&plan, &lake).await;
+    (s, plan, lake)
 }
 
 /// A project whose runs apply each new file in a group of its own (`[defaults]
@@ -479,15 +486,13 @@ async fn two_groups(
     first: &[&str],
     second: &[&str],
 ) -> (Scratch, Plan, karat::lake::Lake, karat::pipeline::RunReport) {
-    let s = Scratch::new();
-    let cfg = init(s.path(), |t| {
+    let (s, plan, lake) = after_the_example(|t| {
         t.replace(
             "max_reject_rate = 0.05",
             "max_reject_rate = 0.05\nsilver_group_records = 1",
         )
-    });
-    let (plan, lake) = open(&cfg).await;
-    run(&plan, &lake).await;
+    })
+    .await;
     add_file(s.path(), "1-first.ndjson", first);
     add_file(s.path(), "2-second.ndjson", second);
     let r = run(&plan, &lake).await;
@@ -540,16 +545,7 @@ async fn a_key_moved_into_a_day_a_later_group_fails_blocks_the_day_it_left() {
     let blocked = [("2026-03-27", "blocked"), ("2026-03-28", "blocked")];
     gold_after(&s, &r, &blocked, &[("2026-03-27", 2), ("2026-03-28", 1)]).await;
     verify_ok(&plan, &lake).await;
-    // and so in the next run, while 2026-03-28 stays failed
-    let later =
-        r#"{"order_id":"o-9","amount":2,"currency":"GBP","quantity":1,"order_date":"2026-03-29"}"#;
-    let (lines, gold) = a_later_run(&s, &plan, &lake, later).await;
-    let want = BTreeMap::from([
-        ("2026-03-27".to_string(), 2),
-        ("2026-03-28".to_string(), 1),
-        ("2026-03-29".to_string(), 1),
-    ]);
-    assert_eq!(gold, want, "{lines}");
+    both_days_stay_blocked_in_a_later_run(&s, &plan, &lake).await;
 }
 
 /// The other way round: the first group moves o-1 out of 2026-03-27 and the second fails
@@ -585,10 +581,8 @@ async fn a_key_moved_twice_across_groups_blocks_every_day_it_touched() {
 /// and replaying its day turns that day's gold green, while the other stays blocked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_one_of_two_failed_days_turns_its_gold_green() {
-    let s = Scratch::new();
-    let cfg = init(s.path(), |t| t);
-    let (plan, lake) = open(&cfg).await;
-    run(&plan, &lake).await;
+    let (s, plan, lake) = after_the_example(|t| t).await;
+    let cfg = s.join("karat.toml");
     add_file(
         s.path(),
         "two-bad-days.ndjson",
