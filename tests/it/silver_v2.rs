@@ -60,6 +60,29 @@ async fn a_later_run(
     (lines, gold_orders_vs_silver(&s.join("lake")).await.0)
 }
 
+/// Edits the project's karat.toml (`[from, to]`, which must change it) and replays orders'
+/// partition `partition` with the edited contract: the plan loaded, and the replay's report.
+async fn edit_and_replay(
+    cfg: &Path,
+    lake: &karat::lake::Lake,
+    [from, to]: [&str; 2],
+    partition: &str,
+) -> (Plan, karat::pipeline::RunReport) {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    let edited = text.replace(from, to);
+    assert_ne!(text, edited, "{from} is in {}", cfg.display());
+    std::fs::write(cfg, edited).unwrap();
+    let plan = Plan::load(cfg).await.unwrap();
+    let target = ReplayTarget::Partitions {
+        table: "orders".into(),
+        partitions: vec![partition.to_string()],
+    };
+    let r = karat::pipeline::replay(&plan, lake, target, &Events::none())
+        .await
+        .unwrap();
+    (plan, r)
+}
+
 /// The status of each gold partition a run recomputed or blocked.
 fn gold_statuses(r: &karat::pipeline::RunReport) -> BTreeMap<&str, &str> {
     r.gold
@@ -119,21 +142,16 @@ async fn replay_after_a_contract_fix_brings_the_row_back() {
     assert_eq!(unread.findings, vec![Finding::NotInContract]);
     assert_eq!(d.previous_contract, None, "one contract version so far");
     let batch = d.batch_id.clone();
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let fixed = text.replace(
-        "order_date = { type = \"date\", nullable = false }",
-        "order_date = { type = \"date\", nullable = false, source_field = \"orderDate\" }",
-    );
-    assert_ne!(text, fixed);
-    std::fs::write(&cfg, fixed).unwrap();
-    let plan = Plan::load(&cfg).await.unwrap();
-    let target = ReplayTarget::Partitions {
-        table: "orders".into(),
-        partitions: vec![partition.clone()],
-    };
-    let r = karat::pipeline::replay(&plan, &lake, target, &Events::none())
-        .await
-        .unwrap();
+    let (plan, r) = edit_and_replay(
+        &cfg,
+        &lake,
+        [
+            "order_date = { type = \"date\", nullable = false }",
+            "order_date = { type = \"date\", nullable = false, source_field = \"orderDate\" }",
+        ],
+        &partition,
+    )
+    .await;
     assert_eq!(r.status, "ok", "{}", karat::summary::run_lines(&r));
 
     let lake_dir = s.join("lake");
@@ -310,18 +328,8 @@ async fn a_gold_day_whose_rows_all_become_dead_letters_is_blocked_not_emptied() 
     let cfg = init(s.path(), |t| t);
     let (plan, lake) = open(&cfg).await;
     run(&plan, &lake).await;
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let tightened = text.replace(r#"one_of = ["USD", "EUR", "GBP"]"#, r#"one_of = ["GBP"]"#);
-    assert_ne!(text, tightened);
-    std::fs::write(&cfg, tightened).unwrap();
-    let plan = Plan::load(&cfg).await.unwrap();
-    let target = ReplayTarget::Partitions {
-        table: "orders".into(),
-        partitions: vec!["2026-03-27".into()],
-    };
-    let r = karat::pipeline::replay(&plan, &lake, target, &Events::none())
-        .await
-        .unwrap();
+    let tighten = [r#"one_of = ["USD", "EUR", "GBP"]"#, r#"one_of = ["GBP"]"#];
+    let (plan, r) = edit_and_replay(&cfg, &lake, tighten, "2026-03-27").await;
     let lines = karat::summary::run_lines(&r);
     assert_eq!(r.status, "failed", "{lines}");
     let gold = gold_statuses(&r);
@@ -598,21 +606,11 @@ async fn replaying_one_of_two_failed_days_turns_its_gold_green() {
     let gold = gold_statuses(&r);
     assert_eq!(gold.get("2026-03-28"), Some(&"blocked"), "{lines}");
     assert_eq!(gold.get("2026-03-29"), Some(&"blocked"), "{lines}");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let fixed = text.replace(
+    let fix = [
         r#"one_of = ["USD", "EUR", "GBP"]"#,
         r#"one_of = ["USD", "EUR", "GBP", "CAD"]"#,
-    );
-    assert_ne!(text, fixed);
-    std::fs::write(&cfg, fixed).unwrap();
-    let plan = Plan::load(&cfg).await.unwrap();
-    let target = ReplayTarget::Partitions {
-        table: "orders".into(),
-        partitions: vec!["2026-03-28".into()],
-    };
-    let r = karat::pipeline::replay(&plan, &lake, target, &Events::none())
-        .await
-        .unwrap();
+    ];
+    let (plan, r) = edit_and_replay(&cfg, &lake, fix, "2026-03-28").await;
     let lines = karat::summary::run_lines(&r);
     let gold = gold_statuses(&r);
     assert_eq!(gold.get("2026-03-28"), Some(&"ok"), "{lines}");
