@@ -5,11 +5,17 @@ use deltalake::DeltaTable;
 use deltalake::arrow::datatypes::{DataType, Schema, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::common::{Column as DfColumn, ScalarValue};
+use deltalake::datafusion::execution::cache::cache_manager::{
+    CacheManagerConfig, FileMetadataCache,
+};
+use deltalake::datafusion::execution::cache::default_cache::DefaultCache;
+use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::logical_expr::{Expr, LogicalPlan, lit};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::{SchemaMode, WriteBuilder};
 use deltalake::protocol::SaveMode;
+use std::sync::{Arc, OnceLock};
 use url::Url;
 
 use crate::error::{KaratError, KaratResult};
@@ -393,12 +399,38 @@ pub async fn register_at(
     Ok(true)
 }
 
-/// A DataFusion session configured for karat (both cores, UTC).
+/// A DataFusion session configured for karat (both cores, UTC), sharing the process's cache
+/// of Parquet footers ([`footer_cache`]).
 pub fn session() -> SessionContext {
     let config = deltalake::datafusion::prelude::SessionConfig::new()
         .with_target_partitions(super::append::cores())
         .with_information_schema(false);
-    SessionContext::new_with_config(config)
+    let caches = CacheManagerConfig::default()
+        .with_file_metadata_cache(Some(footer_cache()))
+        .with_metadata_cache_limit(FOOTER_CACHE_BYTES);
+    match RuntimeEnvBuilder::new()
+        .with_cache_manager(caches)
+        .build_arc()
+    {
+        Ok(runtime) => SessionContext::new_with_config_rt(config, runtime),
+        // (building a runtime of default parts does not fail; if it did, a session of its own)
+        Err(_) => SessionContext::new_with_config(config),
+    }
+}
+
+/// Bytes of Parquet footers the process keeps ([`footer_cache`]).
+const FOOTER_CACHE_BYTES: usize = 16 << 20;
+
+/// The Parquet footers DataFusion read, shared by every session of the process. A run scans
+/// the same files in several queries (the accounting, the partition counts, the superseded
+/// rows of a partition), each from a session of its own: without it each query read and
+/// decoded every footer again. Entries are by path and hold only while the file's size and
+/// modification time are those read (Delta's files are never rewritten in place).
+fn footer_cache() -> Arc<FileMetadataCache> {
+    static CACHE: OnceLock<Arc<FileMetadataCache>> = OnceLock::new();
+    CACHE
+        .get_or_init(|| Arc::new(DefaultCache::new(FOOTER_CACHE_BYTES).with_name("karat footers")))
+        .clone()
 }
 
 /// What karat lets SQL do: read. No DDL (CREATE, external tables), no DML (INSERT, COPY),
@@ -557,10 +589,9 @@ pub fn utf8_list(a: &deltalake::arrow::array::ArrayRef) -> deltalake::arrow::arr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    use deltalake::arrow::array::{ArrayRef, Int64Array, StringArray};
-    use deltalake::arrow::datatypes::Field;
+    use deltalake::arrow::array::{ArrayRef, AsArray, Int64Array, StringArray};
+    use deltalake::arrow::datatypes::{Field, Int64Type};
     use deltalake::datafusion::datasource::MemTable;
 
     fn table(ctx: &SessionContext, name: &str, schema: SchemaRef, cols: Vec<ArrayRef>) {
@@ -600,5 +631,54 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(d, 0);
+    }
+
+    #[tokio::test]
+    async fn a_footer_read_by_one_session_serves_the_next_and_a_new_version_reads_its_own_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Url::from_directory_path(dir.path().join("t")).unwrap();
+        std::fs::create_dir_all(dir.path().join("t")).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let rows = |v: Vec<i64>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from(v)) as ArrayRef],
+            )
+            .unwrap()
+        };
+        let write = |v: Vec<i64>, replace: Replace| {
+            let (url, schema, batch) = (url.clone(), schema.clone(), rows(v));
+            async move {
+                write(&url, "t", schema, vec![batch], None, replace, Vec::new())
+                    .await
+                    .unwrap()
+            }
+        };
+        let sum = || {
+            let url = url.clone();
+            async move {
+                let ctx = session();
+                assert!(register(&ctx, "t", &url).await.unwrap());
+                let out = query(&ctx, "SELECT SUM(n) FROM t", "test").await.unwrap();
+                out[0].column(0).as_primitive::<Int64Type>().value(0)
+            }
+        };
+        write(vec![1, 2], Replace::Append).await;
+        assert_eq!(sum().await, 3);
+        // a second session finds the first one's footer
+        let fresh = session();
+        let cache = fresh.runtime_env().cache_manager.get_file_metadata_cache();
+        assert!(
+            !cache.is_empty(),
+            "the footer read before is cached for every session"
+        );
+        write(vec![10], Replace::All).await;
+        assert_eq!(
+            sum().await,
+            10,
+            "the overwrite's file is read, not the first's footer"
+        );
+        write(vec![5], Replace::Append).await;
+        assert_eq!(sum().await, 15);
     }
 }
