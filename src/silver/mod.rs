@@ -178,15 +178,25 @@ pub async fn update(
     let table = contract.table.clone();
     let mut clock = crate::timings::Clock::new(format!("silver {table}"), events);
     let ids: BTreeSet<String> = batches.iter().map(|m| m.batch_id.clone()).collect();
-    let collected = collect::collect(lake, contract.clone(), batches, run_id, events).await?;
-    clock.lap("decode + validate");
-    let store = Store::open(lake, contract.clone()).await?;
+    // where the batches wrote before is read while they decode (both only read)
+    let earlier = async {
+        let store = Store::open(lake, contract.clone()).await?;
+        let of_batches = store.partitions_of_batches(&ids).await?;
+        Ok::<_, KaratError>((store, of_batches))
+    };
+    let collecting = collect::collect(lake, contract.clone(), batches, run_id, events);
+    let (collected, earlier) = futures::join!(collecting, earlier);
+    let (collected, (store, of_batches)) = (collected?, earlier?);
+    clock.lap("decode + validate, partitions of batches");
     let applied = apply(
         &store,
         &contract,
-        &collected.valid,
-        &ids,
-        targets,
+        Input {
+            valid: &collected.valid,
+            ids: &ids,
+            of_batches,
+            targets,
+        },
         &mut clock,
     )
     .await?;
@@ -339,6 +349,16 @@ async fn check_written(
     Ok((counts?, keys))
 }
 
+/// What an update applies: the batches' valid rows, their ids, the partitions where an earlier
+/// processing of them wrote ([`Store::partitions_of_batches`]), and the partitions that must
+/// get an outcome (a replay's).
+struct Input<'a> {
+    valid: &'a [RecordBatch],
+    ids: &'a BTreeSet<String>,
+    of_batches: BTreeSet<String>,
+    targets: &'a BTreeSet<String>,
+}
+
 /// Decides the new content of silver and superseded rows. A keyed table's normal run (new
 /// batches only) merges against the stored versions of its keys ([`incremental`]); a
 /// replay, a retry of batches that already wrote, or a table without key re-merges whole
@@ -346,13 +366,15 @@ async fn check_written(
 async fn apply(
     store: &Store,
     contract: &Contract,
-    valid: &[RecordBatch],
-    ids: &BTreeSet<String>,
-    targets: &BTreeSet<String>,
+    input: Input<'_>,
     clock: &mut crate::timings::Clock<'_>,
 ) -> KaratResult<Applied> {
-    let of_batches = store.partitions_of_batches(ids).await?;
-    clock.lap("partitions of batches");
+    let Input {
+        valid,
+        ids,
+        of_batches,
+        targets,
+    } = input;
     if !contract.key_indexes.is_empty() && targets.is_empty() && of_batches.is_empty() {
         let new = incremental::merge_new(store, contract, valid, clock).await?;
         let applied = match new.merged {

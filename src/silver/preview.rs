@@ -16,7 +16,7 @@ use crate::lake::Lake;
 
 use super::contract::Contract;
 use super::store::Store;
-use super::{Changed, apply, collect, partition_labels};
+use super::{Changed, Input, apply, collect, partition_labels};
 
 /// An update not made.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -48,20 +48,19 @@ pub async fn preview(
     let collected = collect::collect(lake, contract.clone(), batches, "dry-run", &events).await?;
     let store = Store::open(lake, contract.clone()).await?;
     let mut clock = crate::timings::Clock::new("dry run".to_string(), &events);
-    let applied = apply(
-        &store,
-        &contract,
-        &collected.valid,
-        &ids,
+    let of_batches = store.partitions_of_batches(&ids).await?;
+    let input = Input {
+        valid: &collected.valid,
+        ids: &ids,
+        of_batches: of_batches.clone(),
         targets,
-        &mut clock,
-    )
-    .await?;
+    };
+    let applied = apply(&store, &contract, input, &mut clock).await?;
     let mut partitions: BTreeSet<String> = collected.rows_in.keys().cloned().collect();
     partitions.extend(targets.iter().cloned());
     partitions.extend(partition_labels(&contract, &applied.changed)?);
     partitions.extend(applied.replace.iter().flatten().cloned());
-    partitions.extend(store.partitions_of_batches(&ids).await?);
+    partitions.extend(of_batches);
     Ok(SilverPreview {
         batches: ids,
         records,
