@@ -35,8 +35,9 @@ pub fn reset_peak() {
 }
 
 /// With `KARAT_TIMINGS` set, notes how long each step took since the last, the processor time
-/// it used (on all cores: more than its time when it used both), and the peak memory after
-/// it, as `<what>: <step> 0.123s cpu 0.20s (peak 456 MB)`.
+/// it used (on all cores: more than its time when it used both; the whole process's, so in a
+/// long-lived process whatever else ran meanwhile too), and the peak memory after it, as
+/// `<what>: <step> 0.123s cpu 0.20s (peak 456 MB)`.
 pub struct Clock<'a> {
     what: String,
     events: &'a Events,
