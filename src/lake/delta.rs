@@ -430,7 +430,9 @@ const FOOTER_CACHE_BYTES: usize = DEFAULT_METADATA_CACHE_LIMIT;
 /// 707 to 335; on an object store each is a request). Entries are by the file's path in its
 /// store (not its bucket) and checked by size alone (delta-rs gives no modification time):
 /// what makes that safe is Delta's own rule, data files have fresh UUID names and are never
-/// written again in place, as for [`super::footers`]. Least recently used entries go first.
+/// written again in place. Least recently used entries go first. The key lookup's own readers
+/// keep their footers in [`super::footers`] (by table address and size); a footer both read is
+/// held twice, and the two could be one cache.
 fn footer_cache() -> Arc<FileMetadataCache> {
     static CACHE: OnceLock<Arc<FileMetadataCache>> = OnceLock::new();
     CACHE
