@@ -112,14 +112,19 @@ pub async fn balance(
     let table = &contract.table;
     let ctx = delta::session();
     let ids: BTreeSet<String> = manifests.iter().map(|m| m.batch_id.clone()).collect();
-    let silver_path = layout::table(Zone::Silver, table);
-    let silver = per_batch_of(&ctx, lake, &silver_path, "s", "_batch_id", &ids, table).await?;
+    let (silver_path, dead_path) = (
+        layout::table(Zone::Silver, table),
+        layout::dead_letters(table),
+    );
+    let sup_path = layout::superseded(table);
+    // three tables, counted side by side
+    let (silver, dead, sup) = futures::try_join!(
+        per_batch_of(&ctx, lake, &silver_path, "s", "_batch_id", &ids, table),
+        per_batch_of(&ctx, lake, &dead_path, "d", "batch_id", &ids, table),
+        per_batch_of(&ctx, lake, &sup_path, "u", "_batch_id", &ids, table),
+    )?;
     let has_silver = silver.is_some();
     let silver = silver.unwrap_or_default();
-    let dead_path = layout::dead_letters(table);
-    let dead = per_batch_of(&ctx, lake, &dead_path, "d", "batch_id", &ids, table).await?;
-    let sup_path = layout::superseded(table);
-    let sup = per_batch_of(&ctx, lake, &sup_path, "u", "_batch_id", &ids, table).await?;
     let (dead, sup) = (dead.unwrap_or_default(), sup.unwrap_or_default());
     let batches = manifests
         .iter()

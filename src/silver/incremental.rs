@@ -87,8 +87,10 @@ async fn merge_found(
     narrowed.extend(stored.batches.iter().cloned());
     let versions = concat_batches(&schema, &narrowed).map_err(err)?;
     drop(narrowed);
+    clock.lap("versions side by side");
     let nkeys = contract.key_indexes.len();
     let merged = merge::merge(&versions, &(0..nkeys).collect::<Vec<_>>(), &ctx)?;
+    clock.lap("merged by key");
     let n_new = valid.iter().map(|b| b.num_rows()).sum::<usize>() as u32;
     let decided = Decided::of(&merged, n_new);
     let labels = label_column(&versions);
