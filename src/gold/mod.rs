@@ -133,6 +133,7 @@ pub async fn process(
         name: name.clone(),
         total: None,
     });
+    let mut clock = crate::timings::Clock::new(format!("gold {name}"), events);
     let ctx = delta::session();
     if let Some(why) = register_inputs(lake, config, &ctx, plan).await? {
         let outcome = blocked_outcome(WHOLE_TABLE, &why);
@@ -151,6 +152,7 @@ pub async fn process(
         base_sql: &base_sql,
     };
     let start = Start::of(&table, &work, baseline.as_ref(), events).await?;
+    clock.lap("inputs, baseline, scope");
     let recompute = Recompute {
         table,
         spec: g,
@@ -159,7 +161,7 @@ pub async fn process(
         run_id,
         events,
     };
-    recompute.from(start).await
+    recompute.from(start, &mut clock).await
 }
 
 /// A recompute of one gold table once where it starts is known.
@@ -200,7 +202,11 @@ impl Recompute<'_> {
 
     /// Recomputes the partitions `start` covers (or says why none), checks and publishes
     /// them, and keeps the fold's baseline for the next run.
-    async fn from(self, start: Start) -> KaratResult<GoldReport> {
+    async fn from(
+        self,
+        start: Start,
+        clock: &mut crate::timings::Clock<'_>,
+    ) -> KaratResult<GoldReport> {
         let Start {
             scope,
             blocked,
@@ -231,6 +237,7 @@ impl Recompute<'_> {
             _ => None,
         };
         let computed = compute(t.lake, t.ctx, t.plan, &target, folds, t.base_sql, events).await?;
+        clock.lap("compute");
         let pcol = pcol.as_deref();
         let stored = match (pcol, &target.wanted) {
             (Some(p), None) => stored_partitions(t.lake, t.ctx, t.plan, p).await?,
@@ -239,6 +246,7 @@ impl Recompute<'_> {
         let mut checked =
             check_partitions(t.ctx, t.plan, g, pcol, &target, &computed, &stored).await?;
         outcomes.append(&mut checked.outcomes);
+        clock.lap("check");
         let whole = target.wanted.is_none();
         let batches = computed.batches;
         let written = publish(
@@ -252,6 +260,7 @@ impl Recompute<'_> {
             self.run_id,
         )
         .await?;
+        clock.lap("publish");
         for o in outcomes.iter_mut().filter(|o| o.status.promoted()) {
             o.delta_version = written.version.or(o.delta_version);
         }
@@ -263,6 +272,7 @@ impl Recompute<'_> {
             let stale =
                 fold::stale_after(whole, written.replaced_all, held, &wanted, passing, blocked);
             fold::Baseline::keep(t.lake, t.config, t.plan, stale, events).await;
+            clock.lap("keep the fold's baseline");
         }
         let name = &t.plan.name;
         Ok(finished(
