@@ -112,10 +112,8 @@ pub async fn balance(
     let table = &contract.table;
     let ctx = delta::session();
     let ids: BTreeSet<String> = manifests.iter().map(|m| m.batch_id.clone()).collect();
-    let (silver_path, dead_path) = (
-        layout::table(Zone::Silver, table),
-        layout::dead_letters(table),
-    );
+    let silver_path = layout::table(Zone::Silver, table);
+    let dead_path = layout::dead_letters(table);
     let sup_path = layout::superseded(table);
     // three tables, counted side by side
     let (silver, dead, sup) = futures::try_join!(

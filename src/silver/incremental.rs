@@ -127,7 +127,7 @@ async fn merge_found(
         .map_err(err)?;
     let old_homes = labels_of(&labels, &gone);
     let stored_rows: Vec<u32> = gone.iter().map(|r| r - n_new).collect();
-    clock.lap("merge versions");
+    clock.lap("winners and superseded rows");
     let mut located = store
         .removed(&stored, &stored_rows, &removed_keys, &old_homes)
         .await?;
